@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs every Debian package graft needs to build, test, benchmark and run.
+# Idempotent: packages already present are not touched, so it is cheap to call
+# from `make demo`, `make test` and .ci/run.
+set -eu
+
+PACKAGES="
+build-essential pkg-config
+libopenblas-dev zlib1g-dev
+libuv1-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
+libjansson-dev libhttp-parser-dev
+libcriterion-dev
+dataset-fashion-mnist
+"
+# PyTorch is only for generating reference fixtures and for the benchmark's
+# side-by-side comparison; the tests read committed fixtures and never need it.
+OPTIONAL="python3-torch python3-numpy"
+
+missing=""
+for p in $PACKAGES ${GRAFT_WITH_TORCH:+$OPTIONAL}; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing

@@ -1,0 +1,272 @@
+/*
+ * nn.h - graft's training engine, the one public header of nn/.
+ *
+ * Tensors are float32 in NCHW order.  Layer functions are plain functions that
+ * read and write caller-provided buffers; the shapes are in a comment above each
+ * one.  Backward functions ACCUMULATE into their gradient outputs (dx, dw, ...),
+ * so a tensor read by several layers gets the sum of their gradients; callers
+ * zero gradient buffers before a backward pass.
+ *
+ * nn depends on OpenBLAS (cblas_sgemm), zlib (gzip'd IDX files) and jansson (the
+ * JSON header of safetensors files; a hand-written JSON parser would be the one
+ * place a hostile file could hurt us, so we use the well-kept library instead).
+ */
+#ifndef GRAFT_NN_H
+#define GRAFT_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors (shared by every part of graft) ---------------------------- */
+
+enum {
+	GRAFT_OK = 0,
+	GRAFT_EINVAL = -1,  /* a bad argument or a malformed value */
+	GRAFT_ENOMEM = -2,  /* out of memory */
+	GRAFT_EIO = -3,     /* a file could not be opened, read or written */
+	GRAFT_EFORMAT = -4, /* a file's contents are corrupt, truncated or inconsistent */
+	GRAFT_ESQL = -5,    /* the database failed */
+	GRAFT_ERANGE = -6,  /* a value outside the allowed range */
+};
+
+/* Returns a short English description of a GRAFT_E* code. */
+const char *graft_strerror(int rc);
+
+/* Functions that can fail for a reason a person must act on take a message
+ * buffer (err, errlen) and write one line into it, naming the file and problem. */
+#define GRAFT_ERRLEN 512
+
+/* ---- random numbers (xoshiro256**, seeded by splitmix64) ---------------- */
+
+typedef struct nn_rng {
+	uint64_t s[4];
+} nn_rng;
+
+void nn_rng_seed(nn_rng *r, uint64_t seed);
+uint64_t nn_rng_next(nn_rng *r);
+double nn_rng_uniform(nn_rng *r);           /* [0, 1) */
+double nn_rng_normal(nn_rng *r);            /* mean 0, std 1 */
+uint32_t nn_rng_below(nn_rng *r, uint32_t n); /* [0, n), n > 0 */
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* Sets how many threads the layers use (>= 1).  graft runs its own threads and
+ * keeps OpenBLAS single-threaded inside them: the two pools would fight. */
+void nn_set_threads(int n);
+int nn_threads(void);
+
+/* ---- datasets ------------------------------------------------------------ */
+
+#define NN_MAX_CHANNELS 4
+
+typedef struct nn_dataset {
+	int n, c, h, w;   /* n images of c x h x w pixels */
+	int classes;      /* number of classes (max label + 1, at least 2) */
+	uint8_t *pixels;  /* (n, c, h, w), 0..255 */
+	uint8_t *labels;  /* (n) */
+} nn_dataset;
+
+/* Loads an IDX image file (magic 0x803, u8, 3 dims) and its IDX label file
+ * (magic 0x801, u8, 1 dim), each gzip'd or plain.  A corrupt, truncated or
+ * mismatched pair is GRAFT_EFORMAT with a message naming the file and problem;
+ * nothing is loaded partially. */
+int nn_idx_load(nn_dataset *ds, const char *images_path, const char *labels_path,
+                char *err, size_t errlen);
+
+/* Loads CIFAR-10 binary batches (records of 1 label byte + 3072 pixel bytes). */
+int nn_cifar10_load(nn_dataset *ds, const char *const *paths, int npaths,
+                    char *err, size_t errlen);
+
+/* Frees what a load or split allocated and zeroes *ds; NULL is a no-op. */
+void nn_dataset_free(nn_dataset *ds);
+
+/* Copies the first n - nval images of src into train and the last nval into val
+ * (the datasets we read are already shuffled, so the split is deterministic and
+ * needs no seed).  0 < nval < src->n. */
+int nn_dataset_split(const nn_dataset *src, int nval, nn_dataset *train, nn_dataset *val);
+
+/* Per-channel mean and standard deviation of the pixels scaled to [0, 1]. */
+void nn_dataset_stats(const nn_dataset *ds, float *mean, float *std);
+
+typedef struct nn_augment {
+	int crop_pad; /* random crop after zero-padding by this many pixels; 0 = off */
+	int flip;     /* random horizontal flip with probability 1/2 */
+} nn_augment;
+
+/* x: (n, c, h, w) normalized pixels ((p/255 - mean[c]) / std[c]); y: (n) labels.
+ * Fills them with images idx[0..n); aug may be NULL (no augmentation). */
+void nn_dataset_batch(const nn_dataset *ds, const int *idx, int n,
+                      const float *mean, const float *std,
+                      const nn_augment *aug, nn_rng *rng, float *x, int *y);
+
+/* ---- named tensors and safetensors files ------------------------------- */
+
+#define NN_NAME_MAX 96
+
+typedef struct nn_tensor {
+	char name[NN_NAME_MAX];
+	int ndim;          /* 1..4 */
+	int64_t shape[4];
+	float *data;       /* float32, row-major */
+} nn_tensor;
+
+/* Number of elements of t. */
+int64_t nn_tensor_numel(const nn_tensor *t);
+
+/* Writes the tensors as a safetensors file (F32, PyTorch layouts), in the order
+ * given; the data is borrowed. */
+int nn_safetensors_write(const char *path, const nn_tensor *t, int n,
+                         char *err, size_t errlen);
+
+typedef struct nn_weights {
+	int n;
+	nn_tensor *t;  /* t[i].data points into blob */
+	void *blob;
+} nn_weights;
+
+/* Reads a safetensors file.  Only F32 tensors of 1-4 dims are accepted; a
+ * truncated file or a header that lies (offsets out of range, overlapping or
+ * wrong-sized, bad JSON) is GRAFT_EFORMAT with a message, never a crash. */
+int nn_safetensors_read(const char *path, nn_weights *w, char *err, size_t errlen);
+const nn_tensor *nn_weights_find(const nn_weights *w, const char *name);
+void nn_weights_free(nn_weights *w);
+
+/* ---- layers --------------------------------------------------------------- */
+
+/* A 2-D convolution without bias.  pad is symmetric; groups divides cin and cout. */
+typedef struct nn_conv_shape {
+	int cin, h, w;     /* input */
+	int cout, k, stride, pad, groups;
+	int oh, ow;        /* output, set by nn_conv_shape_init */
+} nn_conv_shape;
+
+/* Fills oh, ow; returns GRAFT_EINVAL on an impossible shape. */
+int nn_conv_shape_init(nn_conv_shape *s);
+/* Floats of workspace the conv functions need for a batch (all threads). */
+size_t nn_conv_workspace(const nn_conv_shape *s);
+
+/* x: (n,cin,h,w)  w: (cout,cin/groups,k,k)  y: (n,cout,oh,ow), overwritten */
+void nn_conv_forward(const nn_conv_shape *s, int n, const float *x, const float *w,
+                     float *y, float *ws);
+/* dy: (n,cout,oh,ow); dx (may be NULL) and dw (may be NULL) accumulate. */
+void nn_conv_backward(const nn_conv_shape *s, int n, const float *x, const float *w,
+                      const float *dy, float *dx, float *dw, float *ws);
+/* Direct loops, the reference the fast path is tested against. */
+void nn_conv_forward_naive(const nn_conv_shape *s, int n, const float *x,
+                           const float *w, float *y);
+void nn_conv_backward_naive(const nn_conv_shape *s, int n, const float *x,
+                            const float *w, const float *dy, float *dx, float *dw);
+
+#define NN_BN_EPS 1e-5f
+#define NN_BN_MOMENTUM 0.1f
+
+/* Batch norm over (n, hw) per channel, optionally followed by ReLU.
+ * x, y: (n,c,hw).  Train mode uses the batch statistics, saves the mean and
+ * 1/sqrt(var+eps) for backward, and updates the running statistics as PyTorch
+ * does (running_var gets the unbiased variance). */
+void nn_bn_forward_train(int n, int c, int hw, const float *x, const float *gamma,
+                         const float *beta, float *running_mean, float *running_var,
+                         float *save_mean, float *save_invstd, int relu, float *y);
+void nn_bn_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
+                        const float *beta, const float *running_mean,
+                        const float *running_var, int relu, float *y);
+/* y is the forward output (for the ReLU mask when relu is set); dx, dgamma,
+ * dbeta accumulate; dx may be NULL. */
+void nn_bn_backward(int n, int c, int hw, const float *x, const float *y,
+                    const float *dy, const float *gamma, const float *save_mean,
+                    const float *save_invstd, int relu, float *dx, float *dgamma,
+                    float *dbeta);
+
+/* y = max(x, 0) over len floats; dx += dy where y > 0. */
+void nn_relu_forward(size_t len, const float *x, float *y);
+void nn_relu_backward(size_t len, const float *y, const float *dy, float *dx);
+
+/* y = a + b, optionally followed by ReLU.  da, db (either may be NULL) += dy
+ * (masked by y > 0 when relu). */
+void nn_add_forward(size_t len, const float *a, const float *b, int relu, float *y);
+void nn_add_backward(size_t len, const float *y, const float *dy, int relu,
+                     float *da, float *db);
+
+/* 2x2 max pool, stride 2, floor.  x: (n,c,h,w)  y: (n,c,h/2,w/2) */
+void nn_maxpool_forward(int n, int c, int h, int w, const float *x, float *y);
+void nn_maxpool_backward(int n, int c, int h, int w, const float *x, const float *y,
+                         const float *dy, float *dx);
+
+/* Global average pool.  x: (n,c,hw)  y: (n,c) */
+void nn_gap_forward(int n, int c, int hw, const float *x, float *y);
+void nn_gap_backward(int n, int c, int hw, const float *dy, float *dx);
+
+/* y = x w^T + b.  x: (n,in)  w: (out,in)  b: (out)  y: (n,out) */
+void nn_linear_forward(int n, int in, int out, const float *x, const float *w,
+                       const float *b, float *y);
+void nn_linear_backward(int n, int in, int out, const float *x, const float *w,
+                        const float *dy, float *dx, float *dw, float *db);
+
+/* Mean softmax cross-entropy of logits (n,k) against labels y (n); writes
+ * dlogits (n,k) = d(mean loss)/d(logits), overwritten.  dlogits may be NULL. */
+double nn_softmax_xent(int n, int k, const float *logits, const int *y, float *dlogits);
+
+/* ---- optimizer and schedule ---------------------------------------------- */
+
+typedef struct nn_sgd {
+	float lr, momentum, weight_decay;
+	int nesterov;
+} nn_sgd;
+
+/* One step of PyTorch's SGD over len parameters: g += wd*p; v = mu*v + g;
+ * p -= lr * (nesterov ? g + mu*v : v). */
+void nn_sgd_step(const nn_sgd *o, float lr, size_t len, float *p, const float *g, float *v);
+
+enum nn_schedule { NN_SCHEDULE_CONSTANT, NN_SCHEDULE_COSINE };
+
+/* Learning rate at step t of total: linear warm-up over warmup steps, then
+ * constant or cosine decay to 0 at total. */
+float nn_lr_at(enum nn_schedule s, float base, int t, int total, int warmup);
+
+/* ---- architecture (graft-arch/1) ----------------------------------------- */
+
+enum nn_block_op { NN_OP_CONV3, NN_OP_CONV5, NN_OP_SEP3, NN_OP_RES3, NN_OP_POOL };
+
+#define NN_MAX_BLOCKS 32
+#define NN_MAX_GRAFT_LAYERS 8
+#define NN_SKIP_NONE (-2) /* skip_from: -1 is the stem, j >= 0 a block */
+
+typedef struct nn_block_spec {
+	enum nn_block_op op;
+	int channels;
+	int stride;     /* 1 or 2; ignored by pool */
+	int skip_from;  /* NN_SKIP_NONE, -1 (stem) or an earlier block */
+} nn_block_spec;
+
+typedef struct nn_recipe {
+	int steps, batch;
+	float lr, momentum, weight_decay;
+	int nesterov;
+	enum nn_schedule schedule;
+	int warmup;      /* warm-up steps */
+	int crop, flip;  /* augmentation: crop padding (0 = off), flip on/off */
+	uint64_t seed;
+} nn_recipe;
+
+typedef struct nn_arch {
+	int in_c, in_h, in_w;
+	float mean[NN_MAX_CHANNELS], std[NN_MAX_CHANNELS];
+	int classes;
+	int stem_kernel, stem_channels;
+	int graft_nlayers;                       /* 0: no graft */
+	int graft_kernel[NN_MAX_GRAFT_LAYERS];
+	int graft_channels[NN_MAX_GRAFT_LAYERS];
+	char graft_sha256[65];                   /* hex, may be empty */
+	char graft_source[32];                   /* informative */
+	int nblocks;
+	nn_block_spec blocks[NN_MAX_BLOCKS];
+	nn_recipe train;
+	int has_result;                          /* informative result section */
+	double result_val_accuracy;
+	int64_t result_params, result_flops;
+} nn_arch;
+
+/* Fills a with the defaults of every optional field (recipe, normalize). */
+void nn_arch_defaults(nn_arch *a);
+
+#endif
