@@ -10,9 +10,9 @@
 CC      ?= cc
 PKGS    := openblas zlib jansson yaml-0.1
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
+CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm -fopenmp
 ifneq ($(WERROR),)
 CFLAGS  += -Werror
 endif

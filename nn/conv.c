@@ -1,0 +1,325 @@
+/*
+ * conv.c - 2-D convolution, forward and backward.
+ *
+ * The fast path is im2col + cblas_sgemm per image, the batch split across our
+ * threads, each with its own column buffer and its own weight-gradient
+ * accumulator (summed in a fixed order at the end, so results do not depend on
+ * timing).  Convolutions where each output channel reads a single input channel
+ * (depthwise) would be matrix products with one row, the worst case for sgemm,
+ * so they run as direct loops instead.  The naive twins at the bottom are the
+ * reference the tests hold the fast path to.
+ */
+#include <assert.h>
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+int nn_conv_shape_init(nn_conv_shape *s)
+{
+	if (s->cin < 1 || s->h < 1 || s->w < 1 || s->cout < 1 || s->k < 1 ||
+	    s->stride < 1 || s->pad < 0 || s->groups < 1 ||
+	    s->cin % s->groups || s->cout % s->groups)
+		return GRAFT_EINVAL;
+	s->oh = (s->h + 2 * s->pad - s->k) / s->stride + 1;
+	s->ow = (s->w + 2 * s->pad - s->k) / s->stride + 1;
+	if (s->h + 2 * s->pad < s->k || s->w + 2 * s->pad < s->k)
+		return GRAFT_EINVAL;
+	return 0;
+}
+
+static int is_depthwise(const nn_conv_shape *s)
+{
+	return s->cin / s->groups == 1 && s->groups > 1;
+}
+
+/* A 1x1 stride-1 unpadded convolution reads its input as the column matrix. */
+static int is_pointwise(const nn_conv_shape *s)
+{
+	return s->k == 1 && s->stride == 1 && s->pad == 0;
+}
+
+static size_t col_size(const nn_conv_shape *s)
+{
+	return (size_t)s->cin * s->k * s->k * s->oh * s->ow;
+}
+
+static size_t wgrad_size(const nn_conv_shape *s)
+{
+	return (size_t)s->cout * (s->cin / s->groups) * s->k * s->k;
+}
+
+size_t nn_conv_workspace(const nn_conv_shape *s)
+{
+	if (is_depthwise(s))
+		return (size_t)nn_threads() * wgrad_size(s);
+	return (size_t)nn_threads() * (col_size(s) + wgrad_size(s));
+}
+
+/* col: (cin*k*k, oh*ow), the patches of one image x: (cin,h,w). */
+static void im2col(const nn_conv_shape *s, const float *x, float *col)
+{
+	int k = s->k, oh = s->oh, ow = s->ow;
+
+	for (int c = 0; c < s->cin; c++)
+		for (int ki = 0; ki < k; ki++)
+			for (int kj = 0; kj < k; kj++) {
+				float *row = col + ((size_t)(c * k + ki) * k + kj) * oh * ow;
+				const float *xc = x + (size_t)c * s->h * s->w;
+				for (int i = 0; i < oh; i++) {
+					int y = i * s->stride - s->pad + ki;
+					float *out = row + (size_t)i * ow;
+					if (y < 0 || y >= s->h) {
+						memset(out, 0, sizeof(float) * ow);
+						continue;
+					}
+					const float *xr = xc + (size_t)y * s->w;
+					for (int j = 0; j < ow; j++) {
+						int xx = j * s->stride - s->pad + kj;
+						out[j] = (xx >= 0 && xx < s->w) ? xr[xx] : 0.0f;
+					}
+				}
+			}
+}
+
+/* dx: (cin,h,w) += the columns folded back onto the image they came from. */
+static void col2im(const nn_conv_shape *s, const float *col, float *dx)
+{
+	int k = s->k, oh = s->oh, ow = s->ow;
+
+	for (int c = 0; c < s->cin; c++)
+		for (int ki = 0; ki < k; ki++)
+			for (int kj = 0; kj < k; kj++) {
+				const float *row = col + ((size_t)(c * k + ki) * k + kj) * oh * ow;
+				float *dxc = dx + (size_t)c * s->h * s->w;
+				for (int i = 0; i < oh; i++) {
+					int y = i * s->stride - s->pad + ki;
+					if (y < 0 || y >= s->h)
+						continue;
+					const float *in = row + (size_t)i * ow;
+					float *dr = dxc + (size_t)y * s->w;
+					for (int j = 0; j < ow; j++) {
+						int xx = j * s->stride - s->pad + kj;
+						if (xx >= 0 && xx < s->w)
+							dr[xx] += in[j];
+					}
+				}
+			}
+}
+
+/* Depthwise: output channel o reads input channel o / (cout/cin). */
+static void dw_forward_image(const nn_conv_shape *s, const float *x, const float *w,
+                             float *y)
+{
+	int mult = s->cout / s->cin, k = s->k;
+
+	for (int o = 0; o < s->cout; o++) {
+		const float *xc = x + (size_t)(o / mult) * s->h * s->w;
+		const float *wo = w + (size_t)o * k * k;
+		float *yo = y + (size_t)o * s->oh * s->ow;
+		for (int i = 0; i < s->oh; i++)
+			for (int j = 0; j < s->ow; j++) {
+				float acc = 0.0f;
+				for (int ki = 0; ki < k; ki++) {
+					int yy = i * s->stride - s->pad + ki;
+					if (yy < 0 || yy >= s->h)
+						continue;
+					for (int kj = 0; kj < k; kj++) {
+						int xx = j * s->stride - s->pad + kj;
+						if (xx >= 0 && xx < s->w)
+							acc += xc[yy * s->w + xx] * wo[ki * k + kj];
+					}
+				}
+				yo[i * s->ow + j] = acc;
+			}
+	}
+}
+
+static void dw_backward_image(const nn_conv_shape *s, const float *x, const float *w,
+                              const float *dy, float *dx, float *dw)
+{
+	int mult = s->cout / s->cin, k = s->k;
+
+	for (int o = 0; o < s->cout; o++) {
+		const float *xc = x + (size_t)(o / mult) * s->h * s->w;
+		float *dxc = dx ? dx + (size_t)(o / mult) * s->h * s->w : NULL;
+		const float *wo = w + (size_t)o * k * k;
+		float *dwo = dw + (size_t)o * k * k;
+		const float *dyo = dy + (size_t)o * s->oh * s->ow;
+		for (int i = 0; i < s->oh; i++)
+			for (int j = 0; j < s->ow; j++) {
+				float g = dyo[i * s->ow + j];
+				for (int ki = 0; ki < k; ki++) {
+					int yy = i * s->stride - s->pad + ki;
+					if (yy < 0 || yy >= s->h)
+						continue;
+					for (int kj = 0; kj < k; kj++) {
+						int xx = j * s->stride - s->pad + kj;
+						if (xx < 0 || xx >= s->w)
+							continue;
+						dwo[ki * k + kj] += g * xc[yy * s->w + xx];
+						if (dxc)
+							dxc[yy * s->w + xx] += g * wo[ki * k + kj];
+					}
+				}
+			}
+	}
+}
+
+/* y_g (cout/g, oh*ow) = w_g (cout/g, K) * col_g (K, oh*ow) for each group g. */
+static void gemm_forward_image(const nn_conv_shape *s, const float *x, const float *w,
+                               float *y, float *col)
+{
+	int g = s->groups, mg = s->cout / g, kg = (s->cin / g) * s->k * s->k;
+	int n = s->oh * s->ow;
+	const float *cols = x;
+
+	if (!is_pointwise(s)) {
+		im2col(s, x, col);
+		cols = col;
+	}
+	for (int i = 0; i < g; i++)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg, n, kg, 1.0f,
+		            w + (size_t)i * mg * kg, kg, cols + (size_t)i * kg * n, n,
+		            0.0f, y + (size_t)i * mg * n, n);
+}
+
+void nn_conv_forward(const nn_conv_shape *s, int n, const float *x, const float *w,
+                     float *y, float *ws)
+{
+	size_t xs = (size_t)s->cin * s->h * s->w, ys = (size_t)s->cout * s->oh * s->ow;
+	size_t per_thread = col_size(s) + wgrad_size(s);
+
+#pragma omp parallel for schedule(static)
+	for (int i = 0; i < n; i++) {
+		if (is_depthwise(s))
+			dw_forward_image(s, x + i * xs, w, y + i * ys);
+		else
+			gemm_forward_image(s, x + i * xs, w, y + i * ys,
+			                   ws + omp_get_thread_num() * per_thread);
+	}
+}
+
+/* dw_g += dy_g * col_g^T and dcol_g = w_g^T * dy_g, folded back into dx. */
+static void gemm_backward_image(const nn_conv_shape *s, const float *x, const float *w,
+                                const float *dy, float *dx, float *dw, float *col)
+{
+	int g = s->groups, mg = s->cout / g, kg = (s->cin / g) * s->k * s->k;
+	int n = s->oh * s->ow, pw = is_pointwise(s);
+	const float *cols = x;
+
+	if (dw) {
+		if (!pw) {
+			im2col(s, x, col);
+			cols = col;
+		}
+		for (int i = 0; i < g; i++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mg, kg, n, 1.0f,
+			            dy + (size_t)i * mg * n, n, cols + (size_t)i * kg * n, n,
+			            1.0f, dw + (size_t)i * mg * kg, kg);
+	}
+	if (!dx)
+		return;
+	/* A pointwise conv's column matrix is dx itself: accumulate straight in. */
+	float *dcol = pw ? dx : col;
+	for (int i = 0; i < g; i++)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kg, n, mg, 1.0f,
+		            w + (size_t)i * mg * kg, kg, dy + (size_t)i * mg * n, n,
+		            pw ? 1.0f : 0.0f, dcol + (size_t)i * kg * n, n);
+	if (!pw)
+		col2im(s, col, dx);
+}
+
+void nn_conv_backward(const nn_conv_shape *s, int n, const float *x, const float *w,
+                      const float *dy, float *dx, float *dw, float *ws)
+{
+	size_t xs = (size_t)s->cin * s->h * s->w, ys = (size_t)s->cout * s->oh * s->ow;
+	int dwise = is_depthwise(s);
+	size_t cs = dwise ? 0 : col_size(s), wgs = wgrad_size(s);
+	int nt = nn_threads();
+
+	/* Each thread accumulates its share of dw privately; the shares are then
+	 * added in thread order, which keeps the sum independent of scheduling. */
+#pragma omp parallel num_threads(nt)
+	{
+		int t = omp_get_thread_num();
+		float *col = ws + t * (cs + wgs);
+		float *tdw = dw ? col + cs : NULL;
+		if (tdw)
+			memset(tdw, 0, sizeof(float) * wgs);
+#pragma omp for schedule(static)
+		for (int i = 0; i < n; i++) {
+			const float *xi = x + i * xs, *dyi = dy + i * ys;
+			float *dxi = dx ? dx + i * xs : NULL;
+			if (dwise)
+				dw_backward_image(s, xi, w, dyi, dxi, tdw);
+			else
+				gemm_backward_image(s, xi, w, dyi, dxi, tdw, col);
+		}
+	}
+	if (!dw)
+		return;
+	for (int t = 0; t < nt; t++) {
+		const float *tdw = ws + t * (cs + wgs) + cs;
+		for (size_t j = 0; j < wgs; j++)
+			dw[j] += tdw[j];
+	}
+}
+
+/* ---- the reference: direct loops over every output and every tap --------- */
+
+void nn_conv_forward_naive(const nn_conv_shape *s, int n, const float *x,
+                           const float *w, float *y)
+{
+	int cg = s->cin / s->groups, og = s->cout / s->groups, k = s->k;
+
+	for (int b = 0; b < n; b++)
+		for (int o = 0; o < s->cout; o++)
+			for (int i = 0; i < s->oh; i++)
+				for (int j = 0; j < s->ow; j++) {
+					double acc = 0.0;
+					for (int c = 0; c < cg; c++) {
+						int ci = (o / og) * cg + c;
+						for (int ki = 0; ki < k; ki++)
+							for (int kj = 0; kj < k; kj++) {
+								int yy = i * s->stride - s->pad + ki;
+								int xx = j * s->stride - s->pad + kj;
+								if (yy < 0 || yy >= s->h || xx < 0 || xx >= s->w)
+									continue;
+								acc += (double)x[((size_t)(b * s->cin + ci) * s->h + yy) * s->w + xx] *
+								       w[((size_t)(o * cg + c) * k + ki) * k + kj];
+							}
+					}
+					y[((size_t)(b * s->cout + o) * s->oh + i) * s->ow + j] = (float)acc;
+				}
+}
+
+void nn_conv_backward_naive(const nn_conv_shape *s, int n, const float *x,
+                            const float *w, const float *dy, float *dx, float *dw)
+{
+	int cg = s->cin / s->groups, og = s->cout / s->groups, k = s->k;
+
+	for (int b = 0; b < n; b++)
+		for (int o = 0; o < s->cout; o++)
+			for (int i = 0; i < s->oh; i++)
+				for (int j = 0; j < s->ow; j++) {
+					float g = dy[((size_t)(b * s->cout + o) * s->oh + i) * s->ow + j];
+					for (int c = 0; c < cg; c++) {
+						int ci = (o / og) * cg + c;
+						for (int ki = 0; ki < k; ki++)
+							for (int kj = 0; kj < k; kj++) {
+								int yy = i * s->stride - s->pad + ki;
+								int xx = j * s->stride - s->pad + kj;
+								if (yy < 0 || yy >= s->h || xx < 0 || xx >= s->w)
+									continue;
+								size_t xi = ((size_t)(b * s->cin + ci) * s->h + yy) * s->w + xx;
+								size_t wi = ((size_t)(o * cg + c) * k + ki) * k + kj;
+								if (dw)
+									dw[wi] += g * x[xi];
+								if (dx)
+									dx[xi] += g * w[wi];
+							}
+					}
+				}
+}
