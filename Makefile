@@ -9,7 +9,7 @@
 
 CC      ?= cc
 PKGS    := openblas zlib jansson yaml-0.1
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread -lm -fopenmp
@@ -24,6 +24,8 @@ endif
 B := build
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
+CLI_SRC   := daemon/graft.c $(wildcard daemon/cmd_*.c)
+CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TEST_LIB  := $(wildcard tests/support/*.c)
@@ -44,7 +46,7 @@ $(B)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/graft: $(B)/daemon/graft.o $(B)/libgraft.a
+bin/graft: $(CLI_OBJ) $(B)/libgraft.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

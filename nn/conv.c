@@ -57,6 +57,28 @@ size_t nn_conv_workspace(const nn_conv_shape *s)
 	return (size_t)nn_threads() * (col_size(s) + wgrad_size(s));
 }
 
+/* One row of a column matrix: out[j] = x[y, j*stride - pad + kj], zero
+ * outside the image.  Stride 1 is a shifted copy, the common case. */
+static void im2col_row(const nn_conv_shape *s, const float *xr, int kj, float *out)
+{
+	int ow = s->ow, off = kj - s->pad;
+
+	if (s->stride == 1) {
+		int lo = off < 0 ? -off : 0;             /* first j inside the image */
+		int hi = s->w - off < ow ? s->w - off : ow; /* one past the last */
+		if (hi < lo)
+			hi = lo;
+		memset(out, 0, sizeof(float) * lo);
+		memcpy(out + lo, xr + lo + off, sizeof(float) * (hi - lo));
+		memset(out + hi, 0, sizeof(float) * (ow - hi));
+		return;
+	}
+	for (int j = 0; j < ow; j++) {
+		int xx = j * s->stride + off;
+		out[j] = (xx >= 0 && xx < s->w) ? xr[xx] : 0.0f;
+	}
+}
+
 /* col: (cin*k*k, oh*ow), the patches of one image x: (cin,h,w). */
 static void im2col(const nn_conv_shape *s, const float *x, float *col)
 {
@@ -70,17 +92,33 @@ static void im2col(const nn_conv_shape *s, const float *x, float *col)
 				for (int i = 0; i < oh; i++) {
 					int y = i * s->stride - s->pad + ki;
 					float *out = row + (size_t)i * ow;
-					if (y < 0 || y >= s->h) {
+					if (y < 0 || y >= s->h)
 						memset(out, 0, sizeof(float) * ow);
-						continue;
-					}
-					const float *xr = xc + (size_t)y * s->w;
-					for (int j = 0; j < ow; j++) {
-						int xx = j * s->stride - s->pad + kj;
-						out[j] = (xx >= 0 && xx < s->w) ? xr[xx] : 0.0f;
-					}
+					else
+						im2col_row(s, xc + (size_t)y * s->w, kj, out);
 				}
 			}
+}
+
+/* The adjoint of im2col_row: dxr[j*stride - pad + kj] += in[j] inside the image. */
+static void col2im_row(const nn_conv_shape *s, const float *in, int kj, float *dxr)
+{
+	int ow = s->ow, off = kj - s->pad;
+
+	if (s->stride == 1) {
+		int lo = off < 0 ? -off : 0;
+		int hi = s->w - off < ow ? s->w - off : ow;
+		float *d = dxr + off;
+#pragma omp simd
+		for (int j = lo; j < hi; j++)
+			d[j] += in[j];
+		return;
+	}
+	for (int j = 0; j < ow; j++) {
+		int xx = j * s->stride + off;
+		if (xx >= 0 && xx < s->w)
+			dxr[xx] += in[j];
+	}
 }
 
 /* dx: (cin,h,w) += the columns folded back onto the image they came from. */
@@ -95,15 +133,8 @@ static void col2im(const nn_conv_shape *s, const float *col, float *dx)
 				float *dxc = dx + (size_t)c * s->h * s->w;
 				for (int i = 0; i < oh; i++) {
 					int y = i * s->stride - s->pad + ki;
-					if (y < 0 || y >= s->h)
-						continue;
-					const float *in = row + (size_t)i * ow;
-					float *dr = dxc + (size_t)y * s->w;
-					for (int j = 0; j < ow; j++) {
-						int xx = j * s->stride - s->pad + kj;
-						if (xx >= 0 && xx < s->w)
-							dr[xx] += in[j];
-					}
+					if (y >= 0 && y < s->h)
+						col2im_row(s, row + (size_t)i * ow, kj, dxc + (size_t)y * s->w);
 				}
 			}
 }

@@ -98,6 +98,7 @@ void nn_gap_forward(int n, int c, int hw, const float *x, float *y)
 	for (int p = 0; p < n * c; p++) {
 		const float *xp = x + (size_t)p * hw;
 		float s = 0.0f;
+#pragma omp simd reduction(+ : s)
 		for (int i = 0; i < hw; i++)
 			s += xp[i];
 		y[p] = s / hw;

@@ -99,6 +99,13 @@ void nn_dataset_batch(const nn_dataset *ds, const int *idx, int n,
                       const float *mean, const float *std,
                       const nn_augment *aug, nn_rng *rng, float *x, int *y);
 
+/* Loads the train or test part of a dataset directory: IDX files named as
+ * MNIST's (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-..., each
+ * optionally .gz) or CIFAR-10 binary batches (data_batch_1..5.bin and
+ * test_batch.bin, directly in dir or in dir/cifar-10-batches-bin). */
+int nn_dataset_load_dir(nn_dataset *ds, const char *dir, int test, char *err,
+                        size_t errlen);
+
 /* ---- named tensors and safetensors files ------------------------------- */
 
 #define NN_NAME_MAX 96
@@ -268,5 +275,119 @@ typedef struct nn_arch {
 
 /* Fills a with the defaults of every optional field (recipe, normalize). */
 void nn_arch_defaults(nn_arch *a);
+
+/* ---- networks -------------------------------------------------------------- */
+
+/* A network is a list of nodes, each reading earlier ones.  All parameters
+ * that train live in one contiguous block (so an SGD step is one loop), and
+ * every activation buffer is allocated once, by nn_net_finalize. */
+typedef struct nn_net nn_net;
+
+/* Starts a network whose input, node 0, holds (c,h,w) images.  NULL on ENOMEM. */
+nn_net *nn_net_new(int c, int h, int w);
+void nn_net_free(nn_net *net);
+
+/* Each adder appends a node reading earlier nodes and returns its id (> 0), or
+ * GRAFT_EINVAL on an impossible shape.  name prefixes the node's tensor names:
+ * "stem.conv" gives "stem.conv.weight"; "stem.bn" gives "stem.bn.weight",
+ * ".bias", ".running_mean", ".running_var"; "head" gives "head.weight", ".bias".
+ * Convolutions pad by k/2 and have no bias. */
+int nn_net_conv(nn_net *net, int in, int cout, int k, int stride, int groups,
+                const char *name);
+int nn_net_bn(nn_net *net, int in, int relu, const char *name);
+int nn_net_relu(nn_net *net, int in);
+int nn_net_add(nn_net *net, int a, int b, int relu);
+int nn_net_maxpool(nn_net *net, int in);
+int nn_net_gap(nn_net *net, int in);
+int nn_net_linear(nn_net *net, int in, int out, const char *name);
+
+/* A frozen node's parameters never change and its batch norm always runs in
+ * eval mode; no gradient is computed into or through a frozen part of the
+ * network that nothing trainable feeds.  Call before nn_net_finalize. */
+void nn_net_freeze(nn_net *net, int node);
+
+/* Output shape of a node (per image). */
+void nn_net_shape(const nn_net *net, int node, int *c, int *h, int *w);
+int nn_net_nodes(const nn_net *net);
+
+/* Allocates parameters, gradients and activations for batches of up to
+ * max_batch images, and initializes the parameters as PyTorch does by default
+ * (Kaiming-uniform with a = sqrt(5), BN weight 1, bias 0) from seed. */
+int nn_net_finalize(nn_net *net, int max_batch, uint64_t seed);
+
+/* x: (n,c,h,w), n <= max_batch.  Returns the last node's output (n, ...),
+ * owned by the net.  train selects batch statistics for unfrozen batch norms. */
+const float *nn_net_forward(nn_net *net, const float *x, int n, int train);
+
+/* Gradients of the last forward pass given dout = dL/d(last node's output);
+ * parameter gradients are overwritten, not accumulated across calls. */
+void nn_net_backward(nn_net *net, const float *dout);
+
+/* One SGD step on a batch: forward (train mode), softmax cross-entropy,
+ * backward, update.  Returns the batch's mean loss. */
+double nn_net_train_step(nn_net *net, const float *x, const int *y, int n,
+                         const nn_sgd *opt, float lr);
+
+/* Trainable and frozen parameters (not running statistics). */
+int64_t nn_net_params(const nn_net *net);
+/* Forward multiply-adds x 2 per image, convolutions and linear layers. */
+int64_t nn_net_flops(const nn_net *net);
+
+/* The flat blocks behind the trainable parameters: what a gradient check or
+ * an optimizer walks.  Any pointer may be NULL. */
+void nn_net_param_block(nn_net *net, float **params, float **grads, size_t *len);
+
+/* Every named tensor of the net (weights and BN running statistics), pointing
+ * into the net's memory, in node order.  Returns the count; *out is malloc'd. */
+int nn_net_tensors(const nn_net *net, nn_tensor **out);
+
+/* Writes / reads the net's tensors as safetensors.  Loading requires every
+ * tensor of the net whose name starts with prefix ("" = all) to be in the file
+ * with the same shape; other tensors in the file are ignored. */
+int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen);
+int nn_net_load(nn_net *net, const char *path, const char *prefix, char *err,
+                size_t errlen);
+
+/* Builds the network an architecture describes (ARCH-FORMAT.md), graft
+ * layers frozen, finalized for max_batch. */
+int nn_net_from_arch(nn_net **out, const nn_arch *a, int max_batch, uint64_t seed,
+                     char *err, size_t errlen);
+
+/* ---- training ------------------------------------------------------------ */
+
+typedef struct nn_progress {
+	int step, steps;     /* steps done, of steps */
+	double loss;         /* mean training loss since the last report */
+	double images_per_s; /* since the start */
+	double elapsed_s;    /* wall seconds since the start */
+} nn_progress;
+
+typedef void (*nn_progress_fn)(const nn_progress *p, void *ctx);
+
+typedef struct nn_train_opts {
+	nn_recipe recipe;
+	const float *mean, *std;   /* per-channel normalization */
+	nn_progress_fn progress;   /* may be NULL */
+	void *ctx;
+	int report_every;          /* steps between progress calls (>= 1) */
+} nn_train_opts;
+
+typedef struct nn_train_result {
+	double final_loss;         /* mean loss over the last report window */
+	double wall_s, cpu_s;      /* wall and process CPU seconds of training */
+	double images_per_s;
+} nn_train_result;
+
+/* Trains net on ds with the recipe: batches drawn without replacement from a
+ * permutation reshuffled every epoch (seeded by recipe.seed), augmentation as
+ * the recipe says, SGD with the recipe's schedule.  net must have been
+ * finalized for at least recipe.batch images. */
+int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
+             nn_train_result *res);
+
+/* Accuracy of net (eval mode) on every image of ds; *loss (may be NULL) gets
+ * the mean cross-entropy. */
+double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
+                   const float *std, double *loss);
 
 #endif

@@ -23,6 +23,7 @@ void nn_bn_forward_train(int n, int c, int hw, const float *x, const float *gamm
 		for (int b = 0; b < n; b++) {
 			const float *xp = x + ((size_t)b * c + ch) * hw;
 			float s = 0.0f;
+#pragma omp simd reduction(+ : s)
 			for (int i = 0; i < hw; i++)
 				s += xp[i];
 			sum += s;
@@ -31,6 +32,7 @@ void nn_bn_forward_train(int n, int c, int hw, const float *x, const float *gamm
 		for (int b = 0; b < n; b++) {
 			const float *xp = x + ((size_t)b * c + ch) * hw;
 			float s = 0.0f, mf = (float)mean;
+#pragma omp simd reduction(+ : s)
 			for (int i = 0; i < hw; i++)
 				s += (xp[i] - mf) * (xp[i] - mf);
 			sq += s;
@@ -50,6 +52,7 @@ void nn_bn_forward_train(int n, int c, int hw, const float *x, const float *gamm
 			const float *xp = x + ((size_t)b * c + ch) * hw;
 			float *yp = y + ((size_t)b * c + ch) * hw;
 			if (relu)
+#pragma omp simd
 				for (int i = 0; i < hw; i++) {
 					float v = xp[i] * scale + shift;
 					yp[i] = v > 0.0f ? v : 0.0f;
@@ -98,6 +101,7 @@ void nn_bn_backward(int n, int c, int hw, const float *x, const float *y,
 			size_t off = ((size_t)b * c + ch) * hw;
 			const float *xp = x + off, *yp = y + off, *gp = dy + off;
 			float s = 0.0f, sx = 0.0f;
+#pragma omp simd reduction(+ : s, sx)
 			for (int i = 0; i < hw; i++) {
 				float g = (relu && yp[i] <= 0.0f) ? 0.0f : gp[i];
 				s += g;
@@ -117,6 +121,7 @@ void nn_bn_backward(int n, int c, int hw, const float *x, const float *y,
 			size_t off = ((size_t)b * c + ch) * hw;
 			const float *xp = x + off, *yp = y + off, *gp = dy + off;
 			float *dxp = dx + off;
+#pragma omp simd
 			for (int i = 0; i < hw; i++) {
 				float g = (relu && yp[i] <= 0.0f) ? 0.0f : gp[i];
 				float xhat = (xp[i] - mean) * invstd;

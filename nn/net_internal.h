@@ -1,0 +1,45 @@
+/*
+ * net_internal.h - the node list behind nn_net, shared by the files that
+ * build, run and save networks.  Not part of nn's public interface.
+ */
+#ifndef GRAFT_NN_NET_INTERNAL_H
+#define GRAFT_NN_NET_INTERNAL_H
+
+#include "nn/nn.h"
+
+enum nn__kind {
+	NODE_INPUT, NODE_CONV, NODE_BN, NODE_RELU, NODE_ADD, NODE_MAXPOOL,
+	NODE_GAP, NODE_LINEAR
+};
+
+struct nn__node {
+	enum nn__kind kind;
+	int in, in2;          /* nodes read (in2 only for add, else -1) */
+	int c, h, w;          /* output shape per image */
+	int relu;             /* BN and add: ReLU fused after */
+	int frozen;           /* parameters fixed, BN in eval mode */
+	int needs_grad;       /* a gradient flows into this node's output */
+	char name[64];        /* tensor name prefix; suffixes fit in NN_NAME_MAX */
+	nn_conv_shape conv;
+	size_t nw, nb;        /* parameter counts: weight (BN: gamma), bias (BN: beta) */
+	float *wt, *bs, *dwt, *dbs;    /* weight (BN: gamma), bias (BN: beta), their gradients */
+	float *rmean, *rvar, *smean, *sinvstd; /* BN statistics */
+	float *y, *dy;        /* (max_batch, c, h, w) */
+};
+
+struct nn_net {
+	struct nn__node *node;
+	int n, cap;
+	int finalized, max_batch, batch;
+	float *params, *grads, *moments; /* trainable, nparams each */
+	float *fixed;                    /* frozen parameters and BN statistics */
+	float *act;                      /* activations and their gradients */
+	float *ws;                       /* convolution workspace */
+	float *dlogits;
+	const float *input;              /* borrowed, the last forward's x */
+	size_t nparams, nfixed, nact;
+};
+
+size_t nn__node_size(const struct nn__node *d);
+
+#endif

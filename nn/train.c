@@ -1,0 +1,125 @@
+/*
+ * train.c - the training loop and evaluation.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "nn/net_internal.h"
+
+static double now(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void shuffle(int *idx, int n, nn_rng *r)
+{
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)nn_rng_below(r, (uint32_t)i + 1);
+		int t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+}
+
+int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
+             nn_train_result *res)
+{
+	const nn_recipe *rc = &o->recipe;
+	int b = rc->batch, every = o->report_every > 0 ? o->report_every : 50;
+
+	if (b < 1 || b > net->max_batch || b > ds->n || rc->steps < 0)
+		return GRAFT_EINVAL;
+	size_t img = (size_t)ds->c * ds->h * ds->w;
+	float *x = malloc(sizeof(float) * img * b);
+	int *y = malloc(sizeof(int) * b), *perm = malloc(sizeof(int) * ds->n);
+	if (!x || !y || !perm) {
+		free(x);
+		free(y);
+		free(perm);
+		return GRAFT_ENOMEM;
+	}
+	nn_rng data_rng, aug_rng;
+	nn_rng_seed(&data_rng, rc->seed);
+	nn_rng_seed(&aug_rng, rc->seed ^ 0x5eed0f0a6u);
+	nn_augment aug = { rc->crop, rc->flip };
+	nn_sgd opt = { rc->lr, rc->momentum, rc->weight_decay, rc->nesterov };
+	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+	double window = 0.0, last = 0.0;
+	int pos = ds->n, inwin = 0;
+
+	for (int step = 0; step < rc->steps; step++) {
+		if (pos + b > ds->n) {
+			shuffle(perm, ds->n, &data_rng);
+			pos = 0;
+		}
+		nn_dataset_batch(ds, perm + pos, b, o->mean, o->std,
+		                 (aug.crop_pad || aug.flip) ? &aug : NULL, &aug_rng, x, y);
+		pos += b;
+		float lr = nn_lr_at(rc->schedule, rc->lr, step, rc->steps, rc->warmup);
+		window += nn_net_train_step(net, x, y, b, &opt, lr);
+		inwin++;
+		if ((step + 1) % every == 0 || step + 1 == rc->steps) {
+			last = window / inwin;
+			window = 0.0;
+			inwin = 0;
+			if (o->progress) {
+				double el = now(CLOCK_MONOTONIC) - t0;
+				nn_progress p = { step + 1, rc->steps, last,
+				                  (double)(step + 1) * b / (el > 0 ? el : 1e-9), el };
+				o->progress(&p, o->ctx);
+			}
+		}
+	}
+	if (res) {
+		res->final_loss = last;
+		res->wall_s = now(CLOCK_MONOTONIC) - t0;
+		res->cpu_s = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+		res->images_per_s = res->wall_s > 0 ? (double)rc->steps * b / res->wall_s : 0;
+	}
+	free(x);
+	free(y);
+	free(perm);
+	return 0;
+}
+
+double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
+                   const float *std, double *loss)
+{
+	int b = net->max_batch, k = net->node[net->n - 1].c, correct = 0;
+	size_t img = (size_t)ds->c * ds->h * ds->w;
+	float *x = malloc(sizeof(float) * img * b);
+	int *y = malloc(sizeof(int) * b), *idx = malloc(sizeof(int) * b);
+	double total = 0.0;
+
+	if (!x || !y || !idx) {
+		free(x);
+		free(y);
+		free(idx);
+		return -1.0;
+	}
+	for (int start = 0; start < ds->n; start += b) {
+		int n = ds->n - start < b ? ds->n - start : b;
+		for (int i = 0; i < n; i++)
+			idx[i] = start + i;
+		nn_dataset_batch(ds, idx, n, mean, std, NULL, NULL, x, y);
+		const float *z = nn_net_forward(net, x, n, 0);
+		total += nn_softmax_xent(n, k, z, y, NULL) * n;
+		for (int i = 0; i < n; i++) {
+			int best = 0;
+			for (int j = 1; j < k; j++)
+				if (z[(size_t)i * k + j] > z[(size_t)i * k + best])
+					best = j;
+			correct += best == y[i];
+		}
+	}
+	if (loss)
+		*loss = ds->n ? total / ds->n : 0.0;
+	free(x);
+	free(y);
+	free(idx);
+	return ds->n ? (double)correct / ds->n : 0.0;
+}
