@@ -79,6 +79,7 @@ demo: deps
 # Regenerates the PyTorch reference fixtures (needs python3-torch).
 fixtures:
 	/usr/bin/python3 tests/fixtures/make_fixtures.py tests/fixtures
+	/usr/bin/python3 tests/fixtures/make_safetensors.py tests/fixtures
 
 clean:
 	rm -rf $(B) bin

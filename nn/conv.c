@@ -176,7 +176,7 @@ static void dw_backward_image(const nn_conv_shape *s, const float *x, const floa
 		const float *xc = x + (size_t)(o / mult) * s->h * s->w;
 		float *dxc = dx ? dx + (size_t)(o / mult) * s->h * s->w : NULL;
 		const float *wo = w + (size_t)o * k * k;
-		float *dwo = dw + (size_t)o * k * k;
+		float *dwo = dw ? dw + (size_t)o * k * k : NULL;
 		const float *dyo = dy + (size_t)o * s->oh * s->ow;
 		for (int i = 0; i < s->oh; i++)
 			for (int j = 0; j < s->ow; j++) {
@@ -189,7 +189,8 @@ static void dw_backward_image(const nn_conv_shape *s, const float *x, const floa
 						int xx = j * s->stride - s->pad + kj;
 						if (xx < 0 || xx >= s->w)
 							continue;
-						dwo[ki * k + kj] += g * xc[yy * s->w + xx];
+						if (dwo)
+							dwo[ki * k + kj] += g * xc[yy * s->w + xx];
 						if (dxc)
 							dxc[yy * s->w + xx] += g * wo[ki * k + kj];
 					}

@@ -23,6 +23,14 @@ void nn_set_threads(int n)
 	openblas_set_num_threads(1);
 }
 
+/* Until told otherwise, nn runs on one thread and keeps OpenBLAS on one too,
+ * so a program that never calls nn_set_threads cannot end up with both pools
+ * spinning against each other. */
+__attribute__((constructor)) static void single_threaded_by_default(void)
+{
+	nn_set_threads(1);
+}
+
 int nn_threads(void)
 {
 	return nthreads;
