@@ -65,7 +65,6 @@ test: deps
 		echo "== $$t"; \
 		GRAFT_TEST_DATA=$(CURDIR)/tests/fixtures timeout 600 $$t --jobs 1 || fail=1; \
 	done; \
-	if [ -f tests/test_cli.sh ]; then echo "== tests/test_cli.sh"; sh tests/test_cli.sh || fail=1; fi; \
 	exit $$fail
 
 bench: deps

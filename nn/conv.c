@@ -40,9 +40,25 @@ static int is_pointwise(const nn_conv_shape *s)
 	return s->k == 1 && s->stride == 1 && s->pad == 0;
 }
 
+/* Images per sgemm: enough that the product has ~2k columns (a 7x7 output
+ * alone gives sgemm 49 columns, far too few to run at speed), few enough
+ * that the column buffer stays in cache. */
+static int chunk_images(const nn_conv_shape *s)
+{
+	int c = 2048 / (s->oh * s->ow);
+	return c < 1 ? 1 : c;
+}
+
+/* Per thread: a column buffer (K x chunk*oh*ow), an output staging buffer
+ * (cout x chunk*oh*ow) and a private weight-gradient accumulator. */
 static size_t col_size(const nn_conv_shape *s)
 {
-	return (size_t)s->cin * s->k * s->k * s->oh * s->ow;
+	return (size_t)s->cin * s->k * s->k * s->oh * s->ow * chunk_images(s);
+}
+
+static size_t stage_size(const nn_conv_shape *s)
+{
+	return (size_t)s->cout * s->oh * s->ow * chunk_images(s);
 }
 
 static size_t wgrad_size(const nn_conv_shape *s)
@@ -50,11 +66,16 @@ static size_t wgrad_size(const nn_conv_shape *s)
 	return (size_t)s->cout * (s->cin / s->groups) * s->k * s->k;
 }
 
+static size_t per_thread(const nn_conv_shape *s)
+{
+	if (s->cin / s->groups == 1 && s->groups > 1)
+		return wgrad_size(s); /* depthwise: direct loops, no buffers */
+	return col_size(s) + stage_size(s) + wgrad_size(s);
+}
+
 size_t nn_conv_workspace(const nn_conv_shape *s)
 {
-	if (is_depthwise(s))
-		return (size_t)nn_threads() * wgrad_size(s);
-	return (size_t)nn_threads() * (col_size(s) + wgrad_size(s));
+	return (size_t)nn_threads() * per_thread(s);
 }
 
 /* One row of a column matrix: out[j] = x[y, j*stride - pad + kj], zero
@@ -79,15 +100,15 @@ static void im2col_row(const nn_conv_shape *s, const float *xr, int kj, float *o
 	}
 }
 
-/* col: (cin*k*k, oh*ow), the patches of one image x: (cin,h,w). */
-static void im2col(const nn_conv_shape *s, const float *x, float *col)
+/* col: (cin*k*k rows of stride ld): the oh*ow patches of one image x: (cin,h,w). */
+static void im2col(const nn_conv_shape *s, const float *x, float *col, size_t ld)
 {
 	int k = s->k, oh = s->oh, ow = s->ow;
 
 	for (int c = 0; c < s->cin; c++)
 		for (int ki = 0; ki < k; ki++)
 			for (int kj = 0; kj < k; kj++) {
-				float *row = col + ((size_t)(c * k + ki) * k + kj) * oh * ow;
+				float *row = col + ((size_t)(c * k + ki) * k + kj) * ld;
 				const float *xc = x + (size_t)c * s->h * s->w;
 				for (int i = 0; i < oh; i++) {
 					int y = i * s->stride - s->pad + ki;
@@ -121,15 +142,15 @@ static void col2im_row(const nn_conv_shape *s, const float *in, int kj, float *d
 	}
 }
 
-/* dx: (cin,h,w) += the columns folded back onto the image they came from. */
-static void col2im(const nn_conv_shape *s, const float *col, float *dx)
+/* dx: (cin,h,w) += the columns (rows of stride ld) folded back onto the image. */
+static void col2im(const nn_conv_shape *s, const float *col, size_t ld, float *dx)
 {
 	int k = s->k, oh = s->oh, ow = s->ow;
 
 	for (int c = 0; c < s->cin; c++)
 		for (int ki = 0; ki < k; ki++)
 			for (int kj = 0; kj < k; kj++) {
-				const float *row = col + ((size_t)(c * k + ki) * k + kj) * oh * ow;
+				const float *row = col + ((size_t)(c * k + ki) * k + kj) * ld;
 				float *dxc = dx + (size_t)c * s->h * s->w;
 				for (int i = 0; i < oh; i++) {
 					int y = i * s->stride - s->pad + ki;
@@ -199,101 +220,174 @@ static void dw_backward_image(const nn_conv_shape *s, const float *x, const floa
 	}
 }
 
-/* y_g (cout/g, oh*ow) = w_g (cout/g, K) * col_g (K, oh*ow) for each group g. */
-static void gemm_forward_image(const nn_conv_shape *s, const float *x, const float *w,
-                               float *y, float *col)
+/* Moves c images' (cout, p) planes between NCHW and the chunk layout
+ * (cout, c*p) that one sgemm reads or writes. */
+static void to_chunk(const float *nchw, int c, int cout, int p, float *chunk)
+{
+	for (int j = 0; j < c; j++)
+		for (int o = 0; o < cout; o++)
+			memcpy(chunk + ((size_t)o * c + j) * p, nchw + ((size_t)j * cout + o) * p,
+			       sizeof(float) * p);
+}
+
+static void from_chunk(const float *chunk, int c, int cout, int p, float *nchw)
+{
+	for (int j = 0; j < c; j++)
+		for (int o = 0; o < cout; o++)
+			memcpy(nchw + ((size_t)j * cout + o) * p, chunk + ((size_t)o * c + j) * p,
+			       sizeof(float) * p);
+}
+
+/* The column matrix of c images starting at x: (K, c*p).  A single image
+ * under a 1x1 stride-1 conv is its own column matrix and needs no copy. */
+static const float *columns(const nn_conv_shape *s, const float *x, int c, float *col)
+{
+	size_t p = (size_t)s->oh * s->ow, xs = (size_t)s->cin * s->h * s->w;
+
+	if (is_pointwise(s)) {
+		if (c == 1)
+			return x;
+		to_chunk(x, c, s->cin, (int)p, col);
+		return col;
+	}
+	for (int j = 0; j < c; j++)
+		im2col(s, x + j * xs, col + j * p, c * p);
+	return col;
+}
+
+/* y for c images at x: per group, y_g (cout/g, c*p) = w_g (cout/g, K) * col_g. */
+static void gemm_forward_chunk(const nn_conv_shape *s, const float *x, int c,
+                               const float *w, float *y, float *buf)
 {
 	int g = s->groups, mg = s->cout / g, kg = (s->cin / g) * s->k * s->k;
-	int n = s->oh * s->ow;
-	const float *cols = x;
+	int n = c * s->oh * s->ow;
+	float *col = buf, *stage = buf + col_size(s);
+	const float *cols = columns(s, x, c, col);
+	float *out = c == 1 ? y : stage;
 
-	if (!is_pointwise(s)) {
-		im2col(s, x, col);
-		cols = col;
-	}
 	for (int i = 0; i < g; i++)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg, n, kg, 1.0f,
 		            w + (size_t)i * mg * kg, kg, cols + (size_t)i * kg * n, n,
-		            0.0f, y + (size_t)i * mg * n, n);
+		            0.0f, out + (size_t)i * mg * n, n);
+	if (c > 1)
+		from_chunk(stage, c, s->cout, s->oh * s->ow, y);
+}
+/* The images [*lo, *hi) of n that thread t of nt works on: contiguous runs,
+ * so each thread can gather several into one sgemm. */
+static void share(int n, int t, int nt, int *lo, int *hi)
+{
+	*lo = (int)((long)n * t / nt);
+	*hi = (int)((long)n * (t + 1) / nt);
 }
 
 void nn_conv_forward(const nn_conv_shape *s, int n, const float *x, const float *w,
                      float *y, float *ws)
 {
 	size_t xs = (size_t)s->cin * s->h * s->w, ys = (size_t)s->cout * s->oh * s->ow;
-	size_t per_thread = col_size(s) + wgrad_size(s);
+	int nt = nn_threads(), chunk = chunk_images(s);
 
-#pragma omp parallel for schedule(static)
-	for (int i = 0; i < n; i++) {
-		if (is_depthwise(s))
-			dw_forward_image(s, x + i * xs, w, y + i * ys);
-		else
-			gemm_forward_image(s, x + i * xs, w, y + i * ys,
-			                   ws + omp_get_thread_num() * per_thread);
+#pragma omp parallel num_threads(nt)
+	{
+		int t = omp_get_thread_num(), lo, hi;
+		float *buf = ws + t * per_thread(s);
+		share(n, t, nt, &lo, &hi);
+		for (int i = lo; i < hi; i += chunk) {
+			int c = hi - i < chunk ? hi - i : chunk;
+			if (is_depthwise(s))
+				for (int j = i; j < i + c; j++)
+					dw_forward_image(s, x + j * xs, w, y + j * ys);
+			else
+				gemm_forward_chunk(s, x + i * xs, c, w, y + i * ys, buf);
+		}
 	}
 }
 
-/* dw_g += dy_g * col_g^T and dcol_g = w_g^T * dy_g, folded back into dx. */
-static void gemm_backward_image(const nn_conv_shape *s, const float *x, const float *w,
-                                const float *dy, float *dx, float *dw, float *col)
+/* Adds the chunk-layout gradient of c images' columns back onto the images:
+ * col2im for a real conv, a plain add for a pointwise one. */
+static void fold_back(const nn_conv_shape *s, const float *col, int c, float *dx)
+{
+	size_t p = (size_t)s->oh * s->ow, xs = (size_t)s->cin * s->h * s->w;
+
+	for (int j = 0; j < c; j++) {
+		if (!is_pointwise(s)) {
+			col2im(s, col + j * p, c * p, dx + j * xs);
+			continue;
+		}
+		for (int ci = 0; ci < s->cin; ci++) {
+			const float *src = col + ((size_t)ci * c + j) * p;
+			float *dst = dx + j * xs + (size_t)ci * p;
+			for (size_t q = 0; q < p; q++)
+				dst[q] += src[q];
+		}
+	}
+}
+
+/* For c images: dw_g += dy_g * col_g^T, then dcol_g = w_g^T * dy_g folded
+ * back into dx. */
+static void gemm_backward_chunk(const nn_conv_shape *s, const float *x, int c,
+                                const float *w, const float *dy, float *dx, float *dw,
+                                float *buf)
 {
 	int g = s->groups, mg = s->cout / g, kg = (s->cin / g) * s->k * s->k;
-	int n = s->oh * s->ow, pw = is_pointwise(s);
-	const float *cols = x;
+	int p = s->oh * s->ow, n = c * p;
+	float *col = buf, *stage = buf + col_size(s);
+	const float *dys = dy;
 
+	if (c > 1) {
+		to_chunk(dy, c, s->cout, p, stage);
+		dys = stage;
+	}
 	if (dw) {
-		if (!pw) {
-			im2col(s, x, col);
-			cols = col;
-		}
+		const float *cols = columns(s, x, c, col);
 		for (int i = 0; i < g; i++)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mg, kg, n, 1.0f,
-			            dy + (size_t)i * mg * n, n, cols + (size_t)i * kg * n, n,
+			            dys + (size_t)i * mg * n, n, cols + (size_t)i * kg * n, n,
 			            1.0f, dw + (size_t)i * mg * kg, kg);
 	}
 	if (!dx)
 		return;
-	/* A pointwise conv's column matrix is dx itself: accumulate straight in. */
-	float *dcol = pw ? dx : col;
+	/* A single image under a pointwise conv accumulates straight into dx. */
+	int direct = is_pointwise(s) && c == 1;
+	float *dcol = direct ? dx : col;
 	for (int i = 0; i < g; i++)
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kg, n, mg, 1.0f,
-		            w + (size_t)i * mg * kg, kg, dy + (size_t)i * mg * n, n,
-		            pw ? 1.0f : 0.0f, dcol + (size_t)i * kg * n, n);
-	if (!pw)
-		col2im(s, col, dx);
+		            w + (size_t)i * mg * kg, kg, dys + (size_t)i * mg * n, n,
+		            direct ? 1.0f : 0.0f, dcol + (size_t)i * kg * n, n);
+	if (!direct)
+		fold_back(s, col, c, dx);
 }
 
 void nn_conv_backward(const nn_conv_shape *s, int n, const float *x, const float *w,
                       const float *dy, float *dx, float *dw, float *ws)
 {
 	size_t xs = (size_t)s->cin * s->h * s->w, ys = (size_t)s->cout * s->oh * s->ow;
-	int dwise = is_depthwise(s);
-	size_t cs = dwise ? 0 : col_size(s), wgs = wgrad_size(s);
-	int nt = nn_threads();
+	size_t pt = per_thread(s), wgs = wgrad_size(s);
+	int nt = nn_threads(), chunk = chunk_images(s);
 
 	/* Each thread accumulates its share of dw privately; the shares are then
-	 * added in thread order, which keeps the sum independent of scheduling. */
+	 * added in thread order, which keeps the sum independent of timing. */
 #pragma omp parallel num_threads(nt)
 	{
-		int t = omp_get_thread_num();
-		float *col = ws + t * (cs + wgs);
-		float *tdw = dw ? col + cs : NULL;
+		int t = omp_get_thread_num(), lo, hi;
+		float *buf = ws + t * pt, *tdw = dw ? buf + pt - wgs : NULL;
 		if (tdw)
 			memset(tdw, 0, sizeof(float) * wgs);
-#pragma omp for schedule(static)
-		for (int i = 0; i < n; i++) {
-			const float *xi = x + i * xs, *dyi = dy + i * ys;
-			float *dxi = dx ? dx + i * xs : NULL;
-			if (dwise)
-				dw_backward_image(s, xi, w, dyi, dxi, tdw);
+		share(n, t, nt, &lo, &hi);
+		for (int i = lo; i < hi; i += chunk) {
+			int c = hi - i < chunk ? hi - i : chunk;
+			if (is_depthwise(s))
+				for (int j = i; j < i + c; j++)
+					dw_backward_image(s, x + j * xs, w, dy + j * ys,
+					                  dx ? dx + j * xs : NULL, tdw);
 			else
-				gemm_backward_image(s, xi, w, dyi, dxi, tdw, col);
+				gemm_backward_chunk(s, x + i * xs, c, w, dy + i * ys,
+				                    dx ? dx + i * xs : NULL, tdw, buf);
 		}
 	}
 	if (!dw)
 		return;
 	for (int t = 0; t < nt; t++) {
-		const float *tdw = ws + t * (cs + wgs) + cs;
+		const float *tdw = ws + t * pt + pt - wgs;
 		for (size_t j = 0; j < wgs; j++)
 			dw[j] += tdw[j];
 	}
