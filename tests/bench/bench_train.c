@@ -138,7 +138,8 @@ int main(int argc, char **argv)
 	for (const char *p = batches; *p;) {
 		int b = atoi(p);
 		bench_net("S", net_s(), b, seconds, threads);
-		bench_net("M", net_m(), b, seconds, threads);
+		if (!getenv("BENCH_ONLY_S"))
+			bench_net("M", net_m(), b, seconds, threads);
 		p = strchr(p, ',');
 		if (!p)
 			break;
