@@ -79,6 +79,7 @@ demo: deps
 fixtures:
 	/usr/bin/python3 tests/fixtures/make_fixtures.py tests/fixtures
 	/usr/bin/python3 tests/fixtures/make_safetensors.py tests/fixtures
+	/usr/bin/python3 tests/fixtures/make_net_fixture.py tests/fixtures
 
 clean:
 	rm -rf $(B) bin

@@ -85,13 +85,19 @@ static void im2col_row(const nn_conv_shape *s, const float *xr, int kj, float *o
 	int ow = s->ow, off = kj - s->pad;
 
 	if (s->stride == 1) {
+		/* Rows are short (7-32 floats): plain loops beat memcpy calls. */
 		int lo = off < 0 ? -off : 0;             /* first j inside the image */
 		int hi = s->w - off < ow ? s->w - off : ow; /* one past the last */
 		if (hi < lo)
 			hi = lo;
-		memset(out, 0, sizeof(float) * lo);
-		memcpy(out + lo, xr + lo + off, sizeof(float) * (hi - lo));
-		memset(out + hi, 0, sizeof(float) * (ow - hi));
+		const float *src = xr + off;
+		for (int j = 0; j < lo; j++)
+			out[j] = 0.0f;
+#pragma omp simd
+		for (int j = lo; j < hi; j++)
+			out[j] = src[j];
+		for (int j = hi; j < ow; j++)
+			out[j] = 0.0f;
 		return;
 	}
 	for (int j = 0; j < ow; j++) {

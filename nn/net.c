@@ -73,15 +73,16 @@ int nn_net_conv(nn_net *net, int in, int cout, int k, int stride, int groups,
 {
 	if (in < 0 || in >= net->n || k < 1 || k % 2 == 0)
 		return GRAFT_EINVAL;
-	const struct nn__node *x = &net->node[in];
-	nn_conv_shape s = { .cin = x->c, .h = x->h, .w = x->w, .cout = cout, .k = k,
+	/* Copied, not pointed at: push() may move the node array. */
+	const struct nn__node x = net->node[in];
+	nn_conv_shape s = { .cin = x.c, .h = x.h, .w = x.w, .cout = cout, .k = k,
 	                    .stride = stride, .pad = k / 2, .groups = groups };
 	if (nn_conv_shape_init(&s))
 		return GRAFT_EINVAL;
 	int id = push(net, NODE_CONV, in, -1, cout, s.oh, s.ow, name);
 	if (id > 0) {
 		net->node[id].conv = s;
-		net->node[id].nw = (size_t)cout * (x->c / groups) * k * k;
+		net->node[id].nw = (size_t)cout * (x.c / groups) * k * k;
 	}
 	return id;
 }
@@ -90,11 +91,11 @@ int nn_net_bn(nn_net *net, int in, int relu, const char *name)
 {
 	if (in < 0 || in >= net->n)
 		return GRAFT_EINVAL;
-	const struct nn__node *x = &net->node[in];
-	int id = push(net, NODE_BN, in, -1, x->c, x->h, x->w, name);
+	const struct nn__node x = net->node[in];
+	int id = push(net, NODE_BN, in, -1, x.c, x.h, x.w, name);
 	if (id > 0) {
 		net->node[id].relu = relu;
-		net->node[id].nw = net->node[id].nb = x->c;
+		net->node[id].nw = net->node[id].nb = x.c;
 	}
 	return id;
 }
@@ -139,10 +140,10 @@ int nn_net_linear(nn_net *net, int in, int out, const char *name)
 {
 	if (in < 0 || in >= net->n)
 		return GRAFT_EINVAL;
-	const struct nn__node *x = &net->node[in];
+	const struct nn__node x = net->node[in];
 	int id = push(net, NODE_LINEAR, in, -1, out, 1, 1, name);
 	if (id > 0) {
-		net->node[id].nw = (size_t)out * x->c * x->h * x->w;
+		net->node[id].nw = (size_t)out * x.c * x.h * x.w;
 		net->node[id].nb = out;
 	}
 	return id;
