@@ -44,7 +44,7 @@ static void show_progress(const nn_progress *p, void *ctx)
 {
 	int tty = *(int *)ctx;
 	double eta = p->step ? p->elapsed_s * (p->steps - p->step) / p->step : 0;
-	int width = 24, done = p->steps ? width * p->step / p->steps : width;
+	int width = 24, done = p->steps ? (int)((long long)width * p->step / p->steps) : width;
 
 	if (tty) {
 		char bar[32];
@@ -62,6 +62,8 @@ static void show_progress(const nn_progress *p, void *ctx)
 	}
 }
 
+/* Returns 0 when the arguments are good, 1 when --help was asked for, -1
+ * (after saying why) when they are not. */
 static int parse_args(int argc, char **argv, struct train_args *a)
 {
 	static const struct option opts[] = {
@@ -73,19 +75,19 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	int c;
-	char *end;
+	char *end, o[32];
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		const char *o = opts[0].name;
+	opterr = 0; /* getopt would name the command "train:"; we say it ourselves */
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		for (int i = 0; opts[i].name; i++)
 			if (opts[i].val == c)
-				o = opts[i].name;
+				snprintf(o, sizeof(o), "--%s", opts[i].name);
 		int bad = 0;
 		switch (c) {
 		case 'd': a->data = optarg; break;
 		case 'o': a->out = optarg; break;
-		case 's': bad = cli_int(o, optarg, 0, 100000000, &a->steps); break;
+		case 's': bad = cli_int(o, optarg, 1, 100000000, &a->steps); break;
 		case 'b': bad = cli_int(o, optarg, 1, 4096, &a->batch); break;
 		case 'S': bad = cli_int(o, optarg, 0, 1L << 62, &a->seed); break;
 		case 'v': bad = cli_int(o, optarg, 0, 100000000, &a->validation); break;
@@ -98,8 +100,15 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 				bad = 1;
 			}
 			break;
-		case 'h': fputs(usage, stdout); exit(CLI_OK);
-		default: bad = 1;
+		case 'h': fputs(usage, stdout); return 1;
+		case ':':
+			fprintf(stderr, "graft train: %s needs a value (see graft train --help)\n",
+			        argv[optind - 1]);
+			return -1;
+		default:
+			fprintf(stderr, "graft train: unknown option '%s' (see graft train --help)\n",
+			        argv[optind - 1]);
+			return -1;
 		}
 		if (bad)
 			return -1;
@@ -232,8 +241,9 @@ int cli_train(int argc, char **argv)
 	nn_arch arch;
 	nn_dataset train = { 0 }, val = { 0 }, test = { 0 };
 
-	if (parse_args(argc, argv, &a))
-		return CLI_USAGE;
+	int args = parse_args(argc, argv, &a);
+	if (args)
+		return args > 0 ? CLI_OK : CLI_USAGE;
 	if (proto_arch_load(a.arch, &arch, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s\n", err);
 		return CLI_FAIL;
