@@ -218,10 +218,10 @@ static int train_and_report(nn_arch *arch, const struct train_args *a, const cha
 	printf("trained in %.1f s (%.0f images/s, %.1f CPU-s), final loss %.4f\n",
 	       res.wall_s, res.images_per_s, res.cpu_s, res.final_loss);
 	if (val->n) {
-		double loss, acc = nn_evaluate(net, val, arch->mean, arch->std, &loss);
+		double loss, acc = nn_evaluate(net, val, arch->mean, arch->std, NULL, &loss);
 		printf("validation accuracy %.4f (loss %.4f, %d images)\n", acc, loss, val->n);
 	}
-	double tloss, tacc = nn_evaluate(net, test, arch->mean, arch->std, &tloss);
+	double tloss, tacc = nn_evaluate(net, test, arch->mean, arch->std, NULL, &tloss);
 	printf("test accuracy %.4f (loss %.4f, %d images)\n", tacc, tloss, test->n);
 	rc = nn_net_save(net, out, err, sizeof(err));
 	if (rc)

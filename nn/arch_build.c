@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 
-#include "nn/nn.h"
+#include "nn/net_internal.h"
 
 /* conv -> BN (-> ReLU) under prefix p ("blocks.3" gives blocks.3.conv,
  * blocks.3.bn); returns the BN node. */
@@ -69,7 +69,7 @@ static int block(nn_net *net, int in, const nn_block_spec *b, const char *p)
 static int graft(nn_net *net, int stem, const nn_arch *a)
 {
 	char p[32];
-	int g = 0, c, h, w;
+	int g = 0, c, h, w, first = nn_net_nodes(net);
 
 	for (int i = 0; i < a->graft_nlayers; i++) {
 		snprintf(p, sizeof(p), "graft.%d", i);
@@ -77,9 +77,13 @@ static int graft(nn_net *net, int stem, const nn_arch *a)
 		            "conv", "bn");
 		if (g < 0)
 			return g;
-		nn_net_freeze(net, g);
-		nn_net_freeze(net, g - 1);
+		if (!a->graft_trainable) {
+			nn_net_freeze(net, g);
+			nn_net_freeze(net, g - 1);
+		}
 	}
+	if (!a->graft_trainable)
+		nn__net_mark_graft(net, first, g);
 	nn_net_shape(net, stem, &c, &h, &w);
 	int pr = conv_bn(net, g, c, 1, 1, 0, "graft_proj", "conv", "bn");
 	return pr < 0 ? pr : nn_net_add(net, stem, pr, 0);

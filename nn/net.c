@@ -168,6 +168,20 @@ int nn_net_nodes(const nn_net *net)
 	return net->n;
 }
 
+void nn__net_mark_graft(nn_net *net, int first, int last)
+{
+	net->graft_first = first;
+	net->graft_last = last;
+}
+
+int nn_net_graft_shape(const nn_net *net, int *c, int *h, int *w)
+{
+	if (!net->graft_last)
+		return 0;
+	nn_net_shape(net, net->graft_last, c, h, w);
+	return 1;
+}
+
 size_t nn__node_size(const struct nn__node *d)
 {
 	return (size_t)d->c * d->h * d->w;

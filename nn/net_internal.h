@@ -37,9 +37,18 @@ struct nn_net {
 	float *ws;                       /* convolution workspace */
 	float *dlogits;
 	const float *input;              /* borrowed, the last forward's x */
+	int graft_first, graft_last;     /* the graft's nodes (0, 0: none) */
+	const float *graft_feats;        /* borrowed: the graft's output for this
+	                                    batch, precomputed; NULL: compute it */
 	size_t nparams, nfixed, nact;
 };
 
 size_t nn__node_size(const struct nn__node *d);
+
+/* Runs node i alone, in eval mode, on the net's current input. */
+void nn__forward_node(nn_net *net, int i, int n);
+
+/* Marks nodes first..last as the graft, whose output can be fed from a cache. */
+void nn__net_mark_graft(nn_net *net, int first, int last);
 
 #endif

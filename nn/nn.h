@@ -117,26 +117,76 @@ typedef struct nn_tensor {
 	float *data;       /* float32, row-major */
 } nn_tensor;
 
-/* Number of elements of t. */
+/* Number of elements of t, or -1 when ndim is not 1..4, a dimension is
+ * negative, or numel * sizeof(float) would overflow an int64_t (so callers may
+ * compute byte sizes from a non-negative result without checking again). */
 int64_t nn_tensor_numel(const nn_tensor *t);
 
+/* Limits on the metadata the writer accepts: pairs, and bytes of each key or
+ * value (without its terminating NUL). */
+#define NN_META_MAX 64
+#define NN_META_LEN_MAX 4096
+
 /* Writes the tensors as a safetensors file (F32, PyTorch layouts), in the order
- * given; the data is borrowed. */
+ * given; the data is borrowed.  The file is written to PATH.tmp and renamed over
+ * path, so a crash leaves the old file or the whole new one. */
 int nn_safetensors_write(const char *path, const nn_tensor *t, int n,
                          char *err, size_t errlen);
+
+/* The same with a "__metadata__" object: meta holds 2*nmeta borrowed strings,
+ * key0, value0, key1, value1, ..., written in that order.  Keys must be
+ * non-empty and distinct, keys and values valid UTF-8 of at most
+ * NN_META_LEN_MAX bytes, and nmeta 0..NN_META_MAX; anything else is
+ * GRAFT_EINVAL with a message and no file.  nmeta 0 writes no metadata. */
+int nn_safetensors_write_meta(const char *path, const nn_tensor *t, int n,
+                              const char *const *meta, int nmeta,
+                              char *err, size_t errlen);
 
 typedef struct nn_weights {
 	int n;
 	nn_tensor *t;  /* t[i].data points into blob */
 	void *blob;
+	int nmeta;     /* metadata pairs; 0 (and meta NULL) when the file has none */
+	char **meta;   /* 2*nmeta strings: key0, value0, key1, value1, ..., in file order */
 } nn_weights;
 
-/* Reads a safetensors file.  Only F32 tensors of 1-4 dims are accepted; a
- * truncated file or a header that lies (offsets out of range, overlapping or
- * wrong-sized, bad JSON) is GRAFT_EFORMAT with a message, never a crash. */
+/* Reads a safetensors file into *w, which the caller frees with
+ * nn_weights_free; everything *w points to is owned by it.  Only F32 tensors of
+ * 0-4 dims are accepted, a 0-dim scalar reading as shape [1]; the tensors come
+ * in the order of their data, which for a file nn_safetensors_write wrote is the
+ * order written.  "__metadata__", if present, must map strings to strings and
+ * fills nmeta/meta.  A file that cannot be opened or read is GRAFT_EIO, one over
+ * 4 GiB GRAFT_ERANGE; a truncated file or a header that lies (offsets out of
+ * range, overlapping or wrong-sized, bad JSON) is GRAFT_EFORMAT with a message,
+ * never a crash.  On failure *w is left zeroed. */
 int nn_safetensors_read(const char *path, nn_weights *w, char *err, size_t errlen);
 const nn_tensor *nn_weights_find(const nn_weights *w, const char *name);
+
+/* Returns the metadata value of key, or NULL when w has no such key; the string
+ * belongs to w. */
+const char *nn_weights_meta(const nn_weights *w, const char *key);
+
+/* Frees what nn_safetensors_read allocated and zeroes *w; NULL is a no-op. */
 void nn_weights_free(nn_weights *w);
+
+/* ---- hashing (SHA-256, from nettle) ------------------------------------- */
+
+/* Writes the SHA-256 of len bytes at data into hex as 64 lowercase hex digits
+ * and a NUL.  data may be NULL when len is 0. */
+void nn_sha256_hex(const void *data, size_t len, char hex[65]);
+
+/* Hashes a file's bytes, streaming it.  A file that cannot be opened or read is
+ * GRAFT_EIO with a message naming it; hex is then "". */
+int nn_sha256_file(const char *path, char hex[65], char *err, size_t errlen);
+
+/* The identity of a set of tensors: the SHA-256 of, for each tensor in order,
+ * its name and a NUL, ndim and then each of the ndim dimensions as little-endian
+ * int64, and its numel float32 values, little-endian, bit for bit.  It does not
+ * see file layout or metadata, so two graft modules with equal weights hash
+ * equal however they were stored; the order of the tensors does count.
+ * GRAFT_EINVAL (hex "") for a bad argument or a tensor whose name is not
+ * terminated, whose shape nn_tensor_numel refuses, or whose data is NULL. */
+int nn_tensors_sha256(const nn_tensor *t, int n, char hex[65]);
 
 /* ---- layers --------------------------------------------------------------- */
 
@@ -268,6 +318,8 @@ typedef struct nn_arch {
 	int nblocks;
 	nn_block_spec blocks[NN_MAX_BLOCKS];
 	nn_recipe train;
+	int graft_trainable;                     /* not in the file: fine-tune the graft
+	                                            instead of freezing it */
 	int has_result;                          /* informative result section */
 	double result_val_accuracy;
 	int64_t result_params, result_flops;
@@ -328,6 +380,14 @@ void nn_net_backward(nn_net *net, const float *dout);
 double nn_net_train_step(nn_net *net, const float *x, const int *y, int n,
                          const nn_sgd *opt, float lr);
 
+/* Whether the net has a frozen graft, and the shape (per image) of its
+ * output G(x).  G is frozen, so G(x) of an un-augmented image never changes:
+ * it can be computed once and fed to every step that sees the image. */
+int nn_net_graft_shape(const nn_net *net, int *c, int *h, int *w);
+/* Feeds the next forward passes the graft output for their batch (borrowed,
+ * (n, c, h, w) in batch order) instead of computing it; NULL computes it. */
+void nn_net_set_graft_features(nn_net *net, const float *feats);
+
 /* Trainable and frozen parameters (not running statistics). */
 int64_t nn_net_params(const nn_net *net);
 /* Forward multiply-adds x 2 per image, convolutions and linear layers. */
@@ -370,6 +430,10 @@ typedef struct nn_train_opts {
 	nn_progress_fn progress;   /* may be NULL */
 	void *ctx;
 	int report_every;          /* steps between progress calls (>= 1) */
+	const float *graft_cache;  /* G(x) of every image of ds (see
+	                              nn_graft_features), or NULL; used only
+	                              without augmentation, since G of an
+	                              augmented image is not G of the image */
 } nn_train_opts;
 
 typedef struct nn_train_result {
@@ -386,8 +450,41 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
              nn_train_result *res);
 
 /* Accuracy of net (eval mode) on every image of ds; *loss (may be NULL) gets
- * the mean cross-entropy. */
+ * the mean cross-entropy.  graft_cache as in nn_train_opts, or NULL. */
 double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
-                   const float *std, double *loss);
+                   const float *std, const float *graft_cache, double *loss);
+
+/* ---- the graft ------------------------------------------------------------ */
+
+typedef struct nn_graft_opts {
+	const char *source;   /* how it is made: "target", "synthetic", "dataset" (all
+	                         pretrained on the given data) or "random" (random
+	                         weights, BN statistics calibrated on the data) */
+	int steps, batch;     /* pretraining budget */
+	float lr;
+	uint64_t seed;
+	nn_progress_fn progress; /* may be NULL */
+	void *ctx;
+} nn_graft_opts;
+
+/* Makes the graft a's graft section describes (layers, channels; a's input
+ * channels) from ds, and writes it to path as a graft file: its graft.{i}.*
+ * tensors and metadata (format graft-module/1, source, layers, input, steps,
+ * batch, lr, seed).  sha gets its identity, the SHA-256 of its tensors.  ds
+ * may have any image size. */
+int nn_graft_pretrain(const nn_arch *a, const nn_dataset *ds, const float *mean,
+                      const float *std, const nn_graft_opts *o, const char *path,
+                      char sha[65], char *err, size_t errlen);
+
+/* Loads a graft file's tensors into net's graft; sha gets their identity,
+ * which must equal expect_sha unless that is NULL or empty. */
+int nn_graft_load(nn_net *net, const char *path, const char *expect_sha, char sha[65],
+                  char *err, size_t errlen);
+
+/* G(x) for every image of ds, in order: (ds->n, c, h, w) as nn_net_graft_shape
+ * gives, malloc'd into *out.  Feeding it to nn_train and nn_evaluate spares
+ * every candidate the graft's forward pass. */
+int nn_graft_features(nn_net *net, const nn_dataset *ds, const float *mean,
+                      const float *std, float **out);
 
 #endif

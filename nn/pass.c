@@ -9,7 +9,11 @@
 
 static const float *out_of(const nn_net *net, int i)
 {
-	return i == 0 ? net->input : net->node[i].y;
+	if (i == 0)
+		return net->input;
+	if (i == net->graft_last && net->graft_feats)
+		return net->graft_feats;
+	return net->node[i].y;
 }
 
 static void forward_node(nn_net *net, struct nn__node *d, int n, int train)
@@ -50,14 +54,23 @@ static void forward_node(nn_net *net, struct nn__node *d, int n, int train)
 	}
 }
 
+void nn__forward_node(nn_net *net, int i, int n)
+{
+	forward_node(net, &net->node[i], n, 0);
+}
+
 const float *nn_net_forward(nn_net *net, const float *x, int n, int train)
 {
 	if (!net->finalized || n < 1 || n > net->max_batch)
 		return NULL;
 	net->input = x;
 	net->batch = n;
-	for (int i = 1; i < net->n; i++)
+	for (int i = 1; i < net->n; i++) {
+		/* A cached graft output makes the graft's own layers unnecessary. */
+		if (net->graft_feats && i >= net->graft_first && i <= net->graft_last)
+			continue;
 		forward_node(net, &net->node[i], n, train);
+	}
 	return net->node[net->n - 1].y;
 }
 
@@ -137,6 +150,11 @@ void nn_net_backward(nn_net *net, const float *dout)
 	for (int i = net->n - 1; i >= 1; i--)
 		if (net->node[i].needs_grad)
 			backward_node(net, &net->node[i], n);
+}
+
+void nn_net_set_graft_features(nn_net *net, const float *feats)
+{
+	net->graft_feats = net->graft_last ? feats : NULL;
 }
 
 double nn_net_train_step(nn_net *net, const float *x, const int *y, int n,

@@ -2,6 +2,7 @@
  * train.c - the training loop and evaluation.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "nn/net_internal.h"
@@ -25,6 +26,22 @@ static void shuffle(int *idx, int n, nn_rng *r)
 	}
 }
 
+/* Floats per image of the graft output when a cache is to be used, else 0. */
+static size_t cached_size(const nn_net *net, const float *cache)
+{
+	int c, h, w;
+	if (!cache || !nn_net_graft_shape(net, &c, &h, &w))
+		return 0;
+	return (size_t)c * h * w;
+}
+
+/* Copies the cached graft outputs of images idx[0..n) into a batch. */
+static void gather(const float *cache, size_t feat, const int *idx, int n, float *out)
+{
+	for (int i = 0; i < n; i++)
+		memcpy(out + i * feat, cache + (size_t)idx[i] * feat, sizeof(float) * feat);
+}
+
 int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
              nn_train_result *res)
 {
@@ -34,10 +51,14 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 	if (b < 1 || b > net->max_batch || b > ds->n || rc->steps < 0)
 		return GRAFT_EINVAL;
 	size_t img = (size_t)ds->c * ds->h * ds->w;
-	float *x = malloc(sizeof(float) * img * b);
+	nn_augment aug = { rc->crop, rc->flip };
+	int augmented = aug.crop_pad || aug.flip;
+	size_t feat = cached_size(net, augmented ? NULL : o->graft_cache);
+	float *x = malloc(sizeof(float) * img * b), *f = malloc(sizeof(float) * (feat * b + 1));
 	int *y = malloc(sizeof(int) * b), *perm = malloc(sizeof(int) * ds->n);
-	if (!x || !y || !perm) {
+	if (!x || !f || !y || !perm) {
 		free(x);
+		free(f);
 		free(y);
 		free(perm);
 		return GRAFT_ENOMEM;
@@ -45,7 +66,6 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 	nn_rng data_rng, aug_rng;
 	nn_rng_seed(&data_rng, rc->seed);
 	nn_rng_seed(&aug_rng, rc->seed ^ 0x5eed0f0a6u);
-	nn_augment aug = { rc->crop, rc->flip };
 	nn_sgd opt = { rc->lr, rc->momentum, rc->weight_decay, rc->nesterov };
 	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	double window = 0.0, last = 0.0;
@@ -57,7 +77,10 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 			pos = 0;
 		}
 		nn_dataset_batch(ds, perm + pos, b, o->mean, o->std,
-		                 (aug.crop_pad || aug.flip) ? &aug : NULL, &aug_rng, x, y);
+		                 augmented ? &aug : NULL, &aug_rng, x, y);
+		if (feat)
+			gather(o->graft_cache, feat, perm + pos, b, f);
+		nn_net_set_graft_features(net, feat ? f : NULL);
 		pos += b;
 		float lr = nn_lr_at(rc->schedule, rc->lr, step, rc->steps, rc->warmup);
 		window += nn_net_train_step(net, x, y, b, &opt, lr);
@@ -74,6 +97,7 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 			}
 		}
 	}
+	nn_net_set_graft_features(net, NULL);
 	if (res) {
 		res->final_loss = last;
 		res->wall_s = now(CLOCK_MONOTONIC) - t0;
@@ -81,16 +105,17 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 		res->images_per_s = res->wall_s > 0 ? (double)rc->steps * b / res->wall_s : 0;
 	}
 	free(x);
+	free(f);
 	free(y);
 	free(perm);
 	return 0;
 }
 
 double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
-                   const float *std, double *loss)
+                   const float *std, const float *graft_cache, double *loss)
 {
 	int b = net->max_batch, k = net->node[net->n - 1].c, correct = 0;
-	size_t img = (size_t)ds->c * ds->h * ds->w;
+	size_t img = (size_t)ds->c * ds->h * ds->w, feat = cached_size(net, graft_cache);
 	float *x = malloc(sizeof(float) * img * b);
 	int *y = malloc(sizeof(int) * b), *idx = malloc(sizeof(int) * b);
 	double total = 0.0;
@@ -106,6 +131,9 @@ double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
 		for (int i = 0; i < n; i++)
 			idx[i] = start + i;
 		nn_dataset_batch(ds, idx, n, mean, std, NULL, NULL, x, y);
+		/* The cache holds images in order, so a batch's rows are contiguous. */
+		if (feat)
+			nn_net_set_graft_features(net, graft_cache + (size_t)start * feat);
 		const float *z = nn_net_forward(net, x, n, 0);
 		total += nn_softmax_xent(n, k, z, y, NULL) * n;
 		for (int i = 0; i < n; i++) {
@@ -116,6 +144,7 @@ double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
 			correct += best == y[i];
 		}
 	}
+	nn_net_set_graft_features(net, NULL);
 	if (loss)
 		*loss = ds->n ? total / ds->n : 0.0;
 	free(x);
