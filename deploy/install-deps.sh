@@ -8,7 +8,7 @@ PACKAGES="
 build-essential pkg-config
 libopenblas-dev zlib1g-dev
 libuv1-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
-libjansson-dev libhttp-parser-dev
+libjansson-dev libhttp-parser-dev nettle-dev
 libcriterion-dev
 dataset-fashion-mnist
 "

@@ -166,6 +166,91 @@ static int check_tensor(const struct st_ctx *c, const nn_tensor *t, int i)
 	return 0;
 }
 
+/* Whether the len bytes at s are UTF-8 as RFC 3629 defines it: no overlong
+ * forms, no surrogates, nothing past U+10FFFF.  jansson would refuse such a
+ * string too, but only with a NULL that also means out of memory. */
+static int utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
+	while (p < end) {
+		unsigned c = *p++;
+		int more;
+		uint32_t cp, min;
+		if (c < 0x80)
+			continue;
+		if ((c & 0xe0) == 0xc0)
+			more = 1, cp = c & 0x1f, min = 0x80;
+		else if ((c & 0xf0) == 0xe0)
+			more = 2, cp = c & 0x0f, min = 0x800;
+		else if ((c & 0xf8) == 0xf0)
+			more = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return 0;
+		if (end - p < more)
+			return 0;
+		for (; more > 0; more--, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (*p & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+	}
+	return 1;
+}
+
+/* Checks one metadata key or value of pair i; what is "key" or "value". */
+static int check_meta_string(const struct st_ctx *c, const char *s, int i,
+                             const char *what)
+{
+	if (s == NULL)
+		return fail(c, GRAFT_EINVAL, "metadata pair %d: %s is NULL", i, what);
+	size_t len = strnlen(s, NN_META_LEN_MAX + 1);
+	if (len > NN_META_LEN_MAX)
+		return fail(c, GRAFT_EINVAL, "metadata pair %d: %s is longer than the %d "
+		            "bytes allowed", i, what, NN_META_LEN_MAX);
+	if (!utf8_valid(s, len))
+		return fail(c, GRAFT_EINVAL, "metadata pair %d: %s is not valid UTF-8",
+		            i, what);
+	return 0;
+}
+
+/* Builds the "__metadata__" object from the caller's key/value pairs, in
+ * order; *out stays NULL when there are none, so no empty object is written. */
+static int build_metadata(const struct st_ctx *c, const char *const *meta,
+                          int nmeta, json_t **out)
+{
+	*out = NULL;
+	if (nmeta < 0 || nmeta > NN_META_MAX)
+		return fail(c, GRAFT_EINVAL, "%d metadata pairs, want 0..%d", nmeta,
+		            NN_META_MAX);
+	if (nmeta == 0)
+		return 0;
+	if (meta == NULL)
+		return fail(c, GRAFT_EINVAL, "%d metadata pairs but meta is NULL", nmeta);
+	json_t *obj = json_object();
+	int rc = obj ? 0 : fail(c, GRAFT_ENOMEM, "out of memory");
+	for (int i = 0; rc == 0 && i < nmeta; i++) {
+		const char *key = meta[2 * i], *val = meta[2 * i + 1];
+		if ((rc = check_meta_string(c, key, i, "key")) != 0 ||
+		    (rc = check_meta_string(c, val, i, "value")) != 0)
+			break;
+		if (key[0] == '\0')
+			rc = fail(c, GRAFT_EINVAL, "metadata pair %d: key is empty", i);
+		else if (json_object_get(obj, key) != NULL)
+			rc = fail(c, GRAFT_EINVAL, "metadata key '%.64s' appears twice", key);
+		/* Both strings are valid UTF-8 by now, so only memory can fail. */
+		else if (json_object_set_new(obj, key, json_string(val)) != 0)
+			rc = fail(c, GRAFT_ENOMEM, "out of memory");
+	}
+	if (rc != 0) {
+		json_decref(obj);
+		return rc;
+	}
+	*out = obj;
+	return 0;
+}
+
 /* Builds the header entry of t, placed at data offset off. */
 static json_t *header_entry(const nn_tensor *t, int64_t off, int64_t bytes)
 {
@@ -179,13 +264,25 @@ static json_t *header_entry(const nn_tensor *t, int64_t off, int64_t bytes)
 	                 "data_offsets", (json_int_t)off, (json_int_t)(off + bytes));
 }
 
-/* Builds the JSON header of the n tensors, laid out in order. */
+/* Builds the JSON header of the n tensors, laid out in order, after the
+ * metadata (first, where the reference implementation puts it). */
 static int build_header(const struct st_ctx *c, const nn_tensor *t, int n,
+                        const char *const *meta, int nmeta,
                         json_t **out, int64_t *data_size)
 {
+	json_t *md = NULL;
+	int rc = build_metadata(c, meta, nmeta, &md);
+	if (rc != 0)
+		return rc;
 	json_t *root = json_object();
+	if (root == NULL) {
+		json_decref(md);
+		return fail(c, GRAFT_ENOMEM, "out of memory");
+	}
+	/* json_object_set_new takes md even when it fails. */
+	if (md != NULL && json_object_set_new(root, "__metadata__", md) != 0)
+		rc = fail(c, GRAFT_ENOMEM, "out of memory");
 	int64_t off = 0;
-	int rc = root ? 0 : fail(c, GRAFT_ENOMEM, "out of memory");
 	for (int i = 0; rc == 0 && i < n; i++) {
 		if ((rc = check_tensor(c, &t[i], i)) != 0)
 			break;
@@ -297,6 +394,13 @@ static int write_atomic(const struct st_ctx *c, const char *hdr, size_t hlen,
 int nn_safetensors_write(const char *path, const nn_tensor *t, int n,
                          char *err, size_t errlen)
 {
+	return nn_safetensors_write_meta(path, t, n, NULL, 0, err, errlen);
+}
+
+int nn_safetensors_write_meta(const char *path, const nn_tensor *t, int n,
+                              const char *const *meta, int nmeta,
+                              char *err, size_t errlen)
+{
 	struct st_ctx c = { path ? path : "(null)", err, errlen };
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
@@ -305,7 +409,7 @@ int nn_safetensors_write(const char *path, const nn_tensor *t, int n,
 
 	json_t *root = NULL;
 	int64_t data_size = 0;
-	int rc = build_header(&c, t, n, &root, &data_size);
+	int rc = build_header(&c, t, n, meta, nmeta, &root, &data_size);
 	if (rc != 0)
 		return rc;
 	char *hdr = NULL;
@@ -501,8 +605,8 @@ static int parse_entry(const struct st_ctx *c, const char *name, json_t *v,
 	return rc ? rc : parse_offsets(c, v, data_size, e);
 }
 
-/* The optional "__metadata__" is a flat map of strings; graft ignores it but,
- * like the reference implementation, refuses any other shape. */
+/* The optional "__metadata__" is a flat map of strings; like the reference
+ * implementation, we refuse any other shape. */
 static int check_metadata(const struct st_ctx *c, json_t *v)
 {
 	const char *key;
@@ -583,6 +687,41 @@ static int parse_header(const struct st_ctx *c, json_t *root, uint64_t data_size
 	return 0;
 }
 
+/* Copies the checked "__metadata__" object (NULL when absent) into w as one
+ * allocation: the 2*n pointers, then the strings they point to.  jansson
+ * keeps an object's keys in the order it read them, and so do we. */
+static int copy_metadata(const struct st_ctx *c, json_t *md, nn_weights *w)
+{
+	size_t n = json_object_size(md);
+	if (n == 0)
+		return 0;
+	if (n > INT_MAX / 2)
+		return fail(c, GRAFT_EFORMAT, "%zu metadata pairs are too many", n);
+	/* The header is at most ST_MAX_HEADER bytes, so this sum cannot wrap. */
+	size_t bytes = 2 * n * sizeof(char *);
+	const char *key;
+	json_t *v;
+	json_object_foreach(md, key, v)
+		bytes += strlen(key) + 1 + strlen(json_string_value(v)) + 1;
+	char **m = malloc(bytes);
+	if (m == NULL)
+		return fail(c, GRAFT_ENOMEM, "out of memory for %zu metadata pairs", n);
+	char *at = (char *)(m + 2 * n);
+	size_t i = 0;
+	json_object_foreach(md, key, v) {
+		const char *s[2] = { key, json_string_value(v) };
+		for (int k = 0; k < 2; k++) {
+			size_t len = strlen(s[k]) + 1;
+			m[i++] = memcpy(at, s[k], len);
+			at += len;
+		}
+	}
+	assert(i == 2 * n && at == (char *)m + bytes);
+	w->meta = m;
+	w->nmeta = (int)n;
+	return 0;
+}
+
 /* Reads the data section into a fresh malloc'd blob, which is aligned for
  * floats whatever the header length, and points the tensors into it. */
 static int read_data(const struct st_ctx *c, int fd, const struct st_entry *e,
@@ -634,6 +773,8 @@ int nn_safetensors_read(const char *path, nn_weights *w, char *err, size_t errle
 		rc = fail(&c, GRAFT_EFORMAT, "%zu tensors are too many", n);
 	if (rc == 0)
 		rc = read_data(&c, fd, e, n, data_size, w);
+	if (rc == 0)
+		rc = copy_metadata(&c, json_object_get(root, "__metadata__"), w);
 	if (rc != 0)
 		nn_weights_free(w);
 	free(e);
@@ -652,11 +793,22 @@ const nn_tensor *nn_weights_find(const nn_weights *w, const char *name)
 	return NULL;
 }
 
+const char *nn_weights_meta(const nn_weights *w, const char *key)
+{
+	if (w == NULL || key == NULL)
+		return NULL;
+	for (int i = 0; i < w->nmeta; i++)
+		if (strcmp(w->meta[2 * i], key) == 0)
+			return w->meta[2 * i + 1];
+	return NULL;
+}
+
 void nn_weights_free(nn_weights *w)
 {
 	if (w == NULL)
 		return;
 	free(w->t);
 	free(w->blob);
+	free(w->meta);
 	memset(w, 0, sizeof *w);
 }

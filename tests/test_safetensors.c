@@ -94,8 +94,9 @@ static void expect_fail(const char *path, int rc_want, const char *want)
 	cr_assert_not_null(strstr(err, path), "err does not name the file: %s", err);
 	cr_assert_not_null(strstr(err, want), "err lacks '%s': %s", want, err);
 	cr_assert_null(strchr(err, '\n'), "err is more than one line: %s", err);
-	cr_assert(w.n == 0 && w.t == NULL && w.blob == NULL,
-	          "a failed read left n=%d t=%p blob=%p", w.n, (void *)w.t, w.blob);
+	cr_assert(w.n == 0 && w.t == NULL && w.blob == NULL && w.nmeta == 0 &&
+	          w.meta == NULL, "a failed read left n=%d t=%p blob=%p nmeta=%d meta=%p",
+	          w.n, (void *)w.t, w.blob, w.nmeta, (void *)w.meta);
 }
 
 static void expect_format(const char *path, const char *want)
@@ -291,6 +292,8 @@ Test(safetensors, scalar_and_metadata)
 	cr_assert_str_eq(w.t[1].name, "z");
 	cr_assert_eq(nn_tensor_numel(&w.t[1]), 0);
 	cr_assert_null(nn_weights_find(&w, "__metadata__"));
+	cr_assert_eq(w.nmeta, 1);
+	cr_assert_str_eq(nn_weights_meta(&w, "format"), "pt");
 	nn_weights_free(&w);
 }
 
@@ -306,6 +309,184 @@ Test(safetensors, numel)
 	cr_assert_eq(nn_tensor_numel(&t), -1);
 	nn_tensor big = { .ndim = 2, .shape = { INT64_C(1) << 31, INT64_C(1) << 31 } };
 	cr_assert_eq(nn_tensor_numel(&big), -1, "byte size 2^64 overflows");
+}
+
+/* ---- metadata ----------------------------------------------------------------- */
+
+/* Metadata comes back as written, in order, beside unchanged tensors; values
+ * may be empty or hold any UTF-8, including what JSON must escape. */
+Test(safetensors, metadata_round_trip)
+{
+	nn_tensor t[3];
+	fill_tensors(t);
+	const char *meta[] = {
+		"format", "pt",
+		"graft.arch", "graft-arch/1\nblocks: [conv3x3]\t\"quoted\"",
+		"empty", "",
+		"unicode \xc3\xa9", "\xe2\x82\xac \xf0\x9f\x98\x80",
+	};
+	char err[GRAFT_ERRLEN];
+	const char *path = tmp_path("meta.safetensors");
+	int rc = nn_safetensors_write_meta(path, t, 3, meta, 4, err, sizeof err);
+	cr_assert_eq(rc, 0, "write: %s", err);
+
+	nn_weights w;
+	rc = nn_safetensors_read(path, &w, err, sizeof err);
+	cr_assert_eq(rc, 0, "read: %s", err);
+	cr_assert_eq(w.n, 3);
+	for (int i = 0; i < 3; i++)
+		assert_same_tensor(&w.t[i], &t[i]);
+	cr_assert_eq(w.nmeta, 4);
+	for (int i = 0; i < 8; i++)
+		cr_assert_str_eq(w.meta[i], meta[i], "meta[%d]", i);
+	for (int i = 0; i < 4; i++)
+		cr_assert_str_eq(nn_weights_meta(&w, meta[2 * i]), meta[2 * i + 1]);
+	cr_assert_null(nn_weights_meta(&w, "absent"));
+	cr_assert_null(nn_weights_meta(&w, "pt"), "a value is not a key");
+	cr_assert_null(nn_weights_meta(&w, NULL));
+	cr_assert_null(nn_weights_meta(NULL, "format"));
+	nn_weights_free(&w);
+	cr_assert(w.nmeta == 0 && w.meta == NULL);
+}
+
+/* The limits are inclusive: 64 pairs of 4096-byte keys and values are fine. */
+Test(safetensors, metadata_at_the_limits)
+{
+	static char keys[NN_META_MAX][NN_META_LEN_MAX + 1];
+	static char value[NN_META_LEN_MAX + 1];
+	const char *meta[2 * NN_META_MAX];
+	memset(value, 'v', NN_META_LEN_MAX);
+	for (int i = 0; i < NN_META_MAX; i++) {
+		char num[16];
+		snprintf(num, sizeof num, "%07d", i);
+		memset(keys[i], 'k', NN_META_LEN_MAX);
+		memcpy(keys[i], num, 7); /* distinct keys of the full length */
+		meta[2 * i] = keys[i];
+		meta[2 * i + 1] = value;
+	}
+	char err[GRAFT_ERRLEN];
+	const char *path = tmp_path("big-meta.safetensors");
+	int rc = nn_safetensors_write_meta(path, NULL, 0, meta, NN_META_MAX, err,
+	                                   sizeof err);
+	cr_assert_eq(rc, 0, "write: %s", err);
+	nn_weights w;
+	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof err), 0, "read: %s", err);
+	cr_assert_eq(w.n, 0);
+	cr_assert_eq(w.nmeta, NN_META_MAX);
+	for (int i = 0; i < NN_META_MAX; i++) {
+		cr_assert_str_eq(w.meta[2 * i], keys[i]);
+		cr_assert_str_eq(nn_weights_meta(&w, keys[i]), value);
+	}
+	nn_weights_free(&w);
+}
+
+/* A file written without metadata, or whose metadata object is empty, has
+ * none: nmeta 0, meta NULL, and every lookup NULL. */
+Test(safetensors, no_metadata)
+{
+	nn_tensor t[3];
+	fill_tensors(t);
+	char err[GRAFT_ERRLEN];
+	const char *path = tmp_path("plain.safetensors");
+	cr_assert_eq(nn_safetensors_write(path, t, 3, err, sizeof err), 0, "%s", err);
+	nn_weights w;
+	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof err), 0, "%s", err);
+	cr_assert(w.nmeta == 0 && w.meta == NULL, "nmeta %d", w.nmeta);
+	cr_assert_null(nn_weights_meta(&w, "format"));
+	nn_weights_free(&w);
+
+	/* nmeta 0 with a NULL meta is the same as no metadata at all. */
+	cr_assert_eq(nn_safetensors_write_meta(path, t, 3, NULL, 0, err, sizeof err), 0,
+	             "%s", err);
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	char buf[512];
+	size_t len = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	cr_assert_null(memmem(buf, len, "__metadata__", 12), "an empty __metadata__ "
+	               "was written");
+
+	path = write_st("{\"__metadata__\":{},"
+	                "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof err), 0, "%s", err);
+	cr_assert(w.n == 1 && w.nmeta == 0 && w.meta == NULL, "n %d nmeta %d",
+	          w.n, w.nmeta);
+	nn_weights_free(&w);
+}
+
+/* Writes with metadata that must be refused and checks the refusal: EINVAL,
+ * a message that names the file and says why, and no file left behind. */
+static void expect_meta_refused(const char *const *meta, int nmeta, const char *want)
+{
+	nn_tensor t[3];
+	fill_tensors(t);
+	char err[GRAFT_ERRLEN];
+	const char *path = tmp_path("bad-meta.safetensors");
+	int rc = nn_safetensors_write_meta(path, t, 3, meta, nmeta, err, sizeof err);
+	cr_assert_eq(rc, GRAFT_EINVAL, "rc %d (%s), want GRAFT_EINVAL for '%s'; err: %s",
+	             rc, graft_strerror(rc), want, err);
+	cr_assert_not_null(strstr(err, path), "err does not name the file: %s", err);
+	cr_assert_not_null(strstr(err, want), "err lacks '%s': %s", want, err);
+	struct stat st;
+	cr_assert_neq(stat(path, &st), 0, "a refused write created the file");
+	cr_assert_neq(stat(tmp_path("bad-meta.safetensors.tmp"), &st), 0);
+}
+
+Test(safetensors, write_rejects_bad_metadata)
+{
+	const char *empty_key[] = { "", "v" };
+	expect_meta_refused(empty_key, 1, "metadata pair 0: key is empty");
+	const char *bad_key[] = { "ok", "v", "caf\xe9", "v" };
+	expect_meta_refused(bad_key, 2, "metadata pair 1: key is not valid UTF-8");
+	const char *bad_value[] = { "k", "\xc0\xaf" }; /* overlong '/' */
+	expect_meta_refused(bad_value, 1, "metadata pair 0: value is not valid UTF-8");
+	const char *surrogate[] = { "k", "\xed\xa0\x80" };
+	expect_meta_refused(surrogate, 1, "metadata pair 0: value is not valid UTF-8");
+	const char *cut[] = { "k", "\xe2\x82" };
+	expect_meta_refused(cut, 1, "metadata pair 0: value is not valid UTF-8");
+	const char *null_value[] = { "k", NULL };
+	expect_meta_refused(null_value, 1, "metadata pair 0: value is NULL");
+	const char *twice[] = { "k", "1", "j", "2", "k", "3" };
+	expect_meta_refused(twice, 3, "metadata key 'k' appears twice");
+	expect_meta_refused(NULL, 2, "2 metadata pairs but meta is NULL");
+	expect_meta_refused(twice, -1, "-1 metadata pairs, want 0..64");
+
+	static char long_str[NN_META_LEN_MAX + 2];
+	memset(long_str, 'x', NN_META_LEN_MAX + 1);
+	const char *long_value[] = { "k", long_str };
+	expect_meta_refused(long_value, 1, "metadata pair 0: value is longer than the "
+	                    "4096 bytes allowed");
+	const char *long_key[] = { long_str, "v" };
+	expect_meta_refused(long_key, 1, "metadata pair 0: key is longer than the 4096");
+
+	static char keys[NN_META_MAX + 1][16];
+	const char *many[2 * (NN_META_MAX + 1)];
+	for (int i = 0; i <= NN_META_MAX; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%d", i);
+		many[2 * i] = keys[i];
+		many[2 * i + 1] = "v";
+	}
+	expect_meta_refused(many, NN_META_MAX + 1, "65 metadata pairs, want 0..64");
+}
+
+/* A refused write leaves an existing file as it was. */
+Test(safetensors, bad_metadata_keeps_old_file)
+{
+	nn_tensor t[3];
+	fill_tensors(t);
+	char err[GRAFT_ERRLEN];
+	const char *path = tmp_path("keep.safetensors");
+	const char *good[] = { "version", "1" };
+	cr_assert_eq(nn_safetensors_write_meta(path, t, 3, good, 1, err, sizeof err), 0,
+	             "%s", err);
+	const char *bad[] = { "version", "2", "", "x" };
+	cr_assert_eq(nn_safetensors_write_meta(path, t, 3, bad, 2, err, sizeof err),
+	             GRAFT_EINVAL);
+	nn_weights w;
+	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof err), 0, "%s", err);
+	cr_assert_str_eq(nn_weights_meta(&w, "version"), "1");
+	nn_weights_free(&w);
 }
 
 /* ---- the writer refuses what it could not read back ------------------------ */
@@ -491,6 +672,25 @@ Test(safetensors, bad_metadata)
 {
 	expect_format(write_st("{\"__metadata__\":{\"n\":1}}", 0),
 	              "__metadata__ 'n' is a JSON integer, not a string");
+}
+
+/* A bad value after good ones, beside a valid tensor, still fails the whole
+ * read and leaves no metadata behind. */
+Test(safetensors, bad_metadata_after_good)
+{
+	expect_format(write_st("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+	                       "\"__metadata__\":{\"format\":\"pt\",\"x\":[\"1\"]}}", 4),
+	              "__metadata__ 'x' is a JSON array, not a string");
+	expect_format(write_st("{\"__metadata__\":{\"format\":\"pt\",\"o\":{\"k\":\"v\"}}}", 0),
+	              "__metadata__ 'o' is a JSON object, not a string");
+	expect_format(write_st("{\"__metadata__\":{\"z\":null}}", 0),
+	              "__metadata__ 'z' is a JSON null, not a string");
+}
+
+Test(safetensors, metadata_not_object)
+{
+	expect_format(write_st("{\"__metadata__\":[\"format\",\"pt\"]}", 0),
+	              "__metadata__ is a JSON array, not an object");
 }
 
 /* A name with a newline must not break the one-line message. */
