@@ -1,0 +1,101 @@
+/*
+ * search.h - graft's architecture search, the one public header of search/.
+ *
+ * So far: the search space and random sampling from it (space.c), the cost of
+ * an architecture in parameters and FLOPs, computed without building it, and
+ * the statistics an ablation needs to compare paired runs (stats.c).
+ *
+ * Nothing here allocates; every pointer argument is borrowed for the call.
+ */
+#ifndef GRAFT_SEARCH_H
+#define GRAFT_SEARCH_H
+
+#include <stdint.h>
+
+#include "nn/nn.h"
+
+/* ---- the search space ------------------------------------------------------ */
+
+#define SEARCH_MAX_WIDTHS 16
+#define SEARCH_WIDTH_STEP 8 /* the step of the width and stem ranges */
+
+/* What search_sample_arch may draw.  Ranges stepped by SEARCH_WIDTH_STEP start
+ * at their minimum: widths 16..96 are 16, 24, ..., 96; a range whose bounds are
+ * not a whole number of steps apart stops at the last step below its maximum. */
+typedef struct search_space {
+	int ops;                 /* bit set of 1 << NN_OP_* allowed */
+	int min_blocks, max_blocks;         /* 1 <= min <= max <= NN_MAX_BLOCKS */
+	int widths[SEARCH_MAX_WIDTHS];      /* allowed block channel counts; if */
+	int nwidths;                        /* nwidths == 0, any in [min_width, */
+	int min_width, max_width;           /* max_width] in steps of 8 */
+	int stem_min, stem_max;             /* stem channels, in steps of 8 */
+	int max_downsamples;     /* stride-2 blocks plus pools, at most */
+	int64_t max_params, max_flops;      /* inclusive limits (FLOPs per image) */
+} search_space;
+
+/* Fills s with the default space: ops conv3|conv5|sep3|res3|pool, 2..5 blocks,
+ * widths 16..96, stem 8..32, at most 2 downsamplings, at most 2,000,000
+ * parameters and 200,000,000 FLOPs. */
+void search_space_defaults(search_space *s);
+
+/* Draws a random architecture from s into out, deterministically for the state
+ * of r (which advances).  out starts as a copy of base, which supplies the
+ * input shape, normalization, classes, training recipe and graft section (the
+ * graft's parameters and FLOPs count against the limits); base's blocks and
+ * result are dropped.  The draw: stem channels (kernel 3); the number of
+ * blocks; for each block its op (uniform over the allowed ops, pool only while
+ * downsamplings remain), channels (uniform over the allowed widths), stride (2
+ * with probability 1/3 while downsamplings remain and the feature map is at
+ * least 2x2, else 1; always 1 for pool, which downsamples by itself), and with
+ * probability 0.2 a skip_from chosen uniformly among the stem and the earlier
+ * blocks whose output has the block's spatial size (none if there is no such
+ * one).  Whole architectures are drawn until one is within max_params and
+ * max_flops.  Returns 0, or GRAFT_EINVAL when s or base is malformed or no
+ * architecture within the limits turned up in SEARCH_SAMPLE_TRIES draws; *out
+ * is written only on success.  base and out may be the same struct. */
+#define SEARCH_SAMPLE_TRIES 10000
+int search_sample_arch(const search_space *s, const nn_arch *base, nn_rng *r,
+                       nn_arch *out);
+
+/* Parameters (trainable and frozen, as nn_net_params counts them: conv weights,
+ * BN weight and bias, linear weight and bias) and FLOPs per image (2 x the
+ * multiply-adds of the convolutions and the linear head, as nn_net_flops) of
+ * the network nn_net_from_arch builds from a, graft included.  GRAFT_EINVAL
+ * (negative) if a does not describe a network that builds (a bad shape, an
+ * even kernel, a skip_from that is not an earlier block or the stem, or one
+ * between different spatial sizes); GRAFT_ERANGE if the count overflows
+ * int64_t (absurd widths). */
+int64_t search_arch_params(const nn_arch *a);
+int64_t search_arch_flops(const nn_arch *a);
+
+/* ---- statistics ------------------------------------------------------------ */
+
+/* The difference of paired measurements a[i] - b[i]: its mean, sample standard
+ * deviation (n - 1 in the denominator) and the 95% two-sided confidence
+ * interval of the mean, mean_diff +- t(0.975, n-1) * sd_diff / sqrt(n). */
+typedef struct search_paired {
+	int n;
+	double mean_diff, sd_diff, ci_lo, ci_hi;
+} search_paired;
+
+/* Fills out for the n pairs (a[i], b[i]).  With n == 1, mean_diff is the one
+ * difference and sd_diff, ci_lo, ci_hi are NaN (no spread can be estimated);
+ * with n <= 0 every field but n is NaN. */
+void search_paired_ci(const double *a, const double *b, int n, search_paired *out);
+
+/* The 0.975 quantile of Student's t with dof degrees of freedom: a table
+ * (exact to 6 decimals) for dof 1..30 and, beyond, the Cornish-Fisher
+ * expansion around the normal quantile 1.959964 (within 1e-7 of the exact
+ * value there).  NaN for dof < 1. */
+double search_t975(int dof);
+
+/* Kendall's tau-b of x and y: (C - D) / sqrt((C + D + Tx) (C + D + Ty)) over
+ * all pairs, C concordant, D discordant, Tx tied in x only, Ty tied in y only
+ * (pairs tied in both count nowhere); the same as scipy.stats.kendalltau.
+ * NaN when n < 2 or when every x or every y is the same (undefined). O(n^2). */
+double search_kendall_tau(const double *x, const double *y, int n);
+
+/* Arithmetic mean of x[0..n); NaN when n <= 0. */
+double search_mean(const double *x, int n);
+
+#endif
