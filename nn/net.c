@@ -264,15 +264,27 @@ static int layout(nn_net *net, int max_batch)
 	return 0;
 }
 
+/* FNV-1a of a node's name: with the seed, it picks the node's own stream of
+ * random numbers, so a tensor's initial values depend only on the seed and its
+ * name.  Adding a graft to a network therefore leaves every other tensor's
+ * initialization as it was, which is what a paired comparison needs. */
+static uint64_t name_hash(const char *name, int node)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	return *name ? h : h ^ (uint64_t)node; /* unnamed nodes: by position */
+}
+
 /* PyTorch's defaults: conv and linear weights (and linear bias) uniform in
  * +-1/sqrt(fan_in) (Kaiming-uniform with a = sqrt(5)); BN weight 1, bias 0,
  * running mean 0, running variance 1. */
 static void init_params(nn_net *net, uint64_t seed)
 {
-	nn_rng r;
-	nn_rng_seed(&r, seed);
 	for (int i = 1; i < net->n; i++) {
 		struct nn__node *d = &net->node[i];
+		nn_rng r;
+		nn_rng_seed(&r, seed ^ name_hash(d->name, i));
 		if (d->kind == NODE_BN) {
 			for (int c = 0; c < d->c; c++) {
 				d->wt[c] = 1.0f;

@@ -55,30 +55,24 @@ static double loss_of(nn_net *net, const float *x, const int *y, int n, int k)
 }
 
 /* Directional central differences, per trainable tensor: along a random unit
- * direction v inside that tensor, (L(p + hv) - L(p - hv)) / 2h must equal
- * g . v.  A single coordinate's difference drowns in float32 rounding of the
- * loss once batch norm has normalized it away; a direction sums many
- * coordinates, so it stays well above the noise.  Whole nets are full of ReLU
- * and max-pool kinks, and a difference that straddles one is off by a few
- * percent, so each tensor is checked along five directions and the median
- * relative error must stay under 3e-2: a kink spoils a direction or two, a
- * wrong backward spoils all five (by 10% and more).  Every op's weights are a
- * tensor of their own, so every op's backward is held to this. */
-static double directional_error(nn_net *net, const float *x, const int *y, int n,
-                                int k, float *w, const float *ga, size_t m, nn_rng *r)
+ * direction v inside that tensor, (L(p + hv) - L(p - hv)) / 2h must tend to
+ * g . v as h shrinks.  A single coordinate's difference drowns in float32
+ * rounding of the loss once batch norm has normalized it away; a direction
+ * sums many coordinates, so it stays above the noise.  Whole nets have ReLU
+ * and max-pool kinks, and batch norm over a tiny batch can be sharply curved,
+ * so no single h is right for every tensor (measured: at h = 1e-3 differences
+ * were off by up to 60% where h = 3e-5 agreed with g . v to 1%).  A direction
+ * therefore passes when the difference at any of h = 3e-4, 1e-4, 3e-5 agrees
+ * within 2% (plus 5e-4 absolute, above the rounding noise at the smallest h),
+ * and a tensor when three of its five directions pass.  A wrong backward
+ * cannot pass this way: every difference tends to the true derivative, not to
+ * the wrong one (tried: 10% errors in batch norm's and the convolution's input
+ * gradients fail the affected tensors).  Every op's weights are a tensor of
+ * their own, so every op's backward is held to this. */
+static double directional(nn_net *net, const float *x, const int *y, int n, int k,
+                          float *w, const float *keep, const double *v, size_t m,
+                          double h)
 {
-	double *v = malloc(sizeof(double) * m), norm = 0.0, dot = 0.0, h = 1e-3;
-	float *keep = malloc(sizeof(float) * m);
-
-	for (size_t j = 0; j < m; j++) {
-		v[j] = nn_rng_normal(r);
-		norm += v[j] * v[j];
-	}
-	for (size_t j = 0; j < m; j++) {
-		v[j] /= sqrt(norm);
-		dot += v[j] * ga[j];
-	}
-	memcpy(keep, w, sizeof(float) * m);
 	for (size_t j = 0; j < m; j++)
 		w[j] = (float)(keep[j] + h * v[j]);
 	double lp = loss_of(net, x, y, n, k);
@@ -86,16 +80,43 @@ static double directional_error(nn_net *net, const float *x, const int *y, int n
 		w[j] = (float)(keep[j] - h * v[j]);
 	double lm = loss_of(net, x, y, n, k);
 	memcpy(w, keep, sizeof(float) * m);
-	free(v);
-	free(keep);
-	double num = (lp - lm) / (2 * h);
-	return fabs(dot - num) / fmax(1e-3, fabs(dot) + fabs(num));
+	return (lp - lm) / (2 * h);
 }
 
-static int cmp_double(const void *a, const void *b)
+/* How many of five random directions pass (see above). */
+static int tensor_passes(nn_net *net, const float *x, const int *y, int n, int k,
+                         const nn_tensor *t, const float *ga, nn_rng *r)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
+	static const double steps[] = { 3e-4, 1e-4, 3e-5 };
+	size_t m = (size_t)nn_tensor_numel(t);
+	double *v = malloc(sizeof(double) * m);
+	float *keep = malloc(sizeof(float) * m);
+	int passed = 0;
+
+	memcpy(keep, t->data, sizeof(float) * m);
+	for (int d = 0; d < 5; d++) {
+		double norm = 0.0, dot = 0.0;
+		for (size_t j = 0; j < m; j++) {
+			v[j] = nn_rng_normal(r);
+			norm += v[j] * v[j];
+		}
+		for (size_t j = 0; j < m; j++) {
+			v[j] /= sqrt(norm);
+			dot += v[j] * ga[j];
+		}
+		int ok = 0;
+		for (int i = 0; i < 3 && !ok; i++) {
+			double num = directional(net, x, y, n, k, t->data, keep, v, m, steps[i]);
+			ok = fabs(dot - num) <= 2e-2 * (fabs(dot) + fabs(num)) + 5e-4;
+			if (!ok && i == 2)
+				fprintf(stderr, "%s: g.v %.6g, difference at h=3e-5 %.6g\n", t->name,
+				        dot, num);
+		}
+		passed += ok;
+	}
+	free(v);
+	free(keep);
+	return passed;
 }
 
 static void gradcheck_arch(int graft)
@@ -125,16 +146,11 @@ static void gradcheck_arch(int graft)
 	int nt = nn_net_tensors(net, &t), checked = 0;
 	nn_rng_seed(&r, 11);
 	for (int i = 0; i < nt; i++) {
-		size_t m = (size_t)nn_tensor_numel(&t[i]);
 		if (t[i].data < p || t[i].data >= p + len)
 			continue; /* frozen weights and running statistics */
-		double e[5];
-		for (int d = 0; d < 5; d++)
-			e[d] = directional_error(net, x, y, n, k, t[i].data,
-			                         analytic + (t[i].data - p), m, &r);
-		qsort(e, 5, sizeof(double), cmp_double);
-		cr_expect(e[2] < 3e-2, "%s: median relative error %.3g (min %.3g, max %.3g)",
-		          t[i].name, e[2], e[0], e[4]);
+		int passed = tensor_passes(net, x, y, n, k, &t[i], analytic + (t[i].data - p), &r);
+		cr_expect(passed >= 3, "%s: %d of 5 directions agree with the gradient",
+		          t[i].name, passed);
 		checked++;
 	}
 	cr_assert_geq(checked, graft ? 28 : 24, "only %d tensors checked", checked);
@@ -237,4 +253,43 @@ Test(net, seeded_training_is_reproducible)
 	          "two seeded runs gave different parameters");
 	free(params[0]);
 	free(params[1]);
+}
+
+/* A tensor's initial values depend on the seed and its name only: the same
+ * architecture with and without a graft starts from the same weights
+ * everywhere else, so comparing the two compares the graft alone. */
+Test(net, initialization_is_per_tensor)
+{
+	nn_arch a, g;
+	nn_net *plain, *grafted;
+	char err[GRAFT_ERRLEN] = "";
+	nn_tensor *tp, *tg;
+
+	every_op_arch(&a, 0);
+	every_op_arch(&g, 1);
+	cr_assert_eq(nn_net_from_arch(&plain, &a, 2, 9, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_net_from_arch(&grafted, &g, 2, 9, err, sizeof(err)), 0, "%s", err);
+	int np = nn_net_tensors(plain, &tp), ng = nn_net_tensors(grafted, &tg), same = 0;
+	for (int i = 0; i < np; i++)
+		for (int j = 0; j < ng; j++)
+			if (!strcmp(tp[i].name, tg[j].name)) {
+				cr_assert(!memcmp(tp[i].data, tg[j].data,
+				                  sizeof(float) * nn_tensor_numel(&tp[i])),
+				          "%s starts differently with a graft", tp[i].name);
+				same++;
+			}
+	cr_assert_eq(same, np, "only %d of %d tensors matched by name", same, np);
+	/* And the seed matters: another seed gives other weights. */
+	nn_net *other;
+	nn_tensor *to;
+	cr_assert_eq(nn_net_from_arch(&other, &a, 2, 10, err, sizeof(err)), 0, "%s", err);
+	nn_net_tensors(other, &to);
+	cr_assert(memcmp(tp[0].data, to[0].data, sizeof(float) * nn_tensor_numel(&tp[0])),
+	          "seeds 9 and 10 gave the same %s", tp[0].name);
+	free(tp);
+	free(tg);
+	free(to);
+	nn_net_free(plain);
+	nn_net_free(grafted);
+	nn_net_free(other);
 }
