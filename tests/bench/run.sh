@@ -9,9 +9,10 @@
 # a table joining the two by (net, batch).
 #
 # Environment:
-#   BENCH_QUICK=1     shorter measurements (passed to the PyTorch side as --quick;
-#                     the C binary sees the variable itself)
-#   BENCH_THREADS=T   PyTorch threads; default: the threads= of graft's lines, else 2
+#   BENCH_QUICK=1     shorter measurements (about 1 s each: --seconds 1 to the C
+#                     binary, --quick to the PyTorch side)
+#   BENCH_THREADS=T   threads for both (--threads T); default: the C binary's own
+#                     default, and for PyTorch the threads= of graft's lines, else 2
 #   BENCH_PYTHON=P    the Python with torch (default /usr/bin/python3)
 #
 # PyTorch runs with glibc's malloc told to keep big buffers (no mmap/munmap and
@@ -32,6 +33,8 @@ trap 'exit 130' INT TERM
 
 quick=
 case ${BENCH_QUICK:-} in ''|0) ;; *) quick=--quick ;; esac
+# Arguments for the C binary (set -- keeps them as separate words in POSIX sh).
+set -- ${quick:+--seconds 1} ${BENCH_THREADS:+--threads "$BENCH_THREADS"}
 
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -n 1)
 echo "== graft training benchmark"
@@ -44,9 +47,9 @@ echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENB
 status=0
 
 echo
-echo "== graft ($bin)"
+echo "== graft ($bin${1:+ $*})"
 if [ -x "$bin" ]; then
-	{ "$bin"; echo $? >"$tmp/graft.rc"; } 2>&1 | tee "$tmp/graft.out"
+	{ "$bin" "$@"; echo $? >"$tmp/graft.rc"; } 2>&1 | tee "$tmp/graft.out"
 	rc=$(cat "$tmp/graft.rc" 2>/dev/null || echo 1)
 	if [ "$rc" -ne 0 ]; then
 		echo "!! $bin exited with status $rc"

@@ -127,9 +127,10 @@ def bench(name, batch, seconds, repeats, warmup):
     y = torch.randint(0, 10, (batch,), generator=g)
     for _ in range(warmup):
         train_step(net, opt, x, y)
-    rates = []
+    rates, cpu_share = [], []
     for _ in range(repeats):
         steps = 0
+        c0 = time.process_time()
         t0 = time.perf_counter()
         while True:
             train_step(net, opt, x, y)
@@ -138,11 +139,14 @@ def bench(name, batch, seconds, repeats, warmup):
             if el >= seconds:
                 break
         rates.append(steps * batch / el)
+        # CPU time over wall time x threads: well below 1 means other processes
+        # had the cores (PyTorch's threads then wait for each other at every op).
+        cpu_share.append((time.process_time() - c0) / (el * torch.get_num_threads()))
     loss = train_step(net, opt, x, y).item()
     if not np.isfinite(loss):
         print("# warning: net %s batch %d loss is %r" % (name, batch, loss),
               file=sys.stderr)
-    return statistics.median(rates), rates
+    return statistics.median(rates), rates, cpu_share
 
 
 # ---- Fashion-MNIST ---------------------------------------------------------
@@ -253,14 +257,19 @@ def main():
     for name in nets:
         mflop = 3 * forward_flops(make_net(name)) / 1e6
         for batch in batches:
-            med, rates = bench(name, batch, seconds, args.repeats, args.warmup)
-            print("# torch net=%s batch=%d runs img/s: %s" % (
-                name, batch, " ".join("%.1f" % r for r in rates)), file=sys.stderr)
+            med, rates, share = bench(name, batch, seconds, args.repeats, args.warmup)
+            print("# torch net=%s batch=%d runs img/s: %s (cpu share %s)" % (
+                name, batch, " ".join("%.1f" % r for r in rates),
+                " ".join("%.2f" % c for c in share)), file=sys.stderr)
             if len(rates) > 1 and min(rates) < 0.85 * max(rates):
                 print("# warning: torch net=%s batch=%d runs differ by %.0f%%: "
                       "other load on the machine?" % (
                           name, batch, 100 * (1 - min(rates) / max(rates))),
                       file=sys.stderr)
+            if min(share) < 0.8:
+                print("# warning: torch net=%s batch=%d got as little as %.0f%% of "
+                      "%d cores: other load on the machine?" % (
+                          name, batch, 100 * min(share), threads), file=sys.stderr)
             print("torch net=%s batch=%d threads=%d img_s=%.1f mflop_per_img=%.1f"
                   % (name, batch, threads, med, mflop), flush=True)
 
