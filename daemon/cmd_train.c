@@ -159,30 +159,14 @@ static char *default_out(const char *arch)
 	return out;
 }
 
-/* Loads train (split into train and validation) and test data. */
 static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *val,
                      nn_dataset *test)
 {
 	char err[GRAFT_ERRLEN] = "";
-	nn_dataset all = { 0 };
 
-	if (nn_dataset_load_dir(&all, a->data, 0, err, sizeof(err)) ||
+	if (cli_load_split(a->data, a->validation, train, val, err, sizeof(err)) ||
 	    nn_dataset_load_dir(test, a->data, 1, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s\n", err);
-		nn_dataset_free(&all);
-		return -1;
-	}
-	long nval = a->validation >= 0 ? a->validation : 10000;
-	if (nval > all.n / 6)
-		nval = all.n / 6;
-	if (nval == 0) {
-		*train = all;
-		return 0;
-	}
-	int rc = nn_dataset_split(&all, (int)nval, train, val);
-	nn_dataset_free(&all);
-	if (rc) {
-		fprintf(stderr, "graft train: cannot split %s: %s\n", a->data, graft_strerror(rc));
 		return -1;
 	}
 	return 0;

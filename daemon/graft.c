@@ -7,12 +7,15 @@
 #include <string.h>
 
 #include "daemon/cli.h"
+#include "nn/nn.h"
 
 static const char usage[] =
 	"usage: graft <command> [options]\n"
 	"\n"
 	"commands:\n"
 	"  train ARCH.yaml   train an architecture (graft-arch/1) and report its test accuracy\n"
+	"  pretrain          make a graft module (or take it from the cache)\n"
+	"  ablation          measure what grafts of each source do for random candidates\n"
 	"\n"
 	"Run 'graft <command> --help' for a command's options.\n";
 
@@ -30,6 +33,43 @@ int cli_int(const char *opt, const char *val, long min, long max, long *out)
 	return 0;
 }
 
+int cli_double(const char *opt, const char *val, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = val ? strtod(val, &end) : 0;
+	if (!val || errno || *end || end == val || !(v > lo && v < hi)) {
+		fprintf(stderr, "graft: %s: expected a number in (%g, %g), got '%s'\n", opt, lo, hi,
+		        val ? val : "");
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_load_split(const char *dir, long validation, nn_dataset *train,
+                   nn_dataset *val, char *err, size_t errlen)
+{
+	nn_dataset all = { 0 };
+	int rc = nn_dataset_load_dir(&all, dir, 0, err, errlen);
+
+	memset(val, 0, sizeof(*val));
+	if (rc)
+		return rc;
+	long nval = validation >= 0 ? validation : 10000;
+	if (nval > all.n / 6)
+		nval = all.n / 6;
+	if (nval == 0) {
+		*train = all;
+		return 0;
+	}
+	rc = nn_dataset_split(&all, (int)nval, train, val);
+	nn_dataset_free(&all);
+	if (rc)
+		snprintf(err, errlen, "cannot split %s: %s", dir, graft_strerror(rc));
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -38,6 +78,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "train"))
 		return cli_train(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "pretrain"))
+		return cli_pretrain(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ablation"))
+		return cli_ablation(argc - 1, argv + 1);
 	fprintf(stderr, "graft: unknown command '%s'\n\n%s", argv[1], usage);
 	return CLI_USAGE;
 }

@@ -98,4 +98,39 @@ double search_kendall_tau(const double *x, const double *y, int n);
 /* Arithmetic mean of x[0..n); NaN when n <= 0. */
 double search_mean(const double *x, int n);
 
+/* ---- where grafts come from ------------------------------------------------- */
+
+/* A request for a graft module, made from one of the sources of DESIGN.md. */
+typedef struct search_graft_req {
+	const char *source;          /* "random", "synthetic", "target" or "dataset" */
+	const nn_dataset *target;    /* the job's training split (never its
+	                                validation or test data) */
+	const float *target_mean, *target_std; /* its normalization */
+	const char *dataset_dir;     /* source "dataset": another labelled dataset
+	                                (IDX or CIFAR-10) with as many channels */
+	int layers, kernel, channels; /* the module: layers of kernel x kernel,
+	                                 channels wide */
+	int steps, batch;            /* pretraining budget */
+	float lr;
+	uint64_t seed;
+	const char *cache_dir;       /* where graft files are kept; NULL: the
+	                                default (see search_graft_cache_dir) */
+	nn_progress_fn progress;     /* pretraining progress, may be NULL */
+	void *ctx;
+} search_graft_req;
+
+/* $GRAFT_CACHE_DIR, else $XDG_CACHE_HOME/graft, else $HOME/.cache/graft. */
+void search_graft_cache_dir(char *out, size_t len);
+
+/* Finds or makes the graft a request describes.  The same source, data,
+ * module, budget and seed always give the same graft, so a file made once is
+ * kept in the cache under a key of all of them and reused.  path gets the
+ * file, sha its identity (the SHA-256 of its tensors), *reused whether it came
+ * from the cache. */
+int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
+                        char sha[65], int *reused, char *err, size_t errlen);
+
+/* Fills a's graft section for a module of the request's shape. */
+void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a);
+
 #endif

@@ -1,0 +1,187 @@
+/*
+ * graft_source.c - grafts on demand: pretrained from the job's data, another
+ * dataset or synthetic primitives, or random and calibrated, and kept in a
+ * cache so that the same request is never pretrained twice.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nn/synth.h"
+#include "search/search.h"
+
+#define SYNTH_IMAGES 50000
+
+void search_graft_cache_dir(char *out, size_t len)
+{
+	const char *env = getenv("GRAFT_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+
+	if (env && *env)
+		snprintf(out, len, "%s", env);
+	else if (xdg && *xdg)
+		snprintf(out, len, "%s/graft", xdg);
+	else
+		snprintf(out, len, "%s/.cache/graft", home && *home ? home : "/tmp");
+}
+
+/* mkdir -p for the cache: each missing component, owner-only. */
+static int make_dirs(const char *path, char *err, size_t errlen)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p)
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(buf, 0700) && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create %s: %s", buf, strerror(errno));
+			return GRAFT_EIO;
+		}
+		if (!c)
+			return 0;
+		*p = c;
+	}
+}
+
+void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a)
+{
+	a->graft_nlayers = r->layers;
+	for (int i = 0; i < r->layers; i++) {
+		a->graft_kernel[i] = r->kernel;
+		a->graft_channels[i] = r->channels;
+	}
+	snprintf(a->graft_sha256, sizeof(a->graft_sha256), "%s", sha ? sha : "");
+	snprintf(a->graft_source, sizeof(a->graft_source), "%s", r->source);
+}
+
+/* The data a source pretrains on, and the normalization it uses there. */
+static int source_data(const search_graft_req *r, nn_dataset *own, const nn_dataset **ds,
+                       float *mean, float *std, char *err, size_t errlen)
+{
+	const nn_dataset *t = r->target;
+	int rc = 0;
+
+	memset(own, 0, sizeof(*own));
+	if (!strcmp(r->source, "target") || !strcmp(r->source, "random")) {
+		/* random calibrates its BN statistics on the data it will see. */
+		*ds = t;
+		memcpy(mean, r->target_mean, sizeof(float) * t->c);
+		memcpy(std, r->target_std, sizeof(float) * t->c);
+		return 0;
+	}
+	if (!strcmp(r->source, "synthetic"))
+		rc = nn_synth_dataset(own, SYNTH_IMAGES, t->c, t->h, t->w, r->seed, err, errlen);
+	else if (!strcmp(r->source, "dataset") && r->dataset_dir)
+		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
+	else {
+		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
+		         "target or dataset (the last with a dataset directory)", r->source);
+		return GRAFT_EINVAL;
+	}
+	if (!rc && own->c != t->c) {
+		snprintf(err, errlen, "%s has %d-channel images, the target %d: a graft must "
+		         "read as many channels as the images it is grafted on",
+		         r->dataset_dir, own->c, t->c);
+		rc = GRAFT_EINVAL;
+	}
+	if (rc) {
+		nn_dataset_free(own);
+		return rc;
+	}
+	nn_dataset_stats(own, mean, std);
+	*ds = own;
+	return 0;
+}
+
+/* The cache key: every input that shapes the graft, the data by content. */
+static void cache_key(const search_graft_req *r, const nn_dataset *ds, char key[65])
+{
+	char data[65], text[512];
+	size_t px = (size_t)ds->n * ds->c * ds->h * ds->w;
+	char *buf = malloc(px + ds->n);
+
+	if (buf) {
+		memcpy(buf, ds->pixels, px);
+		memcpy(buf + px, ds->labels, ds->n);
+		nn_sha256_hex(buf, px + ds->n, data);
+		free(buf);
+	} else {
+		nn_sha256_hex(ds->pixels, px, data);
+	}
+	snprintf(text, sizeof(text), "graft-module/1 source=%s data=%s layers=%dx%dx%d "
+	         "steps=%d batch=%d lr=%.9g seed=%llu", r->source, data, r->layers, r->kernel,
+	         r->channels, r->steps, r->batch, r->lr, (unsigned long long)r->seed);
+	nn_sha256_hex(text, strlen(text), key);
+}
+
+int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
+                        char sha[65], int *reused, char *err, size_t errlen)
+{
+	char dir[4096], key[65], tmp[4200];
+	float mean[NN_MAX_CHANNELS], std[NN_MAX_CHANNELS];
+	nn_dataset own;
+	const nn_dataset *ds;
+	nn_arch a;
+
+	*reused = 0;
+	if (r->layers < 1 || r->layers > NN_MAX_GRAFT_LAYERS || r->kernel < 1 ||
+	    r->kernel % 2 == 0 || r->channels < 1 || r->channels > 1024) {
+		snprintf(err, errlen, "a graft needs 1..%d layers of an odd kernel and 1..1024 "
+		         "channels", NN_MAX_GRAFT_LAYERS);
+		return GRAFT_EINVAL;
+	}
+	int rc = source_data(r, &own, &ds, mean, std, err, errlen);
+	if (rc)
+		return rc;
+	if (r->cache_dir)
+		snprintf(dir, sizeof(dir), "%s", r->cache_dir);
+	else
+		search_graft_cache_dir(dir, sizeof(dir));
+	strncat(dir, "/grafts", sizeof(dir) - strlen(dir) - 1);
+	cache_key(r, ds, key);
+	snprintf(path, pathlen, "%s/%s.safetensors", dir, key);
+
+	nn_arch_defaults(&a);
+	a.in_c = r->target->c;
+	a.in_h = r->target->h;
+	a.in_w = r->target->w;
+	search_graft_section(r, NULL, &a);
+	if (access(path, R_OK) == 0) {
+		/* Reused: its identity is read back from the tensors themselves. */
+		nn_net *net = NULL;
+		a.classes = 2;
+		a.stem_kernel = 1;
+		a.stem_channels = 1;
+		a.nblocks = 0;
+		rc = nn_net_from_arch(&net, &a, 1, 0, err, errlen);
+		if (!rc)
+			rc = nn_graft_load(net, path, NULL, sha, err, errlen);
+		nn_net_free(net);
+		*reused = rc == 0;
+		if (!rc)
+			goto out;
+	}
+	rc = make_dirs(dir, err, errlen);
+	if (rc)
+		goto out;
+	/* Made under a temporary name and renamed, so a crash never leaves a
+	 * half-made graft where the cache would find it. */
+	snprintf(tmp, sizeof(tmp), "%s.%d.part", path, (int)getpid());
+	nn_graft_opts o = { r->source, r->steps, r->batch, r->lr, r->seed, r->progress,
+	                    r->ctx };
+	rc = nn_graft_pretrain(&a, ds, mean, std, &o, tmp, sha, err, errlen);
+	if (!rc && rename(tmp, path)) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		rc = GRAFT_EIO;
+	}
+	if (rc)
+		unlink(tmp);
+out:
+	nn_dataset_free(&own);
+	return rc;
+}
