@@ -40,6 +40,8 @@ static const char usage[] =
 	"  --validation N      images held out to score candidates (default 10000)\n"
 	"  --graft-steps N     graft pretraining steps (default 1500)\n"
 	"  --graft-channels C  graft width (default 16)\n"
+	"  --max-mflops M      candidates cost at most M MFLOP per image, forward\n"
+	"                      (default 40: an ablation trains each one several times)\n"
 	"  --no-feature-cache  compute the frozen graft in every step (to measure the cache)\n"
 	"  --threads T         threads (default: every online CPU)\n"
 	"  --out FILE          also write every row: CSV if FILE ends in .csv, else JSON lines\n";
@@ -47,7 +49,7 @@ static const char usage[] =
 struct ablation_args {
 	const char *data, *graft_data, *out, *sources;
 	long candidates, steps, long_steps, seed, batch, validation, graft_steps;
-	long graft_channels, threads;
+	long graft_channels, threads, max_mflops;
 	int no_cache;
 	double lr;
 };
@@ -72,6 +74,7 @@ static int parse_args(int argc, char **argv, struct ablation_args *a)
 		{ "graft-steps", required_argument, 0, 'G' },
 		{ "graft-channels", required_argument, 0, 'C' },
 		{ "no-feature-cache", no_argument, 0, 'N' },
+		{ "max-mflops", required_argument, 0, 'F' },
 		{ "threads", required_argument, 0, 't' }, { "out", required_argument, 0, 'o' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
@@ -99,6 +102,7 @@ static int parse_args(int argc, char **argv, struct ablation_args *a)
 		case 'v': bad = cli_int(o, optarg, 1, 100000000, &a->validation); break;
 		case 'G': bad = cli_int(o, optarg, 1, 10000000, &a->graft_steps); break;
 		case 'C': bad = cli_int(o, optarg, 1, 1024, &a->graft_channels); break;
+		case 'F': bad = cli_int(o, optarg, 1, 100000, &a->max_mflops); break;
 		case 't': bad = cli_int(o, optarg, 1, 256, &a->threads); break;
 		case 'l': bad = cli_double(o, optarg, 0, 100, &a->lr); break;
 		case 'h': fputs(usage, stdout); return 1;
@@ -405,6 +409,7 @@ static int sample_candidates(struct ablation *ab)
 	nn_rng r;
 
 	search_space_defaults(&space);
+	space.max_flops = (int64_t)a->max_mflops * 1000000;
 	nn_arch_defaults(&base);
 	base.in_c = ab->train.c;
 	base.in_h = ab->train.h;
@@ -428,6 +433,7 @@ int cli_ablation(int argc, char **argv)
 	struct ablation_args a = { .data = DEFAULT_DATA, .candidates = 16, .steps = 150,
 	                           .seed = 1, .batch = 128, .validation = 10000,
 	                           .graft_steps = 1500, .graft_channels = 16, .threads = -1,
+	                           .max_mflops = 40,
 	                           .lr = 0.05, .sources = "none,random,synthetic,target" };
 	char err[GRAFT_ERRLEN] = "", list[256];
 	struct ablation ab = { .a = &a };

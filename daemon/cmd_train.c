@@ -30,10 +30,15 @@ static const char usage[] =
 	"  --validation N     images held out of the training set (default 10000,\n"
 	"                     at most a sixth of it; 0 trains on all of it)\n"
 	"  --threads T        threads (default: every online CPU)\n"
-	"  --out FILE         weights file (default: ARCH with .safetensors)\n";
+	"  --out FILE         weights file (default: ARCH with .safetensors)\n"
+	"  --graft MODE       for an architecture with a graft: frozen (as in the\n"
+	"                     search), finetune (trained with the rest) or drop\n"
+	"                     (trained without it) (default frozen)\n"
+	"  --graft-file FILE  the graft's weights (from graft pretrain or an export);\n"
+	"                     checked against the architecture's graft.sha256\n";
 
 struct train_args {
-	const char *arch, *data, *out;
+	const char *arch, *data, *out, *graft_mode, *graft_file;
 	long steps, batch, seed, validation, threads;
 	double lr;
 };
@@ -72,6 +77,7 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 		{ "seed", required_argument, 0, 'S' },
 		{ "validation", required_argument, 0, 'v' },
 		{ "threads", required_argument, 0, 't' }, { "out", required_argument, 0, 'o' },
+		{ "graft", required_argument, 0, 'g' }, { "graft-file", required_argument, 0, 'G' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	int c;
@@ -87,6 +93,16 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 		switch (c) {
 		case 'd': a->data = optarg; break;
 		case 'o': a->out = optarg; break;
+		case 'G': a->graft_file = optarg; break;
+		case 'g':
+			a->graft_mode = optarg;
+			if (strcmp(optarg, "frozen") && strcmp(optarg, "finetune") &&
+			    strcmp(optarg, "drop")) {
+				fprintf(stderr, "graft train: --graft: expected frozen, finetune or "
+				        "drop, got '%s'\n", optarg);
+				bad = 1;
+			}
+			break;
 		case 's': bad = cli_int(o, optarg, 1, 100000000, &a->steps); break;
 		case 'b': bad = cli_int(o, optarg, 1, 4096, &a->batch); break;
 		case 'S': bad = cli_int(o, optarg, 0, 1L << 62, &a->seed); break;
@@ -184,6 +200,16 @@ static int train_and_report(nn_arch *arch, const struct train_args *a, const cha
 		fprintf(stderr, "graft train: %s: %s\n", a->arch, err);
 		return -1;
 	}
+	if (arch->graft_nlayers > 0) {
+		char sha[65];
+		if (nn_graft_load(net, a->graft_file, arch->graft_sha256, sha, err, sizeof(err))) {
+			fprintf(stderr, "graft train: %s\n", err);
+			nn_net_free(net);
+			return -1;
+		}
+		printf("graft %s (sha256 %.16s...) %s\n", a->graft_file, sha,
+		       arch->graft_trainable ? "fine-tuned" : "frozen");
+	}
 	printf("training %s: %lld parameters, %.1f MFLOP per image; %d steps of %d, "
 	       "lr %g %s, %d threads, %d training images\n", a->arch,
 	       (long long)nn_net_params(net), nn_net_flops(net) / 1e6, r->steps, r->batch,
@@ -233,6 +259,14 @@ int cli_train(int argc, char **argv)
 		return CLI_FAIL;
 	}
 	override(&arch, &a);
+	if (a.graft_mode && !strcmp(a.graft_mode, "drop"))
+		arch.graft_nlayers = 0;
+	arch.graft_trainable = a.graft_mode && !strcmp(a.graft_mode, "finetune");
+	if (arch.graft_nlayers > 0 && !a.graft_file) {
+		fprintf(stderr, "graft train: %s has a graft: give its weights with --graft-file "
+		        "FILE, or train without it with --graft drop\n", a.arch);
+		return CLI_USAGE;
+	}
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
 	char *out = a.out ? strdup(a.out) : default_out(a.arch);
 	int rc = CLI_FAIL;
