@@ -19,6 +19,14 @@ int cli_train(int argc, char **argv);
 int cli_pretrain(int argc, char **argv);
 int cli_ablation(int argc, char **argv);
 
+/* getopt_long for a subcommand: messages name the command, name gets the
+ * matched option as typed ("--steps") for the value checks that follow.
+ * Returns the option's val, -1 at the end, or '?' after saying what was
+ * wrong.  Set optind = 1 before the first call. */
+struct option;
+int cli_next_opt(int argc, char **argv, const struct option *opts, const char *cmd,
+                 char *name, size_t namelen);
+
 /* The same for a number in the open interval (lo, hi). */
 int cli_double(const char *opt, const char *val, double lo, double hi, double *out);
 

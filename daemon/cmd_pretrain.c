@@ -71,11 +71,7 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a)
 	char o[32];
 
 	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		for (int i = 0; opts[i].name; i++)
-			if (opts[i].val == c)
-				snprintf(o, sizeof(o), "--%s", opts[i].name);
+	while ((c = cli_next_opt(argc, argv, opts, "pretrain", o, sizeof(o))) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'S': a->req.source = optarg; break;
@@ -92,14 +88,7 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a)
 		case 't': bad = cli_int(o, optarg, 1, 256, &a->threads); break;
 		case 'l': bad = cli_double(o, optarg, 0, 100, &a->lr); break;
 		case 'h': fputs(usage, stdout); return 1;
-		case ':':
-			fprintf(stderr, "graft pretrain: %s needs a value (see graft pretrain --help)\n",
-			        argv[optind - 1]);
-			return -1;
-		default:
-			fprintf(stderr, "graft pretrain: unknown option '%s' (see graft pretrain --help)\n",
-			        argv[optind - 1]);
-			return -1;
+		default: return -1; /* cli_next_opt said why */
 		}
 		if (bad) {
 			if (c == 'k')

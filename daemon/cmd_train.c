@@ -84,11 +84,7 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 	char *end, o[32];
 
 	optind = 1;
-	opterr = 0; /* getopt would name the command "train:"; we say it ourselves */
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		for (int i = 0; opts[i].name; i++)
-			if (opts[i].val == c)
-				snprintf(o, sizeof(o), "--%s", opts[i].name);
+	while ((c = cli_next_opt(argc, argv, opts, "train", o, sizeof(o))) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'd': a->data = optarg; break;
@@ -117,14 +113,7 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 			}
 			break;
 		case 'h': fputs(usage, stdout); return 1;
-		case ':':
-			fprintf(stderr, "graft train: %s needs a value (see graft train --help)\n",
-			        argv[optind - 1]);
-			return -1;
-		default:
-			fprintf(stderr, "graft train: unknown option '%s' (see graft train --help)\n",
-			        argv[optind - 1]);
-			return -1;
+		default: return -1; /* cli_next_opt said why */
 		}
 		if (bad)
 			return -1;

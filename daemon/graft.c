@@ -2,6 +2,7 @@
  * graft.c - the `graft` command: one program, one subcommand per job.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,24 @@ int cli_int(const char *opt, const char *val, long min, long max, long *out)
 	}
 	*out = v;
 	return 0;
+}
+
+int cli_next_opt(int argc, char **argv, const struct option *opts, const char *cmd,
+                 char *name, size_t namelen)
+{
+	opterr = 0; /* getopt would name the command "train:"; we say it ourselves */
+	int c = getopt_long(argc, argv, ":h", opts, NULL);
+
+	for (int i = 0; c > 0 && opts[i].name; i++)
+		if (opts[i].val == c)
+			snprintf(name, namelen, "--%s", opts[i].name);
+	if (c == ':')
+		fprintf(stderr, "graft %s: %s needs a value (see graft %s --help)\n", cmd,
+		        argv[optind - 1], cmd);
+	else if (c == '?')
+		fprintf(stderr, "graft %s: unknown option '%s' (see graft %s --help)\n", cmd,
+		        argv[optind - 1], cmd);
+	return c == ':' ? '?' : c;
 }
 
 int cli_double(const char *opt, const char *val, double lo, double hi, double *out)
