@@ -192,7 +192,17 @@ def accuracy(args):
     xtr, ytr = xtr[:ntrain], ytr[:ntrain]
 
     torch.manual_seed(args.seed)
-    net = make_net("M")
+    if args.arch:
+        # The very network graft trains from the same YAML, built by the
+        # independent PyTorch reader of graft-arch/1 the fixtures use.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "..", "fixtures"))
+        import yaml
+        from make_net_fixture import build_from_arch
+        with open(args.arch) as f:
+            net = build_from_arch(yaml.safe_load(f))
+    else:
+        net = make_net("M")
     net.train()
     opt = make_sgd(net)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps)
@@ -216,8 +226,8 @@ def accuracy(args):
     train_s = time.perf_counter() - t0
     test_acc = evaluate(net, xte, yte)
     val_acc = evaluate(net, xval, yval)
-    print("torch-accuracy net=M steps=%d batch=%d seed=%d test_acc=%.4f "
-          "val_acc=%.4f train_s=%.1f" % (args.steps, bs, args.seed, test_acc,
+    print("torch-accuracy net=%s steps=%d batch=%d seed=%d test_acc=%.4f "
+          "val_acc=%.4f train_s=%.1f" % (args.arch or "M", args.steps, bs, args.seed, test_acc,
                                          val_acc, train_s), flush=True)
 
 
@@ -236,6 +246,8 @@ def main():
     p.add_argument("--steps", type=int, default=1000, help="--accuracy: training steps")
     p.add_argument("--acc-batch", type=int, default=64, help="--accuracy: batch size")
     p.add_argument("--seed", type=int, default=1, help="--accuracy: seed")
+    p.add_argument("--arch", default=None,
+                   help="--accuracy: a graft-arch/1 file to train instead of net M")
     p.add_argument("--verbose", action="store_true", help="--accuracy: loss every 100 steps")
     args = p.parse_args()
 
