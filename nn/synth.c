@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/synth.h"
+#include "nn/nn.h"
 
 #define SYNTH_DEG (M_PI / 180.0)
 #define SYNTH_JITTER_DEG 8.0     /* arcs and corners turn this far either way */

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "nn/synth.h"
+#include "nn/nn.h"
 #include "search/search.h"
 
 #define SYNTH_IMAGES 50000

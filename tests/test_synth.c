@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/synth.h"
+#include "nn/nn.h"
 
 TestSuite(synth, .timeout = 60);
 
