@@ -78,32 +78,47 @@ size_t nn_conv_workspace(const nn_conv_shape *s)
 	return (size_t)nn_threads() * per_thread(s);
 }
 
-/* One row of a column matrix: out[j] = x[y, j*stride - pad + kj], zero
- * outside the image.  Stride 1 is a shifted copy, the common case. */
-static void im2col_row(const nn_conv_shape *s, const float *xr, int kj, float *out)
+/* The outputs j of a row whose tap j*stride - pad + kj falls inside the
+ * image: [*lo, *hi).  Computed once per kernel column, it keeps the copy
+ * loops free of per-element bounds checks. */
+static inline void inside(const nn_conv_shape *s, int kj, int *lo, int *hi)
 {
-	int ow = s->ow, off = kj - s->pad;
+	int off = kj - s->pad, st = s->stride;
 
-	if (s->stride == 1) {
-		/* Rows are short (7-32 floats): plain loops beat memcpy calls. */
-		int lo = off < 0 ? -off : 0;             /* first j inside the image */
-		int hi = s->w - off < ow ? s->w - off : ow; /* one past the last */
-		if (hi < lo)
-			hi = lo;
-		const float *src = xr + off;
-		for (int j = 0; j < lo; j++)
-			out[j] = 0.0f;
+	*lo = off < 0 ? (-off + st - 1) / st : 0;
+	*hi = s->w - 1 - off >= 0 ? (s->w - 1 - off) / st + 1 : 0;
+	if (*hi > s->ow)
+		*hi = s->ow;
+	if (*lo > *hi)
+		*lo = *hi;
+}
+
+/* One row of a column matrix: out[j] = x[y, j*stride - pad + kj] for j in
+ * [lo, hi), zero elsewhere.  Rows are short (7-32 floats): plain loops beat
+ * calls. */
+static inline void im2col_row(const nn_conv_shape *s, const float *xr, int kj, int lo,
+                              int hi, float *out)
+{
+	int st = s->stride;
+	const float *src = xr + kj - s->pad;
+
+	for (int j = 0; j < lo; j++)
+		out[j] = 0.0f;
+	if (st == 1) {
 #pragma omp simd
 		for (int j = lo; j < hi; j++)
 			out[j] = src[j];
-		for (int j = hi; j < ow; j++)
-			out[j] = 0.0f;
-		return;
+	} else if (st == 2) {
+		/* A constant stride lets the compiler vectorize with shuffles. */
+#pragma omp simd
+		for (int j = lo; j < hi; j++)
+			out[j] = src[2 * j];
+	} else {
+		for (int j = lo; j < hi; j++)
+			out[j] = src[j * st];
 	}
-	for (int j = 0; j < ow; j++) {
-		int xx = j * s->stride + off;
-		out[j] = (xx >= 0 && xx < s->w) ? xr[xx] : 0.0f;
-	}
+	for (int j = hi; j < s->ow; j++)
+		out[j] = 0.0f;
 }
 
 /* col: (cin*k*k rows of stride ld): the oh*ow patches of one image x: (cin,h,w). */
@@ -111,9 +126,11 @@ static void im2col(const nn_conv_shape *s, const float *x, float *col, size_t ld
 {
 	int k = s->k, oh = s->oh, ow = s->ow;
 
-	for (int c = 0; c < s->cin; c++)
-		for (int ki = 0; ki < k; ki++)
-			for (int kj = 0; kj < k; kj++) {
+	for (int kj = 0; kj < k; kj++) {
+		int lo, hi;
+		inside(s, kj, &lo, &hi);
+		for (int c = 0; c < s->cin; c++)
+			for (int ki = 0; ki < k; ki++) {
 				float *row = col + ((size_t)(c * k + ki) * k + kj) * ld;
 				const float *xc = x + (size_t)c * s->h * s->w;
 				for (int i = 0; i < oh; i++) {
@@ -122,29 +139,26 @@ static void im2col(const nn_conv_shape *s, const float *x, float *col, size_t ld
 					if (y < 0 || y >= s->h)
 						memset(out, 0, sizeof(float) * ow);
 					else
-						im2col_row(s, xc + (size_t)y * s->w, kj, out);
+						im2col_row(s, xc + (size_t)y * s->w, kj, lo, hi, out);
 				}
 			}
+	}
 }
 
-/* The adjoint of im2col_row: dxr[j*stride - pad + kj] += in[j] inside the image. */
-static void col2im_row(const nn_conv_shape *s, const float *in, int kj, float *dxr)
+/* The adjoint of im2col_row: dxr[j*stride - pad + kj] += in[j] for j in [lo, hi). */
+static inline void col2im_row(const nn_conv_shape *s, const float *in, int kj, int lo,
+                              int hi, float *dxr)
 {
-	int ow = s->ow, off = kj - s->pad;
+	int st = s->stride;
+	float *d = dxr + kj - s->pad;
 
-	if (s->stride == 1) {
-		int lo = off < 0 ? -off : 0;
-		int hi = s->w - off < ow ? s->w - off : ow;
-		float *d = dxr + off;
+	if (st == 1) {
 #pragma omp simd
 		for (int j = lo; j < hi; j++)
 			d[j] += in[j];
-		return;
-	}
-	for (int j = 0; j < ow; j++) {
-		int xx = j * s->stride + off;
-		if (xx >= 0 && xx < s->w)
-			dxr[xx] += in[j];
+	} else {
+		for (int j = lo; j < hi; j++)
+			d[j * st] += in[j];
 	}
 }
 
@@ -153,17 +167,21 @@ static void col2im(const nn_conv_shape *s, const float *col, size_t ld, float *d
 {
 	int k = s->k, oh = s->oh, ow = s->ow;
 
-	for (int c = 0; c < s->cin; c++)
-		for (int ki = 0; ki < k; ki++)
-			for (int kj = 0; kj < k; kj++) {
+	for (int kj = 0; kj < k; kj++) {
+		int lo, hi;
+		inside(s, kj, &lo, &hi);
+		for (int c = 0; c < s->cin; c++)
+			for (int ki = 0; ki < k; ki++) {
 				const float *row = col + ((size_t)(c * k + ki) * k + kj) * ld;
 				float *dxc = dx + (size_t)c * s->h * s->w;
 				for (int i = 0; i < oh; i++) {
 					int y = i * s->stride - s->pad + ki;
 					if (y >= 0 && y < s->h)
-						col2im_row(s, row + (size_t)i * ow, kj, dxc + (size_t)y * s->w);
+						col2im_row(s, row + (size_t)i * ow, kj, lo, hi,
+						           dxc + (size_t)y * s->w);
 				}
 			}
+	}
 }
 
 /* Depthwise: output channel o reads input channel o / (cout/cin). */
