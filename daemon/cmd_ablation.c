@@ -229,7 +229,8 @@ static int prepare_graft(struct ablation *ab, const char *source, struct graft_u
 	                       .target_mean = ab->mean, .target_std = ab->std,
 	                       .dataset_dir = a->graft_data, .layers = 2, .kernel = 3,
 	                       .channels = (int)a->graft_channels, .steps = (int)a->graft_steps,
-	                       .batch = 128, .lr = 0.05f, .seed = (uint64_t)a->seed };
+	                       .batch = ab->train.n < 128 ? ab->train.n : 128, .lr = 0.05f,
+	                       .seed = (uint64_t)a->seed };
 	double w0 = wall_now();
 
 	memset(g, 0, sizeof(*g));
@@ -344,9 +345,11 @@ static void print_table(const struct ablation *ab)
 		}
 		printf(" %10.2f\n", search_mean(cpu, n));
 	}
-	printf("(short = %ld steps%s%ld; tau: Kendall's tau between the short and long "
-	       "rankings; CPU-s: the short run, graft features %s)\n", a->steps,
-	       a->long_steps ? ", long = " : "", a->long_steps ? a->long_steps : 0,
+	printf("(short = %ld steps", a->steps);
+	if (a->long_steps)
+		printf(", long = %ld; tau: Kendall's tau between the short and long rankings",
+		       a->long_steps);
+	printf("; CPU-s: the short run, graft features %s)\n",
 	       a->no_cache ? "computed every step" : "taken from the cache");
 	free(acc);
 	free(lacc);

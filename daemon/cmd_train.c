@@ -248,6 +248,11 @@ int cli_train(int argc, char **argv)
 		return CLI_FAIL;
 	}
 	override(&arch, &a);
+	if (arch.graft_nlayers == 0 && (a.graft_file || a.graft_mode)) {
+		fprintf(stderr, "graft train: %s has no graft section: --graft and --graft-file "
+		        "do not apply\n", a.arch);
+		return CLI_USAGE;
+	}
 	if (a.graft_mode && !strcmp(a.graft_mode, "drop"))
 		arch.graft_nlayers = 0;
 	arch.graft_trainable = a.graft_mode && !strcmp(a.graft_mode, "finetune");

@@ -166,25 +166,38 @@ int nn_graft_pretrain(const nn_arch *a, const nn_dataset *ds, const float *mean,
 	return rc;
 }
 
+/* Loads and checks; on any failure the net's graft is left as it was. */
 int nn_graft_load(nn_net *net, const char *path, const char *expect_sha, char sha[65],
                   char *err, size_t errlen)
 {
 	nn_tensor *t;
 	int n = graft_tensors(net, &t);
-	free(t);
-	if (n <= 0) {
-		snprintf(err, errlen, "%s: the network has no graft to load it into", path);
-		return GRAFT_EINVAL;
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++)
+		total += (size_t)nn_tensor_numel(&t[i]);
+	float *keep = n > 0 ? malloc(sizeof(float) * total) : NULL;
+	if (n <= 0 || !keep) {
+		snprintf(err, errlen, n <= 0 ? "%s: the network has no graft to load it into"
+		                             : "%s: out of memory", path);
+		free(t);
+		return n <= 0 ? GRAFT_EINVAL : GRAFT_ENOMEM;
 	}
+	for (size_t i = 0, off = 0; i < (size_t)n; off += nn_tensor_numel(&t[i]), i++)
+		memcpy(keep + off, t[i].data, sizeof(float) * nn_tensor_numel(&t[i]));
 	int rc = nn_net_load(net, path, "graft.", err, errlen);
-	if (rc)
-		return rc;
-	rc = graft_identity(net, sha);
+	if (!rc)
+		rc = graft_identity(net, sha);
 	if (!rc && expect_sha && *expect_sha && strcmp(expect_sha, sha)) {
 		snprintf(err, errlen, "%s: the graft's tensors hash to %s, the architecture "
 		         "names %s", path, sha, expect_sha);
-		return GRAFT_EFORMAT;
+		rc = GRAFT_EFORMAT;
 	}
+	if (rc)
+		for (size_t i = 0, off = 0; i < (size_t)n; off += nn_tensor_numel(&t[i]), i++)
+			memcpy(t[i].data, keep + off, sizeof(float) * nn_tensor_numel(&t[i]));
+	free(keep);
+	free(t);
 	return rc;
 }
 

@@ -113,9 +113,10 @@ static void cache_key(const search_graft_req *r, const nn_dataset *ds, char key[
 	} else {
 		nn_sha256_hex(ds->pixels, px, data);
 	}
-	snprintf(text, sizeof(text), "graft-module/1 source=%s data=%s layers=%dx%dx%d "
-	         "steps=%d batch=%d lr=%.9g seed=%llu", r->source, data, r->layers, r->kernel,
-	         r->channels, r->steps, r->batch, r->lr, (unsigned long long)r->seed);
+	snprintf(text, sizeof(text), "graft-module/1 source=%s data=%s shape=%dx%dx%dx%d "
+	         "layers=%dx%dx%d steps=%d batch=%d lr=%.9g seed=%llu", r->source, data, ds->n,
+	         ds->c, ds->h, ds->w, r->layers, r->kernel, r->channels, r->steps, r->batch,
+	         r->lr, (unsigned long long)r->seed);
 	nn_sha256_hex(text, strlen(text), key);
 }
 

@@ -18,8 +18,10 @@
  * so a report that measured the wrong images shows.
  */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -564,5 +566,584 @@ Test(cli, train_help)
 	expect_in(r.out, "--steps", "stdout");
 	expect_in(r.out, "--data", "stdout");
 	cr_assert_eq(r.err[0], 0, "stderr is not empty:\n%s", r.err);
+	run_free(&r);
+}
+
+/* ---- graft pretrain ------------------------------------------------------- */
+
+/* Graft files are kept in a cache: each test keeps its own, in its own
+ * directory, so that no test reads what another made (and $HOME is left
+ * alone).  Set in the test's process, it is in every child's environment. */
+static void private_cache(void)
+{
+	cr_assert_eq(setenv("GRAFT_CACHE_DIR", tpath("cache"), 1), 0);
+}
+
+/* The identity on a run's "sha256 <64 lowercase hex>" line. */
+static void printed_sha(const char *out, char sha[65])
+{
+	const char *p = out;
+
+	for (;; p++) {
+		p = strstr(p, "sha256 ");
+		cr_assert_not_null(p, "no \"sha256 \" line in:\n%s", out);
+		if (p == out || p[-1] == '\n')
+			break;
+	}
+	p += 7;
+	for (int i = 0; i < 64; i++)
+		cr_assert(isxdigit((unsigned char)p[i]) && !isupper((unsigned char)p[i]),
+		          "the sha256 line does not hold 64 lowercase hex digits:\n%s", out);
+	cr_assert(p[64] == '\n', "the sha256 line goes on after 64 digits:\n%s", out);
+	memcpy(sha, p, 64);
+	sha[64] = 0;
+}
+
+/* graft pretrain --source target on the test's data, 20 steps, 4 channels. */
+static run pretrain_target(const char *out, const char *seed)
+{
+	return graft("pretrain", "--source", "target", "--data", tpath("data"), "--steps",
+	             "20", "--validation", "100", "--channels", "4", "--seed", seed,
+	             "--threads", "1", "--out", out, NULL);
+}
+
+/* Pretrains a graft into out and returns its printed identity in sha. */
+static void make_graft(const char *out, const char *seed, char sha[65])
+{
+	run r = pretrain_target(out, seed);
+
+	expect_code(&r, 0);
+	printed_sha(r.out, sha);
+	run_free(&r);
+}
+
+/* The identity of a graft file's tensors, computed here. */
+static void file_identity(const char *path, char sha[65])
+{
+	nn_weights w;
+	char err[GRAFT_ERRLEN] = "";
+	int rc = nn_safetensors_read(path, &w, err, sizeof err);
+
+	cr_assert_eq(rc, 0, "reading %s: %s", path, err);
+	cr_assert_eq(nn_tensors_sha256(w.t, w.n, sha), 0);
+	nn_weights_free(&w);
+}
+
+Test(cli, pretrain_writes_a_graft_then_reuses_it)
+{
+	char g[512], g2[512], cache[512], sha[65], sha2[65], hex[65];
+
+	private_cache();
+	snprintf(g, sizeof g, "%s", tpath("G.safetensors"));
+	snprintf(g2, sizeof g2, "%s", tpath("G2.safetensors"));
+	snprintf(cache, sizeof cache, "%s/grafts/", tpath("cache"));
+	run r = graft("pretrain", "--source", "target", "--data", tpath("data"), "--steps",
+	              "20", "--validation", "100", "--channels", "4", "--threads", "1",
+	              "--out", g, NULL);
+
+	expect_code(&r, 0);
+	printed_sha(r.out, sha);
+	cr_assert(exists(g), "%s was not written:\n%s", g, r.out);
+	expect_in(r.out, "pretrained", "stdout");
+	cr_assert_null(strstr(r.out, "reused"), "an empty cache reused a graft:\n%s", r.out);
+	expect_in(r.err, "pretrain step 20/20", "stderr");
+	/* Made in the cache of GRAFT_CACHE_DIR, then copied out. */
+	expect_in(r.out, cache, "stdout");
+	expect_in(r.out, g, "stdout");
+	file_identity(g, hex);
+	cr_assert_str_eq(hex, sha, "the file's tensors hash to %s, the run printed %s", hex,
+	                 sha);
+	nn_weights w;
+	char err[GRAFT_ERRLEN] = "";
+	cr_assert_eq(nn_safetensors_read(g, &w, err, sizeof err), 0, "%s", err);
+	cr_assert_str_eq(nn_weights_meta(&w, "format"), "graft-module/1");
+	cr_assert_str_eq(nn_weights_meta(&w, "source"), "target");
+	cr_assert_str_eq(nn_weights_meta(&w, "layers"), "3x4,3x4");
+	cr_assert_str_eq(nn_weights_meta(&w, "steps"), "20");
+	cr_assert_eq(w.n, 10, "%d tensors in the graft file, want 10", w.n);
+	expect_tensor(&w, "graft.0.conv.weight", 4, 4, 1, 3, 3);
+	expect_tensor(&w, "graft.1.conv.weight", 4, 4, 4, 3, 3);
+	expect_tensor(&w, "graft.1.bn.running_var", 1, 4, 0, 0, 0);
+	nn_weights_free(&w);
+	run_free(&r);
+
+	/* The same command again: from the cache, not pretrained. */
+	r = graft("pretrain", "--source", "target", "--data", tpath("data"), "--steps", "20",
+	          "--validation", "100", "--channels", "4", "--threads", "1", "--out", g2,
+	          NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "reused from the cache", "stdout");
+	cr_assert_null(strstr(r.err, "pretrain step"), "it pretrained again:\n%s", r.err);
+	printed_sha(r.out, sha2);
+	cr_assert_str_eq(sha2, sha, "the reused graft has another sha");
+	size_t n1, n2;
+	char *d1 = read_file(g, &n1), *d2 = read_file(g2, &n2);
+	cr_assert(n1 == n2 && memcmp(d1, d2, n1) == 0, "the two copies differ");
+	free(d1);
+	free(d2);
+	run_free(&r);
+}
+
+Test(cli, pretrain_bad_arguments)
+{
+	private_cache();
+	run r = graft("pretrain", "--source", "imagenet", "--data", tpath("data"),
+	              "--validation", "100", "--out", tpath("G.safetensors"), NULL);
+	/* Parsed fine, refused by the source list: a failure with the choices. */
+	cr_assert(r.code == 1 || r.code == 2, "exit code %d:\n%s", r.code, r.err);
+	expect_in(r.err, "imagenet", "stderr");
+	expect_in(r.err, "synthetic", "stderr");
+	cr_assert(!exists(tpath("G.safetensors")), "a graft was written");
+	run_free(&r);
+
+	r = graft("pretrain", "--source", "target", "--data", tpath("data"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--out", "stderr");
+	run_free(&r);
+
+	r = graft("pretrain", "--source", "target", "--kernel", "4", "--out",
+	          tpath("G.safetensors"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "odd", "stderr");
+	run_free(&r);
+}
+
+/* ---- graft ablation -------------------------------------------------------- */
+
+static const char *const ab_sources[4] = { "none", "random", "synthetic", "target" };
+
+/* The ablation of the brief: 2 candidates, 4 sources, 5 steps; extra (may be
+ * NULL) is one more flag. */
+static run ablation(const char *out, const char *extra)
+{
+	return graft("ablation", "--data", tpath("data"), "--candidates", "2", "--steps", "5",
+	             "--graft-steps", "10", "--graft-channels", "4", "--validation", "100",
+	             "--batch", "16", "--max-mflops", "5", "--sources",
+	             "none,random,synthetic,target", "--threads", "1", "--out", out, extra,
+	             NULL);
+}
+
+/* One row of the ablation's output file. */
+typedef struct ab_row {
+	int candidate, steps;
+	char source[32];
+	double acc, loss;
+	long long params, flops;
+} ab_row;
+
+static int source_index(const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(s, ab_sources[i]))
+			return i;
+	return -1;
+}
+
+/* Checks 8 rows (each candidate under each source once, 5 steps, accuracy in
+ * [0, 1] on 100 images) and files them by [candidate][source]. */
+static void check_rows(const ab_row *rows, int n, ab_row byc[2][4])
+{
+	int seen[2][4] = { { 0 } };
+
+	cr_assert_eq(n, 8, "%d rows, want 2 candidates x 4 sources", n);
+	for (int i = 0; i < n; i++) {
+		const ab_row *r = &rows[i];
+		int s = source_index(r->source);
+		cr_assert(r->candidate == 0 || r->candidate == 1, "row %d: candidate %d", i,
+		          r->candidate);
+		cr_assert_geq(s, 0, "row %d: source '%s'", i, r->source);
+		cr_assert_eq(seen[r->candidate][s]++, 0, "candidate %d under %s twice",
+		             r->candidate, r->source);
+		cr_assert_eq(r->steps, 5, "row %d: %d steps", i, r->steps);
+		cr_assert(r->acc >= 0 && r->acc <= 1, "row %d: accuracy %g", i, r->acc);
+		cr_assert(fabs(r->acc * 100 - round(r->acc * 100)) < 1e-6, "row %d: accuracy %g "
+		          "is not a count of 100 validation images", i, r->acc);
+		cr_assert(isfinite(r->loss) && r->loss > 0, "row %d: loss %g", i, r->loss);
+		byc[r->candidate][s] = *r;
+	}
+	/* Every graft adds the same layers to a candidate; none adds nothing. */
+	for (int c = 0; c < 2; c++)
+		for (int s = 1; s < 4; s++) {
+			cr_assert_eq(byc[c][s].params, byc[c][1].params, "candidate %d: %s and "
+			             "random have different parameter counts", c, ab_sources[s]);
+			cr_assert_gt(byc[c][s].params, byc[c][0].params, "candidate %d: the graft "
+			             "added no parameters", c);
+			cr_assert_gt(byc[c][s].flops, byc[c][0].flops);
+			cr_assert_leq(byc[c][s].flops, 5000000, "candidate %d costs %lld FLOPs, over "
+			              "--max-mflops 5", c, byc[c][s].flops);
+		}
+}
+
+static int read_csv(const char *path, ab_row *rows, int max)
+{
+	char *text = read_file(path, NULL), *save = NULL;
+	int n = 0;
+	char *line = strtok_r(text, "\n", &save);
+
+	cr_assert_not_null(line, "%s is empty", path);
+	cr_assert_str_eq(line, "candidate,source,steps,val_accuracy,val_loss,params,flops,"
+	                 "cpu_s,wall_s", "the CSV header");
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		ab_row *r = &rows[n];
+		double cpu, wall;
+		cr_assert_lt(n, max, "too many rows in %s", path);
+		cr_assert_eq(sscanf(line, "%d,%31[^,],%d,%lf,%lf,%lld,%lld,%lf,%lf", &r->candidate,
+		                    r->source, &r->steps, &r->acc, &r->loss, &r->params,
+		                    &r->flops, &cpu, &wall), 9, "bad CSV row: %s", line);
+		cr_assert(cpu >= 0 && wall >= 0, "bad times: %s", line);
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+static int read_jsonl(const char *path, ab_row *rows, int max)
+{
+	char *text = read_file(path, NULL), *save = NULL;
+	int n = 0;
+
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_error_t e;
+		json_t *j = json_loads(line, 0, &e);
+		ab_row *r = &rows[n];
+
+		cr_assert_lt(n, max, "too many rows in %s", path);
+		cr_assert_not_null(j, "line %d of %s is not JSON (%s): %s", n + 1, path, e.text,
+		                   line);
+		cr_assert(json_is_object(j), "line %d is not an object: %s", n + 1, line);
+		json_t *c = json_object_get(j, "candidate"), *s = json_object_get(j, "source");
+		json_t *st = json_object_get(j, "steps"), *a = json_object_get(j, "val_accuracy");
+		json_t *l = json_object_get(j, "val_loss"), *p = json_object_get(j, "params");
+		json_t *f = json_object_get(j, "flops");
+		cr_assert(json_is_integer(c), "candidate is missing or not an integer: %s", line);
+		cr_assert(json_is_string(s), "source is missing or not a string: %s", line);
+		cr_assert(json_is_integer(st), "steps is missing or not an integer: %s", line);
+		cr_assert(json_is_number(a), "val_accuracy is missing or not a number: %s", line);
+		cr_assert(json_is_number(l) && json_is_integer(p) && json_is_integer(f),
+		          "val_loss, params or flops missing: %s", line);
+		r->candidate = (int)json_integer_value(c);
+		snprintf(r->source, sizeof r->source, "%s", json_string_value(s));
+		r->steps = (int)json_integer_value(st);
+		r->acc = json_number_value(a);
+		r->loss = json_number_value(l);
+		r->params = json_integer_value(p);
+		r->flops = json_integer_value(f);
+		json_decref(j);
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+/* The table: after the "source" header, one line per source, in the order
+ * given, each with its mean accuracy; then the footnote. */
+static void check_table(const char *out)
+{
+	const char *p = strstr(out, "\nsource ");
+
+	cr_assert_not_null(p, "no table header in:\n%s", out);
+	p = strchr(p + 1, '\n');
+	cr_assert_not_null(p);
+	p++;
+	for (int i = 0; i < 4; i++) {
+		char name[32];
+		double mean;
+		cr_assert_eq(sscanf(p, "%31s %lf", name, &mean), 2, "bad table line %d in:\n%s",
+		             i, out);
+		cr_assert_str_eq(name, ab_sources[i], "table line %d is for %s:\n%s", i, name,
+		                 out);
+		cr_assert(mean >= 0 && mean <= 1, "%s: mean accuracy %g", name, mean);
+		/* Gains are over none, so none has no interval and the others one. */
+		const char *eol = strchr(p, '\n');
+		cr_assert_not_null(eol);
+		const char *br = memchr(p, '[', (size_t)(eol - p));
+		cr_assert(i == 0 ? br == NULL : br != NULL, "table line %d: %.*s", i,
+		          (int)(eol - p), p);
+		p = eol + 1;
+	}
+	cr_assert(*p == '(', "a fifth table line: %s", p);
+	for (int i = 0; i < 4; i++) {
+		char key[64];
+		int n = 0;
+		snprintf(key, sizeof key, "\n%s ", ab_sources[i]);
+		for (const char *q = out; (q = strstr(q, key)) != NULL; q++)
+			n++;
+		cr_assert_eq(n, 1, "%d table lines for %s:\n%s", n, ab_sources[i], out);
+	}
+}
+
+Test(cli, ablation_rows_csv_and_jsonl)
+{
+	char csv[512], jsonl[512], nocache[512];
+	ab_row rows[16], crow[2][4], jrow[2][4], nrow[2][4];
+
+	private_cache();
+	snprintf(csv, sizeof csv, "%s", tpath("rows.csv"));
+	snprintf(jsonl, sizeof jsonl, "%s", tpath("rows.jsonl"));
+	snprintf(nocache, sizeof nocache, "%s", tpath("nocache.csv"));
+
+	run r = ablation(csv, NULL);
+	expect_code(&r, 0);
+	check_table(r.out);
+	expect_in(r.out, "rows written to", "stdout");
+	for (int s = 1; s < 4; s++) {
+		char made[64];
+		snprintf(made, sizeof made, "graft %s: made", ab_sources[s]);
+		expect_in(r.out, made, "stdout");
+	}
+	check_rows(rows, read_csv(csv, rows, 16), crow);
+	run_free(&r);
+
+	/* JSON lines; the grafts now come from the cache, and the same seeds give
+	 * the same numbers. */
+	r = ablation(jsonl, NULL);
+	expect_code(&r, 0);
+	check_table(r.out);
+	for (int s = 1; s < 4; s++) {
+		char reused[64];
+		snprintf(reused, sizeof reused, "graft %s: reused from the cache", ab_sources[s]);
+		expect_in(r.out, reused, "stdout");
+	}
+	check_rows(rows, read_jsonl(jsonl, rows, 16), jrow);
+	for (int c = 0; c < 2; c++)
+		for (int s = 0; s < 4; s++)
+			cr_assert(fabs(crow[c][s].acc - jrow[c][s].acc) < 1e-6 &&
+			          fabs(crow[c][s].loss - jrow[c][s].loss) < 1e-6 &&
+			          crow[c][s].params == jrow[c][s].params, "candidate %d under %s: "
+			          "accuracy %.6f / %.6f, loss %.6f / %.6f in two identical runs", c,
+			          ab_sources[s], crow[c][s].acc, jrow[c][s].acc, crow[c][s].loss,
+			          jrow[c][s].loss);
+	run_free(&r);
+
+	/* The feature cache is exact: computing the graft every step changes
+	 * nothing. */
+	r = ablation(nocache, "--no-feature-cache");
+	expect_code(&r, 0);
+	expect_in(r.out, "computed every step", "stdout");
+	check_rows(rows, read_csv(nocache, rows, 16), nrow);
+	for (int c = 0; c < 2; c++)
+		for (int s = 0; s < 4; s++)
+			cr_assert(crow[c][s].acc == nrow[c][s].acc && crow[c][s].loss == nrow[c][s].loss,
+			          "candidate %d under %s: accuracy %.6f / %.6f, loss %.6f / %.6f with "
+			          "and without the feature cache", c, ab_sources[s], crow[c][s].acc,
+			          nrow[c][s].acc, crow[c][s].loss, nrow[c][s].loss);
+	run_free(&r);
+}
+
+/* Without --long the footnote names the short budget alone. */
+Test(cli, ablation_footnote_without_long_run)
+{
+	private_cache();
+	run r = graft("ablation", "--data", tpath("data"), "--candidates", "2", "--steps", "5",
+	              "--validation", "100", "--batch", "16", "--max-mflops", "5",
+	              "--sources", "none", "--threads", "1", NULL);
+
+	expect_code(&r, 0);
+	expect_in(r.out, "(short = 5 steps;", "stdout");
+	run_free(&r);
+}
+
+Test(cli, ablation_bad_arguments)
+{
+	private_cache();
+	run r = graft("ablation", "--data", tpath("data"), "--sources", "none,imagenet",
+	              "--out", tpath("rows.csv"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "unknown source", "stderr");
+	expect_in(r.err, "imagenet", "stderr");
+	cr_assert_eq(r.out[0], 0, "it started anyway:\n%s", r.out);
+	run_free(&r);
+
+	r = graft("ablation", "--data", tpath("data"), "--sources", "none,dataset", "--out",
+	          tpath("rows.csv"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--graft-data", "stderr");
+	cr_assert_eq(r.out[0], 0, "it started anyway:\n%s", r.out);
+	run_free(&r);
+
+	r = graft("ablation", "--data", tpath("data"), "--candidates", "1", "--out",
+	          tpath("rows.csv"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--candidates", "stderr");
+	expect_in(r.err, "'1'", "stderr");
+	cr_assert_eq(r.out[0], 0, "it started anyway:\n%s", r.out);
+	run_free(&r);
+
+	r = graft("ablation", "--data", tpath("data"), "--sources", "", "--out",
+	          tpath("rows.csv"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--sources", "stderr");
+	run_free(&r);
+	cr_assert(!exists(tpath("rows.csv")), "rows were written");
+}
+
+/* ---- graft train with a graft ---------------------------------------------- */
+
+/* arch.yaml's network with a graft of 2 layers of 3x3x4 (what graft pretrain
+ * --channels 4 makes), naming sha when it is not NULL. */
+static const char *write_graft_arch(const char *name, const char *sha)
+{
+	const char *path = tpath(name);
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "fopen %s", path);
+	fprintf(f, "format: graft-arch/1\n"
+	        "input: {channels: 1, height: %d, width: %d, normalize: {mean: 0.31, std: 0.3}}\n"
+	        "classes: 3\n"
+	        "stem: {op: conv, kernel: 3, channels: 8}\n"
+	        "graft:\n"
+	        "  channels: 4\n"
+	        "  layers: [{kernel: 3, channels: 4}, {kernel: 3, channels: 4}]\n",
+	        SIDE, SIDE);
+	if (sha)
+		fprintf(f, "  sha256: \"%s\"\n", sha);
+	fprintf(f, "blocks:\n"
+	        "  - {op: conv3, channels: 8, stride: 2}\n"
+	        "  - {op: conv3, channels: 16, stride: 2}\n"
+	        "head: {op: linear}\n"
+	        "train: {steps: 60, batch: 32, lr: 0.1, momentum: 0.9, nesterov: false,\n"
+	        "        weight_decay: 0.0005, schedule: cosine, seed: 1}\n");
+	cr_assert_eq(fclose(f), 0);
+	return path;
+}
+
+Test(cli, train_graft_needs_its_file)
+{
+	char arch[512];
+
+	snprintf(arch, sizeof arch, "%s", write_graft_arch("garch.yaml", NULL));
+	run r = graft("train", arch, "--data", tpath("data"), "--out", tpath("w.safetensors"),
+	              "--threads", "1", NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--graft-file", "stderr");
+	expect_in(r.err, arch, "stderr");
+	cr_assert_null(strstr(r.out, "training"), "it trained anyway:\n%s", r.out);
+	cr_assert(!exists(tpath("w.safetensors")), "weights were written");
+	run_free(&r);
+
+	/* Frozen and finetune need the file as much. */
+	r = graft("train", arch, "--data", tpath("data"), "--graft", "finetune", "--out",
+	          tpath("w.safetensors"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--graft-file", "stderr");
+	run_free(&r);
+
+	r = graft("train", arch, "--data", tpath("data"), "--graft", "sideways", "--out",
+	          tpath("w.safetensors"), NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "sideways", "stderr");
+	run_free(&r);
+
+	/* Dropping the graft needs no file. */
+	r = graft("train", arch, "--data", tpath("data"), "--graft", "drop", "--steps", "5",
+	          "--out", tpath("w.safetensors"), "--threads", "1", NULL);
+	expect_code(&r, 0);
+	run_free(&r);
+}
+
+/* Whether a line of text starts with prefix. */
+static int line_starts(const char *text, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (const char *p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, prefix, n))
+			return 1;
+	return 0;
+}
+
+Test(cli, train_graft_frozen_finetune_drop)
+{
+	static const char *const modes[3] = { "frozen", "finetune", "drop" };
+	char g[512], arch[512], w[3][512], sha[65], line[700];
+	double params[3];
+	nn_weights gw, ww;
+	char err[GRAFT_ERRLEN] = "";
+
+	private_cache();
+	snprintf(g, sizeof g, "%s", tpath("G.safetensors"));
+	make_graft(g, "1", sha);
+	snprintf(arch, sizeof arch, "%s", write_graft_arch("garch.yaml", sha));
+	cr_assert_eq(nn_safetensors_read(g, &gw, err, sizeof err), 0, "%s", err);
+	for (int m = 0; m < 3; m++) {
+		snprintf(w[m], sizeof w[m], "%s/w-%s.safetensors", tmpdir, modes[m]);
+		run r = graft("train", arch, "--data", tpath("data"), "--validation", "100",
+		              "--graft", modes[m], "--graft-file", g, "--out", w[m], "--threads",
+		              "1", NULL);
+		expect_code(&r, 0);
+		if (m < 2) {
+			snprintf(line, sizeof line, "graft %s (sha256 %.16s...) %s\n", g, sha,
+			         m == 0 ? "frozen" : "fine-tuned");
+			expect_in(r.out, line, "stdout");
+		} else {
+			cr_assert(!line_starts(r.out, "graft "), "--graft drop printed a graft "
+			          "line:\n%s", r.out);
+		}
+		params[m] = number_after(r.out, "garch.yaml: ");
+		double test = number_after(r.out, "test accuracy ");
+		cr_assert(test > 0.8 && test <= 0.90 + 1e-9, "--graft %s: test accuracy %g, want "
+		          "> 0.8 and <= 0.90:\n%s", modes[m], test, r.out);
+		run_free(&r);
+
+		cr_assert_eq(nn_safetensors_read(w[m], &ww, err, sizeof err), 0, "%s", err);
+		int ngraft = 0, changed = 0;
+		for (int i = 0; i < ww.n; i++) {
+			const nn_tensor *t = &ww.t[i];
+			if (strncmp(t->name, "graft", 5))
+				continue;
+			ngraft++;
+			if (strncmp(t->name, "graft.", 6))
+				continue;
+			const nn_tensor *f = nn_weights_find(&gw, t->name);
+			cr_assert_not_null(f, "%s is not in the graft file", t->name);
+			cr_assert_eq(nn_tensor_numel(f), nn_tensor_numel(t));
+			int same = !memcmp(f->data, t->data, sizeof(float) * nn_tensor_numel(t));
+			if (m == 0)
+				cr_assert(same, "--graft frozen changed %s", t->name);
+			changed += !same;
+		}
+		/* 10 graft tensors, and graft_proj's conv and 4 BN tensors. */
+		cr_assert_eq(ngraft, m == 2 ? 0 : 15, "--graft %s: %d graft tensors in the "
+		             "weights", modes[m], ngraft);
+		if (m == 1)
+			cr_assert_eq(changed, 10, "--graft finetune changed only %d of the 10 graft "
+			             "tensors", changed);
+		nn_weights_free(&ww);
+	}
+	/* Frozen or not, the graft's parameters count; dropped, neither it
+	 * (36 + 8 + 144 + 8) nor its projection (32 + 16) is there. */
+	cr_assert_eq(params[0], params[1], "frozen %g, fine-tuned %g parameters", params[0],
+	             params[1]);
+	cr_assert_eq(params[0] - params[2], 244, "the graft adds %g parameters, want 244",
+	             params[0] - params[2]);
+	nn_weights_free(&gw);
+}
+
+Test(cli, train_graft_of_another_sha_fails)
+{
+	char g1[512], g2[512], arch[512], sha1[65], sha2[65];
+
+	private_cache();
+	snprintf(g1, sizeof g1, "%s", tpath("G1.safetensors"));
+	snprintf(g2, sizeof g2, "%s", tpath("G2.safetensors"));
+	make_graft(g1, "1", sha1);
+	make_graft(g2, "2", sha2);
+	cr_assert_str_neq(sha1, sha2, "seeds 1 and 2 made the same graft");
+	snprintf(arch, sizeof arch, "%s", write_graft_arch("garch.yaml", sha1));
+	for (int m = 0; m < 2; m++) {
+		run r = graft("train", arch, "--data", tpath("data"), "--graft",
+		              m ? "finetune" : "frozen", "--graft-file", g2, "--out",
+		              tpath("w.safetensors"), "--threads", "1", NULL);
+		expect_code(&r, 1);
+		expect_in(r.err, sha1, "stderr");
+		expect_in(r.err, sha2, "stderr");
+		expect_in(r.err, g2, "stderr");
+		cr_assert_null(strstr(r.out, "training"), "it trained anyway:\n%s", r.out);
+		cr_assert(!exists(tpath("w.safetensors")), "weights were written");
+		run_free(&r);
+	}
+	/* The right file passes the same check. */
+	run r = graft("train", arch, "--data", tpath("data"), "--graft-file", g1, "--steps",
+	              "5", "--out", tpath("w.safetensors"), "--threads", "1", NULL);
+	expect_code(&r, 0);
 	run_free(&r);
 }
