@@ -1147,3 +1147,21 @@ Test(cli, train_graft_of_another_sha_fails)
 	expect_code(&r, 0);
 	run_free(&r);
 }
+
+/* Without --graft, a graft is fine-tuned: the mode that measured best. */
+Test(cli, train_graft_default_is_finetune)
+{
+	char g[512], arch[512], sha[65], line[700];
+
+	private_cache();
+	snprintf(g, sizeof g, "%s", tpath("G.safetensors"));
+	make_graft(g, "1", sha);
+	snprintf(arch, sizeof arch, "%s", write_graft_arch("garch.yaml", sha));
+	run r = graft("train", arch, "--data", tpath("data"), "--validation", "100",
+	              "--graft-file", g, "--out", tpath("w.safetensors"), "--threads", "1",
+	              NULL);
+	expect_code(&r, 0);
+	snprintf(line, sizeof line, "graft %s (sha256 %.16s...) fine-tuned\n", g, sha);
+	expect_in(r.out, line, "stdout");
+	run_free(&r);
+}
