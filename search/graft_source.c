@@ -101,22 +101,14 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 /* The cache key: every input that shapes the graft, the data by content. */
 static void cache_key(const search_graft_req *r, const nn_dataset *ds, char key[65])
 {
-	char data[65], text[512];
-	size_t px = (size_t)ds->n * ds->c * ds->h * ds->w;
-	char *buf = malloc(px + ds->n);
+	char pixels[65], labels[65], text[512];
 
-	if (buf) {
-		memcpy(buf, ds->pixels, px);
-		memcpy(buf + px, ds->labels, ds->n);
-		nn_sha256_hex(buf, px + ds->n, data);
-		free(buf);
-	} else {
-		nn_sha256_hex(ds->pixels, px, data);
-	}
-	snprintf(text, sizeof(text), "graft-module/1 source=%s data=%s shape=%dx%dx%dx%d "
-	         "layers=%dx%dx%d steps=%d batch=%d lr=%.9g seed=%llu", r->source, data, ds->n,
-	         ds->c, ds->h, ds->w, r->layers, r->kernel, r->channels, r->steps, r->batch,
-	         r->lr, (unsigned long long)r->seed);
+	nn_sha256_hex(ds->pixels, (size_t)ds->n * ds->c * ds->h * ds->w, pixels);
+	nn_sha256_hex(ds->labels, (size_t)ds->n, labels);
+	snprintf(text, sizeof(text), "graft-module/1 source=%s pixels=%s labels=%s "
+	         "shape=%dx%dx%dx%d layers=%dx%dx%d steps=%d batch=%d lr=%.9g seed=%llu",
+	         r->source, pixels, labels, ds->n, ds->c, ds->h, ds->w, r->layers, r->kernel,
+	         r->channels, r->steps, r->batch, r->lr, (unsigned long long)r->seed);
 	nn_sha256_hex(text, strlen(text), key);
 }
 
