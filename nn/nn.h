@@ -320,8 +320,10 @@ double nn_softmax_xent(int n, int k, const float *logits, const int *y, float *d
 
 /* ---- optimizer and schedule ---------------------------------------------- */
 
+/* The optimizer's fixed settings; the learning rate, which the schedule
+ * changes every step, is an argument of each step instead. */
 typedef struct nn_sgd {
-	float lr, momentum, weight_decay;
+	float momentum, weight_decay;
 	int nesterov;
 } nn_sgd;
 

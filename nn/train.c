@@ -66,7 +66,7 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 	nn_rng data_rng, aug_rng;
 	nn_rng_seed(&data_rng, rc->seed);
 	nn_rng_seed(&aug_rng, rc->seed ^ 0x5eed0f0a6u);
-	nn_sgd opt = { rc->lr, rc->momentum, rc->weight_decay, rc->nesterov };
+	nn_sgd opt = { rc->momentum, rc->weight_decay, rc->nesterov };
 	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	double window = 0.0, last = 0.0;
 	int pos = ds->n, inwin = 0;

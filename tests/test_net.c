@@ -179,7 +179,7 @@ Test(net, frozen_graft_stays_frozen)
 	char err[GRAFT_ERRLEN] = "";
 	float x[8 * 2 * 9 * 9];
 	int y[8];
-	nn_sgd opt = { 0.1f, 0.9f, 5e-4f, 1 };
+	nn_sgd opt = { 0.9f, 5e-4f, 1 };
 
 	every_op_arch(&a, 1);
 	every_op_arch(&plain, 0);
@@ -229,7 +229,7 @@ Test(net, seeded_training_is_reproducible)
 {
 	float *params[2];
 	size_t len = 0;
-	nn_sgd opt = { 0.05f, 0.9f, 5e-4f, 0 };
+	nn_sgd opt = { 0.9f, 5e-4f, 0 };
 
 	nn_set_threads(2);
 	for (int run = 0; run < 2; run++) {

@@ -590,7 +590,7 @@ Test(torch_layers, sgd)
 		need_params(c, 2);
 		size_t len = (size_t)c->params[0];
 		const float *hyper = need(c, "hyper", 3);
-		nn_sgd o = { .lr = hyper[0], .momentum = hyper[1], .weight_decay = hyper[2],
+		nn_sgd o = { .momentum = hyper[1], .weight_decay = hyper[2],
 		             .nesterov = c->params[1] };
 		float *p = copy(need(c, "p0", len), len), *v = filled(len, 0.0f);
 		for (int t = 1; t <= 3; t++) {
@@ -599,7 +599,7 @@ Test(torch_layers, sgd)
 			snprintf(pname, sizeof pname, "p%d", t);
 			const float *g = need(c, gname, len);
 			float *gcopy = copy(g, len);
-			nn_sgd_step(&o, o.lr, len, p, gcopy, v);
+			nn_sgd_step(&o, hyper[0], len, p, gcopy, v);
 			expect_fwd("sgd", c, pname, p, need(c, pname, len), len);
 			cr_expect(memcmp(gcopy, g, len * sizeof *g) == 0,
 			          "case %s: nn_sgd_step changed its const gradient", c->name);

@@ -310,7 +310,7 @@ static void forward_backward(rig *r)
 static void train_step(rig *r)
 {
 	char err[GRAFT_ERRLEN] = "", key[NN_NAME_MAX + 16], what[NN_NAME_MAX + 32];
-	nn_sgd opt = { 0.1f, 0.9f, 5e-4f, 1 };
+	nn_sgd opt = { 0.9f, 5e-4f, 1 };
 
 	/* Back to the file's weights and running statistics; no step has run, so
 	 * the momentum buffers are still zero, as PyTorch's are at its first. */

@@ -58,7 +58,7 @@ static double bench_net(const char *name, nn_net *net, int batch, double seconds
 {
 	float *x = malloc(sizeof(float) * 28 * 28 * batch);
 	int *y = malloc(sizeof(int) * batch);
-	nn_sgd opt = { 0.05f, 0.9f, 5e-4f, 0 };
+	nn_sgd opt = { 0.9f, 5e-4f, 0 };
 	nn_rng r;
 	double best = 0.0;
 
