@@ -133,4 +133,67 @@ int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
 /* Fills a's graft section for a module of the request's shape. */
 void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a);
 
+/* ---- genomes: validity, canonical form, hash, mutation (genome.c) ----------- */
+
+/* A genome is an nn_arch: the search mutates architectures directly, and the
+ * fields it may alter are the stem, the blocks and the recipe's lr. */
+
+/* Whether a lies inside s: ops allowed, block count, block widths and stem
+ * channels (on the SEARCH_WIDTH_STEP grids, or in s->widths), stride 1 or 2
+ * (pool: ignored), at most max_downsamples stride-2 blocks plus pools, skips
+ * only from the stem or earlier blocks of equal spatial size, and params and
+ * FLOPs (search_arch_params/flops) within the limits.  Returns 0, or
+ * GRAFT_EINVAL with a sentence in err (may be NULL when errlen is 0). */
+int search_arch_valid(const search_space *s, const nn_arch *a, char *err,
+                      size_t errlen);
+
+/* Writes to out the canonical form of a: the same network and recipe with
+ * every field that does not change them normalised: pool strides 1; unused
+ * block slots zeroed with skip_from NN_SKIP_NONE; unused graft slots, unused
+ * mean/std channels, and without a graft its sha and graft_trainable zeroed;
+ * graft_source and the result section cleared; and floats of the recipe (lr, momentum,
+ * weight_decay) and normalization rounded to 6 significant digits.
+ * a and out may be the same struct. */
+void search_arch_canonical(const nn_arch *a, nn_arch *out);
+
+/* SHA-256, as lowercase hex, of a text serialisation ("graft-genome/1") of
+ * the canonical form of a: input shape and normalization, classes, stem,
+ * graft layers and sha256, blocks, graft_trainable and the whole training
+ * recipe (seed included).  Equal for archs that build the same network with
+ * the same recipe; different whenever either differs. */
+void search_arch_hash(const nn_arch *a, char hex[65]);
+
+enum search_mutation {
+	SEARCH_MUT_INSERT,      /* a new block (random op and width, stride 1) */
+	SEARCH_MUT_REMOVE,      /* one block */
+	SEARCH_MUT_CHANNELS,    /* a block's width, to another allowed one */
+	SEARCH_MUT_KERNEL,      /* conv3 <-> conv5 */
+	SEARCH_MUT_STRIDE,      /* 1 <-> 2 on a non-pool block */
+	SEARCH_MUT_OP,          /* a block's op, to another allowed one */
+	SEARCH_MUT_ADD_SKIP,    /* a skip between outputs of equal spatial size */
+	SEARCH_MUT_REMOVE_SKIP,
+	SEARCH_MUT_LR,          /* lr x a log-uniform factor in [0.5, 2] */
+	SEARCH_MUT_IDENTITY,
+	SEARCH_MUT_COUNT
+};
+
+/* Mutates parent into child after Real et al. 2017: picks a mutation
+ * uniformly among those applicable to the parent, applies it to a random
+ * site, and repeats (SEARCH_MUTATE_TRIES times at most, each a fresh pick)
+ * until the child is valid in s; failing that, the child is the parent
+ * (identity).  Deterministic for the state of r (which advances).
+ * Skip indices follow inserted and removed blocks; a skip from a removed
+ * block is dropped (set to NN_SKIP_NONE), not re-pointed.  The lr is clamped
+ * to [1e-4, 1] and rounded to 6 significant digits.  The child's result
+ * section is cleared and pool strides are 1; other fields are the parent's.
+ * Returns 0 with *applied (may be NULL) set, or GRAFT_EINVAL when the parent
+ * is not valid in s.  parent and child may be the same struct. */
+#define SEARCH_MUTATE_TRIES 100
+int search_mutate(const search_space *s, const nn_arch *parent, nn_rng *r,
+                  nn_arch *child, enum search_mutation *applied);
+
+/* "insert", "remove", "channels", "kernel", "stride", "op", "add_skip",
+ * "remove_skip", "lr", "identity"; "?" for anything else. */
+const char *search_mutation_name(enum search_mutation m);
+
 #endif
