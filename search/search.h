@@ -2,10 +2,13 @@
  * search.h - graft's architecture search, the one public header of search/.
  *
  * So far: the search space and random sampling from it (space.c), the cost of
- * an architecture in parameters and FLOPs, computed without building it, and
- * the statistics an ablation needs to compare paired runs (stats.c).
+ * an architecture in parameters and FLOPs, computed without building it, the
+ * statistics an ablation needs to compare paired runs (stats.c), grafts on
+ * demand with their cache (graft_source.c), genome validation, canonical hash
+ * and mutations (genome.c), and the ask/tell strategies (strategy.c).
  *
- * Nothing here allocates; every pointer argument is borrowed for the call.
+ * Only the strategies allocate (search_strategy_new / _free); every other
+ * pointer argument is borrowed for the call.
  */
 #ifndef GRAFT_SEARCH_H
 #define GRAFT_SEARCH_H
@@ -195,5 +198,79 @@ int search_mutate(const search_space *s, const nn_arch *parent, nn_rng *r,
 /* "insert", "remove", "channels", "kernel", "stride", "op", "add_skip",
  * "remove_skip", "lr", "identity"; "?" for anything else. */
 const char *search_mutation_name(enum search_mutation m);
+
+/* ---- strategies: regularized evolution and random search (strategy.c) ------ */
+
+/* A search strategy proposes candidates one at a time (search_ask) and learns
+ * their results one at a time (search_tell), so that many evaluations can run
+ * in parallel.  Unlike the rest of this header it allocates: a strategy is
+ * made by search_strategy_new and released by search_strategy_free.
+ *
+ * Determinism and replay.  The strategy's rng (seeded once from seed) is
+ * consumed only by search_ask; search_tell only records.  What an ask returns
+ * therefore depends on the seed, the arguments of search_strategy_new and the
+ * exact sequence of asks and tells before it (their interleaving and the order
+ * of the tells, not the time they came).  Replaying the same sequence of asks
+ * and tells, in the same order, on a fresh strategy made with the same
+ * arguments reproduces every candidate and parent exactly and leaves the
+ * strategy in the same state: this is how a search resumes from the store,
+ * which must record the order of the tells, not only their values.  A tell
+ * of a candidate that never finished is simply never replayed; the candidate
+ * stays outstanding. */
+typedef struct search_strategy search_strategy;
+
+enum search_kind { SEARCH_EVOLUTION, SEARCH_RANDOM };
+
+/* Makes a strategy of the given kind over space s (copied) from base (copied;
+ * it supplies what search_sample_arch takes from it).  population P and
+ * sample S: 1 <= S <= P; random search keeps the population too (see
+ * search_strategy_population) but never draws from it.  Returns NULL on bad
+ * arguments (a NULL pointer, P < 1, S < 1, S > P, a kind out of range) or out
+ * of memory.  s and base are borrowed for the call. */
+search_strategy *search_strategy_new(enum search_kind kind, const search_space *s,
+                                     const nn_arch *base, int population,
+                                     int sample, uint64_t seed);
+
+/* Frees st; NULL is a no-op. */
+void search_strategy_free(search_strategy *st);
+
+/* Fills *out with the next candidate and returns its id (0, 1, 2, ... in ask
+ * order), with *parent (may be NULL) the parent's id or -1 when it was sampled
+ * at random (search_sample_arch).
+ *
+ * SEARCH_RANDOM: every candidate is a random sample.
+ * SEARCH_EVOLUTION (Real et al. 2019): while fewer than P results have been
+ * told (admitted), the candidate is a random sample; this covers the first P
+ * asks and, when asks are outstanding, every later ask until the P-th result
+ * is in.  After that, S members of the current population are drawn
+ * uniformly with replacement, the one with the highest fitness is the parent
+ * (ties: the first drawn; NAN members are never chosen), and the candidate is
+ * search_mutate of the parent.  If all S draws are NAN, the candidate is a
+ * random sample (parent -1).
+ *
+ * Returns the id (>= 0), or GRAFT_EINVAL (the space or base is unusable: no
+ * sample within the limits) or GRAFT_ENOMEM; on failure *out is unchanged,
+ * no id is used, but the rng may have advanced (replay stays exact as long as
+ * the failure is replayed too). */
+int search_ask(search_strategy *st, nn_arch *out, int *parent);
+
+/* Records the fitness of candidate id (higher is better, e.g. validation
+ * accuracy; NAN = failed: never a parent, but a member that ages like any
+ * other).  Tells may come in any order; the result is admitted to the
+ * population at once, and admitting a member beyond P retires the oldest by
+ * admission order (aging), whatever its fitness.  Returns 0, or GRAFT_EINVAL
+ * for an id never asked or already told. */
+int search_tell(search_strategy *st, int id, double fitness);
+
+/* The number of candidates asked so far (the next id). */
+int search_strategy_asked(const search_strategy *st);
+
+/* The number of results told so far. */
+int search_strategy_told(const search_strategy *st);
+
+/* Copies the ids of the current population, oldest admitted first, into
+ * ids[0..max) and returns how many members there are (which may exceed max;
+ * ids may be NULL when max is 0).  For tests and progress reports. */
+int search_strategy_population(const search_strategy *st, int *ids, int max);
 
 #endif
