@@ -5,7 +5,8 @@
  * an architecture in parameters and FLOPs, computed without building it, the
  * statistics an ablation needs to compare paired runs (stats.c), grafts on
  * demand with their cache (graft_source.c), genome validation, canonical hash
- * and mutations (genome.c), and the ask/tell strategies (strategy.c).
+ * and mutations (genome.c), the ask/tell strategies (strategy.c), and the
+ * evaluation of one candidate with weight inheritance (evaluate.c).
  *
  * Only the strategies allocate (search_strategy_new / _free); every other
  * pointer argument is borrowed for the call.
@@ -272,5 +273,53 @@ int search_strategy_told(const search_strategy *st);
  * ids[0..max) and returns how many members there are (which may exceed max;
  * ids may be NULL when max is 0).  For tests and progress reports. */
 int search_strategy_population(const search_strategy *st, int *ids, int max);
+
+/* ---- evaluating one candidate (evaluate.c) --------------------------------- */
+
+/* What search_evaluate needs; every pointer is borrowed for the call. */
+typedef struct search_eval_in {
+	const nn_arch *arch;                 /* the candidate, recipe included (steps,
+	                                        batch, lr, seed) */
+	const nn_dataset *train, *val;
+	const float *mean, *std;             /* normalization; NULL: the arch's */
+	const char *graft_path, *graft_sha;  /* NULL when arch has no graft; a NULL
+	                                        or empty sha is not checked */
+	const float *train_feats, *val_feats;/* graft feature caches
+	                                        (nn_graft_features) or NULL */
+	const nn_weights *parent;            /* the parent's trained weights for
+	                                        inheritance, or NULL */
+	const char *save_path;               /* write the trained weights here
+	                                        (safetensors), or NULL */
+} search_eval_in;
+
+typedef struct search_eval_out {
+	double val_accuracy, val_loss, train_loss; /* train_loss: nn_train's final */
+	double wall_s, cpu_s;                /* of the whole call; cpu_s is process
+	                                        CPU time (all threads) */
+	int steps;
+	int64_t params, flops;               /* as nn_net_params / nn_net_flops */
+	int inherited;                       /* tensors taken from the parent */
+} search_eval_out;
+
+/* Copies into child every tensor (nn_net_tensors: weights and BN running
+ * statistics) whose name and shape match a tensor of parent, except the
+ * graft's ("graft.*"), which always come from the graft file.  Other tensors
+ * keep what they hold.  Returns how many were copied (0 when parent is NULL),
+ * or GRAFT_EINVAL (child NULL) or GRAFT_ENOMEM. */
+int search_inherit(nn_net *child, const nn_weights *parent);
+
+/* Evaluates one candidate: builds in->arch (nn_net_from_arch, seeded by the
+ * recipe's seed, finalized for its batch), inherits from in->parent
+ * (search_inherit), loads the graft file (checked against graft_sha), trains
+ * for the recipe (with the training feature cache when given), scores on
+ * in->val, and saves the trained weights to save_path when given.  The same
+ * input gives the same metrics (on one thread, bit for bit).  Returns 0, or
+ * a GRAFT_E* code with a sentence in err (may be NULL when errlen is 0):
+ * GRAFT_EINVAL for an architecture that does not build, a graft without a
+ * file, or data of the wrong shape; nn_graft_load's codes (GRAFT_EIO for a
+ * missing file, GRAFT_EFORMAT for a wrong one); nn_net_save's.  *out is
+ * zeroed first, and wall_s and cpu_s are set even on failure. */
+int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
+                    size_t errlen);
 
 #endif
