@@ -141,13 +141,6 @@ static int split_sources(char *list, const char **out, const struct ablation_arg
 	return n ? n : -1;
 }
 
-static double cpu_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double wall_now(void)
 {
 	struct timespec ts;
@@ -179,43 +172,30 @@ static int train_one(struct ablation *ab, int i, int steps, const char *source,
 {
 	char err[GRAFT_ERRLEN] = "";
 	nn_arch arch = ab->cands[i];
-	nn_net *net = NULL;
-	uint64_t seed = (uint64_t)ab->a->seed * 1000003u + (uint64_t)i;
-	double c0 = cpu_now(), w0 = wall_now();
+	search_eval_out out;
 
 	if (!g)
 		arch.graft_nlayers = 0;
 	arch.train.steps = steps;
-	arch.train.seed = seed;
-	int rc = nn_net_from_arch(&net, &arch, arch.train.batch, seed, err, sizeof(err));
-	if (!rc && g)
-		rc = nn_graft_load(net, g->path, g->sha, (char[65]){ 0 }, err, sizeof(err));
+	arch.train.seed = (uint64_t)ab->a->seed * 1000003u + (uint64_t)i;
+	search_eval_in in = { .arch = &arch, .train = &ab->train, .val = &ab->val,
+	                      .mean = ab->mean, .std = ab->std,
+	                      .graft_path = g ? g->path : NULL, .graft_sha = g ? g->sha : NULL,
+	                      .train_feats = g ? g->train_feats : NULL,
+	                      .val_feats = g ? g->val_feats : NULL };
+	int rc = search_evaluate(&in, &out, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "graft ablation: candidate %d: %s\n", i, err);
-		nn_net_free(net);
 		return rc;
 	}
-	nn_train_opts o = { .recipe = arch.train, .mean = ab->mean, .std = ab->std,
-	                    .report_every = steps, .graft_cache = g ? g->train_feats : NULL };
-	rc = nn_train(net, &ab->train, &o, NULL);
-	struct row *r = &ab->rows[ab->nrows];
-	if (!rc) {
-		r->acc = nn_evaluate(net, &ab->val, ab->mean, ab->std,
-		                     g ? g->val_feats : NULL, &r->loss);
-		r->candidate = i;
-		r->steps = steps;
-		r->source = source;
-		r->params = nn_net_params(net);
-		r->flops = nn_net_flops(net);
-		r->cpu_s = cpu_now() - c0;
-		r->wall_s = wall_now() - w0;
-		ab->nrows++;
-		printf("  [%s] candidate %2d: %.4f after %d steps (%.1f CPU-s)\n", source, i,
-		       r->acc, steps, r->cpu_s);
-		fflush(stdout);
-	}
-	nn_net_free(net);
-	return rc;
+	ab->rows[ab->nrows++] = (struct row){ .candidate = i, .steps = steps, .source = source,
+	                                      .acc = out.val_accuracy, .loss = out.val_loss,
+	                                      .cpu_s = out.cpu_s, .wall_s = out.wall_s,
+	                                      .params = out.params, .flops = out.flops };
+	printf("  [%s] candidate %2d: %.4f after %d steps (%.1f CPU-s)\n", source, i,
+	       out.val_accuracy, steps, out.cpu_s);
+	fflush(stdout);
+	return 0;
 }
 
 /* Pretrains (or finds) the source's graft and, unless told not to, computes
