@@ -11,7 +11,6 @@
  * repeatability.
  */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 
 #include "nn/nn.h"
 #include "search/search.h"
+#include "tests/support/scratch.h"
 
 #define SIDE 12
 #define NIMAGES 600
@@ -32,52 +32,21 @@ TestSuite(evaluate, .timeout = 120);
 
 /* ---- fixtures -------------------------------------------------------------- */
 
-static char tmpdir[64];
 static nn_dataset train_ds, val_ds;
 static float mean[NN_MAX_CHANNELS], stdv[NN_MAX_CHANNELS];
 
-/* The path of name inside the test's directory, in one of 16 rotating
- * buffers. */
-static const char *tpath(const char *name)
-{
-	static char buf[16][512];
-	static int next;
-	char *p = buf[next++ % 16];
-
-	snprintf(p, 512, "%s/%s", tmpdir, name);
-	return p;
-}
-
 static void setup(void)
 {
-	char err[GRAFT_ERRLEN] = "";
-	nn_dataset all;
-
 	nn_set_threads(1);
-	strcpy(tmpdir, "/tmp/graft-test-evaluate-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp failed");
-	int rc = nn_synth_dataset(&all, NIMAGES, 1, SIDE, SIDE, 42, err, sizeof err);
-	cr_assert_eq(rc, 0, "nn_synth_dataset: %s", err);
-	cr_assert_eq(nn_dataset_split(&all, NVAL, &train_ds, &val_ds), 0);
-	nn_dataset_free(&all);
-	nn_dataset_stats(&train_ds, mean, stdv);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	scratch_make("evaluate");
+	scratch_synth_split(NIMAGES, NVAL, SIDE, 42, &train_ds, &val_ds, mean, stdv);
 }
 
 static void teardown(void)
 {
 	nn_dataset_free(&train_ds);
 	nn_dataset_free(&val_ds);
-	if (tmpdir[0])
-		nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	scratch_remove();
 }
 
 /* Stem 3x3x8, optionally a graft of 2 layers of 3x3x4, a stride-2 conv3 of 8
@@ -139,7 +108,7 @@ static search_eval_out train_parent(int graft, int steps, const char *gpath,
 	search_eval_in in = eval_in(&a);
 	in.graft_path = gpath;
 	in.graft_sha = gsha;
-	in.save_path = tpath("parent.safetensors");
+	in.save_path = scratch_path("parent.safetensors");
 	search_eval_out out = run(&in);
 	read_weights(in.save_path, w);
 	return out;
@@ -211,7 +180,7 @@ Test(evaluate, metrics_deterministic_and_saved, .init = setup, .fini = teardown)
 	nn_arch a;
 	small_arch(&a, 0, 16, 40, 7);
 	search_eval_in in = eval_in(&a);
-	in.save_path = tpath("w.safetensors");
+	in.save_path = scratch_path("w.safetensors");
 	search_eval_out o1 = run(&in);
 	in.save_path = NULL;
 	search_eval_out o2 = run(&in);
@@ -245,7 +214,7 @@ Test(evaluate, metrics_deterministic_and_saved, .init = setup, .fini = teardown)
 	 * giving the same accuracy as the evaluation measured. */
 	nn_weights w = { 0 };
 	nn_tensor *t;
-	read_weights(tpath("w.safetensors"), &w);
+	read_weights(scratch_path("w.safetensors"), &w);
 	int n = nn_net_tensors(net, &t);
 	cr_expect_eq(w.n, n, "file has %d tensors, net %d", w.n, n);
 	free(t);
@@ -336,7 +305,7 @@ static void make_graft(const char *path, char sha[65])
 Test(evaluate, graft_from_file_not_parent, .init = setup, .fini = teardown)
 {
 	char sha[65];
-	const char *gpath = tpath("g.safetensors");
+	const char *gpath = scratch_path("g.safetensors");
 	nn_weights pw = { 0 }, gw = { 0 }, cw = { 0 };
 	nn_arch child;
 
@@ -361,7 +330,7 @@ Test(evaluate, graft_from_file_not_parent, .init = setup, .fini = teardown)
 	in.graft_path = gpath;
 	in.graft_sha = sha;
 	in.parent = &pw;
-	in.save_path = tpath("child.safetensors");
+	in.save_path = scratch_path("child.safetensors");
 	search_eval_out o = run(&in);
 	cr_expect_eq(o.inherited, m);
 	read_weights(gpath, &gw);
@@ -380,7 +349,7 @@ Test(evaluate, graft_from_file_not_parent, .init = setup, .fini = teardown)
 Test(evaluate, feature_cache_same_accuracy, .init = setup, .fini = teardown)
 {
 	char sha[65], err[GRAFT_ERRLEN] = "";
-	const char *gpath = tpath("g.safetensors");
+	const char *gpath = scratch_path("g.safetensors");
 	float *tf = NULL, *vf = NULL;
 	nn_arch a;
 
@@ -432,15 +401,15 @@ Test(evaluate, errors, .init = setup, .fini = teardown)
 	rc = search_evaluate(&in, &o, err, sizeof err);
 	cr_expect_eq(rc, GRAFT_EINVAL, "no graft path: rc %d (%s)", rc, err);
 	cr_expect_neq(err[0], '\0');
-	in.graft_path = tpath("missing.safetensors");
+	in.graft_path = scratch_path("missing.safetensors");
 	err[0] = '\0';
 	rc = search_evaluate(&in, &o, err, sizeof err);
 	cr_expect_eq(rc, GRAFT_EIO, "missing graft file: rc %d (%s)", rc, err);
 	cr_expect(strstr(err, "missing.safetensors") != NULL, "message: %s", err);
 
 	/* A graft file whose identity is not the one asked for. */
-	make_graft(tpath("g.safetensors"), sha);
-	in.graft_path = tpath("g.safetensors");
+	make_graft(scratch_path("g.safetensors"), sha);
+	in.graft_path = scratch_path("g.safetensors");
 	in.graft_sha = "0000000000000000000000000000000000000000000000000000000000000000";
 	err[0] = '\0';
 	rc = search_evaluate(&in, &o, err, sizeof err);

@@ -12,7 +12,6 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 
 #include "nn/nn.h"
 #include "search/search.h"
+#include "tests/support/scratch.h"
 
 #define SIDE 12
 #define NIMAGES 410 /* 320 train + 90 validation (not a whole number of batches) */
@@ -34,52 +34,21 @@ TestSuite(graft, .timeout = 120);
 
 /* ---- fixtures -------------------------------------------------------------- */
 
-static char tmpdir[64];
 static nn_dataset train_ds, val_ds;
 static float mean[NN_MAX_CHANNELS], stdv[NN_MAX_CHANNELS];
 
-/* The path of name inside the test's directory, in one of 16 rotating
- * buffers: a path kept longer than a few calls must be copied. */
-static const char *tpath(const char *name)
-{
-	static char buf[16][512];
-	static int next;
-	char *p = buf[next++ % 16];
-
-	snprintf(p, 512, "%s/%s", tmpdir, name);
-	return p;
-}
-
 static void setup(void)
 {
-	char err[GRAFT_ERRLEN] = "";
-	nn_dataset all;
-
 	nn_set_threads(1);
-	strcpy(tmpdir, "/tmp/graft-test-graft-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp failed");
-	int rc = nn_synth_dataset(&all, NIMAGES, 1, SIDE, SIDE, 42, err, sizeof err);
-	cr_assert_eq(rc, 0, "nn_synth_dataset: %s", err);
-	cr_assert_eq(nn_dataset_split(&all, NVAL, &train_ds, &val_ds), 0);
-	nn_dataset_free(&all);
-	nn_dataset_stats(&train_ds, mean, stdv);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	scratch_make("graft");
+	scratch_synth_split(NIMAGES, NVAL, SIDE, 42, &train_ds, &val_ds, mean, stdv);
 }
 
 static void teardown(void)
 {
 	nn_dataset_free(&train_ds);
 	nn_dataset_free(&val_ds);
-	if (tmpdir[0])
-		nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	scratch_remove();
 }
 
 /* Stem 3x3x8, a graft of 2 layers of 3x3x4, a stride-2 conv3 and a stride-2
@@ -241,12 +210,12 @@ Test(graft, cached_features_train_and_evaluate_bit_for_bit, .init = setup,
 	float *tf = NULL, *vf = NULL;
 	int c, h, w;
 
-	pretrain("target", 10, 3, tpath("g.safetensors"), sha);
+	pretrain("target", 10, 3, scratch_path("g.safetensors"), sha);
 	small_arch(&a, 1, 0);
 	nn_net *cached = build(&a, 7), *plain = build(&a, 7), *zeros = build(&a, 7);
-	load(cached, tpath("g.safetensors"), sha, sha2);
-	load(plain, tpath("g.safetensors"), sha, sha2);
-	load(zeros, tpath("g.safetensors"), sha, sha2);
+	load(cached, scratch_path("g.safetensors"), sha, sha2);
+	load(plain, scratch_path("g.safetensors"), sha, sha2);
+	load(zeros, scratch_path("g.safetensors"), sha, sha2);
 
 	cr_assert_eq(nn_net_graft_shape(cached, &c, &h, &w), 1, "a frozen graft has no shape");
 	cr_assert(c == GCH && h == SIDE && w == SIDE, "graft shape %dx%dx%d, want %dx%dx%d",
@@ -321,12 +290,12 @@ Test(graft, cache_is_ignored_under_augmentation, .init = setup, .fini = teardown
 	nn_arch a;
 	float *tf = NULL;
 
-	pretrain("target", 10, 3, tpath("g.safetensors"), sha);
+	pretrain("target", 10, 3, scratch_path("g.safetensors"), sha);
 	small_arch(&a, 1, 0);
 	nn_net *cached = build(&a, 7), *plain = build(&a, 7), *noaug = build(&a, 7);
-	load(cached, tpath("g.safetensors"), sha, sha2);
-	load(plain, tpath("g.safetensors"), sha, sha2);
-	load(noaug, tpath("g.safetensors"), sha, sha2);
+	load(cached, scratch_path("g.safetensors"), sha, sha2);
+	load(plain, scratch_path("g.safetensors"), sha, sha2);
+	load(noaug, scratch_path("g.safetensors"), sha, sha2);
 	cr_assert_eq(nn_graft_features(cached, &train_ds, mean, stdv, &tf), 0);
 
 	train(noaug, &a, NULL);
@@ -346,8 +315,8 @@ Test(graft, cache_is_ignored_under_augmentation, .init = setup, .fini = teardown
 	/* Flip alone, and crop alone, are augmentation too. */
 	for (int k = 0; k < 2; k++) {
 		nn_net *x = build(&a, 7), *y = build(&a, 7);
-		load(x, tpath("g.safetensors"), sha, sha2);
-		load(y, tpath("g.safetensors"), sha, sha2);
+		load(x, scratch_path("g.safetensors"), sha, sha2);
+		load(y, scratch_path("g.safetensors"), sha, sha2);
 		a.train.crop = k ? 0 : 2;
 		a.train.flip = k ? 1 : 0;
 		train(x, &a, tf);
@@ -441,10 +410,10 @@ Test(graft, frozen_graft_never_moves, .init = setup, .fini = teardown)
 	nn_arch a;
 	size_t ng, nproj;
 
-	pretrain("random", 10, 3, tpath("g.safetensors"), sha);
+	pretrain("random", 10, 3, scratch_path("g.safetensors"), sha);
 	small_arch(&a, 1, 0);
 	nn_net *net = build(&a, 7);
-	load(net, tpath("g.safetensors"), sha, sha2);
+	load(net, scratch_path("g.safetensors"), sha, sha2);
 	check_block_membership(net, 0);
 	cr_assert_eq(params_of(net, "graft."), (int64_t)(GCH * 9 + 2 * GCH) +
 	             (GCH * GCH * 9 + 2 * GCH), "graft parameter count");
@@ -460,7 +429,7 @@ Test(graft, frozen_graft_never_moves, .init = setup, .fini = teardown)
 	cr_assert_gt(count_diff(p0, p1, nproj), 0, "graft_proj did not train");
 	/* Its identity is unchanged too, so the net still holds the file's graft. */
 	char sha3[65];
-	load(net, tpath("g.safetensors"), sha, sha3);
+	load(net, scratch_path("g.safetensors"), sha, sha3);
 	cr_assert_str_eq(sha3, sha);
 	free(g0);
 	free(g1);
@@ -476,10 +445,10 @@ Test(graft, finetuned_graft_trains, .init = setup, .fini = teardown)
 	nn_tensor *t;
 	size_t ng, n1;
 
-	pretrain("random", 10, 3, tpath("g.safetensors"), sha);
+	pretrain("random", 10, 3, scratch_path("g.safetensors"), sha);
 	small_arch(&a, 1, 1);
 	nn_net *net = build(&a, 7);
-	load(net, tpath("g.safetensors"), sha, sha2);
+	load(net, scratch_path("g.safetensors"), sha, sha2);
 	check_block_membership(net, 1);
 
 	float *g0 = snapshot(net, "graft.", &ng);
@@ -576,7 +545,7 @@ Test(graft, pretrained_file_has_metadata_tensors_and_identity, .init = setup,
 	nn_weights w;
 	nn_arch a;
 
-	snprintf(path, sizeof path, "%s", tpath("target.safetensors"));
+	snprintf(path, sizeof path, "%s", scratch_path("target.safetensors"));
 	pretrain("target", 7, 3, path, sha);
 	read_weights(path, &w);
 	expect_meta(&w, "format", "graft-module/1");
@@ -622,11 +591,11 @@ Test(graft, random_graft_is_calibrated_not_trained, .init = setup, .fini = teard
 	char sha_r[65], sha_t[65];
 	nn_weights r, t;
 
-	pretrain("random", 7, 3, tpath("random.safetensors"), sha_r);
-	pretrain("target", 7, 3, tpath("target.safetensors"), sha_t);
+	pretrain("random", 7, 3, scratch_path("random.safetensors"), sha_r);
+	pretrain("target", 7, 3, scratch_path("target.safetensors"), sha_t);
 	cr_assert_str_neq(sha_r, sha_t, "random and target grafts hash the same");
-	read_weights(tpath("random.safetensors"), &r);
-	read_weights(tpath("target.safetensors"), &t);
+	read_weights(scratch_path("random.safetensors"), &r);
+	read_weights(scratch_path("target.safetensors"), &t);
 	expect_meta(&r, "format", "graft-module/1");
 	expect_meta(&r, "source", "random");
 	expect_meta(&r, "layers", "3x4,3x4");
@@ -714,24 +683,24 @@ Test(graft, bad_graft_files_are_refused_clearly, .init = setup, .fini = teardown
 	nn_arch a;
 	struct stat st;
 
-	snprintf(good, sizeof good, "%s", tpath("good.safetensors"));
+	snprintf(good, sizeof good, "%s", scratch_path("good.safetensors"));
 	pretrain("target", 5, 3, good, sha);
-	pretrain("target", 5, 4, tpath("other.safetensors"), other);
+	pretrain("target", 5, 4, scratch_path("other.safetensors"), other);
 	small_arch(&a, 1, 0);
 	nn_net *net = build(&a, 9);
-	load(net, tpath("other.safetensors"), other, (char[65]){ 0 });
+	load(net, scratch_path("other.safetensors"), other, (char[65]){ 0 });
 
 	/* The wrong identity: GRAFT_EFORMAT naming both hashes. */
 	expect_load_fails(net, good, other, GRAFT_EFORMAT, sha, other);
 
 	/* Truncated by a few bytes, and to half. */
 	cr_assert_eq(stat(good, &st), 0);
-	copy_file(good, tpath("short.safetensors"), (long)st.st_size - 6);
-	expect_load_fails(net, tpath("short.safetensors"), NULL, GRAFT_EFORMAT, NULL, NULL);
-	copy_file(good, tpath("half.safetensors"), (long)st.st_size / 2);
-	expect_load_fails(net, tpath("half.safetensors"), NULL, GRAFT_EFORMAT, NULL, NULL);
-	copy_file(good, tpath("tiny.safetensors"), 5);
-	expect_load_fails(net, tpath("tiny.safetensors"), NULL, GRAFT_EFORMAT, NULL, NULL);
+	copy_file(good, scratch_path("short.safetensors"), (long)st.st_size - 6);
+	expect_load_fails(net, scratch_path("short.safetensors"), NULL, GRAFT_EFORMAT, NULL, NULL);
+	copy_file(good, scratch_path("half.safetensors"), (long)st.st_size / 2);
+	expect_load_fails(net, scratch_path("half.safetensors"), NULL, GRAFT_EFORMAT, NULL, NULL);
+	copy_file(good, scratch_path("tiny.safetensors"), 5);
+	expect_load_fails(net, scratch_path("tiny.safetensors"), NULL, GRAFT_EFORMAT, NULL, NULL);
 
 	read_weights(good, &w);
 	nn_tensor t[10];
@@ -744,29 +713,29 @@ Test(graft, bad_graft_files_are_refused_clearly, .init = setup, .fini = teardown
 		for (int i = 0; i < 10; i++)
 			if (i != drop)
 				t[k++] = w.t[i];
-		cr_assert_eq(nn_safetensors_write_meta(tpath("missing.safetensors"), t, 9, meta, 1,
+		cr_assert_eq(nn_safetensors_write_meta(scratch_path("missing.safetensors"), t, 9, meta, 1,
 		                                       err, sizeof err), 0, "%s", err);
-		expect_load_fails(net, tpath("missing.safetensors"), NULL, GRAFT_EFORMAT,
+		expect_load_fails(net, scratch_path("missing.safetensors"), NULL, GRAFT_EFORMAT,
 		                  graft_names[drop], NULL);
 	}
 
 	/* A conv of the wrong kernel, a BN of the wrong width. */
 	memcpy(t, w.t, sizeof t);
 	t[5].shape[2] = t[5].shape[3] = 1; /* (4,4,1,1): reads the first 16 floats */
-	cr_assert_eq(nn_safetensors_write_meta(tpath("shape.safetensors"), t, 10, meta, 1,
+	cr_assert_eq(nn_safetensors_write_meta(scratch_path("shape.safetensors"), t, 10, meta, 1,
 	                                       err, sizeof err), 0, "%s", err);
-	expect_load_fails(net, tpath("shape.safetensors"), NULL, GRAFT_EFORMAT,
+	expect_load_fails(net, scratch_path("shape.safetensors"), NULL, GRAFT_EFORMAT,
 	                  "graft.1.conv.weight", "(4,4,1,1)");
 	memcpy(t, w.t, sizeof t);
 	t[2].shape[0] = 3;
-	cr_assert_eq(nn_safetensors_write_meta(tpath("shape2.safetensors"), t, 10, meta, 1,
+	cr_assert_eq(nn_safetensors_write_meta(scratch_path("shape2.safetensors"), t, 10, meta, 1,
 	                                       err, sizeof err), 0, "%s", err);
-	expect_load_fails(net, tpath("shape2.safetensors"), NULL, GRAFT_EFORMAT,
+	expect_load_fails(net, scratch_path("shape2.safetensors"), NULL, GRAFT_EFORMAT,
 	                  "graft.0.bn.bias", "(3)");
 	nn_weights_free(&w);
 
 	/* No such file. */
-	expect_load_fails(net, tpath("absent.safetensors"), NULL, GRAFT_EIO, NULL, NULL);
+	expect_load_fails(net, scratch_path("absent.safetensors"), NULL, GRAFT_EIO, NULL, NULL);
 
 	/* A net without a graft cannot take one. */
 	char sha2[65];
@@ -793,23 +762,23 @@ Test(graft, pretrain_refuses_impossible_requests, .init = setup, .fini = teardow
 	nn_graft_opts o = gopts("target", 5, 1);
 
 	small_arch(&a, 0, 0); /* no graft section */
-	int rc = nn_graft_pretrain(&a, &train_ds, mean, stdv, &o, tpath("x.safetensors"), sha,
+	int rc = nn_graft_pretrain(&a, &train_ds, mean, stdv, &o, scratch_path("x.safetensors"), sha,
 	                           err, sizeof err);
 	cr_assert_eq(rc, GRAFT_EINVAL, "no graft layers: %d", rc);
 	cr_assert_neq(err[0], 0, "no message");
 	small_arch(&a, 1, 0);
 	a.in_c = 3; /* the data has 1 channel */
 	err[0] = 0;
-	rc = nn_graft_pretrain(&a, &train_ds, mean, stdv, &o, tpath("x.safetensors"), sha,
+	rc = nn_graft_pretrain(&a, &train_ds, mean, stdv, &o, scratch_path("x.safetensors"), sha,
 	                       err, sizeof err);
 	cr_assert_eq(rc, GRAFT_EINVAL, "3-channel graft on 1-channel data: %d", rc);
 	cr_assert_neq(err[0], 0, "no message");
 	small_arch(&a, 1, 0);
 	o.batch = train_ds.n + 1;
-	rc = nn_graft_pretrain(&a, &train_ds, mean, stdv, &o, tpath("x.safetensors"), sha,
+	rc = nn_graft_pretrain(&a, &train_ds, mean, stdv, &o, scratch_path("x.safetensors"), sha,
 	                       err, sizeof err);
 	cr_assert_eq(rc, GRAFT_EINVAL, "batch larger than the data: %d", rc);
-	cr_assert_neq(access(tpath("x.safetensors"), F_OK), 0, "a file was written");
+	cr_assert_neq(access(scratch_path("x.safetensors"), F_OK), 0, "a file was written");
 }
 
 /* ---- 4. search_graft_obtain: determinism and reuse ------------------------ */
@@ -878,8 +847,8 @@ Test(graft, obtain_pretrains_once_then_reuses, .init = setup, .fini = teardown)
 	int reused = -1;
 	nn_weights w;
 
-	snprintf(c1, sizeof c1, "%s/cache1/nested", tmpdir); /* made as needed */
-	snprintf(c2, sizeof c2, "%s/cache2", tmpdir);
+	snprintf(c1, sizeof c1, "%s", scratch_path("cache1/nested")); /* made as needed */
+	snprintf(c2, sizeof c2, "%s", scratch_path("cache2"));
 	search_graft_req r = request("target", c1);
 
 	obtain(&r, p1, s1, &reused);
@@ -960,7 +929,7 @@ Test(graft, obtain_random_and_synthetic, .init = setup, .fini = teardown)
 	int reused = -1;
 	nn_weights w;
 
-	snprintf(c1, sizeof c1, "%s/cache", tmpdir);
+	snprintf(c1, sizeof c1, "%s", scratch_path("cache"));
 	search_graft_req r = request("random", c1);
 	obtain(&r, p1, s1, &reused);
 	cr_assert_eq(reused, 0);
@@ -1023,7 +992,7 @@ Test(graft, obtain_refuses_bad_sources, .init = setup, .fini = teardown)
 	char c1[512], grafts[600], path[4200], sha[65], err[GRAFT_ERRLEN] = "";
 	int reused = -1;
 
-	snprintf(c1, sizeof c1, "%s/cache", tmpdir);
+	snprintf(c1, sizeof c1, "%s", scratch_path("cache"));
 	snprintf(grafts, sizeof grafts, "%s/grafts", c1);
 	search_graft_req r = request("imagenet", c1);
 	int rc = search_graft_obtain(&r, path, sizeof path, sha, &reused, err, sizeof err);
@@ -1042,20 +1011,20 @@ Test(graft, obtain_refuses_bad_sources, .init = setup, .fini = teardown)
 	cr_assert_neq(err[0], 0);
 
 	/* A dataset of 3-channel images for a 1-channel target. */
-	write_cifar(tpath("rgb"));
+	write_cifar(scratch_path("rgb"));
 	err[0] = 0;
-	r.dataset_dir = tpath("rgb");
+	r.dataset_dir = scratch_path("rgb");
 	rc = search_graft_obtain(&r, path, sizeof path, sha, &reused, err, sizeof err);
 	cr_assert_lt(rc, 0, "a 3-channel dataset for a 1-channel target was accepted");
-	cr_assert_not_null(strstr(err, tpath("rgb")), "the message does not name the dir: %s",
+	cr_assert_not_null(strstr(err, scratch_path("rgb")), "the message does not name the dir: %s",
 	                   err);
 	cr_assert_not_null(strstr(err, "3-channel"), "message: %s", err);
 	/* A missing directory. */
 	err[0] = 0;
-	r.dataset_dir = tpath("nowhere");
+	r.dataset_dir = scratch_path("nowhere");
 	rc = search_graft_obtain(&r, path, sizeof path, sha, &reused, err, sizeof err);
 	cr_assert_lt(rc, 0, "a missing dataset dir was accepted");
-	cr_assert_not_null(strstr(err, tpath("nowhere")), "message: %s", err);
+	cr_assert_not_null(strstr(err, scratch_path("nowhere")), "message: %s", err);
 
 	/* Bad module shapes. */
 	r = request("target", c1);
