@@ -6,12 +6,12 @@
  * the labels are all there is to catch a wrong or damaged file with.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 #define CIFAR_SIDE 32
@@ -20,19 +20,6 @@
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)
 #define CIFAR_CLASSES 10
 #define CIFAR_MAX_IMAGES 10000000L
-
-/* Writes one line into err (if there is room for one) and returns rc. */
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* Grows ds's arrays to hold more images.  ds->n is not changed: the caller
  * counts the images as they are read, so a failure leaves n exact. */
@@ -44,12 +31,12 @@ static int cifar_grow(nn_dataset *ds, long more, const char *path, char *err,
 
 	p = realloc(ds->pixels, total * CIFAR_PIXELS);
 	if (p == NULL)
-		return errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu images",
+		return nn__errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu images",
 		            path, total);
 	ds->pixels = p;
 	l = realloc(ds->labels, total);
 	if (l == NULL)
-		return errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu labels",
+		return nn__errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu labels",
 		            path, total);
 	ds->labels = l;
 	return 0;
@@ -63,12 +50,12 @@ static int cifar_read_records(FILE *f, long nrec, nn_dataset *ds, const char *pa
 
 	for (long i = 0; i < nrec; i++) {
 		if (fread(rec, 1, sizeof rec, f) != sizeof rec)
-			return errf(err, errlen, ferror(f) ? GRAFT_EIO : GRAFT_EFORMAT,
+			return nn__errf(err, errlen, ferror(f) ? GRAFT_EIO : GRAFT_EFORMAT,
 			            "%s: %s at record %ld of %ld", path,
 			            ferror(f) ? "read error" : "truncated while reading",
 			            i, nrec);
 		if (rec[0] >= CIFAR_CLASSES)
-			return errf(err, errlen, GRAFT_EFORMAT, "%s: record %ld has label %u, "
+			return nn__errf(err, errlen, GRAFT_EFORMAT, "%s: record %ld has label %u, "
 			            "expected 0..%d", path, i, rec[0], CIFAR_CLASSES - 1);
 		ds->labels[ds->n] = rec[0];
 		memcpy(ds->pixels + (size_t)ds->n * CIFAR_PIXELS, rec + 1, CIFAR_PIXELS);
@@ -76,7 +63,7 @@ static int cifar_read_records(FILE *f, long nrec, nn_dataset *ds, const char *pa
 	}
 	/* The size was checked on open; more bytes now means the file changed. */
 	if (fgetc(f) != EOF)
-		return errf(err, errlen, GRAFT_EFORMAT, "%s: the file grew while it was "
+		return nn__errf(err, errlen, GRAFT_EFORMAT, "%s: the file grew while it was "
 		            "read (expected %ld records)", path, nrec);
 	return 0;
 }
@@ -91,19 +78,19 @@ static int cifar_append(nn_dataset *ds, const char *path, char *err, size_t errl
 
 	f = fopen(path, "rb");
 	if (f == NULL)
-		return errf(err, errlen, GRAFT_EIO, "%s: cannot open: %s", path,
+		return nn__errf(err, errlen, GRAFT_EIO, "%s: cannot open: %s", path,
 		            strerror(errno));
 	if (fstat(fileno(f), &st) != 0) {
-		rc = errf(err, errlen, GRAFT_EIO, "%s: cannot stat: %s", path,
+		rc = nn__errf(err, errlen, GRAFT_EIO, "%s: cannot stat: %s", path,
 		          strerror(errno));
 	} else if (!S_ISREG(st.st_mode)) {
-		rc = errf(err, errlen, GRAFT_EIO, "%s: not a regular file", path);
+		rc = nn__errf(err, errlen, GRAFT_EIO, "%s: not a regular file", path);
 	} else if (st.st_size <= 0 || st.st_size % CIFAR_RECORD != 0) {
-		rc = errf(err, errlen, GRAFT_EFORMAT, "%s: size %lld bytes is not a positive "
+		rc = nn__errf(err, errlen, GRAFT_EFORMAT, "%s: size %lld bytes is not a positive "
 		          "multiple of the %d-byte record (1 label + %d pixels)", path,
 		          (long long)st.st_size, CIFAR_RECORD, CIFAR_PIXELS);
 	} else if (st.st_size / CIFAR_RECORD > CIFAR_MAX_IMAGES - ds->n) {
-		rc = errf(err, errlen, GRAFT_EFORMAT, "%s: %lld more records would pass the "
+		rc = nn__errf(err, errlen, GRAFT_EFORMAT, "%s: %lld more records would pass the "
 		          "limit of %ld images", path,
 		          (long long)(st.st_size / CIFAR_RECORD), CIFAR_MAX_IMAGES);
 	} else {
@@ -124,11 +111,11 @@ int nn_cifar10_load(nn_dataset *ds, const char *const *paths, int npaths,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (ds == NULL || paths == NULL || npaths < 1)
-		return errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: no files given");
+		return nn__errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: no files given");
 	memset(ds, 0, sizeof *ds);
 	for (int i = 0; i < npaths && rc == 0; i++) {
 		if (paths[i] == NULL)
-			rc = errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: path %d is NULL", i);
+			rc = nn__errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: path %d is NULL", i);
 		else
 			rc = cifar_append(ds, paths[i], err, errlen);
 	}

@@ -1,6 +1,10 @@
 /*
  * err.c - the error codes every part of graft returns.
  */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 const char *graft_strerror(int rc)
@@ -15,4 +19,16 @@ const char *graft_strerror(int rc)
 	case GRAFT_ERANGE: return "value out of range";
 	}
 	return "unknown error";
+}
+
+int nn__errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 #define IDX_TYPE_U8 0x08
@@ -39,20 +40,6 @@ typedef struct idx_part {
 	uint8_t *data;
 } idx_part;
 
-/* Writes one line into err (if there is room for one) and returns rc, so that
- * error paths read "return errf(...)". */
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* Like errf, with the file's path in front, as every message about a file has. */
 static int idx_fail(idx_file *f, int rc, const char *fmt, ...)
 {
@@ -62,7 +49,7 @@ static int idx_fail(idx_file *f, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	return errf(f->err, f->errlen, rc, "%s: %s", f->path, msg);
+	return nn__errf(f->err, f->errlen, rc, "%s: %s", f->path, msg);
 }
 
 /* zlib's own message starts with the path it was opened with; ours already
@@ -325,13 +312,13 @@ int nn_idx_load(nn_dataset *ds, const char *images_path, const char *labels_path
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (ds == NULL || images_path == NULL || labels_path == NULL)
-		return errf(err, errlen, GRAFT_EINVAL, "nn_idx_load: NULL argument");
+		return nn__errf(err, errlen, GRAFT_EINVAL, "nn_idx_load: NULL argument");
 	memset(ds, 0, sizeof *ds);
 	rc = idx_load_file(images_path, 3, &img, err, errlen);
 	if (rc == 0)
 		rc = idx_load_file(labels_path, 1, &lab, err, errlen);
 	if (rc == 0 && img.dims[0] != lab.dims[0])
-		rc = errf(err, errlen, GRAFT_EFORMAT, "count mismatch: %s holds %u images "
+		rc = nn__errf(err, errlen, GRAFT_EFORMAT, "count mismatch: %s holds %u images "
 		          "but %s holds %u labels", images_path, img.dims[0], labels_path,
 		          lab.dims[0]);
 	if (rc != 0) {

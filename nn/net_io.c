@@ -67,16 +67,6 @@ int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-static int same_shape(const nn_tensor *a, const nn_tensor *b)
-{
-	if (a->ndim != b->ndim)
-		return 0;
-	for (int i = 0; i < a->ndim; i++)
-		if (a->shape[i] != b->shape[i])
-			return 0;
-	return 1;
-}
-
 static void shape_str(const nn_tensor *t, char *buf, size_t len)
 {
 	size_t off = 0;
@@ -118,7 +108,7 @@ int nn_net_load(nn_net *net, const char *path, const char *prefix, char *err,
 				rc = GRAFT_EFORMAT;
 				goto out;
 			}
-			if (!same_shape(f, &t[i])) {
+			if (!nn_tensor_same_shape(f, &t[i])) {
 				char want[64], got[64];
 				shape_str(&t[i], want, sizeof(want));
 				shape_str(f, got, sizeof(got));

@@ -177,6 +177,9 @@ typedef struct nn_tensor {
  * compute byte sizes from a non-negative result without checking again). */
 int64_t nn_tensor_numel(const nn_tensor *t);
 
+/* Whether a and b have the same ndim and dimensions. */
+int nn_tensor_same_shape(const nn_tensor *a, const nn_tensor *b);
+
 /* Limits on the metadata the writer accepts: pairs, and bytes of each key or
  * value (without its terminating NUL). */
 #define NN_META_MAX 64

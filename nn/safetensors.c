@@ -97,6 +97,16 @@ int64_t nn_tensor_numel(const nn_tensor *t)
 	return n;
 }
 
+int nn_tensor_same_shape(const nn_tensor *a, const nn_tensor *b)
+{
+	if (a->ndim != b->ndim)
+		return 0;
+	for (int i = 0; i < a->ndim; i++)
+		if (a->shape[i] != b->shape[i])
+			return 0;
+	return 1;
+}
+
 /* Formats a shape as "[2, 3]" for messages. */
 static const char *shape_str(const nn_tensor *t, char *buf, size_t len)
 {

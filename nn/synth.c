@@ -13,11 +13,11 @@
  * be drawn in any order on any number of threads and still come out the same.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 #define SYNTH_DEG (M_PI / 180.0)
@@ -36,19 +36,6 @@ typedef struct synth_canvas {
 typedef struct synth_box {
 	int x0, y0, x1, y1;
 } synth_box;
-
-/* Writes one line into err (if there is room for one) and returns rc. */
-static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* splitmix64's finalizer: neighbouring inputs give unrelated outputs. */
 static uint64_t synth_mix(uint64_t z)
@@ -465,22 +452,22 @@ int nn_synth_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed,
 	int failed = 0;
 
 	if (ds == NULL)
-		return errf(err, errlen, GRAFT_EINVAL, "synth: no dataset to fill");
+		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: no dataset to fill");
 	memset(ds, 0, sizeof *ds);
 	if (n < 1)
-		return errf(err, errlen, GRAFT_EINVAL, "synth: %d images asked for, need >= 1", n);
+		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: %d images asked for, need >= 1", n);
 	if (c < 1 || c > NN_MAX_CHANNELS)
-		return errf(err, errlen, GRAFT_EINVAL, "synth: %d channels, need 1..%d", c,
+		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: %d channels, need 1..%d", c,
 		            NN_MAX_CHANNELS);
 	if (h < NN_SYNTH_MIN_SIDE || h > NN_SYNTH_MAX_SIDE || w < NN_SYNTH_MIN_SIDE ||
 	    w > NN_SYNTH_MAX_SIDE)
-		return errf(err, errlen, GRAFT_EINVAL, "synth: size %dx%d, need sides in %d..%d",
+		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: size %dx%d, need sides in %d..%d",
 		            h, w, NN_SYNTH_MIN_SIDE, NN_SYNTH_MAX_SIDE);
 	ds->pixels = malloc((size_t)n * chw);
 	ds->labels = malloc((size_t)n);
 	if (ds->pixels == NULL || ds->labels == NULL) {
 		nn_dataset_free(ds);
-		return errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for %d images", n);
+		return nn__errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for %d images", n);
 	}
 	ds->n = n;
 	ds->c = c;
@@ -504,7 +491,7 @@ int nn_synth_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed,
 	}
 	if (failed) {
 		nn_dataset_free(ds);
-		return errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for a %dx%d canvas",
+		return nn__errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for a %dx%d canvas",
 		            h, w);
 	}
 	return 0;

@@ -28,16 +28,6 @@ static double clock_s(clockid_t id)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int same_shape(const nn_tensor *a, const nn_tensor *b)
-{
-	if (a->ndim != b->ndim)
-		return 0;
-	for (int d = 0; d < a->ndim; d++)
-		if (a->shape[d] != b->shape[d])
-			return 0;
-	return 1;
-}
-
 /* Copies into child every tensor of parent with the same name and shape, the
  * graft's excepted (they belong to the graft file).  A tensor whose name
  * matches but whose shape does not keeps its fresh initialization. */
@@ -59,7 +49,7 @@ int search_inherit(nn_net *child, const nn_weights *parent)
 		if (strncmp(t[i].name, GRAFT_PREFIX, strlen(GRAFT_PREFIX)) == 0)
 			continue;
 		const nn_tensor *p = nn_weights_find(parent, t[i].name);
-		if (p == NULL || !same_shape(p, &t[i]))
+		if (p == NULL || !nn_tensor_same_shape(p, &t[i]))
 			continue;
 		memcpy(t[i].data, p->data, sizeof(float) * (size_t)nn_tensor_numel(&t[i]));
 		count++;

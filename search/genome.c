@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "search/search.h"
+#include "search/search_internal.h"
 
 typedef struct hw {
 	int h, w;
@@ -308,21 +309,6 @@ static int draw_other_width(const search_space *s, nn_rng *r, int cur)
 	return cand[nn_rng_below(r, (uint32_t)n)];
 }
 
-/* One of the ops in the bit set ops (not empty), uniformly. */
-static enum nn_block_op draw_op(nn_rng *r, int ops)
-{
-	uint32_t n = 0, pick;
-	int op;
-
-	for (op = 0; op <= NN_OP_POOL; op++)
-		n += (ops >> op) & 1;
-	pick = nn_rng_below(r, n);
-	for (op = 0; op <= NN_OP_POOL; op++)
-		if (((ops >> op) & 1) && pick-- == 0)
-			break;
-	return (enum nn_block_op)op;
-}
-
 static int space_ops(const search_space *s)
 {
 	return s->ops & ((1 << (NN_OP_POOL + 1)) - 1);
@@ -412,7 +398,7 @@ static int mutation_sites(const search_space *s, const nn_arch *a,
  * Later blocks' skips from p or beyond follow their sources up by one. */
 static void insert_block(const search_space *s, nn_rng *r, nn_arch *a, int p)
 {
-	nn_block_spec b = { draw_op(r, space_ops(s)), 0, 1, NN_SKIP_NONE };
+	nn_block_spec b = { search__draw_op(r, space_ops(s)), 0, 1, NN_SKIP_NONE };
 
 	b.channels = s->nwidths > 0 ? s->widths[nn_rng_below(r, (uint32_t)s->nwidths)]
 	                            : draw_other_width(s, r, -1);
@@ -468,7 +454,7 @@ static void apply_mutation(const search_space *s, nn_rng *r, nn_arch *a,
 		b->stride = b->stride == 2 ? 1 : 2;
 		break;
 	case SEARCH_MUT_OP:
-		b->op = draw_op(r, space_ops(s) & ~(1 << b->op));
+		b->op = search__draw_op(r, space_ops(s) & ~(1 << b->op));
 		b->stride = b->op == NN_OP_POOL ? 1 : b->stride;
 		break;
 	case SEARCH_MUT_ADD_SKIP:

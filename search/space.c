@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "search/search.h"
+#include "search/search_internal.h"
 
 #define ALL_OPS ((1 << NN_OP_CONV3) | (1 << NN_OP_CONV5) | (1 << NN_OP_SEP3) | \
                  (1 << NN_OP_RES3) | (1 << NN_OP_POOL))
@@ -245,7 +246,7 @@ static int draw_width(const search_space *s, nn_rng *r)
 }
 
 /* One of the ops in the bit set ops (not empty), uniformly. */
-static enum nn_block_op draw_op(nn_rng *r, int ops)
+enum nn_block_op search__draw_op(nn_rng *r, int ops)
 {
 	uint32_t n = 0, pick;
 	int op;
@@ -293,7 +294,7 @@ static int draw_once(const search_space *s, nn_rng *r, nn_arch *a)
 		int ops = can_down ? s->ops : s->ops & ~(1 << NN_OP_POOL);
 		if (ops == 0)
 			return 1;
-		b->op = draw_op(r, ops);
+		b->op = search__draw_op(r, ops);
 		b->channels = draw_width(s, r);
 		b->stride = 1;
 		if (b->op == NN_OP_POOL) {
