@@ -8,7 +8,7 @@
 #   make WERROR=1     warnings are errors (CI)
 
 CC      ?= cc
-PKGS    := openblas zlib jansson yaml-0.1 nettle
+PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
@@ -24,7 +24,7 @@ endif
 B := build
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
-CLI_SRC   := daemon/graft.c $(wildcard daemon/cmd_*.c)
+CLI_SRC   := daemon/graft.c daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c $(wildcard daemon/cmd_*.c)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)

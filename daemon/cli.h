@@ -18,6 +18,7 @@ enum {
 int cli_train(int argc, char **argv);
 int cli_pretrain(int argc, char **argv);
 int cli_ablation(int argc, char **argv);
+int cli_search(int argc, char **argv);
 
 /* getopt_long for a subcommand: messages name the command, name gets the
  * matched option as typed ("--steps") for the value checks that follow.
@@ -29,11 +30,6 @@ int cli_next_opt(int argc, char **argv, const struct option *opts, const char *c
 
 /* The same for a number in the open interval (lo, hi). */
 int cli_double(const char *opt, const char *val, double lo, double hi, double *out);
-
-/* Loads the training part of a dataset directory and holds out its last
- * `validation` images (negative: 10000; at most a sixth; 0: none). */
-int cli_load_split(const char *dir, long validation, nn_dataset *train,
-                   nn_dataset *val, char *err, size_t errlen);
 
 /* Parses a non-negative integer option value or prints why not; returns 0/-1. */
 int cli_int(const char *opt, const char *val, long min, long max, long *out);

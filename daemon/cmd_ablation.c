@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "daemon/cli.h"
+#include "daemon/data.h"
 #include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -418,7 +419,8 @@ int cli_ablation(int argc, char **argv)
 	if (ab.nsrc < 0)
 		return CLI_USAGE;
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-	if (cli_load_split(a.data, a.validation, &ab.train, &ab.val, err, sizeof(err))) {
+	if (data_load_split(&(data_src){ .dir = a.data, .validation = a.validation },
+	                    &ab.train, &ab.val, err, sizeof(err))) {
 		fprintf(stderr, "graft ablation: %s\n", err);
 		return CLI_FAIL;
 	}

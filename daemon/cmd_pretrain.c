@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/cli.h"
+#include "daemon/data.h"
 #include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -137,7 +138,8 @@ int cli_pretrain(int argc, char **argv)
 	if (args)
 		return args > 0 ? CLI_OK : CLI_USAGE;
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-	if (cli_load_split(a.data, a.validation, &train, &val, err, sizeof(err))) {
+	if (data_load_split(&(data_src){ .dir = a.data, .validation = a.validation },
+	                    &train, &val, err, sizeof(err))) {
 		fprintf(stderr, "graft pretrain: %s\n", err);
 		return CLI_FAIL;
 	}

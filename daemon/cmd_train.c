@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/cli.h"
+#include "daemon/data.h"
 #include "nn/nn.h"
 #include "proto/proto.h"
 
@@ -169,7 +170,8 @@ static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *
 {
 	char err[GRAFT_ERRLEN] = "";
 
-	if (cli_load_split(a->data, a->validation, train, val, err, sizeof(err)) ||
+	if (data_load_split(&(data_src){ .dir = a->data, .validation = a->validation },
+	                    train, val, err, sizeof(err)) ||
 	    nn_dataset_load_dir(test, a->data, 1, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s\n", err);
 		return -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "daemon/cli.h"
+#include "daemon/worker.h"
 #include "nn/nn.h"
 
 static const char usage[] =
@@ -66,29 +67,6 @@ int cli_double(const char *opt, const char *val, double lo, double hi, double *o
 	return 0;
 }
 
-int cli_load_split(const char *dir, long validation, nn_dataset *train,
-                   nn_dataset *val, char *err, size_t errlen)
-{
-	nn_dataset all = { 0 };
-	int rc = nn_dataset_load_dir(&all, dir, 0, err, errlen);
-
-	memset(val, 0, sizeof(*val));
-	if (rc)
-		return rc;
-	long nval = validation >= 0 ? validation : 10000;
-	if (nval > all.n / 6)
-		nval = all.n / 6;
-	if (nval == 0) {
-		*train = all;
-		return 0;
-	}
-	rc = nn_dataset_split(&all, (int)nval, train, val);
-	nn_dataset_free(&all);
-	if (rc)
-		snprintf(err, errlen, "cannot split %s: %s", dir, graft_strerror(rc));
-	return rc;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -101,6 +79,10 @@ int main(int argc, char **argv)
 		return cli_pretrain(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ablation"))
 		return cli_ablation(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "search"))
+		return cli_search(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "worker")) /* started by `graft search`, not by people */
+		return worker_main(argc - 1, argv + 1);
 	fprintf(stderr, "graft: unknown command '%s'\n\n%s", argv[1], usage);
 	return CLI_USAGE;
 }

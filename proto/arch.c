@@ -481,44 +481,6 @@ int proto_arch_parse(const char *text, size_t len, nn_arch *out, char *err,
 
 /* ---- loading from a file ---------------------------------------------------- */
 
-/* Reads at most PROTO_YAML_MAX_INPUT + 1 bytes of path into a malloc'd buffer;
- * the extra byte tells a file that is too large from one that just fits. */
-static int read_file(const char *path, char **text, size_t *len, char *err,
-                     size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	int rc = 0;
-
-	*text = NULL;
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		return GRAFT_EIO;
-	}
-	*text = malloc(PROTO_YAML_MAX_INPUT + 1);
-	if (*text == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		rc = GRAFT_ENOMEM;
-	} else {
-		*len = fread(*text, 1, PROTO_YAML_MAX_INPUT + 1, f);
-		if (ferror(f)) {
-			snprintf(err, errlen, "%s: cannot read: %s", path,
-			         strerror(errno));
-			rc = GRAFT_EIO;
-		} else if (*len > PROTO_YAML_MAX_INPUT) {
-			snprintf(err, errlen, "%s: the file is larger than %d bytes; "
-			         "expected at most %d", path, PROTO_YAML_MAX_INPUT,
-			         PROTO_YAML_MAX_INPUT);
-			rc = GRAFT_EINVAL;
-		}
-	}
-	fclose(f);
-	if (rc != 0) {
-		free(*text);
-		*text = NULL;
-	}
-	return rc;
-}
-
 int proto_arch_load(const char *path, nn_arch *out, char *err, size_t errlen)
 {
 	char msg[GRAFT_ERRLEN] = "", dummy[1];
@@ -535,7 +497,7 @@ int proto_arch_load(const char *path, nn_arch *out, char *err, size_t errlen)
 		snprintf(err, errlen, "proto_arch_load: NULL argument");
 		return GRAFT_EINVAL;
 	}
-	if ((rc = read_file(path, &text, &len, err, errlen)) != 0)
+	if ((rc = proto_read_file(path, &text, &len, err, errlen)) != 0)
 		return rc;
 	rc = proto_arch_parse(text, len, out, msg, sizeof msg);
 	free(text);

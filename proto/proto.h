@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 #include "nn/nn.h"
+#include "search/search.h"
 
 /* Parses len bytes of graft-arch/1 YAML (text need not be NUL-terminated)
  * into *out, starting from nn_arch_defaults.  Returns 0, GRAFT_EINVAL for bad
@@ -46,5 +47,60 @@ int proto_arch_load(const char *path, nn_arch *out, char *err, size_t errlen);
  * train.crop is 0 or the derived padding above, whose flags are 0 or 1 and whose
  * unused mean/std entries (past in_c) hold the defaults. */
 char *proto_arch_emit(const nn_arch *a);
+
+/* Reads a whole text file of at most PROTO_YAML_MAX_INPUT bytes into a
+ * malloc'd, NUL-terminated buffer (the caller frees it); *len excludes the
+ * NUL.  GRAFT_EIO when it cannot be read, GRAFT_EINVAL when too large. */
+int proto_read_file(const char *path, char **text, size_t *len, char *err,
+                    size_t errlen);
+
+/* ---- the job spec ---------------------------------------------------------- */
+
+/* A search job as DESIGN.md's spec describes it, in YAML or JSON (a JSON
+ * document is YAML too, so one parser reads both, with the same line and
+ * column messages).  Every key but dataset has a default. */
+#define PROTO_PATH_MAX 1024
+
+enum proto_graft_source {
+	PROTO_GRAFT_NONE, PROTO_GRAFT_TARGET, PROTO_GRAFT_SYNTHETIC, PROTO_GRAFT_RANDOM,
+	PROTO_GRAFT_STORED    /* a graft already in the store, named by sha256 */
+};
+
+typedef struct proto_job {
+	char name[128];                    /* default "search" */
+	struct {
+		/* Either dir (a dataset directory: IDX files named as MNIST's or
+		 * CIFAR-10 batches) or the IDX files one by one; test files are
+		 * optional (the search ranks on the validation split). */
+		char dir[PROTO_PATH_MAX];
+		char train_images[PROTO_PATH_MAX], train_labels[PROTO_PATH_MAX];
+		char test_images[PROTO_PATH_MAX], test_labels[PROTO_PATH_MAX];
+		int validation;                /* default 10000, at most a sixth */
+	} dataset;
+	enum search_kind strategy;         /* default evolution */
+	int population, sample, candidates; /* 16, 4, 200 */
+	uint64_t seed;                     /* 1 */
+	search_space space;                /* search_space_defaults */
+	nn_recipe train;                   /* steps 300, batch 128, lr 0.08, momentum 0.9,
+	                                      weight_decay 5e-4, cosine; seed = the job's */
+	int inherit;                       /* train.inherit: children start from their
+	                                      parent's weights (default true) */
+	int inherit_steps;                 /* train.inherit_steps: their budget
+	                                      (default steps / 2) */
+	enum proto_graft_source graft;     /* default target */
+	char graft_sha256[65];             /* PROTO_GRAFT_STORED */
+	int graft_layers, graft_channels, graft_kernel, graft_steps; /* 2, 16, 3, 1500 */
+	int workers;                       /* default 1 */
+	int threads;                       /* per worker, default 1 */
+	int time_limit;                    /* seconds per candidate, default 3600 */
+	int retries;                       /* attempts after the first, default 2 */
+} proto_job;
+
+/* Parses a job spec (YAML or JSON) into *out.  Unknown keys, wrong types and
+ * out-of-range values are errors "line L, column C: path: ...".  Checks
+ * only the spec itself: whether the dataset files exist is the caller's
+ * business (the daemon checks before it accepts a job). */
+int proto_job_parse(const char *text, size_t len, proto_job *out, char *err,
+                    size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@
  * exact locations and a loader never handed hostile structure are worth.
  */
 #include "proto/yaml_doc.h"
+#include "proto/proto.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -712,4 +713,47 @@ int proto__ymap_map(const proto__ymap *m, const char *key, enum proto__yneed nee
 	if (v == NULL || (need == PROTO__OPTIONAL && proto__ynode_is_null(v)))
 		return rc;
 	return proto__ymap_open(m->d, v, path, keys, m_out);
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+/* Reads at most PROTO_YAML_MAX_INPUT + 1 bytes of path into a malloc'd buffer;
+ * the extra byte tells a file that is too large from one that just fits.
+ * The text is NUL-terminated (one byte more is allocated). */
+int proto_read_file(const char *path, char **text, size_t *len, char *err,
+                     size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	int rc = 0;
+
+	*text = NULL;
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return GRAFT_EIO;
+	}
+	*text = malloc(PROTO_YAML_MAX_INPUT + 2);
+	if (*text == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		rc = GRAFT_ENOMEM;
+	} else {
+		*len = fread(*text, 1, PROTO_YAML_MAX_INPUT + 1, f);
+		if (ferror(f)) {
+			snprintf(err, errlen, "%s: cannot read: %s", path,
+			         strerror(errno));
+			rc = GRAFT_EIO;
+		} else if (*len > PROTO_YAML_MAX_INPUT) {
+			snprintf(err, errlen, "%s: the file is larger than %d bytes; "
+			         "expected at most %d", path, PROTO_YAML_MAX_INPUT,
+			         PROTO_YAML_MAX_INPUT);
+			rc = GRAFT_EINVAL;
+		}
+	}
+	fclose(f);
+	if (rc == 0)
+		(*text)[*len] = '\0';
+	if (rc != 0) {
+		free(*text);
+		*text = NULL;
+	}
+	return rc;
 }

@@ -140,8 +140,11 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	}
 
 	nn_train_opts o = { .recipe = a->train, .mean = mean, .std = std,
-	                    .report_every = a->train.steps > 0 ? a->train.steps : 1,
+	                    .progress = in->progress, .ctx = in->ctx,
+	                    .report_every = in->report_every > 0 ? in->report_every
+	                                    : a->train.steps > 0 ? a->train.steps : 1,
 	                    .graft_cache = graft ? in->train_feats : NULL };
+	out->feature_cache = o.graft_cache && !a->train.crop && !a->train.flip;
 	rc = nn_train(net, in->train, &o, &tr);
 	if (rc) {
 		snprintf(err, errlen, "training failed: %s", graft_strerror(rc));

@@ -266,6 +266,10 @@ int search_tell(search_strategy *st, int id, double fitness);
 /* The number of candidates asked so far (the next id). */
 int search_strategy_asked(const search_strategy *st);
 
+/* The search_mutation the last ask applied, or -1 when it sampled at random
+ * (or nothing was asked yet). */
+int search_strategy_last_mutation(const search_strategy *st);
+
 /* The number of results told so far. */
 int search_strategy_told(const search_strategy *st);
 
@@ -290,6 +294,9 @@ typedef struct search_eval_in {
 	                                        inheritance, or NULL */
 	const char *save_path;               /* write the trained weights here
 	                                        (safetensors), or NULL */
+	nn_progress_fn progress;             /* training progress, may be NULL */
+	void *ctx;
+	int report_every;                    /* steps between calls; <= 0: at the end */
 } search_eval_in;
 
 typedef struct search_eval_out {
@@ -299,6 +306,8 @@ typedef struct search_eval_out {
 	int steps;
 	int64_t params, flops;               /* as nn_net_params / nn_net_flops */
 	int inherited;                       /* tensors taken from the parent */
+	int feature_cache;                   /* the graft's features came from the
+	                                        cache (no augmentation to defeat it) */
 } search_eval_out;
 
 /* Copies into child every tensor (nn_net_tensors: weights and BN running

@@ -30,6 +30,7 @@ struct search_strategy {
 	int ntold;
 	int *ring;        /* the population: ring[(head + i) % population], */
 	int head, npop;   /* i in [0, npop), oldest admitted first */
+	int last_mutation; /* of the last ask: a search_mutation, or -1 */
 };
 
 search_strategy *search_strategy_new(enum search_kind kind, const search_space *s,
@@ -44,6 +45,7 @@ search_strategy *search_strategy_new(enum search_kind kind, const search_space *
 	st = calloc(1, sizeof *st);
 	if (!st)
 		return NULL;
+	st->last_mutation = -1;
 	st->ring = malloc((size_t)population * sizeof *st->ring);
 	if (!st->ring) {
 		free(st);
@@ -134,12 +136,14 @@ int search_ask(search_strategy *st, nn_arch *out, int *parent)
 		return rc;
 	if (st->kind == SEARCH_EVOLUTION && st->ntold >= st->population)
 		par = tournament(st);
+	enum search_mutation m = SEARCH_MUT_COUNT;
 	if (par >= 0)
-		rc = search_mutate(&st->space, &st->cands[par].arch, &st->rng, &a, NULL);
+		rc = search_mutate(&st->space, &st->cands[par].arch, &st->rng, &a, &m);
 	else
 		rc = search_sample_arch(&st->space, &st->base, &st->rng, &a);
 	if (rc < 0)
 		return rc;
+	st->last_mutation = par >= 0 ? (int)m : -1;
 
 	int id = st->nasked++;
 	st->cands[id].arch = a;
@@ -168,4 +172,9 @@ int search_tell(search_strategy *st, int id, double fitness)
 		st->head = (st->head + 1) % st->population;
 	}
 	return 0;
+}
+
+int search_strategy_last_mutation(const search_strategy *st)
+{
+	return st->last_mutation;
 }

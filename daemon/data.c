@@ -1,0 +1,61 @@
+/*
+ * data.c - loading and identifying the dataset a command or a job names.
+ */
+#include <nettle/sha2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/data.h"
+
+int data_load_split(const data_src *src, nn_dataset *train, nn_dataset *val,
+                    char *err, size_t errlen)
+{
+	nn_dataset all = { 0 };
+	const char *name = src->dir ? src->dir : src->train_images;
+	int rc = src->dir ? nn_dataset_load_dir(&all, src->dir, 0, err, errlen)
+	         : nn_idx_load(&all, src->train_images, src->train_labels, err, errlen);
+
+	memset(train, 0, sizeof(*train));
+	memset(val, 0, sizeof(*val));
+	if (rc)
+		return rc;
+	long nval = src->validation >= 0 ? src->validation : 10000;
+	if (nval > all.n / 6)
+		nval = all.n / 6;
+	if (nval == 0) {
+		*train = all;
+		return 0;
+	}
+	rc = nn_dataset_split(&all, (int)nval, train, val);
+	nn_dataset_free(&all);
+	if (rc)
+		snprintf(err, errlen, "cannot split %s: %s", name, graft_strerror(rc));
+	return rc;
+}
+
+static void hash_part(struct sha256_ctx *h, const nn_dataset *d)
+{
+	char dims[96];
+	int n = snprintf(dims, sizeof(dims), "%d %d %d %d %d;", d->n, d->c, d->h, d->w,
+	                 d->classes);
+	sha256_update(h, (size_t)n, (const uint8_t *)dims);
+	if (d->n > 0) {
+		sha256_update(h, (size_t)d->n * d->c * d->h * d->w, d->pixels);
+		sha256_update(h, (size_t)d->n, d->labels);
+	}
+}
+
+void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
+{
+	struct sha256_ctx h;
+	uint8_t digest[SHA256_DIGEST_SIZE];
+
+	sha256_init(&h);
+	sha256_update(&h, 16, (const uint8_t *)"graft-dataset/1;");
+	hash_part(&h, train);
+	hash_part(&h, val);
+	sha256_digest(&h, sizeof(digest), digest);
+	for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}

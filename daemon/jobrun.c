@@ -1,0 +1,720 @@
+/*
+ * jobrun.c - one search job in motion (see jobrun.h).
+ *
+ * Resuming.  The strategy is deterministic given its asks and tells in
+ * order (search.h), and the store records, for every candidate, its ask
+ * order (seq), how many tells had happened before it was asked (told_before)
+ * and the order of its own tell (tell_seq).  Opening a job replays exactly
+ * that sequence into a fresh strategy; candidates asked but never told are
+ * run again.  Each replayed ask is checked against the stored genome, so a
+ * store that does not match the code (another build's sampler, say) is an
+ * error, not a silently different search.
+ *
+ * Inheritance.  A child of a scored parent starts from the parent's trained
+ * weights (search_inherit) and trains for train.inherit_steps instead of
+ * train.steps: that is where inheritance saves.  Its evaluation's cache key
+ * carries the parent evaluation's key as its "init", so a result is reused
+ * only for the same genome started from the same weights.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "daemon/data.h"
+#include "daemon/jobrun.h"
+
+/* What the job remembers of each candidate, by seq. */
+struct cand {
+	int64_t id;
+	int parent, generation, told;
+	double fitness;
+	char key[65];      /* the key of the evaluation that scored it */
+	char *weights;     /* its trained weights, NULL if none */
+	char genome_sha256[65];
+};
+
+struct jobrun {
+	store *st;
+	int64_t job_id;
+	char *spec_text;
+	proto_job spec;
+	search_strategy *strat;
+	nn_dataset train, val;
+	int64_t dataset_id;
+	char graft_path[4096], graft_sha[65];
+	nn_arch base;
+	char weights_dir[4096];
+	struct cand *c;
+	int ncand, cap;
+	int *pending, npending;   /* seqs to run before asking new ones */
+	int in_flight, cache_hits, failed;
+	double overhead_cpu_s;
+};
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, const char *what)
+{
+	snprintf(err, errlen, fmt, what);
+	return rc ? rc : GRAFT_EINVAL;
+}
+
+static struct cand *cand_add(jobrun *jr)
+{
+	if (jr->ncand == jr->cap) {
+		int cap = jr->cap ? 2 * jr->cap : 256;
+		struct cand *c = realloc(jr->c, sizeof(*c) * (size_t)cap);
+		int *p = realloc(jr->pending, sizeof(int) * (size_t)cap);
+		if (c)
+			jr->c = c;
+		if (p)
+			jr->pending = p;
+		if (!c || !p)
+			return NULL;
+		jr->cap = cap;
+	}
+	struct cand *c = &jr->c[jr->ncand++];
+	memset(c, 0, sizeof(*c));
+	c->fitness = NAN;
+	c->parent = -1;
+	return c;
+}
+
+/* ---- opening: data, graft, base architecture ------------------------------ */
+
+static int load_data(jobrun *jr, char *err, size_t errlen)
+{
+	const proto_job *j = &jr->spec;
+	data_src src = { .dir = j->dataset.dir[0] ? j->dataset.dir : NULL,
+	                 .train_images = j->dataset.train_images,
+	                 .train_labels = j->dataset.train_labels,
+	                 .validation = j->dataset.validation };
+	char sha[65];
+	int rc = data_load_split(&src, &jr->train, &jr->val, err, errlen);
+	if (rc)
+		return rc;
+	if (jr->val.n == 0)
+		return fail(err, errlen, GRAFT_EINVAL, "%s: too few images to hold out a "
+		            "validation split", src.dir ? src.dir : src.train_images);
+	data_sha256(&jr->train, &jr->val, sha);
+	rc = store_dataset_put(jr->st, src.dir ? src.dir : src.train_images, sha,
+	                       src.dir ? "dir" : "idx", jr->train.n + jr->val.n, &jr->dataset_id);
+	if (rc)
+		snprintf(err, errlen, "recording the dataset: %s", store_errmsg(jr->st));
+	return rc;
+}
+
+static void make_base(jobrun *jr)
+{
+	const proto_job *j = &jr->spec;
+	nn_arch *a = &jr->base;
+
+	nn_arch_defaults(a);
+	a->in_c = jr->train.c;
+	a->in_h = jr->train.h;
+	a->in_w = jr->train.w;
+	a->classes = jr->train.classes;
+	nn_dataset_stats(&jr->train, a->mean, a->std);
+	a->train = j->train;
+	a->train.seed = j->seed;
+	/* The spec's crop is a flag; the padding follows the image size as
+	 * graft-arch/1 defines it (2 up to 28 pixels, else 4). */
+	if (a->train.crop)
+		a->train.crop = a->in_h <= 28 && a->in_w <= 28 ? 2 : 4;
+}
+
+static void log_pretrain(const nn_progress *p, void *ctx)
+{
+	FILE *log = ctx;
+	if (p->step == p->steps || p->step % 250 == 0)
+		fprintf(log, "graft: pretraining step %d/%d, loss %.3f\n", p->step, p->steps,
+		        p->loss);
+}
+
+static int find_stored_graft(jobrun *jr, char *err, size_t errlen)
+{
+	store_graft *g;
+	int n, rc = store_graft_list(jr->st, &g, &n);
+	if (rc)
+		return fail(err, errlen, rc, "listing grafts: %s", store_errmsg(jr->st));
+	for (int i = 0; i < n; i++)
+		if (!strcmp(g[i].sha256, jr->spec.graft_sha256)) {
+			snprintf(jr->graft_path, sizeof(jr->graft_path), "%s", g[i].path);
+			snprintf(jr->graft_sha, sizeof(jr->graft_sha), "%s", g[i].sha256);
+			jr->base.graft_nlayers = g[i].layers;
+			for (int l = 0; l < g[i].layers && l < NN_MAX_GRAFT_LAYERS; l++) {
+				jr->base.graft_kernel[l] = 3;
+				jr->base.graft_channels[l] = g[i].channels;
+			}
+			snprintf(jr->base.graft_sha256, sizeof(jr->base.graft_sha256), "%s", g[i].sha256);
+			snprintf(jr->base.graft_source, sizeof(jr->base.graft_source), "%s", g[i].source);
+		}
+	free(g);
+	if (!jr->graft_sha[0])
+		return fail(err, errlen, GRAFT_EINVAL, "graft.source: no stored graft has "
+		            "sha256 %s", jr->spec.graft_sha256);
+	return 0;
+}
+
+static int obtain_graft(jobrun *jr, const char *dir, FILE *log, char *err, size_t errlen)
+{
+	static const char *const names[] = {
+		[PROTO_GRAFT_TARGET] = "target", [PROTO_GRAFT_SYNTHETIC] = "synthetic",
+		[PROTO_GRAFT_RANDOM] = "random",
+	};
+	const proto_job *j = &jr->spec;
+	int reused, rc;
+
+	if (j->graft == PROTO_GRAFT_NONE)
+		return 0;
+	if (j->graft == PROTO_GRAFT_STORED)
+		return find_stored_graft(jr, err, errlen);
+	search_graft_req r = { .source = names[j->graft], .target = &jr->train,
+	                       .target_mean = jr->base.mean, .target_std = jr->base.std,
+	                       .layers = j->graft_layers, .kernel = j->graft_kernel,
+	                       .channels = j->graft_channels, .steps = j->graft_steps,
+	                       .batch = jr->train.n < 128 ? jr->train.n : 128, .lr = 0.05f,
+	                       .seed = j->seed, .cache_dir = dir,
+	                       .progress = log ? log_pretrain : NULL, .ctx = log };
+	double c0 = cpu_now();
+	rc = search_graft_obtain(&r, jr->graft_path, sizeof(jr->graft_path), jr->graft_sha,
+	                         &reused, err, errlen);
+	if (rc)
+		return rc;
+	if (!reused)
+		jr->overhead_cpu_s += cpu_now() - c0;
+	if (log)
+		fprintf(log, "graft: %s %s (sha256 %.16s...)\n", names[j->graft],
+		        reused ? "reused from the cache" : "pretrained", jr->graft_sha);
+	search_graft_section(&r, jr->graft_sha, &jr->base);
+	store_graft g = { .layers = j->graft_layers, .channels = j->graft_channels,
+	                  .steps = j->graft_steps };
+	snprintf(g.sha256, sizeof(g.sha256), "%s", jr->graft_sha);
+	snprintf(g.path, sizeof(g.path), "%s", jr->graft_path);
+	snprintf(g.source, sizeof(g.source), "%s", names[j->graft]);
+	rc = store_graft_put(jr->st, &g, NULL);
+	if (rc)
+		snprintf(err, errlen, "recording the graft: %s", store_errmsg(jr->st));
+	return rc;
+}
+
+/* ---- opening: replay ------------------------------------------------------- */
+
+static int cmp_tell(const void *a, const void *b)
+{
+	const store_candidate *x = *(store_candidate *const *)a, *y = *(store_candidate *const *)b;
+	return (x->tell_seq > y->tell_seq) - (x->tell_seq < y->tell_seq);
+}
+
+static int replay_tell(jobrun *jr, const store_candidate *c)
+{
+	struct cand *k = &jr->c[c->seq];
+	k->told = 1;
+	k->fitness = c->fitness;
+	if (isnan(c->fitness))
+		jr->failed++;
+	return search_tell(jr->strat, c->seq, c->fitness);
+}
+
+static int replay(jobrun *jr, char *err, size_t errlen)
+{
+	store_candidate *c = NULL, **told = NULL;
+	int n = 0, ntold = 0, ti = 0, rc;
+
+	rc = store_candidates(jr->st, jr->job_id, &c, &n);
+	if (rc)
+		return fail(err, errlen, rc, "reading candidates: %s", store_errmsg(jr->st));
+	told = calloc((size_t)n + 1, sizeof(*told));
+	if (!told) {
+		rc = GRAFT_ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		if (c[i].seq != i) {
+			rc = fail(err, errlen, GRAFT_EFORMAT, "%s", "the store's candidates of this "
+			          "job are not numbered 0, 1, ...: the file was edited by hand?");
+			goto out;
+		}
+		if (c[i].tell_seq >= 0)
+			told[ntold++] = &c[i];
+	}
+	qsort(told, (size_t)ntold, sizeof(*told), cmp_tell);
+	for (int i = 0; i < n; i++) {
+		nn_arch a;
+		int parent;
+		char sha[65];
+		while (ti < ntold && ti < c[i].told_before)
+			if ((rc = replay_tell(jr, told[ti++])))
+				goto bad;
+		struct cand *k = cand_add(jr);
+		if (!k) {
+			rc = GRAFT_ENOMEM;
+			goto out;
+		}
+		if ((rc = search_ask(jr->strat, &a, &parent)) < 0)
+			goto bad;
+		search_arch_hash(&a, sha);
+		if (strcmp(sha, c[i].genome_sha256) || parent != c[i].parent_seq) {
+			snprintf(err, errlen, "replaying candidate %d gave another genome than the "
+			         "store holds: the job was recorded by a different graft build or "
+			         "the store was changed", i);
+			rc = GRAFT_EFORMAT;
+			goto out;
+		}
+		k->id = c[i].id;
+		k->parent = parent;
+		k->generation = c[i].generation;
+		memcpy(k->genome_sha256, sha, sizeof(sha));
+	}
+	while (ti < ntold)
+		if ((rc = replay_tell(jr, told[ti++])))
+			goto bad;
+	/* What scored each told candidate: its parent key and weights for children. */
+	for (int i = 0; i < n; i++) {
+		store_eval e;
+		if (!jr->c[i].told) {
+			jr->pending[jr->npending++] = i;
+			continue;
+		}
+		rc = store_eval_of(jr->st, c[i].id, &e);
+		if (rc == STORE_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			goto out;
+		memcpy(jr->c[i].key, e.key, sizeof(e.key));
+		jr->c[i].weights = e.weights[0] ? strdup(e.weights) : NULL;
+		jr->cache_hits += e.cached;
+	}
+	goto out;
+bad:
+	snprintf(err, errlen, "replaying the job's search: %s", graft_strerror(rc));
+out:
+	free(told);
+	store_candidates_free(c, n);
+	return rc;
+}
+
+int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
+                jobrun **out, char *err, size_t errlen)
+{
+	jobrun *jr = calloc(1, sizeof(*jr));
+	store_job job;
+	int rc;
+
+	*out = NULL;
+	if (!jr)
+		return GRAFT_ENOMEM;
+	jr->st = st;
+	jr->job_id = job_id;
+	rc = store_job_get(st, job_id, &job);
+	if (rc) {
+		snprintf(err, errlen, rc == STORE_NOTFOUND ? "no job %lld" : "reading job %lld",
+		         (long long)job_id);
+		free(jr);
+		return rc == STORE_NOTFOUND ? GRAFT_EINVAL : rc;
+	}
+	jr->spec_text = job.spec;
+	jr->overhead_cpu_s = job.overhead_cpu_s;
+	snprintf(jr->weights_dir, sizeof(jr->weights_dir), "%s", dirs->weights);
+	if (mkdir(jr->weights_dir, 0755) && errno != EEXIST) {
+		rc = fail(err, errlen, GRAFT_EIO, "cannot create %s", jr->weights_dir);
+		goto fail;
+	}
+	if ((rc = proto_job_parse(jr->spec_text, strlen(jr->spec_text), &jr->spec, err, errlen)) ||
+	    (rc = load_data(jr, err, errlen)))
+		goto fail;
+	make_base(jr);
+	if ((rc = obtain_graft(jr, dirs->grafts, log, err, errlen)))
+		goto fail;
+	jr->strat = search_strategy_new(jr->spec.strategy, &jr->spec.space, &jr->base,
+	                                jr->spec.population, jr->spec.sample, jr->spec.seed);
+	if (!jr->strat) {
+		rc = fail(err, errlen, GRAFT_EINVAL, "%s", "cannot make the search strategy");
+		goto fail;
+	}
+	if ((rc = replay(jr, err, errlen)))
+		goto fail;
+	if ((rc = store_begin(st)) ||
+	    (rc = store_eval_abandon(st, job_id, "interrupted: the process running it stopped")) < 0 ||
+	    (rc = store_job_set_inputs(st, job_id, jr->dataset_id, jr->graft_sha,
+	                               jr->overhead_cpu_s)) ||
+	    (rc = store_commit(st))) {
+		store_rollback(st);
+		rc = fail(err, errlen, rc ? rc : GRAFT_ESQL, "opening the job: %s", store_errmsg(st));
+		goto fail;
+	}
+	*out = jr;
+	return 0;
+fail:
+	jobrun_free(jr);
+	return rc;
+}
+
+void jobrun_free(jobrun *jr)
+{
+	if (!jr)
+		return;
+	for (int i = 0; i < jr->ncand; i++)
+		free(jr->c[i].weights);
+	free(jr->c);
+	free(jr->pending);
+	free(jr->spec_text);
+	search_strategy_free(jr->strat);
+	nn_dataset_free(&jr->train);
+	nn_dataset_free(&jr->val);
+	free(jr);
+}
+
+const proto_job *jobrun_spec(const jobrun *jr)
+{
+	return &jr->spec;
+}
+
+void jobrun_set_threads(jobrun *jr, int threads)
+{
+	if (threads > 0)
+		jr->spec.threads = threads;
+}
+
+int64_t jobrun_id(const jobrun *jr)
+{
+	return jr->job_id;
+}
+
+/* ---- running --------------------------------------------------------------- */
+
+static int file_exists(const char *path)
+{
+	struct stat sb;
+	return path && stat(path, &sb) == 0;
+}
+
+/* The evaluation a candidate runs as: its cache key, the recipe it trains
+ * with, and the parent weights it starts from (NULL for a fresh start). */
+static const char *plan_eval(jobrun *jr, int seq, nn_arch *a, store_eval *e)
+{
+	const struct cand *k = &jr->c[seq];
+	const struct cand *p = k->parent >= 0 ? &jr->c[k->parent] : NULL;
+	const char *parent_weights = NULL;
+
+	if (jr->spec.inherit && p && p->key[0] && file_exists(p->weights)) {
+		parent_weights = p->weights;
+		a->train.steps = jr->spec.inherit_steps;
+		if (a->train.warmup > a->train.steps)
+			a->train.warmup = a->train.steps;
+	}
+	memset(e, 0, sizeof(*e));
+	e->candidate_id = k->id;
+	memcpy(e->genome_sha256, k->genome_sha256, sizeof(e->genome_sha256));
+	e->dataset_id = jr->dataset_id;
+	snprintf(e->graft_sha256, sizeof(e->graft_sha256), "%s", jr->graft_sha);
+	e->steps = a->train.steps;
+	e->seed = a->train.seed;
+	snprintf(e->init, sizeof(e->init), "%s", parent_weights ? p->key : "");
+	return parent_weights;
+}
+
+static json_t *task_msg(jobrun *jr, const store_eval *e, const nn_arch *a,
+                        const char *parent, const char *save)
+{
+	const proto_job *j = &jr->spec;
+	char *yaml = proto_arch_emit(a);
+	json_t *data = json_object();
+
+	if (!yaml || !data) {
+		free(yaml);
+		json_decref(data);
+		return NULL;
+	}
+	if (j->dataset.dir[0]) {
+		json_object_set_new(data, "dir", json_string(j->dataset.dir));
+	} else {
+		json_object_set_new(data, "train_images", json_string(j->dataset.train_images));
+		json_object_set_new(data, "train_labels", json_string(j->dataset.train_labels));
+	}
+	json_object_set_new(data, "validation", json_integer(j->dataset.validation));
+	json_t *m = json_pack("{s:s, s:I, s:o, s:o, s:i, s:s, s:s?, s:s, s:i}", "type", "task",
+	                      "id", (json_int_t)e->id, "data", data, "graft",
+	                      jr->graft_sha[0] ? json_pack("{s:s, s:s}", "path", jr->graft_path,
+	                                                   "sha256", jr->graft_sha)
+	                                       : json_null(),
+	                      "threads", j->threads, "arch", yaml, "parent", parent, "save", save,
+	                      "report_every", a->train.steps >= 20 ? a->train.steps / 20 : 1);
+	free(yaml);
+	return m;
+}
+
+/* Reads candidate seq's genome back from the store. */
+static int genome_of(jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
+{
+	store_candidate c;
+	int rc = store_candidate_get(jr->st, jr->c[seq].id, &c);
+	if (rc)
+		return fail(err, errlen, rc < 0 ? rc : GRAFT_EINVAL, "reading a candidate: %s",
+		            store_errmsg(jr->st));
+	rc = proto_arch_parse(c.genome, strlen(c.genome), a, err, errlen);
+	free(c.genome);
+	return rc;
+}
+
+static void tell_local(jobrun *jr, int seq, double fitness, const store_eval *e)
+{
+	struct cand *k = &jr->c[seq];
+	k->told = 1;
+	k->fitness = fitness;
+	if (e) {
+		memcpy(k->key, e->key, sizeof(k->key));
+		free(k->weights);
+		k->weights = e->weights[0] ? strdup(e->weights) : NULL;
+	}
+	search_tell(jr->strat, seq, fitness);
+}
+
+static int told_count(const jobrun *jr)
+{
+	return search_strategy_told(jr->strat);
+}
+
+/* Answers seq from the store if its key was evaluated before: records a
+ * cached evaluation and the tell in one transaction.  1 if answered. */
+static int try_cache(jobrun *jr, int seq, store_eval *e, char *err, size_t errlen)
+{
+	store_eval hit = *e;
+	int rc = store_cache_find(jr->st, &hit);
+	if (rc == STORE_NOTFOUND)
+		return 0;
+	if (rc)
+		return fail(err, errlen, rc, "cache look-up: %s", store_errmsg(jr->st));
+	store_eval mine = *e;
+	mine.status = STORE_EVAL_DONE;
+	mine.cached = 1;
+	mine.cached_from = hit.id;
+	mine.val_accuracy = hit.val_accuracy;
+	mine.val_loss = hit.val_loss;
+	mine.train_loss = hit.train_loss;
+	mine.params = hit.params;
+	mine.flops = hit.flops;
+	mine.inherited = hit.inherited;
+	mine.feature_cache = hit.feature_cache;
+	snprintf(mine.weights, sizeof(mine.weights), "%s", hit.weights);
+	snprintf(mine.worker, sizeof(mine.worker), "cache");
+	if ((rc = store_begin(jr->st)) || (rc = store_eval_start(jr->st, &mine)) ||
+	    (rc = store_eval_finish(jr->st, &mine)) ||
+	    (rc = store_candidate_tell(jr->st, jr->c[seq].id, told_count(jr), hit.val_accuracy)) ||
+	    (rc = store_commit(jr->st))) {
+		store_rollback(jr->st);
+		return fail(err, errlen, rc, "recording a cache hit: %s", store_errmsg(jr->st));
+	}
+	tell_local(jr, seq, hit.val_accuracy, &mine);
+	jr->cache_hits++;
+	return 1;
+}
+
+/* Makes seq's task, or answers it from the cache (returns 0 then). */
+static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
+                   const store_candidate *rec, jobrun_task *t, int *hits, char *err,
+                   size_t errlen)
+{
+	store_eval e;
+	const char *parent = plan_eval(jr, seq, a, &e);
+	int rc;
+
+	/* A new candidate's row and its first evaluation (or cache hit) commit
+	 * together, so a crash cannot leave a candidate without its record. */
+	if ((rc = store_begin(jr->st)))
+		return fail(err, errlen, rc, "%s", store_errmsg(jr->st));
+	if (new_candidate && (rc = store_candidate_add(jr->st, (store_candidate *)rec))) {
+		store_rollback(jr->st);
+		return fail(err, errlen, rc, "recording a candidate: %s", store_errmsg(jr->st));
+	}
+	if (new_candidate) {
+		jr->c[seq].id = rec->id;
+		e.candidate_id = rec->id;
+	}
+	if ((rc = store_commit(jr->st)))
+		return fail(err, errlen, rc, "%s", store_errmsg(jr->st));
+	rc = try_cache(jr, seq, &e, err, errlen);
+	if (rc) {
+		if (rc > 0 && hits)
+			(*hits)++;
+		return rc > 0 ? 0 : rc;
+	}
+	int failures = store_eval_failures(jr->st, e.candidate_id);
+	e.attempt = failures > 0 ? failures + 1 : 1;
+	if ((rc = store_eval_start(jr->st, &e)))
+		return fail(err, errlen, rc, "starting an evaluation: %s", store_errmsg(jr->st));
+	char save[4400];
+	snprintf(save, sizeof(save), "%s/%lld.safetensors", jr->weights_dir, (long long)e.id);
+	memset(t, 0, sizeof(*t));
+	t->candidate_id = e.candidate_id;
+	t->eval_id = e.id;
+	t->seq = seq;
+	t->attempt = e.attempt;
+	t->msg = task_msg(jr, &e, a, parent, save);
+	if (!t->msg)
+		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	jr->in_flight++;
+	return 1;
+}
+
+int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen)
+{
+	int rc;
+
+	while (jr->npending > 0) {
+		int seq = jr->pending[0];
+		nn_arch a;
+		memmove(jr->pending, jr->pending + 1, sizeof(int) * (size_t)--jr->npending);
+		if ((rc = genome_of(jr, seq, &a, err, errlen)) ||
+		    (rc = prepare(jr, seq, &a, 0, NULL, t, hits, err, errlen)))
+			return rc;
+	}
+	while (search_strategy_asked(jr->strat) < jr->spec.candidates) {
+		nn_arch a;
+		int parent, told = told_count(jr);
+		int seq = search_ask(jr->strat, &a, &parent);
+		if (seq < 0)
+			return fail(err, errlen, seq, "%s", "the strategy cannot propose a candidate "
+			            "(no architecture of the space fits its limits)");
+		struct cand *k = cand_add(jr);
+		if (!k)
+			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+		k->parent = parent;
+		k->generation = parent >= 0 ? jr->c[parent].generation + 1 : 0;
+		search_arch_hash(&a, k->genome_sha256);
+		store_candidate rec = { .job_id = jr->job_id, .seq = seq, .told_before = told,
+		                        .genome = proto_arch_emit(&a), .parent_seq = parent,
+		                        .generation = k->generation,
+		                        .params = search_arch_params(&a),
+		                        .flops = search_arch_flops(&a) };
+		int m = search_strategy_last_mutation(jr->strat);
+		memcpy(rec.genome_sha256, k->genome_sha256, sizeof(rec.genome_sha256));
+		snprintf(rec.mutation, sizeof(rec.mutation), "%s",
+		         m >= 0 ? search_mutation_name((enum search_mutation)m) : "");
+		if (!rec.genome)
+			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+		rc = prepare(jr, seq, &a, 1, &rec, t, hits, err, errlen);
+		free(rec.genome);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static double num(json_t *o, const char *key)
+{
+	return json_number_value(json_object_get(o, key));
+}
+
+int jobrun_result(jobrun *jr, jobrun_task *t, json_t *r, const char *worker, char *err,
+                  size_t errlen)
+{
+	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_DONE };
+	int rc;
+
+	e.val_accuracy = num(r, "val_accuracy");
+	e.val_loss = num(r, "val_loss");
+	e.train_loss = num(r, "train_loss");
+	e.wall_s = num(r, "wall_s");
+	e.cpu_s = num(r, "cpu_s");
+	e.params = (int64_t)num(r, "params");
+	e.flops = (int64_t)num(r, "flops");
+	e.inherited = (int)num(r, "inherited");
+	e.feature_cache = json_is_true(json_object_get(r, "feature_cache"));
+	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
+	const char *save = json_string_value(json_object_get(t->msg, "save"));
+	snprintf(e.weights, sizeof(e.weights), "%s", save ? save : "");
+	jr->overhead_cpu_s += num(r, "setup_cpu_s");
+	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
+	    (rc = store_candidate_tell(jr->st, t->candidate_id, told_count(jr), e.val_accuracy)) ||
+	    (rc = store_job_set_inputs(jr->st, jr->job_id, jr->dataset_id, jr->graft_sha,
+	                               jr->overhead_cpu_s)) ||
+	    (rc = store_commit(jr->st))) {
+		store_rollback(jr->st);
+		return fail(err, errlen, rc, "recording a result: %s", store_errmsg(jr->st));
+	}
+	/* The key as the store computed it at the start. */
+	store_eval full;
+	if (store_eval_of(jr->st, t->candidate_id, &full) == 0)
+		e = full;
+	tell_local(jr, t->seq, e.val_accuracy, &e);
+	jr->in_flight--;
+	json_decref(t->msg);
+	t->msg = NULL;
+	return 0;
+}
+
+int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *worker,
+                   char *err, size_t errlen)
+{
+	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
+	int rc, retry;
+
+	snprintf(e.error, sizeof(e.error), "%s", reason);
+	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
+	retry = t->attempt <= jr->spec.retries;
+	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
+	    (!retry && (rc = store_candidate_tell(jr->st, t->candidate_id, told_count(jr), NAN))) ||
+	    (rc = store_commit(jr->st))) {
+		store_rollback(jr->st);
+		return fail(err, errlen, rc, "recording a failure: %s", store_errmsg(jr->st));
+	}
+	jr->in_flight--;
+	if (retry) {
+		memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
+		jr->pending[0] = t->seq;
+	} else {
+		tell_local(jr, t->seq, NAN, NULL);
+		jr->failed++;
+	}
+	json_decref(t->msg);
+	t->msg = NULL;
+	return retry;
+}
+
+void jobrun_abandon(jobrun *jr, jobrun_task *t)
+{
+	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
+	snprintf(e.error, sizeof(e.error), "interrupted: the job was stopped");
+	store_eval_finish(jr->st, &e);
+	memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
+	jr->pending[0] = t->seq;
+	jr->in_flight--;
+	json_decref(t->msg);
+	t->msg = NULL;
+}
+
+void jobrun_get_stats(const jobrun *jr, jobrun_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->told = told_count(jr);
+	s->asked = search_strategy_asked(jr->strat);
+	s->total = jr->spec.candidates;
+	s->in_flight = jr->in_flight;
+	s->cache_hits = jr->cache_hits;
+	s->failed = jr->failed;
+	s->best_accuracy = NAN;
+	s->best_seq = -1;
+	for (int i = 0; i < jr->ncand; i++)
+		if (jr->c[i].told && !isnan(jr->c[i].fitness) &&
+		    (isnan(s->best_accuracy) || jr->c[i].fitness > s->best_accuracy)) {
+			s->best_accuracy = jr->c[i].fitness;
+			s->best_seq = i;
+		}
+}
+
+int jobrun_complete(const jobrun *jr)
+{
+	return told_count(jr) >= jr->spec.candidates;
+}

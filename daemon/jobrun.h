@@ -1,0 +1,79 @@
+/*
+ * jobrun.h - one search job in motion: its strategy, replayed from the store
+ * on open, asks candidates, answers those the store already knows (the
+ * cache), turns the rest into worker tasks, and commits every result and
+ * failure before going on.  `graft search` and graftd both drive jobs
+ * through this; neither touches the strategy or the store directly.
+ */
+#ifndef GRAFT_JOBRUN_H
+#define GRAFT_JOBRUN_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+#include "store/store.h"
+
+typedef struct jobrun jobrun;
+
+/* A task for a worker: the candidate and the evaluation it runs as. */
+typedef struct jobrun_task {
+	int64_t candidate_id, eval_id;
+	int seq, attempt;
+	json_t *msg;       /* the worker's task line (worker.h); owned by the task */
+} jobrun_task;
+
+/* Where a job keeps its files: weights of every evaluation, graft files. */
+typedef struct jobrun_dirs {
+	const char *weights;   /* created if missing */
+	const char *grafts;    /* NULL: search_graft_cache_dir */
+} jobrun_dirs;
+
+/* Opens job_id of st: parses its spec, loads and identifies its dataset,
+ * finds or pretrains its graft (progress lines go to log, may be NULL), and
+ * replays its recorded asks and tells into a fresh strategy, checking that
+ * each replayed ask gives the candidate the store holds.  Evaluations left
+ * running by a process that died are marked failed ("interrupted") and
+ * their candidates come first in jobrun_next.  st is borrowed for the
+ * jobrun's life. */
+int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
+                jobrun **out, char *err, size_t errlen);
+void jobrun_free(jobrun *jr);
+
+const proto_job *jobrun_spec(const jobrun *jr);
+/* Overrides the spec's threads per worker for the tasks made from now on. */
+void jobrun_set_threads(jobrun *jr, int threads);
+int64_t jobrun_id(const jobrun *jr);
+
+/* The next task: 1 with *t filled, 0 when nothing is to be run now (every
+ * candidate is asked and the rest are in flight, or the job is complete), or
+ * a negative code with err.  Candidates the cache answers are recorded and
+ * told here, without a task; *hits (may be NULL) counts them. */
+int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen);
+
+/* Records a worker's result line for t and tells the strategy; frees t->msg. */
+int jobrun_result(jobrun *jr, jobrun_task *t, json_t *result, const char *worker,
+                  char *err, size_t errlen);
+
+/* Records that t failed (reason: a sentence).  The candidate is run again
+ * later if it has attempts left (returns 1), else it is told as failed
+ * (returns 0).  Frees t->msg. */
+int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *worker,
+                   char *err, size_t errlen);
+
+/* Puts t back, unrun and uncounted (the process is stopping): its evaluation
+ * is marked failed "interrupted" and the candidate re-runs on the next open. */
+void jobrun_abandon(jobrun *jr, jobrun_task *t);
+
+/* Progress: candidates told, asked and wanted; the best accuracy so far. */
+typedef struct jobrun_stats {
+	int told, asked, total, in_flight, cache_hits, failed;
+	double best_accuracy;     /* NAN before the first result */
+	int best_seq;
+} jobrun_stats;
+void jobrun_get_stats(const jobrun *jr, jobrun_stats *s);
+
+/* Whether every candidate has been told. */
+int jobrun_complete(const jobrun *jr);
+
+#endif

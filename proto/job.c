@@ -1,0 +1,365 @@
+/*
+ * job.c - the job spec of DESIGN.md: what to search, on which data, how
+ * candidates train, which graft they get, and how many workers run them.
+ * YAML or JSON (JSON is YAML's flow style, so libyaml reads both and every
+ * message carries the line and column of the offending value).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/proto.h"
+#include "proto/yaml_doc.h"
+
+/* What a spec may ask for.  Generous for real use, small enough that an
+ * absurd spec (a billion channels) is refused here rather than by an
+ * allocation failure in a worker. */
+#define MAX_WIDTH 1024
+#define MAX_CANDIDATES 1000000
+#define MAX_POPULATION 10000
+#define MAX_WORKERS 256
+#define MAX_PARAMS_LIMIT 1000000000LL
+#define MAX_FLOPS_LIMIT 1000000000000LL
+
+static const char *const top_keys[] = {
+	"name", "dataset", "search", "space", "train", "graft", "workers", "threads",
+	"limits", NULL,
+};
+static const char *const dataset_keys[] = {
+	"dir", "format", "train_images", "train_labels", "test_images", "test_labels",
+	"validation", NULL,
+};
+static const char *const search_keys[] = {
+	"strategy", "population", "sample", "candidates", "seed", NULL,
+};
+static const char *const space_keys[] = {
+	"ops", "min_blocks", "max_blocks", "widths", "min_width", "max_width", "min_stem",
+	"max_stem", "max_downsamples", "max_params", "max_flops", NULL,
+};
+static const char *const train_keys[] = {
+	"steps", "batch", "lr", "momentum", "nesterov", "weight_decay", "warmup", "augment",
+	"inherit", "inherit_steps", NULL,
+};
+static const char *const graft_keys[] = {
+	"source", "layers", "channels", "kernel", "pretrain_steps", NULL,
+};
+static const char *const limits_keys[] = { "time", "retries", NULL };
+static const char *const formats[] = { "idx", "cifar10", NULL };
+static const char *const strategies[] = {
+	[SEARCH_EVOLUTION] = "evolution", [SEARCH_RANDOM] = "random", NULL,
+};
+static const char *const op_names[] = {
+	[NN_OP_CONV3] = "conv3", [NN_OP_CONV5] = "conv5", [NN_OP_SEP3] = "sep3",
+	[NN_OP_RES3] = "res3", [NN_OP_POOL] = "pool", NULL,
+};
+static const char *const augments[] = { "crop", "flip", NULL };
+
+static void defaults(proto_job *j)
+{
+	nn_arch a;
+
+	memset(j, 0, sizeof(*j));
+	snprintf(j->name, sizeof(j->name), "search");
+	j->dataset.validation = 10000;
+	j->strategy = SEARCH_EVOLUTION;
+	j->population = 16;
+	j->sample = 4;
+	j->candidates = 200;
+	j->seed = 1;
+	search_space_defaults(&j->space);
+	nn_arch_defaults(&a);
+	j->train = a.train;
+	j->train.steps = 300;
+	j->train.lr = 0.08f;
+	j->inherit = 1;
+	j->inherit_steps = -1; /* steps / 2, once steps is known */
+	j->graft = PROTO_GRAFT_TARGET;
+	j->graft_layers = 2;
+	j->graft_channels = 16;
+	j->graft_kernel = 3;
+	j->graft_steps = 1500;
+	j->workers = 1;
+	j->threads = 1;
+	j->time_limit = 3600;
+	j->retries = 2;
+}
+
+static int parse_path(const proto__ymap *m, const char *key, char *buf)
+{
+	return proto__ymap_str(m, key, PROTO__OPTIONAL, PROTO_PATH_MAX - 1, buf);
+}
+
+static int parse_dataset(const proto__ymap *top, proto_job *j)
+{
+	proto__ymap m;
+	int fmt = 0, rc;
+
+	if ((rc = proto__ymap_map(top, "dataset", PROTO__REQUIRED, dataset_keys, &m)))
+		return rc;
+	if ((rc = proto__ymap_enum(&m, "format", PROTO__OPTIONAL, formats, &fmt)) ||
+	    (rc = parse_path(&m, "dir", j->dataset.dir)) ||
+	    (rc = parse_path(&m, "train_images", j->dataset.train_images)) ||
+	    (rc = parse_path(&m, "train_labels", j->dataset.train_labels)) ||
+	    (rc = parse_path(&m, "test_images", j->dataset.test_images)) ||
+	    (rc = parse_path(&m, "test_labels", j->dataset.test_labels)) ||
+	    (rc = proto__ymap_int(&m, "validation", PROTO__OPTIONAL, 1, 10000000, NULL,
+	                          &j->dataset.validation)))
+		return rc;
+	int files = j->dataset.train_images[0] || j->dataset.train_labels[0];
+	if (j->dataset.dir[0] && (files || j->dataset.test_images[0] || j->dataset.test_labels[0]))
+		return proto__ydoc_fail(m.d, m.node, "dataset: expected either dir or the "
+		                        "IDX files (train_images, ...), not both");
+	if (!j->dataset.dir[0] && !(j->dataset.train_images[0] && j->dataset.train_labels[0]))
+		return proto__ydoc_fail(m.d, m.node, "dataset: expected dir, or train_images "
+		                        "and train_labels");
+	if (!j->dataset.test_images[0] != !j->dataset.test_labels[0])
+		return proto__ydoc_fail(m.d, m.node, "dataset: expected test_images and "
+		                        "test_labels together, or neither");
+	if (fmt == 1 && !j->dataset.dir[0])
+		return proto__ymap_expected(&m, "format", "idx with separate files (cifar10 "
+		                            "batches are read from dir)");
+	return 0;
+}
+
+static int parse_search(const proto__ymap *top, proto_job *j)
+{
+	proto__ymap m;
+	int kind = (int)j->strategy, rc;
+
+	if ((rc = proto__ymap_map(top, "search", PROTO__OPTIONAL, search_keys, &m)) ||
+	    m.node == NULL)
+		return rc;
+	if ((rc = proto__ymap_enum(&m, "strategy", PROTO__OPTIONAL, strategies, &kind)) ||
+	    (rc = proto__ymap_int(&m, "population", PROTO__OPTIONAL, 1, MAX_POPULATION, NULL,
+	                          &j->population)) ||
+	    (rc = proto__ymap_int(&m, "sample", PROTO__OPTIONAL, 1, MAX_POPULATION, NULL,
+	                          &j->sample)) ||
+	    (rc = proto__ymap_int(&m, "candidates", PROTO__OPTIONAL, 1, MAX_CANDIDATES, NULL,
+	                          &j->candidates)) ||
+	    (rc = proto__ymap_u64(&m, "seed", PROTO__OPTIONAL, (1ULL << 53), NULL, &j->seed)))
+		return rc;
+	j->strategy = (enum search_kind)kind;
+	if (j->sample > j->population)
+		return proto__ymap_expected(&m, "sample", "at most search.population");
+	return 0;
+}
+
+/* A list of distinct names from names, as a bit set. */
+static int parse_name_set(const proto__ymap *m, const char *key, const char *const *names,
+                          int *bits)
+{
+	char path[PROTO_YAML_PATH_MAX], item_path[PROTO_YAML_PATH_MAX + 16];
+	yaml_node_t *v;
+	int n, rc, which, set = 0;
+
+	if ((rc = proto__ymap_node(m, key, PROTO__OPTIONAL, &v)) || v == NULL)
+		return rc;
+	proto__ymap_path(m, key, path, sizeof(path));
+	if ((rc = proto__yseq(m->d, v, path, 0, 16, &n)))
+		return rc;
+	for (int i = 0; i < n; i++) {
+		yaml_node_t *item = proto__yseq_at(m->d, v, i);
+		snprintf(item_path, sizeof(item_path), "%s[%d]", path, i);
+		if ((rc = proto__yread_enum(m->d, item, item_path, names, &which)))
+			return rc;
+		if (set & (1 << which))
+			return proto__ydoc_expected(m->d, item, item_path, "each name at most once");
+		set |= 1 << which;
+	}
+	*bits = set;
+	return 0;
+}
+
+static int parse_widths(const proto__ymap *m, search_space *s)
+{
+	char path[PROTO_YAML_PATH_MAX], item_path[PROTO_YAML_PATH_MAX + 16];
+	yaml_node_t *v;
+	int n, rc;
+
+	if ((rc = proto__ymap_node(m, "widths", PROTO__OPTIONAL, &v)) || v == NULL)
+		return rc;
+	proto__ymap_path(m, "widths", path, sizeof(path));
+	if ((rc = proto__yseq(m->d, v, path, 1, SEARCH_MAX_WIDTHS, &n)))
+		return rc;
+	for (int i = 0; i < n; i++) {
+		snprintf(item_path, sizeof(item_path), "%s[%d]", path, i);
+		if ((rc = proto__yread_int(m->d, proto__yseq_at(m->d, v, i), item_path, 1,
+		                           MAX_WIDTH, NULL, &s->widths[i])))
+			return rc;
+	}
+	s->nwidths = n;
+	return 0;
+}
+
+static int parse_space(const proto__ymap *top, proto_job *j)
+{
+	search_space *s = &j->space;
+	proto__ymap m;
+	int rc;
+
+	if ((rc = proto__ymap_map(top, "space", PROTO__OPTIONAL, space_keys, &m)) ||
+	    m.node == NULL)
+		return rc;
+	if ((rc = parse_name_set(&m, "ops", op_names, &s->ops)) ||
+	    (rc = parse_widths(&m, s)) ||
+	    (rc = proto__ymap_int(&m, "min_blocks", PROTO__OPTIONAL, 1, NN_MAX_BLOCKS, NULL,
+	                          &s->min_blocks)) ||
+	    (rc = proto__ymap_int(&m, "max_blocks", PROTO__OPTIONAL, 1, NN_MAX_BLOCKS, NULL,
+	                          &s->max_blocks)) ||
+	    (rc = proto__ymap_int(&m, "min_width", PROTO__OPTIONAL, 1, MAX_WIDTH, NULL,
+	                          &s->min_width)) ||
+	    (rc = proto__ymap_int(&m, "max_width", PROTO__OPTIONAL, 1, MAX_WIDTH, NULL,
+	                          &s->max_width)) ||
+	    (rc = proto__ymap_int(&m, "min_stem", PROTO__OPTIONAL, 1, MAX_WIDTH, NULL,
+	                          &s->stem_min)) ||
+	    (rc = proto__ymap_int(&m, "max_stem", PROTO__OPTIONAL, 1, MAX_WIDTH, NULL,
+	                          &s->stem_max)) ||
+	    (rc = proto__ymap_int(&m, "max_downsamples", PROTO__OPTIONAL, 0, 16, NULL,
+	                          &s->max_downsamples)) ||
+	    (rc = proto__ymap_i64(&m, "max_params", PROTO__OPTIONAL, 1, MAX_PARAMS_LIMIT, NULL,
+	                          &s->max_params)) ||
+	    (rc = proto__ymap_i64(&m, "max_flops", PROTO__OPTIONAL, 1, MAX_FLOPS_LIMIT, NULL,
+	                          &s->max_flops)))
+		return rc;
+	if (s->ops == 0)
+		return proto__ymap_expected(&m, "ops", "at least one of conv3, conv5, sep3, res3, pool");
+	if (s->ops == (1 << NN_OP_POOL))
+		return proto__ymap_expected(&m, "ops", "an op besides pool");
+	if (s->min_blocks > s->max_blocks)
+		return proto__ymap_expected(&m, "min_blocks", "at most space.max_blocks");
+	if (s->min_width > s->max_width)
+		return proto__ymap_expected(&m, "min_width", "at most space.max_width");
+	if (s->stem_min > s->stem_max)
+		return proto__ymap_expected(&m, "min_stem", "at most space.max_stem");
+	return 0;
+}
+
+static int parse_train(const proto__ymap *top, proto_job *j)
+{
+	nn_recipe *r = &j->train;
+	double lr = r->lr, mom = r->momentum, wd = r->weight_decay;
+	proto__ymap m;
+	int aug = 0, rc;
+
+	if ((rc = proto__ymap_map(top, "train", PROTO__OPTIONAL, train_keys, &m)) ||
+	    m.node == NULL)
+		return rc;
+	if ((rc = proto__ymap_int(&m, "steps", PROTO__OPTIONAL, 1, 10000000, NULL, &r->steps)) ||
+	    (rc = proto__ymap_int(&m, "batch", PROTO__OPTIONAL, 1, 4096, NULL, &r->batch)) ||
+	    (rc = proto__ymap_double(&m, "lr", PROTO__OPTIONAL, 1e-6, 10, NULL, &lr)) ||
+	    (rc = proto__ymap_double(&m, "momentum", PROTO__OPTIONAL, 0, 1, NULL, &mom)) ||
+	    (rc = proto__ymap_double(&m, "weight_decay", PROTO__OPTIONAL, 0, 1, NULL, &wd)) ||
+	    (rc = proto__ymap_bool(&m, "nesterov", PROTO__OPTIONAL, &r->nesterov)) ||
+	    (rc = proto__ymap_int(&m, "warmup", PROTO__OPTIONAL, 0, r->steps,
+	                          "an integer from 0 to train.steps", &r->warmup)) ||
+	    (rc = parse_name_set(&m, "augment", augments, &aug)) ||
+	    (rc = proto__ymap_bool(&m, "inherit", PROTO__OPTIONAL, &j->inherit)) ||
+	    (rc = proto__ymap_int(&m, "inherit_steps", PROTO__OPTIONAL, 1, r->steps,
+	                          "an integer from 1 to train.steps", &j->inherit_steps)))
+		return rc;
+	r->lr = (float)lr;
+	r->momentum = (float)mom;
+	r->weight_decay = (float)wd;
+	r->crop = (aug & 1) != 0; /* a flag here; the padding follows the images */
+	r->flip = (aug & 2) != 0;
+	if (r->nesterov && r->momentum == 0.0f)
+		return proto__ymap_expected(&m, "nesterov", "false when momentum is 0");
+	return 0;
+}
+
+static int is_sha256(const char *s)
+{
+	if (strlen(s) != 64)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return 0;
+	return 1;
+}
+
+static int parse_graft(const proto__ymap *top, proto_job *j)
+{
+	static const char *const sources[] = { "none", "target", "synthetic", "random", NULL };
+	char source[80] = "";
+	proto__ymap m;
+	int rc;
+
+	if ((rc = proto__ymap_map(top, "graft", PROTO__OPTIONAL, graft_keys, &m)) ||
+	    m.node == NULL)
+		return rc;
+	if ((rc = proto__ymap_str(&m, "source", PROTO__OPTIONAL, sizeof(source) - 1, source)) ||
+	    (rc = proto__ymap_int(&m, "layers", PROTO__OPTIONAL, 1, NN_MAX_GRAFT_LAYERS, NULL,
+	                          &j->graft_layers)) ||
+	    (rc = proto__ymap_int(&m, "channels", PROTO__OPTIONAL, 1, 256, NULL,
+	                          &j->graft_channels)) ||
+	    (rc = proto__ymap_int(&m, "kernel", PROTO__OPTIONAL, 1, 7, "an odd integer 1..7",
+	                          &j->graft_kernel)) ||
+	    (rc = proto__ymap_int(&m, "pretrain_steps", PROTO__OPTIONAL, 1, 10000000, NULL,
+	                          &j->graft_steps)))
+		return rc;
+	if (j->graft_kernel % 2 == 0)
+		return proto__ymap_expected(&m, "kernel", "an odd integer 1..7");
+	if (!source[0])
+		return 0;
+	for (int i = 0; sources[i]; i++)
+		if (!strcmp(source, sources[i])) {
+			j->graft = (enum proto_graft_source)i;
+			return 0;
+		}
+	if (!is_sha256(source))
+		return proto__ymap_expected(&m, "source", "none, target, synthetic, random or "
+		                            "the sha256 of a stored graft (64 hex digits)");
+	j->graft = PROTO_GRAFT_STORED;
+	snprintf(j->graft_sha256, sizeof(j->graft_sha256), "%s", source);
+	return 0;
+}
+
+static int parse_doc(proto__ydoc *d, proto_job *j)
+{
+	proto__ymap top, lim;
+	int rc;
+
+	if ((rc = proto__ymap_open(d, proto__ydoc_root(d), "", top_keys, &top)) ||
+	    (rc = proto__ymap_str(&top, "name", PROTO__OPTIONAL, sizeof(j->name) - 1, j->name)) ||
+	    (rc = parse_dataset(&top, j)) ||
+	    (rc = parse_search(&top, j)) ||
+	    (rc = parse_space(&top, j)) ||
+	    (rc = parse_train(&top, j)) ||
+	    (rc = parse_graft(&top, j)) ||
+	    (rc = proto__ymap_int(&top, "workers", PROTO__OPTIONAL, 1, MAX_WORKERS, NULL,
+	                          &j->workers)) ||
+	    (rc = proto__ymap_int(&top, "threads", PROTO__OPTIONAL, 1, 256, NULL, &j->threads)) ||
+	    (rc = proto__ymap_map(&top, "limits", PROTO__OPTIONAL, limits_keys, &lim)))
+		return rc;
+	if (lim.node &&
+	    ((rc = proto__ymap_int(&lim, "time", PROTO__OPTIONAL, 1, 7 * 86400,
+	                           "seconds per candidate, 1..604800", &j->time_limit)) ||
+	     (rc = proto__ymap_int(&lim, "retries", PROTO__OPTIONAL, 0, 100, NULL,
+	                           &j->retries))))
+		return rc;
+	if (j->inherit_steps < 0)
+		j->inherit_steps = j->train.steps > 1 ? j->train.steps / 2 : 1;
+	return 0;
+}
+
+int proto_job_parse(const char *text, size_t len, proto_job *out, char *err, size_t errlen)
+{
+	proto__ydoc d;
+	proto_job j;
+	int rc;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if ((!text && len) || !out)
+		return GRAFT_EINVAL;
+	defaults(&j);
+	if ((rc = proto__ydoc_load(&d, text ? text : "", len, err, errlen)))
+		return rc;
+	if (proto__ydoc_root(&d)->type != YAML_MAPPING_NODE)
+		rc = proto__ydoc_expected(&d, proto__ydoc_root(&d), "", "a job spec mapping");
+	else
+		rc = parse_doc(&d, &j);
+	proto__ydoc_free(&d);
+	if (rc == 0)
+		*out = j;
+	return rc;
+}

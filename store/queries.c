@@ -1,0 +1,172 @@
+/*
+ * queries.c - what a job's results say: the leaderboard, the accuracy/params
+ * Pareto front, and the cost per candidate over the job's life with where
+ * the saving came from.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+
+/* Each scored candidate with the evaluation that scored it (its last done
+ * one), one row per genome: its best-scoring candidate (the first of equals),
+ * so a genome answered again from the cache, or trained on from its own
+ * weights, is one entry, not several. */
+#define SCORED \
+	"WITH scored AS (SELECT c.id, c.seq, c.generation, c.genome_sha256, e.val_accuracy, " \
+	"  e.cpu_s, e.params, e.flops, e.cached, row_number() OVER " \
+	"  (PARTITION BY c.genome_sha256 ORDER BY e.val_accuracy DESC, c.seq) AS k FROM candidates c " \
+	"  JOIN evaluations e ON e.id = (SELECT max(id) FROM evaluations " \
+	"  WHERE candidate_id = c.id AND status = 'done') WHERE c.job_id = ?1) " \
+	"SELECT id, seq, generation, genome_sha256, val_accuracy, cpu_s, params, flops, " \
+	"cached FROM scored WHERE k = 1 "
+
+static int ranks(store *s, const char *sql, int64_t job_id, int limit, store_rank **out,
+                 int *n)
+{
+	sqlite3_stmt *st = store__prepare(s, sql);
+	store_rank *v = NULL;
+	int count = 0, cap = 0, rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_int(st, 2, limit > 0 ? limit : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (count == cap) {
+			cap = cap ? 2 * cap : 32;
+			store_rank *nv = realloc(v, sizeof(*v) * (size_t)cap);
+			if (!nv) {
+				free(v);
+				sqlite3_finalize(st);
+				return GRAFT_ENOMEM;
+			}
+			v = nv;
+		}
+		store_rank *r = &v[count++];
+		memset(r, 0, sizeof(*r));
+		r->candidate_id = sqlite3_column_int64(st, 0);
+		r->seq = sqlite3_column_int(st, 1);
+		r->generation = sqlite3_column_int(st, 2);
+		store__col(st, 3, r->genome_sha256, sizeof(r->genome_sha256));
+		r->val_accuracy = sqlite3_column_double(st, 4);
+		r->cpu_s = sqlite3_column_double(st, 5);
+		r->params = sqlite3_column_int64(st, 6);
+		r->flops = sqlite3_column_int64(st, 7);
+		r->cached = sqlite3_column_int(st, 8);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return store__fail(s, "ranking candidates");
+	}
+	*out = v;
+	*n = count;
+	return 0;
+}
+
+int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
+                      store_rank **out, int *n)
+{
+	static const char *const sql[] = {
+		[STORE_SORT_ACCURACY] = SCORED "ORDER BY val_accuracy DESC, params, seq LIMIT ?2",
+		[STORE_SORT_PARAMS] = SCORED "ORDER BY params, val_accuracy DESC, seq LIMIT ?2",
+		[STORE_SORT_FLOPS] = SCORED "ORDER BY flops, val_accuracy DESC, seq LIMIT ?2",
+	};
+	if ((int)sort < 0 || sort > STORE_SORT_FLOPS)
+		return GRAFT_EINVAL;
+	return ranks(s, sql[sort], job_id, limit, out, n);
+}
+
+int store_pareto(store *s, int64_t job_id, store_rank **out, int *n)
+{
+	int rc = store_leaderboard(s, job_id, STORE_SORT_PARAMS, 0, out, n);
+	if (rc)
+		return rc;
+	/* By params (then accuracy, best first): a candidate is on the front when
+	 * it is more accurate than every one with fewer or as many params. */
+	int k = 0;
+	for (int i = 0; i < *n; i++)
+		if (k == 0 || (*out)[i].val_accuracy > (*out)[k - 1].val_accuracy)
+			(*out)[k++] = (*out)[i];
+	*n = k;
+	return 0;
+}
+
+int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
+{
+	store_job job;
+	int rc, total = 0;
+
+	if (nparts < 1)
+		return GRAFT_EINVAL;
+	memset(out, 0, sizeof(*out) * (size_t)nparts);
+	rc = store_job_get(s, job_id, &job);
+	if (rc)
+		return rc;
+	store_job_clear(&job);
+
+	sqlite3_stmt *st = store__prepare(s,
+		"SELECT c.seq, (SELECT coalesce(sum(cpu_s), 0) FROM evaluations "
+		"  WHERE candidate_id = c.id AND cached = 0), "
+		"(SELECT count(*) FROM evaluations WHERE candidate_id = c.id AND status = 'failed'), "
+		"e.id IS NOT NULL, e.cached, e.inherited, e.feature_cache, e.steps, e.cpu_s, "
+		"(SELECT cpu_s FROM evaluations WHERE id = e.cached_from) "
+		"FROM candidates c LEFT JOIN evaluations e ON e.id = (SELECT max(id) FROM "
+		"  evaluations WHERE candidate_id = c.id AND status = 'done') "
+		"WHERE c.job_id = ? AND c.tell_seq IS NOT NULL ORDER BY c.seq");
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int64(st, 1, job_id);
+	/* Two passes over the rows: count them, then fill the parts. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		total++;
+	if (rc != SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return store__fail(s, "costing a job");
+	}
+	sqlite3_reset(st);
+	int per = total / nparts > 0 ? total / nparts : 1;
+	for (int i = 0; (rc = sqlite3_step(st)) == SQLITE_ROW; i++) {
+		int p = i / per < nparts ? i / per : nparts - 1;
+		store_cost *c = &out[p];
+		int seq = sqlite3_column_int(st, 0), scored = sqlite3_column_int(st, 3);
+		int cached = sqlite3_column_int(st, 4), steps = sqlite3_column_int(st, 7);
+		double cpu = sqlite3_column_double(st, 8);
+
+		if (c->candidates == 0)
+			c->first_seq = seq;
+		c->last_seq = seq;
+		c->candidates++;
+		c->cpu_s += sqlite3_column_double(st, 1);
+		c->failed += sqlite3_column_int(st, 2);
+		if (!scored)
+			continue;
+		c->scored++;
+		if (cached) {
+			c->cache_hits++;
+			c->saved_cache_s += sqlite3_column_double(st, 9);
+			continue;
+		}
+		c->mean_steps += steps;
+		c->feature_cache += sqlite3_column_int(st, 6);
+		if (sqlite3_column_int(st, 5) > 0) {
+			c->inherited++;
+			if (steps > 0 && steps < job.steps)
+				c->saved_inherit_s += cpu * (job.steps - steps) / steps;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return store__fail(s, "costing a job");
+	for (int p = 0; p < nparts; p++) {
+		store_cost *c = &out[p];
+		if (c->candidates)
+			c->cpu_per_candidate = c->cpu_s / c->candidates;
+		if (c->scored > c->cache_hits)
+			c->mean_steps /= c->scored - c->cache_hits;
+	}
+	return 0;
+}
