@@ -293,6 +293,7 @@ int cli_search(int argc, char **argv)
 
 	if (args)
 		return args > 0 ? CLI_OK : CLI_USAGE;
+	setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log as they happen */
 	if (proto_read_file(a.spec, &text, &len, err, sizeof(err)) ||
 	    proto_job_parse(text, len, &spec, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s%s%s\n", text ? a.spec : "", text ? ": " : "", err);

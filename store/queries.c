@@ -14,7 +14,7 @@
  * weights, is one entry, not several. */
 #define SCORED \
 	"WITH scored AS (SELECT c.id, c.seq, c.generation, c.genome_sha256, e.val_accuracy, " \
-	"  e.cpu_s, e.params, e.flops, e.cached, row_number() OVER " \
+	"  e.cpu_s, c.params, c.flops, e.cached, row_number() OVER " \
 	"  (PARTITION BY c.genome_sha256 ORDER BY e.val_accuracy DESC, c.seq) AS k FROM candidates c " \
 	"  JOIN evaluations e ON e.id = (SELECT max(id) FROM evaluations " \
 	"  WHERE candidate_id = c.id AND status = 'done') WHERE c.job_id = ?1) " \
