@@ -1,0 +1,166 @@
+/*
+ * test_jobspec.c - the job spec of DESIGN.md: its example parses, defaults
+ * fill the rest, JSON works as well as YAML, and every kind of bad input is
+ * refused with the line, column and path of the culprit.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "proto/proto.h"
+
+TestSuite(jobspec, .timeout = 30);
+
+static int parse(const char *text, proto_job *j, char *err, size_t errlen)
+{
+	return proto_job_parse(text, strlen(text), j, err, errlen);
+}
+
+static void expect_error(const char *text, const char *what)
+{
+	char err[GRAFT_ERRLEN];
+	proto_job j;
+	cr_assert_eq(parse(text, &j, err, sizeof(err)), GRAFT_EINVAL, "accepted:\n%s", text);
+	cr_assert(strstr(err, what), "error '%s' lacks '%s'", err, what);
+}
+
+Test(jobspec, design_example)
+{
+	static const char spec[] =
+		"name: fmnist-evolution\n"
+		"dataset:\n"
+		"  format: idx\n"
+		"  train_images: /d/train-images-idx3-ubyte.gz\n"
+		"  train_labels: /d/train-labels-idx1-ubyte.gz\n"
+		"  test_images:  /d/t10k-images-idx3-ubyte.gz\n"
+		"  test_labels:  /d/t10k-labels-idx1-ubyte.gz\n"
+		"  validation: 10000\n"
+		"search:\n"
+		"  strategy: evolution\n"
+		"  population: 16\n"
+		"  sample: 4\n"
+		"  candidates: 200\n"
+		"  seed: 1\n"
+		"space: {max_blocks: 8, ops: [conv3, conv5, sep3, res3, pool], widths: [16, 32, 64, 96],\n"
+		"        max_params: 1000000}\n"
+		"train: {steps: 300, batch: 128, lr: 0.08, momentum: 0.9, weight_decay: 0.0005,\n"
+		"        augment: [crop, flip]}\n"
+		"graft: {source: target, channels: 16, pretrain_steps: 1500}\n"
+		"workers: 2\n";
+	char err[GRAFT_ERRLEN];
+	proto_job j;
+	cr_assert_eq(parse(spec, &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(j.name, "fmnist-evolution");
+	cr_assert_str_eq(j.dataset.train_labels, "/d/train-labels-idx1-ubyte.gz");
+	cr_assert_eq(j.strategy, SEARCH_EVOLUTION);
+	cr_assert_eq(j.population, 16);
+	cr_assert_eq(j.space.max_blocks, 8);
+	cr_assert_eq(j.space.nwidths, 4);
+	cr_assert_eq(j.space.widths[3], 96);
+	cr_assert_eq(j.space.max_params, 1000000);
+	cr_assert_eq(j.train.steps, 300);
+	cr_assert_float_eq(j.train.lr, 0.08f, 1e-7);
+	cr_assert_eq(j.train.crop, 1);
+	cr_assert_eq(j.train.flip, 1);
+	cr_assert_eq(j.inherit_steps, 150, "default: half the steps");
+	cr_assert_eq(j.graft, PROTO_GRAFT_TARGET);
+	cr_assert_eq(j.workers, 2);
+}
+
+Test(jobspec, defaults_for_all_but_the_dataset)
+{
+	char err[GRAFT_ERRLEN];
+	proto_job j;
+	cr_assert_eq(parse("dataset: {dir: /data}\n", &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(j.dataset.dir, "/data");
+	cr_assert_eq(j.dataset.validation, 10000);
+	cr_assert_eq(j.candidates, 200);
+	cr_assert_eq(j.train.steps, 300);
+	cr_assert_eq(j.inherit, 1);
+	cr_assert_eq(j.graft, PROTO_GRAFT_TARGET);
+	cr_assert_eq(j.graft_steps, 1500);
+	cr_assert_eq(j.workers, 1);
+	cr_assert_eq(j.retries, 2);
+	expect_error("name: x\n", "dataset");
+}
+
+Test(jobspec, json_too)
+{
+	char err[GRAFT_ERRLEN];
+	proto_job j;
+	const char *spec = "{\"dataset\": {\"dir\": \"/data\", \"validation\": 500},\n"
+	                   " \"search\": {\"strategy\": \"random\", \"candidates\": 7},\n"
+	                   " \"graft\": {\"source\": \"none\"}, \"train\": {\"inherit\": false}}";
+	cr_assert_eq(parse(spec, &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(j.strategy, SEARCH_RANDOM);
+	cr_assert_eq(j.candidates, 7);
+	cr_assert_eq(j.dataset.validation, 500);
+	cr_assert_eq(j.graft, PROTO_GRAFT_NONE);
+	cr_assert_eq(j.inherit, 0);
+	expect_error("{\"dataset\": {\"dir\": \"/data\"}, \"workers\": \"two\"}", "line 1, column 42: workers");
+}
+
+Test(jobspec, unknown_keys_and_bad_values_name_their_place)
+{
+	expect_error("dataset: {dir: /d}\nspace:\n  max_blocks: 4\n  colour: red\n",
+	             "line 4, column 3");
+	expect_error("dataset: {dir: /d}\nsearch: {strategy: genetic}\n",
+	             "line 2, column 20: search.strategy");
+	expect_error("dataset: {dir: /d}\ntrain: {steps: -5}\n", "train.steps");
+	expect_error("dataset: {dir: /d}\ntrain: {lr: abc}\n", "train.lr");
+	expect_error("dataset: {dir: /d}\nsearch: {population: 4, sample: 9}\n", "search.sample");
+	expect_error("dataset: {dir: /d}\nspace: {ops: [conv3, conv7]}\n", "space.ops[1]");
+	expect_error("dataset: {dir: /d}\nspace: {ops: [pool]}\n", "besides pool");
+	expect_error("dataset: {dir: /d}\ngraft: {source: pretrained}\n", "graft.source");
+	expect_error("dataset: {dir: /d}\ngraft: {kernel: 4}\n", "graft.kernel");
+	expect_error("dataset: {dir: /d}\nlimits: {time: 0}\n", "limits.time");
+	expect_error("dataset: {dir: /d}\nworkers: 100000\n", "workers");
+	expect_error("dataset: {dir: /d}\ntrain: {steps: 10, inherit_steps: 20}\n",
+	             "train.inherit_steps");
+}
+
+Test(jobspec, absurd_spaces_are_refused)
+{
+	expect_error("dataset: {dir: /d}\nspace: {widths: [16, 1000000000]}\n",
+	             "space.widths[1]");
+	expect_error("dataset: {dir: /d}\nspace: {max_width: 1000000000}\n", "space.max_width");
+	expect_error("dataset: {dir: /d}\nspace: {max_blocks: 100000}\n", "space.max_blocks");
+	expect_error("dataset: {dir: /d}\nsearch: {candidates: 99999999999}\n",
+	             "search.candidates");
+	expect_error("dataset: {dir: /d}\nspace: {min_blocks: 5, max_blocks: 3}\n",
+	             "space.min_blocks");
+}
+
+Test(jobspec, datasets_are_a_dir_or_files)
+{
+	expect_error("dataset: {dir: /d, train_images: /a}\n", "not both");
+	expect_error("dataset: {train_images: /a}\n", "train_labels");
+	expect_error("dataset: {dir: /d, validation: 0}\n", "dataset.validation");
+	expect_error("dataset: {train_images: /a, train_labels: /b, test_images: /c}\n",
+	             "together");
+	expect_error("dataset: {format: cifar10, train_images: /a, train_labels: /b}\n",
+	             "dataset.format");
+	expect_error("dataset: /d\n", "dataset");
+}
+
+Test(jobspec, stored_graft_by_sha256)
+{
+	char err[GRAFT_ERRLEN], spec[256];
+	proto_job j;
+	const char *sha = "9680454fccd931a3000000000000000000000000000000000000000000000000";
+	snprintf(spec, sizeof(spec), "dataset: {dir: /d}\ngraft: {source: %s}\n", sha);
+	cr_assert_eq(parse(spec, &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(j.graft, PROTO_GRAFT_STORED);
+	cr_assert_str_eq(j.graft_sha256, sha);
+}
+
+Test(jobspec, broken_yaml_and_non_mappings)
+{
+	expect_error("dataset: {dir: /d\n", "line");
+	expect_error("- a\n- b\n", "a job spec mapping");
+	expect_error("dataset: &a {dir: /d}\nx: *a\n", "line");
+	char err[GRAFT_ERRLEN];
+	proto_job j;
+	cr_assert_neq(proto_job_parse("", 0, &j, err, sizeof(err)), 0);
+}
