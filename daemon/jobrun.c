@@ -497,7 +497,6 @@ static int try_cache(jobrun *jr, int seq, store_eval *e, char *err, size_t errle
 	if (rc)
 		return fail(err, errlen, rc, "cache look-up: %s", store_errmsg(jr->st));
 	store_eval mine = *e;
-	mine.status = STORE_EVAL_DONE;
 	mine.cached = 1;
 	mine.cached_from = hit.id;
 	mine.val_accuracy = hit.val_accuracy;
@@ -510,7 +509,7 @@ static int try_cache(jobrun *jr, int seq, store_eval *e, char *err, size_t errle
 	snprintf(mine.weights, sizeof(mine.weights), "%s", hit.weights);
 	snprintf(mine.worker, sizeof(mine.worker), "cache");
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_start(jr->st, &mine)) ||
-	    (rc = store_eval_finish(jr->st, &mine)) ||
+	    (mine.status = STORE_EVAL_DONE, rc = store_eval_finish(jr->st, &mine)) ||
 	    (rc = store_candidate_tell(jr->st, jr->c[seq].id, told_count(jr), hit.val_accuracy)) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);

@@ -35,6 +35,7 @@
 #include <zlib.h>
 
 #include "nn/nn.h"
+#include "tests/support/idx_write.h"
 
 #define GRAFT_BIN "bin/graft"
 #define SIDE 12
@@ -60,83 +61,6 @@ static const char *tpath(const char *name)
 }
 
 /* ---- the dataset and the architecture ------------------------------------ */
-
-/* splitmix64: the test's own generator, so the data does not change when
- * nn's does. */
-static uint64_t next_rand(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-static void put_be32(uint8_t *b, uint32_t v)
-{
-	b[0] = (uint8_t)(v >> 24);
-	b[1] = (uint8_t)(v >> 16);
-	b[2] = (uint8_t)(v >> 8);
-	b[3] = (uint8_t)v;
-}
-
-static void write_bytes(const char *path, const void *data, size_t len, int gz)
-{
-	if (gz) {
-		gzFile f = gzopen(path, "wb");
-
-		cr_assert_not_null(f, "gzopen %s", path);
-		cr_assert_eq(gzwrite(f, data, (unsigned)len), (int)len, "gzwrite %s", path);
-		cr_assert_eq(gzclose(f), Z_OK, "gzclose %s", path);
-	} else {
-		FILE *f = fopen(path, "wb");
-
-		cr_assert_not_null(f, "fopen %s", path);
-		cr_assert_eq(fwrite(data, 1, len, f), len, "fwrite %s", path);
-		cr_assert_eq(fclose(f), 0, "fclose %s", path);
-	}
-}
-
-/* Writes dir/<part>-images-idx3-ubyte and dir/<part>-labels-idx1-ubyte (with
- * .gz when gz): n images whose label says which third of the rows is bright,
- * except images bad_from, bad_from + bad_every, ... whose label is wrong. */
-static void write_part(const char *dir, const char *part, int n, int gz, uint64_t seed,
-                       int bad_from, int bad_every)
-{
-	size_t img = (size_t)SIDE * SIDE, ilen = 16 + n * img, llen = 8 + (size_t)n;
-	uint8_t *ib = malloc(ilen), *lb = malloc(llen);
-	char path[600];
-
-	cr_assert(ib && lb, "out of memory");
-	put_be32(ib, 0x803);
-	put_be32(ib + 4, (uint32_t)n);
-	put_be32(ib + 8, SIDE);
-	put_be32(ib + 12, SIDE);
-	put_be32(lb, 0x801);
-	put_be32(lb + 4, (uint32_t)n);
-	for (int i = 0; i < n; i++) {
-		int label = (int)(next_rand(&seed) % CLASSES);
-		uint8_t *px = ib + 16 + i * img;
-
-		if (i >= bad_from && (i - bad_from) % bad_every == 0)
-			lb[8 + i] = (uint8_t)((label + 1) % CLASSES);
-		else
-			lb[8 + i] = (uint8_t)label;
-		for (int r = 0; r < SIDE; r++)
-			for (int c = 0; c < SIDE; c++) {
-				int base = r / (SIDE / CLASSES) == label ? 180 : 40;
-				int v = base + (int)(next_rand(&seed) % 81) - 40;
-
-				px[r * SIDE + c] = (uint8_t)v;
-			}
-	}
-	snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte%s", dir, part, gz ? ".gz" : "");
-	write_bytes(path, ib, ilen, gz);
-	snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte%s", dir, part, gz ? ".gz" : "");
-	write_bytes(path, lb, llen, gz);
-	free(ib);
-	free(lb);
-}
 
 /* The architecture every training test uses: stem conv 8, two stride-2 conv3
  * blocks (12 -> 6 -> 3), linear head.  extra, if not NULL, is appended to the
@@ -171,8 +95,8 @@ static void setup(void)
 	cr_assert_eq(access(GRAFT_BIN, X_OK), 0, "%s is missing: run the tests from the "
 	             "repository root after `make bin/graft`", GRAFT_BIN);
 	cr_assert_eq(mkdir(tpath("data"), 0700), 0);
-	write_part(tpath("data"), "train", NTRAIN, 0, 11, NTRAIN - 100, 20);
-	write_part(tpath("data"), "t10k", NTEST, 1, 22, 0, 10);
+	idx_write_part(tpath("data"), "train", NTRAIN, SIDE, CLASSES, 0, 11, NTRAIN - 100, 20);
+	idx_write_part(tpath("data"), "t10k", NTEST, SIDE, CLASSES, 1, 22, 0, 10);
 	write_arch("arch.yaml", SIDE, NULL);
 }
 
