@@ -343,7 +343,8 @@ int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n)
 int store_eval_failures(store *s, int64_t candidate_id)
 {
 	sqlite3_stmt *st = store__prepare(s, "SELECT count(*) FROM evaluations WHERE "
-	                                  "candidate_id = ? AND status = 'failed'");
+	                                  "candidate_id = ? AND status = 'failed' AND "
+	                                  "error NOT LIKE 'interrupted%'");
 	if (!st)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, candidate_id);

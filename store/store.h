@@ -183,7 +183,9 @@ int store_cache_find(store *s, store_eval *key_and_out);
 int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n);
 /* The evaluation that scored a candidate (its last done one). */
 int store_eval_of(store *s, int64_t candidate_id, store_eval *out);
-/* Number of failed attempts at candidate id. */
+/* Number of failed attempts at candidate id that count against its retries:
+ * an attempt "interrupted" (its error starts so) because the process running
+ * it stopped is not the candidate's fault and does not count. */
 int store_eval_failures(store *s, int64_t candidate_id);
 
 /* ---- queries ------------------------------------------------------------------ */
