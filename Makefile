@@ -24,7 +24,11 @@ endif
 B := build
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
-CLI_SRC   := daemon/graft.c daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c $(wildcard daemon/cmd_*.c)
+# What both programs share: the worker, the pool, jobs in motion, the server.
+DAEMON_SRC := daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c daemon/log.c \
+              daemon/sched.c daemon/server.c daemon/api.c
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+CLI_SRC   := daemon/graft.c $(wildcard daemon/cmd_*.c)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
@@ -33,7 +37,7 @@ TEST_LIB_OBJ := $(TEST_LIB:%.c=$(B)/%.o)
 BENCH_BIN := $(B)/bench/bench_train
 
 .PHONY: all test bench demo clean deps fixtures
-all: bin/graft
+all: bin/graft bin/graftd
 
 deps:
 	@deploy/install-deps.sh
@@ -46,11 +50,19 @@ $(B)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/graft: $(CLI_OBJ) $(B)/libgraft.a
+$(B)/libgraftd.a: $(DAEMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/graft: $(CLI_OBJ) $(B)/libgraftd.a $(B)/libgraft.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/%: $(B)/tests/%.o $(TEST_LIB_OBJ) $(B)/libgraft.a
+bin/graftd: $(B)/daemon/graftd.o $(B)/libgraftd.a $(B)/libgraft.a
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/%.o $(TEST_LIB_OBJ) $(B)/libgraftd.a $(B)/libgraft.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs criterion)
 
 $(BENCH_BIN): $(B)/tests/bench/bench_train.o $(B)/libgraft.a

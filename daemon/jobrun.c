@@ -376,6 +376,11 @@ void jobrun_free(jobrun *jr)
 	free(jr);
 }
 
+void jobrun_set_store(jobrun *jr, store *st)
+{
+	jr->st = st;
+}
+
 const proto_job *jobrun_spec(const jobrun *jr)
 {
 	return &jr->spec;

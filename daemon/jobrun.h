@@ -40,6 +40,11 @@ int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
                 jobrun **out, char *err, size_t errlen);
 void jobrun_free(jobrun *jr);
 
+/* Moves the jobrun to another connection to the same store file (graftd
+ * opens jobs on a thread with a connection of its own, then runs them on
+ * the loop's). */
+void jobrun_set_store(jobrun *jr, store *st);
+
 const proto_job *jobrun_spec(const jobrun *jr);
 /* Overrides the spec's threads per worker for the tasks made from now on. */
 void jobrun_set_threads(jobrun *jr, int threads);

@@ -103,4 +103,26 @@ typedef struct proto_job {
 int proto_job_parse(const char *text, size_t len, proto_job *out, char *err,
                     size_t errlen);
 
+/* ---- the daemon's configuration ---------------------------------------------- */
+
+/* graftd's config file (YAML), every key optional; see deploy/graftd.yaml. */
+#define PROTO_MAX_ARGV 32
+typedef struct proto_daemon_config {
+	char data_dir[PROTO_PATH_MAX];      /* "" : the command line's or the default */
+	char socket[PROTO_PATH_MAX];        /* "" : DATA_DIR/graftd.sock */
+	int workers;                        /* 0 : one per online CPU */
+	char worker_command[PROTO_MAX_ARGV][256]; /* argv prefix, e.g. [srun, -n1] */
+	int worker_command_len;             /* 0 : run graftd's own `worker` directly */
+	double heartbeat_s;                 /* default 120 */
+	long memory_mb;                     /* per worker, 0 = no limit (default) */
+	double drain_s;                     /* SIGTERM grace for running candidates, 60 */
+	char log_level[16];                 /* debug|info|warn|error, default info */
+	char log_file[PROTO_PATH_MAX];      /* "" : stderr */
+} proto_daemon_config;
+
+void proto_daemon_config_defaults(proto_daemon_config *c);
+/* Parses a config file's text over the values already in *c. */
+int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config *c,
+                              char *err, size_t errlen);
+
 #endif

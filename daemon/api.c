@@ -1,0 +1,484 @@
+/*
+ * api.c - graftd's HTTP API (see api.h and DESIGN.md).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/api.h"
+#include "proto/proto.h"
+
+#define MAX_WEIGHTS (256L * 1024 * 1024)
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void reply_json(conn *c, int status, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!text) {
+		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		return;
+	}
+	server_reply(c, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+static void not_found(conn *c, const char *what)
+{
+	server_reply_error(c, 404, "not_found", what, NULL, 0, 0);
+}
+
+/* A positive decimal id of at most 18 digits, the whole segment. */
+static int parse_id(const char *s, size_t n, int64_t *id)
+{
+	if (n == 0 || n > 18)
+		return -1;
+	int64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*id = v;
+	return v > 0 ? 0 : -1;
+}
+
+/* ---- jobs ----------------------------------------------------------------------- */
+
+static void submitted(const sched_answer *a, void *ctx)
+{
+	conn *c = ctx;
+	if (a->status == 201) {
+		reply_json(c, 201, json_pack("{s:I}", "id", (json_int_t)a->id));
+		return;
+	}
+	server_reply_error(c, a->status, a->code, a->message, a->field, a->line, a->column);
+}
+
+static int spec_media_type(const char *ct)
+{
+	/* curl --data-binary sends form-urlencoded unless told otherwise; the body
+	 * is parsed strictly as YAML/JSON either way. */
+	static const char *const ok[] = { "application/yaml", "application/x-yaml", "text/yaml",
+	                                  "text/x-yaml", "application/json", "text/plain",
+	                                  "application/x-www-form-urlencoded", NULL };
+	if (!*ct)
+		return 1;
+	for (int i = 0; ok[i]; i++) {
+		size_t n = strlen(ok[i]);
+		if (!strncasecmp(ct, ok[i], n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' '))
+			return 1;
+	}
+	return 0;
+}
+
+static void post_job(api *a, conn *c, const proto_http_req *r)
+{
+	if (!spec_media_type(r->content_type)) {
+		server_reply_error(c, 415, "bad_media_type", "a job spec is application/yaml or "
+		                   "application/json", NULL, 0, 0);
+		return;
+	}
+	if (r->body_len == 0) {
+		server_reply_error(c, 400, "bad_spec", "the body is empty; send a job spec (YAML "
+		                   "or JSON)", NULL, 0, 0);
+		return;
+	}
+	sched_submit(a->sched, r->body, r->body_len, submitted, c);
+}
+
+static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
+{
+	char limit_s[32], sort_s[32];
+	int limit = 10;
+	enum store_sort sort = STORE_SORT_ACCURACY;
+
+	if (proto_http_query(r, "limit", limit_s, sizeof(limit_s))) {
+		char *end;
+		long v = strtol(limit_s, &end, 10);
+		if (*end || v < 1 || v > 10000) {
+			server_reply_error(c, 400, "bad_parameter", "limit must be an integer 1..10000",
+			                   "limit", 0, 0);
+			return;
+		}
+		limit = (int)v;
+	}
+	if (proto_http_query(r, "sort", sort_s, sizeof(sort_s))) {
+		if (!strcmp(sort_s, "params"))
+			sort = STORE_SORT_PARAMS;
+		else if (!strcmp(sort_s, "flops"))
+			sort = STORE_SORT_FLOPS;
+		else if (strcmp(sort_s, "accuracy")) {
+			server_reply_error(c, 400, "bad_parameter", "sort must be accuracy, params or "
+			                   "flops", "sort", 0, 0);
+			return;
+		}
+	}
+	store_rank *rk;
+	int n;
+	if (store_leaderboard(a->st, job, sort, limit, &rk, &n)) {
+		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		return;
+	}
+	json_t *list = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(list, json_pack("{s:i, s:I, s:i, s:i, s:f, s:I, s:I, s:f, s:b, "
+		                                      "s:s}", "rank", i + 1, "candidate",
+		                                      (json_int_t)rk[i].candidate_id, "seq", rk[i].seq,
+		                                      "generation", rk[i].generation, "val_accuracy",
+		                                      rk[i].val_accuracy, "params",
+		                                      (json_int_t)rk[i].params, "flops",
+		                                      (json_int_t)rk[i].flops, "cpu_s", rk[i].cpu_s,
+		                                      "cached", rk[i].cached, "genome_sha256",
+		                                      rk[i].genome_sha256));
+	free(rk);
+	reply_json(c, 200, json_pack("{s:I, s:s, s:o}", "job", (json_int_t)job, "sort",
+	                             sort == STORE_SORT_ACCURACY ? "accuracy"
+	                             : sort == STORE_SORT_PARAMS ? "params" : "flops",
+	                             "candidates", list));
+}
+
+static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
+{
+	char rank_s[32];
+	int rank = 1;
+	if (proto_http_query(r, "rank", rank_s, sizeof(rank_s))) {
+		char *end;
+		long v = strtol(rank_s, &end, 10);
+		if (*end || v < 1 || v > 100000) {
+			server_reply_error(c, 400, "bad_parameter", "rank must be an integer >= 1",
+			                   "rank", 0, 0);
+			return;
+		}
+		rank = (int)v;
+	}
+	store_rank *rk;
+	int n;
+	if (store_leaderboard(a->st, job, STORE_SORT_ACCURACY, rank, &rk, &n)) {
+		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		return;
+	}
+	if (n < rank) {
+		free(rk);
+		not_found(c, "the job has no candidate of that rank (yet)");
+		return;
+	}
+	store_candidate cand;
+	nn_arch arch;
+	char err[GRAFT_ERRLEN];
+	int rc = store_candidate_get(a->st, rk[rank - 1].candidate_id, &cand);
+	if (!rc) {
+		rc = proto_arch_parse(cand.genome, strlen(cand.genome), &arch, err, sizeof(err));
+		free(cand.genome);
+	}
+	if (rc) {
+		free(rk);
+		server_reply_error(c, 500, "store", "the stored genome does not parse", NULL, 0, 0);
+		return;
+	}
+	arch.has_result = 1;
+	arch.result_val_accuracy = rk[rank - 1].val_accuracy;
+	arch.result_params = rk[rank - 1].params;
+	arch.result_flops = rk[rank - 1].flops;
+	free(rk);
+	char *yaml = proto_arch_emit(&arch);
+	if (!yaml) {
+		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		return;
+	}
+	server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
+	free(yaml);
+}
+
+static void job_route(api *a, conn *c, const proto_http_req *r, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	int64_t id;
+	int get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST");
+
+	if (parse_id(rest, idlen, &id)) {
+		not_found(c, "no such job (job ids are positive integers)");
+		return;
+	}
+	const char *sub = slash ? slash + 1 : "";
+	if (!*sub) {
+		if (!get) {
+			server_reply_error(c, 405, "bad_method", "use GET on a job", NULL, 0, 0);
+			return;
+		}
+		json_t *j = sched_job_json(a->sched, id);
+		if (!j)
+			not_found(c, "no such job");
+		else
+			reply_json(c, 200, j);
+		return;
+	}
+	if (!strcmp(sub, "cancel") || !strcmp(sub, "pause") || !strcmp(sub, "resume")) {
+		if (!post) {
+			server_reply_error(c, 405, "bad_method", "use POST to cancel, pause or resume",
+			                   NULL, 0, 0);
+			return;
+		}
+		sched_answer ans;
+		sched_control(a->sched, id, sub, &ans);
+		if (ans.status != 200)
+			server_reply_error(c, ans.status, ans.code, ans.message, NULL, 0, 0);
+		else
+			reply_json(c, 200, sched_job_json(a->sched, id));
+		return;
+	}
+	if (strcmp(sub, "leaderboard") && strcmp(sub, "export")) {
+		not_found(c, "no such endpoint");
+		return;
+	}
+	if (!get) {
+		server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		return;
+	}
+	store_job row;
+	if (store_job_get(a->st, id, &row)) {
+		not_found(c, "no such job");
+		return;
+	}
+	store_job_clear(&row);
+	if (!strcmp(sub, "leaderboard"))
+		leaderboard(a, c, r, id);
+	else
+		export(a, c, r, id);
+}
+
+/* ---- candidates, grafts ------------------------------------------------------------ */
+
+static json_t *eval_json(const store_eval *e)
+{
+	static const char *const status[] = { "running", "done", "failed" };
+	json_t *o = json_pack("{s:I, s:s, s:i, s:i, s:f, s:f, s:b, s:i, s:b, s:s, s:f}", "id",
+	                      (json_int_t)e->id, "status", status[e->status], "attempt", e->attempt,
+	                      "steps", e->steps, "cpu_s", e->cpu_s, "wall_s", e->wall_s, "cached",
+	                      e->cached, "inherited", e->inherited, "feature_cache",
+	                      e->feature_cache, "worker", e->worker, "started", e->started);
+	if (e->status == STORE_EVAL_DONE) {
+		json_object_set_new(o, "val_accuracy", json_real(e->val_accuracy));
+		json_object_set_new(o, "val_loss", json_real(e->val_loss));
+	}
+	if (e->error[0])
+		json_object_set_new(o, "error", json_string(e->error));
+	return o;
+}
+
+static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	int64_t id;
+	store_candidate cand;
+
+	if (strcmp(r->method, "GET")) {
+		server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		return;
+	}
+	if (parse_id(rest, idlen, &id) || store_candidate_get(a->st, id, &cand)) {
+		not_found(c, "no such candidate");
+		return;
+	}
+	const char *sub = slash ? slash + 1 : "";
+	if (!strcmp(sub, "weights")) {
+		store_eval e;
+		free(cand.genome);
+		if (store_eval_of(a->st, id, &e) || !e.weights[0]) {
+			not_found(c, "no trained weights are kept for this candidate");
+			return;
+		}
+		FILE *f = fopen(e.weights, "rb");
+		char *buf = NULL;
+		long n = -1;
+		if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= MAX_WEIGHTS &&
+		    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+		    fread(buf, 1, (size_t)n, f) == (size_t)n)
+			server_reply(c, 200, "application/octet-stream", buf, (size_t)n);
+		else
+			not_found(c, "the weights file is gone");
+		free(buf);
+		if (f)
+			fclose(f);
+		return;
+	}
+	if (*sub) {
+		free(cand.genome);
+		not_found(c, "no such endpoint");
+		return;
+	}
+	/* Lineage: the candidate's ancestors, by following parents within the job. */
+	store_candidate *all;
+	int n;
+	json_t *lineage = json_array(), *evals = json_array();
+	int64_t parent_id = 0;
+	if (store_candidates(a->st, cand.job_id, &all, &n) == 0) {
+		for (int s = cand.parent_seq; s >= 0 && s < n; s = all[s].parent_seq) {
+			if (!parent_id)
+				parent_id = all[s].id;
+			json_array_append_new(lineage, json_integer(all[s].id));
+		}
+		store_candidates_free(all, n);
+	}
+	store_eval *ev;
+	int ne;
+	if (store_evals_of(a->st, id, &ev, &ne) == 0) {
+		for (int i = 0; i < ne; i++)
+			json_array_append_new(evals, eval_json(&ev[i]));
+		free(ev);
+	}
+	json_t *o = json_pack("{s:I, s:I, s:i, s:i, s:s, s:s, s:s, s:I, s:I, s:o, s:o}", "id",
+	                      (json_int_t)id, "job", (json_int_t)cand.job_id, "seq", cand.seq,
+	                      "generation", cand.generation, "mutation", cand.mutation,
+	                      "genome", cand.genome, "genome_sha256", cand.genome_sha256,
+	                      "params", (json_int_t)cand.params, "flops", (json_int_t)cand.flops,
+	                      "lineage", lineage, "evaluations", evals);
+	json_object_set_new(o, "parent", parent_id ? json_integer(parent_id) : json_null());
+	json_object_set_new(o, "val_accuracy", isnan(cand.fitness) ? json_null()
+	                                                           : json_real(cand.fitness));
+	free(cand.genome);
+	reply_json(c, 200, o);
+}
+
+static void grafts(api *a, conn *c)
+{
+	store_graft *g;
+	int n;
+	if (store_graft_list(a->st, &g, &n)) {
+		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		return;
+	}
+	json_t *list = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(list, json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:f}", "id",
+		                                      (json_int_t)g[i].id, "sha256", g[i].sha256,
+		                                      "source", g[i].source, "layers", g[i].layers,
+		                                      "channels", g[i].channels, "pretrain_steps",
+		                                      g[i].steps, "created", g[i].created));
+	free(g);
+	reply_json(c, 200, json_pack("{s:o}", "grafts", list));
+}
+
+/* ---- health and metrics --------------------------------------------------------------- */
+
+static void health(api *a, conn *c)
+{
+	json_t *o = sched_health_json(a->sched);
+	json_object_set_new(o, "status", json_string("ok"));
+	json_object_set_new(o, "version", json_string(a->version));
+	json_object_set_new(o, "uptime_s", json_real(now_s() - a->started));
+	reply_json(c, 200, o);
+}
+
+static void metrics(api *a, conn *c)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	sched_metrics m;
+	server_stats ss;
+	int64_t *ids;
+	int n, by_state[STORE_JOB_NSTATES] = { 0 };
+
+	if (!f) {
+		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		return;
+	}
+	sched_get_metrics(a->sched, &m);
+	server_get_stats(a->server, &ss);
+	if (store_job_ids(a->st, &ids, &n) == 0) {
+		for (int i = 0; i < n; i++) {
+			store_job j;
+			if (store_job_get(a->st, ids[i], &j) == 0) {
+				by_state[j.state]++;
+				store_job_clear(&j);
+			}
+		}
+		free(ids);
+	}
+	fprintf(f, "# HELP graft_jobs Jobs in the store by state.\n# TYPE graft_jobs gauge\n");
+	for (int s = 0; s < STORE_JOB_NSTATES; s++)
+		fprintf(f, "graft_jobs{state=\"%s\"} %d\n", store_job_state_name(s), by_state[s]);
+	fprintf(f, "# HELP graft_candidates_evaluated_total Candidates scored since start "
+	        "(cache hits included).\n# TYPE graft_candidates_evaluated_total counter\n"
+	        "graft_candidates_evaluated_total %ld\n", m.evaluated);
+	fprintf(f, "# HELP graft_cache_hits_total Candidates answered from the store.\n"
+	        "# TYPE graft_cache_hits_total counter\ngraft_cache_hits_total %ld\n",
+	        m.cache_hits);
+	fprintf(f, "# HELP graft_candidate_failures_total Failed attempts (errors, crashes, "
+	        "timeouts).\n# TYPE graft_candidate_failures_total counter\n"
+	        "graft_candidate_failures_total %ld\n", m.failures);
+	fprintf(f, "# HELP graft_worker_restarts_total Workers started to replace lost ones.\n"
+	        "# TYPE graft_worker_restarts_total counter\ngraft_worker_restarts_total %ld\n",
+	        m.worker_restarts);
+	fprintf(f, "# HELP graft_workers Worker processes by activity.\n# TYPE graft_workers "
+	        "gauge\ngraft_workers{state=\"busy\"} %d\ngraft_workers{state=\"idle\"} %d\n",
+	        m.workers_busy, m.workers - m.workers_busy);
+	fprintf(f, "# HELP graft_training_images_per_second Training throughput of the last "
+	        "candidate.\n# TYPE graft_training_images_per_second gauge\n"
+	        "graft_training_images_per_second %.1f\n", m.images_per_s);
+	fprintf(f, "# HELP graft_request_duration_seconds API request latency.\n"
+	        "# TYPE graft_request_duration_seconds histogram\n");
+	for (int i = 0; i < SERVER_NBUCKETS; i++)
+		fprintf(f, "graft_request_duration_seconds_bucket{le=\"%g\"} %ld\n",
+		        server_buckets[i], ss.bucket[i]);
+	fprintf(f, "graft_request_duration_seconds_bucket{le=\"+Inf\"} %ld\n"
+	        "graft_request_duration_seconds_sum %.6f\n"
+	        "graft_request_duration_seconds_count %ld\n", ss.requests, ss.latency_sum,
+	        ss.requests);
+	fclose(f);
+	server_reply(c, 200, "text/plain; version=0.0.4", buf, len);
+	free(buf);
+}
+
+/* ---- routing ----------------------------------------------------------------------- */
+
+void api_handle(conn *c, const proto_http_req *r, void *ctx)
+{
+	api *a = ctx;
+	const char *p = r->path;
+	int get = !strcmp(r->method, "GET");
+
+	if (strncmp(p, "/v1/", 4)) {
+		not_found(c, "no such endpoint; the API lives under /v1/");
+		return;
+	}
+	p += 4;
+	if (!strcmp(p, "health") || !strcmp(p, "metrics") || !strcmp(p, "grafts")) {
+		if (!get)
+			server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		else if (p[0] == 'h')
+			health(a, c);
+		else if (p[0] == 'm')
+			metrics(a, c);
+		else
+			grafts(a, c);
+	} else if (!strcmp(p, "jobs")) {
+		if (get)
+			reply_json(c, 200, json_pack("{s:o}", "jobs", sched_jobs_json(a->sched)));
+		else if (!strcmp(r->method, "POST"))
+			post_job(a, c, r);
+		else
+			server_reply_error(c, 405, "bad_method", "use GET or POST on /v1/jobs", NULL,
+			                   0, 0);
+	} else if (!strncmp(p, "jobs/", 5)) {
+		job_route(a, c, r, p + 5);
+	} else if (!strncmp(p, "candidates/", 11)) {
+		candidate(a, c, r, p + 11);
+	} else {
+		not_found(c, "no such endpoint");
+	}
+}

@@ -1,0 +1,260 @@
+/*
+ * graftd.c - the daemon: takes search jobs over a Unix socket (HTTP/1.1 +
+ * JSON, DESIGN.md's API), runs them on a pool of worker processes, and keeps
+ * everything in DATA_DIR/graft.db.  `graftd worker` is the worker process.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "daemon/api.h"
+#include "daemon/log.h"
+#include "daemon/sched.h"
+#include "daemon/server.h"
+#include "daemon/worker.h"
+#include "proto/proto.h"
+#include "store/store.h"
+
+#define GRAFT_VERSION "0.4.0"
+
+static const char usage[] =
+	"usage: graftd [options]       run the daemon\n"
+	"       graftd worker          a worker process (graftd starts these itself)\n"
+	"\n"
+	"  --data-dir DIR     where the store, weights and grafts live (default\n"
+	"                     $GRAFT_DATA_DIR, else $XDG_DATA_HOME/graft, else\n"
+	"                     ~/.local/share/graft)\n"
+	"  --socket PATH      the API socket (default DATA_DIR/graftd.sock, mode 0600)\n"
+	"  --config FILE      a YAML config (see deploy/graftd.yaml); flags override it\n"
+	"  --workers N        worker processes (default: one per online CPU)\n"
+	"  --log-level L      debug, info, warn or error (default info)\n"
+	"  --log-file FILE    log there instead of stderr (SIGHUP reopens it)\n"
+	"\n"
+	"SIGTERM or SIGINT drain: no new candidates start, running ones get the\n"
+	"config's drain seconds to finish, everything is committed, exit 0.\n";
+
+struct daemon {
+	uv_loop_t *loop;
+	store *st;
+	sched *sched;
+	server *server;
+	api api;
+	uv_signal_t sigterm, sigint, sighup;
+	proto_daemon_config cfg;
+	int draining, pending;
+};
+
+static void default_data_dir(char *out, size_t len)
+{
+	const char *env = getenv("GRAFT_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+	if (env && *env)
+		snprintf(out, len, "%s", env);
+	else if (xdg && *xdg)
+		snprintf(out, len, "%s/graft", xdg);
+	else
+		snprintf(out, len, "%s/.local/share/graft", home && *home ? home : ".");
+}
+
+/* mkdir -p, owner-only for what it creates. */
+static int make_dirs(const char *path)
+{
+	char buf[PROTO_PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(buf, 0700) && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	return mkdir(buf, 0700) && errno != EEXIST ? -1 : 0;
+}
+
+static void stopped_part(void *ctx)
+{
+	struct daemon *d = ctx;
+	if (--d->pending == 0) {
+		uv_close((uv_handle_t *)&d->sigterm, NULL);
+		uv_close((uv_handle_t *)&d->sigint, NULL);
+		uv_close((uv_handle_t *)&d->sighup, NULL);
+		log_msg(LOG_INFO, "drained; state committed; exiting");
+		uv_stop(d->loop);
+	}
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+	struct daemon *d = h->data;
+	if (sig == SIGHUP) {
+		if (log_reopen())
+			log_msg(LOG_ERROR, "cannot reopen the log file");
+		else
+			log_msg(LOG_INFO, "log reopened");
+		return;
+	}
+	if (d->draining)
+		return;
+	d->draining = 1;
+	log_msg(LOG_INFO, "%s: draining", strsignal(sig));
+	d->pending = 2;
+	server_close(d->server, stopped_part, d);
+	sched_stop(d->sched, d->cfg.drain_s, stopped_part, d);
+}
+
+static int parse_args(int argc, char **argv, proto_daemon_config *c, const char **config)
+{
+	static const struct option opts[] = {
+		{ "data-dir", required_argument, 0, 'd' }, { "socket", required_argument, 0, 's' },
+		{ "config", required_argument, 0, 'c' }, { "workers", required_argument, 0, 'w' },
+		{ "log-level", required_argument, 0, 'l' }, { "log-file", required_argument, 0, 'f' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
+	};
+	/* Flags override the config file, which is read first. */
+	int c_opt;
+	opterr = 0;
+	optind = 1;
+	while ((c_opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if (c_opt == 'c')
+			*config = optarg;
+	if (*config) {
+		char *text, err[GRAFT_ERRLEN];
+		size_t len;
+		if (proto_read_file(*config, &text, &len, err, sizeof(err))) {
+			fprintf(stderr, "graftd: %s\n", err);
+			return -1;
+		}
+		int rc = proto_daemon_config_parse(text, len, c, err, sizeof(err));
+		free(text);
+		if (rc) {
+			fprintf(stderr, "graftd: %s: %s\n", *config, err);
+			return -1;
+		}
+	}
+	opterr = 1;
+	optind = 1;
+	while ((c_opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end;
+		switch (c_opt) {
+		case 'd': snprintf(c->data_dir, sizeof(c->data_dir), "%s", optarg); break;
+		case 's': snprintf(c->socket, sizeof(c->socket), "%s", optarg); break;
+		case 'c': break;
+		case 'f': snprintf(c->log_file, sizeof(c->log_file), "%s", optarg); break;
+		case 'l':
+			if (log_level_parse(optarg) < 0) {
+				fprintf(stderr, "graftd: --log-level: expected debug, info, warn or "
+				        "error, got '%s'\n", optarg);
+				return -1;
+			}
+			snprintf(c->log_level, sizeof(c->log_level), "%s", optarg);
+			break;
+		case 'w':
+			c->workers = (int)strtol(optarg, &end, 10);
+			if (*end || c->workers < 1 || c->workers > 256) {
+				fprintf(stderr, "graftd: --workers: expected an integer 1..256, got "
+				        "'%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'h': fputs(usage, stdout); return 1;
+		default: fprintf(stderr, "%s", usage); return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "graftd: unexpected argument '%s'\n%s", argv[optind], usage);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	const char *config = NULL;
+	char err[GRAFT_ERRLEN], db[PROTO_PATH_MAX + 16], exe[4096];
+	char *wargv[PROTO_MAX_ARGV];
+
+	if (argc > 1 && !strcmp(argv[1], "worker"))
+		return worker_main(argc - 1, argv + 1);
+	umask(077); /* the store, weights and socket are the owner's alone */
+	proto_daemon_config_defaults(&d.cfg);
+	int a = parse_args(argc, argv, &d.cfg, &config);
+	if (a)
+		return a > 0 ? 0 : 2;
+	if (!d.cfg.data_dir[0])
+		default_data_dir(d.cfg.data_dir, sizeof(d.cfg.data_dir));
+	if (!d.cfg.socket[0])
+		snprintf(d.cfg.socket, sizeof(d.cfg.socket), "%.1000s/graftd.sock", d.cfg.data_dir);
+	if (!d.cfg.workers)
+		d.cfg.workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	log_set_level(log_level_parse(d.cfg.log_level));
+	if (d.cfg.log_file[0] && log_open(d.cfg.log_file)) {
+		fprintf(stderr, "graftd: cannot open the log file %s: %s\n", d.cfg.log_file,
+		        strerror(errno));
+		return 1;
+	}
+	if (make_dirs(d.cfg.data_dir)) {
+		log_msg(LOG_ERROR, "cannot create the data directory %s: %s", d.cfg.data_dir,
+		        strerror(errno));
+		return 1;
+	}
+	snprintf(db, sizeof(db), "%s/graft.db", d.cfg.data_dir);
+	if (store_open(db, &d.st, err, sizeof(err))) {
+		log_msg(LOG_ERROR, "%s", err);
+		return 1;
+	}
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	int k = 0;
+	for (int i = 0; i < d.cfg.worker_command_len; i++)
+		wargv[k++] = d.cfg.worker_command[i];
+	wargv[k++] = exe;
+	wargv[k++] = "worker";
+	wargv[k] = NULL;
+
+	signal(SIGPIPE, SIG_IGN);
+	d.loop = uv_default_loop();
+	char data_dir[PROTO_PATH_MAX];
+	snprintf(data_dir, sizeof(data_dir), "%s", d.cfg.data_dir);
+	sched_opts so = { .db_path = db, .data_dir = data_dir, .workers = d.cfg.workers,
+	                  .worker_argv = wargv, .heartbeat_s = d.cfg.heartbeat_s,
+	                  .memory_mb = d.cfg.memory_mb };
+	d.sched = sched_new(d.loop, d.st, &so);
+	if (!d.sched) {
+		log_msg(LOG_ERROR, "cannot start the workers");
+		return 1;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d.api = (api){ .sched = d.sched, .st = d.st, .started = (double)ts.tv_sec,
+	               .version = GRAFT_VERSION };
+	d.server = server_new(d.loop, d.cfg.socket, 0600, api_handle, &d.api, err, sizeof(err));
+	if (!d.server) {
+		log_msg(LOG_ERROR, "cannot listen: %s", err);
+		return 1;
+	}
+	d.api.server = d.server;
+	uv_signal_init(d.loop, &d.sigterm);
+	uv_signal_init(d.loop, &d.sigint);
+	uv_signal_init(d.loop, &d.sighup);
+	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_start(&d.sighup, on_signal, SIGHUP);
+	log_msg(LOG_INFO, "graftd %s: listening on %s, data in %s, %d workers", GRAFT_VERSION,
+	        d.cfg.socket, d.cfg.data_dir, d.cfg.workers);
+	sched_resume_all(d.sched);
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	unlink(d.cfg.socket);
+	/* Jobs still opening on the thread pool are abandoned: they resume from
+	 * the store on the next start. */
+	store_close(d.st);
+	return 0;
+}

@@ -1,0 +1,349 @@
+/*
+ * server.c - graftd's HTTP server on a Unix socket (see server.h).
+ *
+ * A connection is freed only when its handle is closed and no handler still
+ * owes it an answer, so a late reply never touches freed memory.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/server.h"
+
+const double server_buckets[SERVER_NBUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+};
+
+struct conn {
+	uv_pipe_t h;
+	uv_timer_t timer;
+	server *s;
+	proto_http *http;
+	char *in;                /* bytes read, not yet parsed */
+	size_t in_len;
+	int handles;             /* open libuv handles: 2, then 0 when closed */
+	int busy;                /* a handler owes an answer */
+	int closing, keep_alive, requests;
+	uint64_t request_done;   /* uv_now when the request was whole */
+	struct conn *prev, *next;
+};
+
+struct server {
+	uv_loop_t *loop;
+	uv_pipe_t listener;
+	server_handler handler;
+	void *ctx;
+	conn *conns;
+	server_stats stats;
+	int closing, listener_open;
+	void (*done)(void *);
+	void *done_ctx;
+};
+
+static void process(conn *c);
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void maybe_done(server *s)
+{
+	if (s->closing && !s->conns && !s->listener_open && s->done) {
+		void (*done)(void *) = s->done;
+		void *ctx = s->done_ctx;
+		s->done = NULL;
+		free(s);
+		done(ctx);
+	}
+}
+
+static void conn_free_if_idle(conn *c)
+{
+	if (c->handles > 0 || c->busy)
+		return;
+	server *s = c->s;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->stats.connections--;
+	proto_http_free(c->http);
+	free(c->in);
+	free(c);
+	maybe_done(s);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	conn *c = h->data;
+	c->handles--;
+	conn_free_if_idle(c);
+}
+
+static void conn_close(conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	uv_close((uv_handle_t *)&c->h, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+/* ---- writing -------------------------------------------------------------------- */
+
+static void on_written(uv_write_t *w, int status)
+{
+	conn *c = w->data;
+	free(w);
+	(void)status;
+	if (!c->keep_alive || c->requests >= SERVER_MAX_REQUESTS)
+		conn_close(c);
+}
+
+static void observe(server *s, double seconds, int status)
+{
+	s->stats.requests++;
+	s->stats.errors += status >= 400;
+	s->stats.latency_sum += seconds;
+	for (int i = 0; i < SERVER_NBUCKETS; i++)
+		if (seconds <= server_buckets[i])
+			s->stats.bucket[i]++;
+}
+
+void server_reply(conn *c, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+	c->busy = 0;
+	if (c->closing) {
+		conn_free_if_idle(c);
+		return;
+	}
+	observe(c->s, (double)(uv_now(c->s->loop) - c->request_done) / 1000.0, status);
+	c->requests++;
+	size_t n;
+	int keep = c->keep_alive && c->requests < SERVER_MAX_REQUESTS;
+	char *r = proto_http_response(status, content_type, body, len, keep, &n);
+	uv_write_t *w = malloc(sizeof(*w) + n);
+	if (!r || !w) {
+		free(r);
+		free(w);
+		conn_close(c);
+		return;
+	}
+	/* The request and its buffer live in one allocation, freed when written. */
+	memcpy(w + 1, r, n);
+	free(r);
+	w->data = c;
+	uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)n);
+	if (uv_write(w, (uv_stream_t *)&c->h, &b, 1, on_written)) {
+		free(w);
+		conn_close(c);
+		return;
+	}
+	if (keep)
+		process(c); /* a pipelined request may be waiting; re-arms the timer */
+}
+
+void server_reply_error(conn *c, int status, const char *code, const char *message,
+                        const char *field, int line, int column)
+{
+	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
+	if (field && *field)
+		json_object_set_new(e, "field", json_string(field));
+	if (line > 0) {
+		json_object_set_new(e, "line", json_integer(line));
+		json_object_set_new(e, "column", json_integer(column));
+	}
+	json_t *o = json_pack("{s:o}", "error", e);
+	char *text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	server_reply(c, status, "application/json", text ? text : "{}", text ? strlen(text) : 2);
+	free(text);
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+static void on_timeout(uv_timer_t *t)
+{
+	conn *c = t->data;
+	if (c->busy || c->closing)
+		return;
+	if (proto_http_in_request(c->http) || c->in_len) {
+		c->keep_alive = 0;
+		c->busy = 1;
+		c->request_done = uv_now(c->s->loop);
+		server_reply_error(c, 408, "timeout", "the request did not arrive in time", NULL,
+		                   0, 0);
+	} else {
+		conn_close(c);
+	}
+}
+
+static void arm_timer(conn *c)
+{
+	uv_timer_start(&c->timer, on_timeout,
+	               proto_http_in_request(c->http) || c->in_len ? SERVER_REQUEST_MS
+	                                                           : SERVER_IDLE_MS, 0);
+}
+
+/* Parses what has been read; hands a whole request to the handler. */
+static void process(conn *c)
+{
+	while (!c->busy && !c->closing && c->in_len > 0) {
+		proto_http_req *req;
+		int status;
+		char err[300];
+		long used = proto_http_feed(c->http, c->in, c->in_len, &req, &status, err,
+		                            sizeof(err));
+		if (used < 0) {
+			c->keep_alive = 0;
+			c->busy = 1;
+			c->request_done = uv_now(c->s->loop);
+			c->in_len = 0;
+			server_reply_error(c, status, "bad_request", err, NULL, 0, 0);
+			return;
+		}
+		memmove(c->in, c->in + used, c->in_len - (size_t)used);
+		c->in_len -= (size_t)used;
+		if (!req)
+			break;
+		c->busy = 1;
+		c->keep_alive = req->keep_alive;
+		c->request_done = uv_now(c->s->loop);
+		uv_timer_stop(&c->timer);
+		c->s->handler(c, req, c->s->ctx);
+	}
+	if (!c->closing && !c->busy)
+		arm_timer(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	(void)h;
+	b->base = malloc(hint);
+	b->len = b->base ? hint : 0;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	conn *c = st->data;
+	if (n < 0) {
+		free(b->base);
+		conn_close(c);
+		return;
+	}
+	if (n > 0 && !c->closing) {
+		/* While a request is being answered, what follows waits here; a client
+		 * that floods meanwhile is cut off at the largest request we accept. */
+		if (c->in_len + (size_t)n > PROTO_HTTP_MAX_HEAD + PROTO_HTTP_MAX_BODY + 65536) {
+			free(b->base);
+			conn_close(c);
+			return;
+		}
+		char *in = realloc(c->in, c->in_len + (size_t)n);
+		if (!in) {
+			free(b->base);
+			conn_close(c);
+			return;
+		}
+		c->in = in;
+		memcpy(c->in + c->in_len, b->base, (size_t)n);
+		c->in_len += (size_t)n;
+		process(c);
+	}
+	free(b->base);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	server *s = l->data;
+	if (status < 0)
+		return;
+	conn *c = calloc(1, sizeof(*c));
+	if (!c || !(c->http = proto_http_new())) {
+		free(c);
+		uv_pipe_t tmp;
+		uv_pipe_init(s->loop, &tmp, 0);
+		if (uv_accept(l, (uv_stream_t *)&tmp) == 0)
+			uv_close((uv_handle_t *)&tmp, NULL);
+		return;
+	}
+	c->s = s;
+	uv_pipe_init(s->loop, &c->h, 0);
+	uv_timer_init(s->loop, &c->timer);
+	c->h.data = c->timer.data = c;
+	c->handles = 2;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->stats.connections++;
+	if (uv_accept(l, (uv_stream_t *)&c->h) || s->stats.connections > SERVER_MAX_CONNS) {
+		conn_close(c);
+		return;
+	}
+	uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
+	arm_timer(c);
+}
+
+server *server_new(uv_loop_t *loop, const char *path, int mode, server_handler h,
+                   void *ctx, char *err, size_t errlen)
+{
+	server *s = calloc(1, sizeof(*s));
+	int rc;
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->loop = loop;
+	s->handler = h;
+	s->ctx = ctx;
+	uv_pipe_init(loop, &s->listener, 0);
+	s->listener.data = s;
+	s->listener_open = 1;
+	unlink(path); /* a socket left by a daemon that died */
+	/* Created owner-only from the start: no window in which others connect. */
+	mode_t old = umask(0777 & ~mode);
+	rc = uv_pipe_bind(&s->listener, path);
+	umask(old);
+	if (!rc)
+		rc = chmod(path, (mode_t)mode) ? uv_translate_sys_error(errno) : 0;
+	if (!rc)
+		rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", path, uv_strerror(rc));
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		uv_run(loop, UV_RUN_NOWAIT);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void server_get_stats(const server *s, server_stats *out)
+{
+	*out = s->stats;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+	server *s = h->data;
+	s->listener_open = 0;
+	maybe_done(s);
+}
+
+void server_close(server *s, void (*done)(void *ctx), void *ctx)
+{
+	s->closing = 1;
+	s->done = done;
+	s->done_ctx = ctx;
+	uv_close((uv_handle_t *)&s->listener, listener_closed);
+	for (conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		conn_close(c); /* one still owed an answer is freed when it comes */
+	}
+}
