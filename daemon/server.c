@@ -28,6 +28,7 @@ struct conn {
 	int handles;             /* open libuv handles: 2, then 0 when closed */
 	int busy;                /* a handler owes an answer */
 	int closing, keep_alive, requests;
+	int eof;                 /* the client will send nothing more */
 	uint64_t request_done;   /* uv_now when the request was whole */
 	struct conn *prev, *next;
 };
@@ -100,7 +101,7 @@ static void on_written(uv_write_t *w, int status)
 	conn *c = w->data;
 	free(w);
 	(void)status;
-	if (!c->keep_alive || c->requests >= SERVER_MAX_REQUESTS)
+	if (!c->keep_alive || c->eof || c->requests >= SERVER_MAX_REQUESTS)
 		conn_close(c);
 }
 
@@ -173,6 +174,8 @@ static void on_timeout(uv_timer_t *t)
 	if (c->busy || c->closing)
 		return;
 	if (proto_http_in_request(c->http) || c->in_len) {
+		uv_read_stop((uv_stream_t *)&c->h);
+		c->eof = 1;
 		c->keep_alive = 0;
 		c->busy = 1;
 		c->request_done = uv_now(c->s->loop);
@@ -200,6 +203,9 @@ static void process(conn *c)
 		long used = proto_http_feed(c->http, c->in, c->in_len, &req, &status, err,
 		                            sizeof(err));
 		if (used < 0) {
+			/* The stream cannot be resynchronised: answer, read no more, close. */
+			uv_read_stop((uv_stream_t *)&c->h);
+			c->eof = 1;
 			c->keep_alive = 0;
 			c->busy = 1;
 			c->request_done = uv_now(c->s->loop);
@@ -212,7 +218,7 @@ static void process(conn *c)
 		if (!req)
 			break;
 		c->busy = 1;
-		c->keep_alive = req->keep_alive;
+		c->keep_alive = req->keep_alive && !c->eof;
 		c->request_done = uv_now(c->s->loop);
 		uv_timer_stop(&c->timer);
 		c->s->handler(c, req, c->s->ctx);
@@ -233,7 +239,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	conn *c = st->data;
 	if (n < 0) {
 		free(b->base);
-		conn_close(c);
+		/* A client that half-closes after its request still gets the answer. */
+		uv_read_stop(st);
+		c->eof = 1;
+		c->keep_alive = 0;
+		if (!c->busy)
+			conn_close(c);
 		return;
 	}
 	if (n > 0 && !c->closing) {

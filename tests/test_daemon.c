@@ -1,0 +1,728 @@
+/*
+ * test_daemon.c - graftd end to end: the real bin/graftd on a socket in a
+ * scratch directory, spoken to over raw HTTP as a client would, its workers
+ * and itself killed and restarted, its store read back to check that no
+ * evaluation is lost or repeated.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "proto/proto.h"
+#include "store/store.h"
+#include "tests/support/idx_write.h"
+#include "tests/support/scratch.h"
+
+#define GRAFTD_BIN "bin/graftd"
+
+extern char **environ;
+
+static char data[600];
+
+static void setup(void)
+{
+	scratch_make("daemon");
+	snprintf(data, sizeof(data), "%s", scratch_path("data"));
+	cr_assert_eq(mkdir(data, 0755), 0);
+	idx_write_part(data, "train", 1500, 12, 3, 0, 5, 0, 3);
+	setenv("GRAFT_CACHE_DIR", scratch_path("grafts"), 1);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Every daemon a test started, so that a failing test leaves none behind. */
+static pid_t daemons[8];
+static int ndaemons;
+
+static int worker_pids(pid_t daemon, pid_t *out, int max);
+
+static void teardown(void)
+{
+	for (int i = 0; i < ndaemons; i++) {
+		pid_t w[8];
+		int n = worker_pids(daemons[i], w, 8);
+		kill(daemons[i], SIGKILL);
+		for (int k = 0; k < n; k++)
+			kill(w[k], SIGKILL);
+		waitpid(daemons[i], NULL, 0);
+	}
+	scratch_remove();
+}
+
+TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 400);
+
+/* ---- the daemon ------------------------------------------------------------------ */
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void nap(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	nanosleep(&ts, NULL);
+}
+
+static const char *sock_of(const char *dir)
+{
+	static char buf[700];
+	snprintf(buf, sizeof(buf), "%.680s/graftd.sock", dir);
+	return buf;
+}
+
+static int connect_to(const char *dir)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", sock_of(dir));
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		close(fd);
+		return -1;
+	}
+	struct timeval tv = { 30, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static pid_t start_daemon(const char *dir, int workers)
+{
+	char w[16], log[700], dirbuf[700];
+	snprintf(w, sizeof(w), "%d", workers);
+	snprintf(log, sizeof(log), "%.680s/graftd.log", dir);
+	snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
+	char *argv[] = { GRAFTD_BIN, "--data-dir", dirbuf, "--workers", w, "--log-file", log,
+	                 NULL };
+	char out[700];
+	snprintf(out, sizeof(out), "%.680s/stderr.txt", dir);
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	mkdir(dir, 0700);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	int rc = posix_spawn(&pid, GRAFTD_BIN, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(rc, 0, "cannot run %s (run from the repository root)", GRAFTD_BIN);
+	if (ndaemons < 8)
+		daemons[ndaemons++] = pid;
+	for (int i = 0; i < 200; i++) {
+		int fd = connect_to(dir);
+		if (fd >= 0) {
+			close(fd);
+			return pid;
+		}
+		nap(0.05);
+	}
+	cr_assert_fail("graftd did not start listening");
+	return pid;
+}
+
+static int stop_daemon(pid_t pid, int sig)
+{
+	int status;
+	kill(pid, sig);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	for (int i = 0; i < ndaemons; i++)
+		if (daemons[i] == pid)
+			daemons[i] = daemons[--ndaemons];
+	return status;
+}
+
+/* ---- HTTP as a client writes it ----------------------------------------------------- */
+
+typedef struct resp {
+	int status;
+	char *body;     /* malloc'd, NUL-terminated */
+	size_t len;
+} resp;
+
+/* Sends raw bytes on a fresh connection, reads the answer until the server
+ * closes, and parses its status line. */
+static resp raw(const char *dir, const char *req, size_t len)
+{
+	resp r = { 0 };
+	int fd = connect_to(dir);
+	cr_assert_geq(fd, 0, "cannot connect to graftd");
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, req + off, len - off);
+		if (n <= 0)
+			break; /* the server may refuse early and close */
+		off += (size_t)n;
+	}
+	shutdown(fd, SHUT_WR);
+	size_t cap = 1 << 16, got = 0;
+	char *buf = malloc(cap);
+	for (;;) {
+		if (got + 4096 > cap)
+			buf = realloc(buf, cap *= 2);
+		ssize_t n = read(fd, buf + got, cap - got - 1);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	sscanf(buf, "HTTP/1.1 %d", &r.status);
+	char *b = strstr(buf, "\r\n\r\n");
+	r.len = b ? got - (size_t)(b + 4 - buf) : 0;
+	r.body = malloc(r.len + 1);
+	memcpy(r.body, b ? b + 4 : "", r.len);
+	r.body[r.len] = '\0';
+	free(buf);
+	return r;
+}
+
+static resp http(const char *dir, const char *method, const char *path, const char *ctype,
+                 const char *body)
+{
+	size_t blen = body ? strlen(body) : 0, cap = blen + 1024;
+	char *req = malloc(cap);
+	int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: graft\r\nConnection: close\r\n"
+	                 "%s%s%sContent-Length: %zu\r\n\r\n", method, path,
+	                 ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
+	                 blen);
+	memcpy(req + n, body ? body : "", blen);
+	resp r = raw(dir, req, (size_t)n + blen);
+	free(req);
+	return r;
+}
+
+static json_t *get_json(const char *dir, const char *path, int expect)
+{
+	resp r = http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(r.status, expect, "GET %s: %d %s", path, r.status, r.body);
+	json_error_t e;
+	json_t *j = json_loads(r.body, 0, &e);
+	cr_assert_not_null(j, "GET %s: not JSON: %s", path, r.body);
+	free(r.body);
+	return j;
+}
+
+static const char spec_fmt[] =
+	"name: %s\n"
+	"dataset: {dir: %s, validation: 300}\n"
+	"search: {strategy: evolution, population: 3, sample: 2, candidates: %d, seed: 5}\n"
+	"space: {max_blocks: 3, widths: [8, 16], min_stem: 8, max_stem: 16, max_flops: 2000000}\n"
+	"train: {steps: %d, batch: 32, lr: 0.05}\n"
+	"graft: {source: target, channels: 8, pretrain_steps: 30}\n";
+
+static int64_t submit(const char *dir, const char *name, int candidates, int steps)
+{
+	char spec[1400];
+	snprintf(spec, sizeof(spec), spec_fmt, name, data, candidates, steps);
+	resp r = http(dir, "POST", "/v1/jobs", "application/yaml", spec);
+	cr_assert_eq(r.status, 201, "submit: %d %s", r.status, r.body);
+	json_t *j = json_loads(r.body, 0, NULL);
+	int64_t id = json_integer_value(json_object_get(j, "id"));
+	json_decref(j);
+	free(r.body);
+	cr_assert_gt(id, 0);
+	return id;
+}
+
+static const char *job_state(const char *dir, int64_t id, int *evaluated)
+{
+	static char state[32];
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
+	json_t *j = get_json(dir, path, 200);
+	snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(j, "state")));
+	if (evaluated)
+		*evaluated = (int)json_integer_value(json_object_get(json_object_get(j, "progress"),
+		                                                     "evaluated"));
+	json_decref(j);
+	return state;
+}
+
+static void wait_state(const char *dir, int64_t id, const char *want, double timeout)
+{
+	double t0 = now();
+	const char *st = "";
+	while (now() - t0 < timeout) {
+		st = job_state(dir, id, NULL);
+		if (!strcmp(st, want))
+			return;
+		cr_assert(strcmp(st, "failed"), "job %lld failed", (long long)id);
+		nap(0.1);
+	}
+	cr_assert_fail("job %lld is %s after %.0f s, not %s", (long long)id, st, timeout, want);
+}
+
+static void wait_evaluated(const char *dir, int64_t id, int n)
+{
+	int ev = 0;
+	for (int i = 0; i < 1200 && ev < n; i++) {
+		job_state(dir, id, &ev);
+		if (ev < n)
+			nap(0.05);
+	}
+	cr_assert_geq(ev, n, "the job never got going");
+}
+
+/* ---- the store, read back ------------------------------------------------------------ */
+
+struct outcome {
+	int n;
+	char genome[64][65];
+	double fitness[64];
+	int done[64], failed[64];
+	int64_t first_done[64];
+	char error[64][200];
+};
+
+static void read_outcome(const char *dir, int64_t job, struct outcome *o)
+{
+	char db[700], err[GRAFT_ERRLEN];
+	store *s;
+	store_candidate *c;
+	snprintf(db, sizeof(db), "%.680s/graft.db", dir);
+	cr_assert_eq(store_open(db, &s, err, sizeof(err)), 0, "%s", err);
+	memset(o, 0, sizeof(*o));
+	cr_assert_eq(store_candidates(s, job, &c, &o->n), 0);
+	for (int i = 0; i < o->n && i < 64; i++) {
+		store_eval *e;
+		int ne;
+		memcpy(o->genome[i], c[i].genome_sha256, 65);
+		o->fitness[i] = c[i].fitness;
+		store_evals_of(s, c[i].id, &e, &ne);
+		for (int k = 0; k < ne; k++) {
+			if (e[k].status == STORE_EVAL_DONE && !o->done[i]++)
+				o->first_done[i] = e[k].id;
+			if (e[k].status == STORE_EVAL_FAILED) {
+				o->failed[i]++;
+				snprintf(o->error[i], sizeof(o->error[i]), "%.199s", e[k].error);
+			}
+		}
+		free(e);
+	}
+	store_candidates_free(c, o->n);
+	store_close(s);
+}
+
+static void expect_each_once(const struct outcome *o, int n)
+{
+	cr_assert_eq(o->n, n);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(o->done[i], 1, "candidate %d has %d done evaluations", i, o->done[i]);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+Test(daemon, submit_poll_leaderboard_export)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d1"));
+	pid_t pid = start_daemon(dir, 2);
+	struct stat sb;
+	cr_assert_eq(stat(sock_of(dir), &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600, "the socket is not owner-only: %o", sb.st_mode & 0777);
+
+	json_t *h = get_json(dir, "/v1/health", 200);
+	cr_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(h, "workers"), "idle")) +
+	             json_integer_value(json_object_get(json_object_get(h, "workers"), "busy")), 2);
+	json_decref(h);
+
+	int64_t id = submit(dir, "e2e", 6, 30);
+	wait_state(dir, id, "done", 180);
+
+	json_t *lb = get_json(dir, "/v1/jobs/1/leaderboard?limit=3&sort=accuracy", 200);
+	json_t *cands = json_object_get(lb, "candidates");
+	cr_assert_gt(json_array_size(cands), 0);
+	cr_assert_leq(json_array_size(cands), 3);
+	double prev = 2;
+	for (size_t i = 0; i < json_array_size(cands); i++) {
+		double acc = json_number_value(json_object_get(json_array_get(cands, i),
+		                                               "val_accuracy"));
+		cr_assert_leq(acc, prev, "not sorted by accuracy");
+		prev = acc;
+	}
+	int64_t best = json_integer_value(json_object_get(json_array_get(cands, 0), "candidate"));
+	json_decref(lb);
+	json_t *lbp = get_json(dir, "/v1/jobs/1/leaderboard?sort=params", 200);
+	json_decref(lbp);
+
+	resp ex = http(dir, "GET", "/v1/jobs/1/export?rank=1", NULL, NULL);
+	cr_assert_eq(ex.status, 200, "%s", ex.body);
+	nn_arch a;
+	char err[GRAFT_ERRLEN];
+	cr_assert_eq(proto_arch_parse(ex.body, ex.len, &a, err, sizeof(err)), 0, "%s\n%s", err,
+	             ex.body);
+	cr_assert(a.has_result);
+	cr_assert_gt(a.graft_nlayers, 0, "the export names its graft");
+	free(ex.body);
+
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/candidates/%lld", (long long)best);
+	json_t *c = get_json(dir, path, 200);
+	cr_assert_not_null(json_string_value(json_object_get(c, "genome")));
+	cr_assert(json_is_array(json_object_get(c, "lineage")));
+	cr_assert_gt(json_array_size(json_object_get(c, "evaluations")), 0);
+	json_decref(c);
+	snprintf(path, sizeof(path), "/v1/candidates/%lld/weights", (long long)best);
+	resp w = http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(w.status, 200);
+	cr_assert_gt(w.len, 8);
+	cr_assert(strstr(w.body + 8, "stem.conv.weight"), "not safetensors");
+	free(w.body);
+
+	json_t *g = get_json(dir, "/v1/grafts", 200);
+	cr_assert_eq(json_array_size(json_object_get(g, "grafts")), 1);
+	json_decref(g);
+	resp m = http(dir, "GET", "/v1/metrics", NULL, NULL);
+	cr_assert_eq(m.status, 200);
+	cr_assert(strstr(m.body, "graft_candidates_evaluated_total 6"), "%s", m.body);
+	cr_assert(strstr(m.body, "graft_jobs{state=\"done\"} 1"), "%s", m.body);
+	cr_assert(strstr(m.body, "graft_request_duration_seconds_bucket{le=\"+Inf\"}"));
+	free(m.body);
+	json_t *jobs = get_json(dir, "/v1/jobs", 200);
+	cr_assert_eq(json_array_size(json_object_get(jobs, "jobs")), 1);
+	json_decref(jobs);
+
+	struct outcome o;
+	read_outcome(dir, id, &o);
+	expect_each_once(&o, 6);
+	int status = stop_daemon(pid, SIGTERM);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Expects a 4xx JSON error for raw bytes, then a healthy daemon. */
+static void expect_refused(const char *dir, const char *what, const char *req, size_t len,
+                           int status)
+{
+	resp r = raw(dir, req, len);
+	cr_assert_eq(r.status, status, "%s: got %d %s", what, r.status, r.body);
+	json_t *j = json_loads(r.body, 0, NULL);
+	json_t *e = json_object_get(j, "error");
+	cr_assert(json_is_string(json_object_get(e, "message")), "%s: no JSON error: %s", what,
+	          r.body);
+	json_decref(j);
+	free(r.body);
+	json_decref(get_json(dir, "/v1/health", 200));
+}
+
+static void expect_spec_refused(const char *dir, const char *what, const char *spec,
+                                int status, const char *needle)
+{
+	resp r = http(dir, "POST", "/v1/jobs", "application/yaml", spec);
+	cr_assert_eq(r.status, status, "%s: got %d %s", what, r.status, r.body);
+	cr_assert(strstr(r.body, needle), "%s: '%s' lacks '%s'", what, r.body, needle);
+	free(r.body);
+	json_decref(get_json(dir, "/v1/health", 200));
+}
+
+Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
+{
+	char dir[700], spec[2000];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d2"));
+	pid_t pid = start_daemon(dir, 1);
+	const char *bad_line = "GARBAGE\r\n\r\n";
+	expect_refused(dir, "request line", bad_line, strlen(bad_line), 400);
+	const char *bad_header = "GET /v1/health HTTP/1.1\r\nNo colon here\r\n\r\n";
+	expect_refused(dir, "header", bad_header, strlen(bad_header), 400);
+	char big_head[40000];
+	int n = snprintf(big_head, sizeof(big_head), "GET /v1/health HTTP/1.1\r\nX-Junk: ");
+	memset(big_head + n, 'a', 30000);
+	memcpy(big_head + n + 30000, "\r\n\r\n", 5);
+	expect_refused(dir, "huge header", big_head, strlen(big_head), 431);
+	const char *chunked = "POST /v1/jobs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	                      "zz\r\nnot hex\r\n0\r\n\r\n";
+	expect_refused(dir, "chunked garbage", chunked, strlen(chunked), 400);
+	const char *v2 = "GET /v1/health HTTP/2.0\r\n\r\n";
+	expect_refused(dir, "HTTP/2 request line", v2, strlen(v2), 505);
+
+	/* 100 MB, really sent: refused after the headers, the rest not read. */
+	size_t huge = 100u * 1024 * 1024;
+	char *body = malloc(huge + 200);
+	n = snprintf(body, 200, "POST /v1/jobs HTTP/1.1\r\nContent-Type: application/yaml\r\n"
+	             "Content-Length: %zu\r\n\r\n", huge);
+	memset(body + n, 'x', huge);
+	expect_refused(dir, "100 MB body", body, (size_t)n + huge, 413);
+	free(body);
+
+	expect_spec_refused(dir, "broken YAML", "dataset: {dir: [\n", 400, "\"line\"");
+	snprintf(spec, sizeof(spec), "dataset: {dir: %s}\ncolour: red\n", data);
+	expect_spec_refused(dir, "unknown key", spec, 400, "\"line\":2");
+	snprintf(spec, sizeof(spec), "dataset: {dir: %s}\nsearch: {candidates: many}\n", data);
+	expect_spec_refused(dir, "wrong type", spec, 400, "search.candidates");
+	snprintf(spec, sizeof(spec), "dataset: {dir: %s}\nspace: {widths: [1000000000]}\n", data);
+	expect_spec_refused(dir, "a billion channels", spec, 400, "space.widths[0]");
+	expect_spec_refused(dir, "missing dataset", "dataset: {dir: /no/such/dir}\n", 422,
+	                    "bad_dataset");
+	char corrupt[700];
+	snprintf(corrupt, sizeof(corrupt), "%s", scratch_path("corrupt"));
+	mkdir(corrupt, 0755);
+	FILE *f = fopen(scratch_path("corrupt/train-images-idx3-ubyte"), "w");
+	fputs("this is not an IDX file at all, but it is long enough", f);
+	fclose(f);
+	f = fopen(scratch_path("corrupt/train-labels-idx1-ubyte"), "w");
+	fputs("nor is this", f);
+	fclose(f);
+	snprintf(spec, sizeof(spec), "dataset: {dir: %s}\n", corrupt);
+	expect_spec_refused(dir, "corrupt dataset", spec, 422, "bad_dataset");
+	expect_spec_refused(dir, "/etc/shadow", "dataset: {train_images: /etc/shadow, "
+	                    "train_labels: /etc/shadow}\n", 422, "bad_dataset");
+	resp r = http(dir, "POST", "/v1/jobs", "image/png", "dataset: {dir: /x}");
+	cr_assert_eq(r.status, 415);
+	free(r.body);
+	r = http(dir, "GET", "/v1/jobs/abc", NULL, NULL);
+	cr_assert_eq(r.status, 404);
+	free(r.body);
+	r = http(dir, "GET", "/v1/jobs/1/leaderboard?sort=colour", NULL, NULL);
+	cr_assert_eq(r.status, 404, "job 1 does not exist: %s", r.body);
+	free(r.body);
+	r = http(dir, "DELETE", "/v1/jobs", NULL, NULL);
+	cr_assert_eq(r.status, 405);
+	free(r.body);
+	r = http(dir, "POST", "/v1/jobs/7/cancel", NULL, NULL);
+	cr_assert_eq(r.status, 404);
+	free(r.body);
+	/* Nothing was accepted. */
+	json_t *jobs = get_json(dir, "/v1/jobs", 200);
+	cr_assert_eq(json_array_size(json_object_get(jobs, "jobs")), 0);
+	json_decref(jobs);
+	int status = stop_daemon(pid, SIGTERM);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The worker processes of graftd pid: its children running "worker". */
+static int worker_pids(pid_t daemon, pid_t *out, int max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d)) && n < max) {
+		char path[300], buf[512];
+		int pid = atoi(e->d_name), ppid = 0;
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f)) {
+			char *p = strrchr(buf, ')');
+			if (p)
+				sscanf(p + 2, "%*c %d", &ppid);
+		}
+		fclose(f);
+		if (ppid == daemon)
+			out[n++] = pid;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+Test(daemon, a_killed_worker_is_replaced_and_its_candidate_retried)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d3"));
+	pid_t pid = start_daemon(dir, 1);
+	int64_t id = submit(dir, "killworker", 4, 400);
+	/* Kill the worker while it trains (a candidate of 400 steps is running). */
+	double t0 = now();
+	int killed = 0;
+	while (!killed && now() - t0 < 60) {
+		json_t *j = get_json(dir, "/v1/jobs/1", 200);
+		int in_flight = (int)json_integer_value(json_object_get(json_object_get(j, "progress"),
+		                                                        "in_flight"));
+		json_decref(j);
+		pid_t w[4];
+		if (in_flight > 0 && worker_pids(pid, w, 4) == 1) {
+			nap(0.3);
+			kill(w[0], SIGKILL);
+			killed = 1;
+		}
+		nap(0.05);
+	}
+	cr_assert(killed, "no candidate ever ran");
+	wait_state(dir, id, "done", 240);
+	struct outcome o;
+	read_outcome(dir, id, &o);
+	expect_each_once(&o, 4);
+	int retried = 0;
+	for (int i = 0; i < o.n; i++)
+		if (o.failed[i]) {
+			retried++;
+			cr_assert(strstr(o.error[i], "signal 9"), "reason: %s", o.error[i]);
+		}
+	cr_assert_eq(retried, 1, "exactly the killed candidate was retried");
+	resp m = http(dir, "GET", "/v1/metrics", NULL, NULL);
+	cr_assert(strstr(m.body, "graft_worker_restarts_total 1"), "%s", m.body);
+	free(m.body);
+	stop_daemon(pid, SIGTERM);
+}
+
+Test(daemon, kill9_of_the_daemon_loses_and_repeats_nothing)
+{
+	char ref[700], dir[700];
+	snprintf(ref, sizeof(ref), "%s", scratch_path("ref"));
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d4"));
+	/* The uninterrupted run, for comparison (one worker: deterministic). */
+	pid_t pid = start_daemon(ref, 1);
+	int64_t id = submit(ref, "k9", 8, 60);
+	wait_state(ref, id, "done", 240);
+	stop_daemon(pid, SIGTERM);
+	struct outcome want, before, got;
+	read_outcome(ref, id, &want);
+
+	pid = start_daemon(dir, 1);
+	id = submit(dir, "k9", 8, 60);
+	wait_evaluated(dir, id, 3);
+	int status = stop_daemon(pid, SIGKILL);
+	cr_assert(WIFSIGNALED(status));
+	read_outcome(dir, id, &before);
+	pid = start_daemon(dir, 1);
+	wait_state(dir, id, "done", 240);
+	read_outcome(dir, id, &got);
+	expect_each_once(&got, 8);
+	for (int i = 0; i < 8; i++) {
+		cr_assert_str_eq(got.genome[i], want.genome[i], "candidate %d", i);
+		cr_assert_eq(got.fitness[i], want.fitness[i], "candidate %d", i);
+		if (before.done[i])
+			cr_assert_eq(got.first_done[i], before.first_done[i],
+			             "candidate %d's result from before the kill was replaced", i);
+	}
+	stop_daemon(pid, SIGTERM);
+}
+
+Test(daemon, sigterm_drains_and_a_restart_continues)
+{
+	char dir[700], db[700], err[GRAFT_ERRLEN];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d5"));
+	pid_t pid = start_daemon(dir, 1);
+	int64_t id = submit(dir, "term", 8, 60);
+	wait_evaluated(dir, id, 2);
+	int status = stop_daemon(pid, SIGTERM);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "graftd did not exit 0");
+	snprintf(db, sizeof(db), "%.680s/graft.db", dir);
+	store *s;
+	store_job j;
+	cr_assert_eq(store_open(db, &s, err, sizeof(err)), 0);
+	cr_assert_eq(store_job_get(s, id, &j), 0);
+	cr_assert_eq(j.state, STORE_JOB_RUNNING, "the job is %s", store_job_state_name(j.state));
+	store_job_clear(&j);
+	store_close(s);
+	struct outcome o;
+	read_outcome(dir, id, &o);
+	for (int i = 0; i < o.n; i++)
+		cr_assert_leq(o.done[i], 1);
+	pid = start_daemon(dir, 1);
+	wait_state(dir, id, "done", 240);
+	read_outcome(dir, id, &o);
+	expect_each_once(&o, 8);
+	stop_daemon(pid, SIGTERM);
+}
+
+Test(daemon, pause_resume_cancel)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d6"));
+	pid_t pid = start_daemon(dir, 1);
+	int64_t id = submit(dir, "ctl", 30, 60);
+	wait_evaluated(dir, id, 1);
+	resp r = http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	free(r.body);
+	cr_assert_str_eq(job_state(dir, id, NULL), "paused");
+	int a, b;
+	nap(1.0); /* what was in flight finishes */
+	job_state(dir, id, &a);
+	nap(1.0);
+	job_state(dir, id, &b);
+	cr_assert_eq(a, b, "a paused job went on evaluating");
+	r = http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
+	cr_assert_eq(r.status, 409);
+	free(r.body);
+	r = http(dir, "POST", "/v1/jobs/1/resume", NULL, NULL);
+	cr_assert_eq(r.status, 200);
+	free(r.body);
+	wait_evaluated(dir, id, b + 1);
+	r = http(dir, "POST", "/v1/jobs/1/cancel", NULL, NULL);
+	cr_assert_eq(r.status, 200);
+	free(r.body);
+	cr_assert_str_eq(job_state(dir, id, NULL), "cancelled");
+	r = http(dir, "POST", "/v1/jobs/1/resume", NULL, NULL);
+	cr_assert_eq(r.status, 409);
+	free(r.body);
+	stop_daemon(pid, SIGTERM);
+}
+
+/* ---- many clients while workers train (a measurement, not a timed assertion) --- */
+
+struct client {
+	const char *dir;
+	int requests, errors;
+	double lat[40];
+};
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	static const char *const paths[] = { "/v1/health", "/v1/jobs/1",
+	                                     "/v1/jobs/1/leaderboard?limit=5" };
+	for (int i = 0; i < 40; i++) {
+		double t0 = now();
+		resp r = http(c->dir, "GET", paths[i % 3], NULL, NULL);
+		c->lat[c->requests++] = now() - t0;
+		c->errors += r.status != 200;
+		free(r.body);
+	}
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+Test(daemon, fifty_clients_while_two_workers_train)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d7"));
+	pid_t pid = start_daemon(dir, 2);
+	int64_t id = submit(dir, "busy", 12, 200);
+	wait_evaluated(dir, id, 1);
+	struct client c[50];
+	pthread_t t[50];
+	for (int i = 0; i < 50; i++) {
+		c[i] = (struct client){ .dir = dir };
+		pthread_create(&t[i], NULL, client_main, &c[i]);
+	}
+	static double all[50 * 40];
+	int n = 0, errors = 0;
+	for (int i = 0; i < 50; i++) {
+		pthread_join(t[i], NULL);
+		errors += c[i].errors;
+		for (int k = 0; k < c[i].requests; k++)
+			all[n++] = c[i].lat[k];
+	}
+	cr_assert_eq(errors, 0, "%d of %d requests failed", errors, n);
+	qsort(all, (size_t)n, sizeof(double), cmp_double);
+	fprintf(stderr, "graftd latency, 50 clients x 40 requests while 2 workers train: "
+	        "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests)\n", all[n / 2] * 1e3,
+	        all[n * 99 / 100] * 1e3, all[n - 1] * 1e3, n);
+	stop_daemon(pid, SIGTERM);
+}
