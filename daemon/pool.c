@@ -263,7 +263,7 @@ static void on_tick(uv_timer_t *t)
 			snprintf(why, sizeof(why), "the candidate exceeded its time limit; worker "
 			         "(pid %d) killed", s->pid);
 			kill_slot(s, why);
-		} else if (p->o.memory_mb > 0) {
+		} else if (s->state == SLOT_BUSY && p->o.memory_mb > 0) {
 			long mb = rss_mb(s->pid);
 			if (mb > p->o.memory_mb) {
 				snprintf(why, sizeof(why), "the worker (pid %d) used %ld MB, over its "

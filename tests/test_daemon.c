@@ -103,14 +103,21 @@ static int connect_to(const char *dir)
 	return fd;
 }
 
-static pid_t start_daemon(const char *dir, int workers)
+/* Starts graftd on dir; config (may be NULL) is the text of a config file. */
+static pid_t start_daemon_with(const char *dir, int workers, const char *config)
 {
-	char w[16], log[700], dirbuf[700];
+	char w[16], log[700], dirbuf[700], cfg[700];
 	snprintf(w, sizeof(w), "%d", workers);
 	snprintf(log, sizeof(log), "%.680s/graftd.log", dir);
 	snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
-	char *argv[] = { GRAFTD_BIN, "--data-dir", dirbuf, "--workers", w, "--log-file", log,
-	                 NULL };
+	snprintf(cfg, sizeof(cfg), "%.680s/graftd.yaml", dir);
+	mkdir(dir, 0700);
+	FILE *f = fopen(cfg, "w");
+	cr_assert_not_null(f);
+	fputs(config ? config : "log_level: debug\n", f);
+	fclose(f);
+	char *argv[] = { GRAFTD_BIN, "--config", cfg, "--data-dir", dirbuf, "--workers", w,
+	                 "--log-file", log, NULL };
 	char out[700];
 	snprintf(out, sizeof(out), "%.680s/stderr.txt", dir);
 	posix_spawn_file_actions_t fa;
@@ -135,6 +142,11 @@ static pid_t start_daemon(const char *dir, int workers)
 	}
 	cr_assert_fail("graftd did not start listening");
 	return pid;
+}
+
+static pid_t start_daemon(const char *dir, int workers)
+{
+	return start_daemon_with(dir, workers, NULL);
 }
 
 static int stop_daemon(pid_t pid, int sig)
@@ -226,10 +238,12 @@ static const char spec_fmt[] =
 	"train: {steps: %d, batch: 32, lr: 0.05}\n"
 	"graft: {source: target, channels: 8, pretrain_steps: 30}\n";
 
-static int64_t submit(const char *dir, const char *name, int candidates, int steps)
+static int64_t submit_extra(const char *dir, const char *name, int candidates, int steps,
+                            const char *extra)
 {
-	char spec[1400];
-	snprintf(spec, sizeof(spec), spec_fmt, name, data, candidates, steps);
+	char spec[1600];
+	int n = snprintf(spec, sizeof(spec), spec_fmt, name, data, candidates, steps);
+	snprintf(spec + n, sizeof(spec) - (size_t)n, "%s", extra);
 	resp r = http(dir, "POST", "/v1/jobs", "application/yaml", spec);
 	cr_assert_eq(r.status, 201, "submit: %d %s", r.status, r.body);
 	json_t *j = json_loads(r.body, 0, NULL);
@@ -238,6 +252,11 @@ static int64_t submit(const char *dir, const char *name, int candidates, int ste
 	free(r.body);
 	cr_assert_gt(id, 0);
 	return id;
+}
+
+static int64_t submit(const char *dir, const char *name, int candidates, int steps)
+{
+	return submit_extra(dir, name, candidates, steps, "");
 }
 
 static const char *job_state(const char *dir, int64_t id, int *evaluated)
@@ -667,6 +686,65 @@ Test(daemon, pause_resume_cancel)
 	cr_assert_eq(r.status, 409);
 	free(r.body);
 	stop_daemon(pid, SIGTERM);
+}
+
+/* Every candidate of the job failed with a reason containing why. */
+static void expect_all_failed(const char *dir, int64_t id, int n, const char *why)
+{
+	struct outcome o;
+	wait_state(dir, id, "done", 120);
+	read_outcome(dir, id, &o);
+	cr_assert_eq(o.n, n);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(o.done[i], 0);
+		cr_assert_eq(o.failed[i], 2, "one attempt and one retry, got %d", o.failed[i]);
+		cr_assert(strstr(o.error[i], why), "candidate %d: '%s' lacks '%s'", i, o.error[i], why);
+	}
+	/* The API shows the reason too. */
+	json_t *c = get_json(dir, "/v1/candidates/1", 200);
+	json_t *ev = json_object_get(c, "evaluations");
+	cr_assert_eq(json_array_size(ev), 2);
+	cr_assert(strstr(json_string_value(json_object_get(json_array_get(ev, 1), "error")), why));
+	json_decref(c);
+}
+
+Test(daemon, time_limit_kills_the_candidate_and_says_so)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d8"));
+	pid_t pid = start_daemon(dir, 1);
+	int64_t id = submit_extra(dir, "slow", 2, 100000, "limits: {time: 1, retries: 1}\n");
+	expect_all_failed(dir, id, 2, "time limit");
+	stop_daemon(pid, SIGTERM);
+}
+
+Test(daemon, memory_limit_kills_the_worker_and_says_so)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d9"));
+	pid_t pid = start_daemon_with(dir, 1, "memory_mb: 1\n");
+	int64_t id = submit_extra(dir, "fat", 2, 100000, "limits: {retries: 1}\n");
+	expect_all_failed(dir, id, 2, "over its limit of 1 MB");
+	stop_daemon(pid, SIGTERM);
+}
+
+/* A worker command that says it is ready, then hangs (in a child, so that
+ * killing only the worker would leave it): the heartbeat kills the group. */
+Test(daemon, a_silent_worker_is_killed_with_its_process_group)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d10"));
+	pid_t pid = start_daemon_with(dir, 1, "heartbeat: 2\nworker_command: [sh, -c, "
+	                              "'echo \"{\\\"type\\\":\\\"ready\\\"}\"; sleep 1000; :']\n");
+	int64_t id = submit_extra(dir, "hang", 1, 10, "limits: {retries: 1}\n");
+	expect_all_failed(dir, id, 1, "no heartbeat");
+	stop_daemon(pid, SIGTERM);
+	/* No sleep of ours survives. */
+	FILE *p = popen("pgrep -f 'sleep 100[0]' | wc -l", "r");
+	int left = -1;
+	cr_assert_eq(fscanf(p, "%d", &left), 1);
+	pclose(p);
+	cr_assert_eq(left, 0, "a hung worker's child survived");
 }
 
 /* ---- many clients while workers train (a measurement, not a timed assertion) --- */
