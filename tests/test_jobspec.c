@@ -4,6 +4,7 @@
  * refused with the line, column and path of the culprit.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -163,4 +164,43 @@ Test(jobspec, broken_yaml_and_non_mappings)
 	char err[GRAFT_ERRLEN];
 	proto_job j;
 	cr_assert_neq(proto_job_parse("", 0, &j, err, sizeof(err)), 0);
+}
+
+/* ---- graftd's configuration file ------------------------------------------------ */
+
+Test(jobspec, daemon_config_example_parses)
+{
+	char *text, err[GRAFT_ERRLEN];
+	size_t len;
+	proto_daemon_config c;
+	proto_daemon_config_defaults(&c);
+	cr_assert_eq(proto_read_file("deploy/graftd.yaml", &text, &len, err, sizeof(err)), 0,
+	             "%s (run from the repository root)", err);
+	cr_assert_eq(proto_daemon_config_parse(text, len, &c, err, sizeof(err)), 0, "%s", err);
+	free(text);
+	cr_assert_str_eq(c.data_dir, "/var/lib/graft");
+	cr_assert_str_eq(c.socket, "/run/graft/graftd.sock");
+	cr_assert_eq(c.workers, 2);
+	cr_assert_float_eq(c.heartbeat_s, 120, 1e-9);
+	cr_assert_str_eq(c.log_level, "info");
+}
+
+Test(jobspec, daemon_config_errors)
+{
+	char err[GRAFT_ERRLEN];
+	proto_daemon_config c;
+	const char *t = "workers: 2\nworker_command: [srun, -n1]\nheartbeat: 5\n";
+	proto_daemon_config_defaults(&c);
+	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.worker_command_len, 2);
+	cr_assert_str_eq(c.worker_command[0], "srun");
+	t = "wokers: 2\n";
+	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert(strstr(err, "line 1, column 1"), "%s", err);
+	t = "log_level: loud\n";
+	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert(strstr(err, "log_level"), "%s", err);
+	t = "workers: 0\n";
+	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert_eq(c.workers, 2, "a refused file changes nothing");
 }
