@@ -1,6 +1,6 @@
 # graft - build, test, benchmark and demo.
 #
-#   make              build bin/graft
+#   make              build bin/graft and bin/graftd
 #   make test         build and run every test (installs missing Debian packages first)
 #   make bench        training throughput beside PyTorch's
 #   make demo         the quick start: install, build, train a reference net
