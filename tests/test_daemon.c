@@ -23,6 +23,8 @@
 
 #include <criterion/criterion.h>
 
+#include <sqlite3.h>
+
 #include "proto/proto.h"
 #include "store/store.h"
 #include "tests/support/idx_write.h"
@@ -745,6 +747,49 @@ Test(daemon, a_silent_worker_is_killed_with_its_process_group)
 	cr_assert_eq(fscanf(p, "%d", &left), 1);
 	pclose(p);
 	cr_assert_eq(left, 0, "a hung worker's child survived");
+}
+
+/* Job ids of every trained evaluation, in the order they started. */
+static int start_order(const char *dir, int64_t *jobs, int max)
+{
+	char db[700];
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	int n = 0;
+	snprintf(db, sizeof(db), "%.680s/graft.db", dir);
+	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(h, "SELECT c.job_id FROM evaluations e JOIN candidates c "
+	                                "ON c.id = e.candidate_id WHERE e.cached = 0 ORDER BY e.id",
+	                                -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW && n < max)
+		jobs[n++] = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return n;
+}
+
+Test(daemon, two_jobs_share_one_worker_in_turn)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d11"));
+	pid_t pid = start_daemon(dir, 1);
+	/* Different budgets: no candidate of one is answered from the other's. */
+	int64_t a = submit(dir, "fair-a", 6, 150);
+	int64_t b = submit(dir, "fair-b", 6, 151);
+	wait_state(dir, a, "done", 240);
+	wait_state(dir, b, "done", 240);
+	int64_t order[64];
+	int n = start_order(dir, order, 64), first_b = -1, switches = 0;
+	for (int i = 0; i < n && first_b < 0; i++)
+		if (order[i] == b)
+			first_b = i;
+	cr_assert_geq(first_b, 0);
+	/* Once b is open, the worker goes to a and b in turn (first come, first
+	 * served would run all of a, then all of b: one switch). */
+	for (int i = first_b + 1; i < n; i++)
+		switches += order[i] != order[i - 1];
+	cr_assert_geq(switches, 3, "the jobs did not take turns: %d switches", switches);
+	stop_daemon(pid, SIGTERM);
 }
 
 /* ---- many clients while workers train (a measurement, not a timed assertion) --- */
