@@ -164,7 +164,8 @@ int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
 		goto out;
 	/* Made under a temporary name and renamed, so a crash never leaves a
 	 * half-made graft where the cache would find it. */
-	snprintf(tmp, sizeof(tmp), "%s.%d.part", path, (int)getpid());
+	static _Atomic int made; /* graftd opens jobs on several threads */
+	snprintf(tmp, sizeof(tmp), "%s.%d.%d.part", path, (int)getpid(), made++);
 	nn_graft_opts o = { r->source, r->steps, r->batch, r->lr, r->seed, r->progress,
 	                    r->ctx };
 	rc = nn_graft_pretrain(&a, ds, mean, std, &o, tmp, sha, err, errlen);

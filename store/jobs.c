@@ -44,11 +44,12 @@ int store_dataset_put(store *s, const char *location, const char *sha256,
 {
 	if (!location || !sha256 || !format)
 		return GRAFT_EINVAL;
-	int rc = find_id(s, "SELECT id FROM datasets WHERE sha256 = ?", sha256, id);
-	if (rc != STORE_NOTFOUND)
-		return rc;
+	/* Insert-or-keep, then look up: two connections may record the same
+	 * dataset at once (graftd opens jobs on several threads). */
 	sqlite3_stmt *st = store__prepare(s, "INSERT INTO datasets (sha256, location, format, "
-	                                  "images, created) VALUES (?, ?, ?, ?, ?)");
+	                                  "images, created) VALUES (?, ?, ?, ?, ?) "
+	                                  "ON CONFLICT (sha256) DO NOTHING");
+	int rc;
 	if (!st)
 		return GRAFT_ESQL;
 	store__text(st, 1, sha256);
@@ -57,9 +58,7 @@ int store_dataset_put(store *s, const char *location, const char *sha256,
 	sqlite3_bind_int64(st, 4, images);
 	sqlite3_bind_double(st, 5, store__now());
 	rc = store__done(s, st, "adding a dataset");
-	if (!rc)
-		*id = sqlite3_last_insert_rowid(s->db);
-	return rc;
+	return rc ? rc : find_id(s, "SELECT id FROM datasets WHERE sha256 = ?", sha256, id);
 }
 
 int store_graft_put(store *s, const store_graft *g, int64_t *id)
@@ -67,11 +66,10 @@ int store_graft_put(store *s, const store_graft *g, int64_t *id)
 	int64_t dummy;
 	if (!id)
 		id = &dummy;
-	int rc = find_id(s, "SELECT id FROM grafts WHERE sha256 = ?", g->sha256, id);
-	if (rc != STORE_NOTFOUND)
-		return rc;
 	sqlite3_stmt *st = store__prepare(s, "INSERT INTO grafts (sha256, path, source, layers, "
-	                                  "channels, steps, created) VALUES (?,?,?,?,?,?,?)");
+	                                  "channels, steps, created) VALUES (?,?,?,?,?,?,?) "
+	                                  "ON CONFLICT (sha256) DO NOTHING");
+	int rc;
 	if (!st)
 		return GRAFT_ESQL;
 	store__text(st, 1, g->sha256);
@@ -82,9 +80,7 @@ int store_graft_put(store *s, const store_graft *g, int64_t *id)
 	sqlite3_bind_int(st, 6, g->steps);
 	sqlite3_bind_double(st, 7, g->created > 0 ? g->created : store__now());
 	rc = store__done(s, st, "adding a graft");
-	if (!rc)
-		*id = sqlite3_last_insert_rowid(s->db);
-	return rc;
+	return rc ? rc : find_id(s, "SELECT id FROM grafts WHERE sha256 = ?", g->sha256, id);
 }
 
 int store_graft_list(store *s, store_graft **out, int *n)

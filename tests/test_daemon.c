@@ -283,7 +283,13 @@ static void wait_state(const char *dir, int64_t id, const char *want, double tim
 		st = job_state(dir, id, NULL);
 		if (!strcmp(st, want))
 			return;
-		cr_assert(strcmp(st, "failed"), "job %lld failed", (long long)id);
+		if (!strcmp(st, "failed")) {
+			char path[64];
+			snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
+			json_t *j = get_json(dir, path, 200);
+			cr_assert_fail("job %lld failed: %s", (long long)id,
+			               json_string_value(json_object_get(j, "error")));
+		}
 		nap(0.1);
 	}
 	cr_assert_fail("job %lld is %s after %.0f s, not %s", (long long)id, st, timeout, want);
