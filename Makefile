@@ -8,7 +8,7 @@
 #   make WERROR=1     warnings are errors (CI)
 
 CC      ?= cc
-PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv
+PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
@@ -25,7 +25,7 @@ B := build
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 # What both programs share: the worker, the pool, jobs in motion, the server.
-DAEMON_SRC := daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c daemon/log.c \
+DAEMON_SRC := daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c daemon/log.c daemon/client.c \
               daemon/sched.c daemon/server.c daemon/api.c
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
 CLI_SRC   := daemon/graft.c $(wildcard daemon/cmd_*.c)

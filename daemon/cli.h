@@ -20,6 +20,10 @@ int cli_pretrain(int argc, char **argv);
 int cli_ablation(int argc, char **argv);
 int cli_search(int argc, char **argv);
 
+/* The commands that talk to graftd (cmd_client.c). */
+int cli_client_command(const char *name);
+int cli_client(int argc, char **argv);
+
 /* getopt_long for a subcommand: messages name the command, name gets the
  * matched option as typed ("--steps") for the value checks that follow.
  * Returns the option's val, -1 at the end, or '?' after saying what was

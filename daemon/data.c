@@ -4,6 +4,7 @@
 #include <nettle/sha2.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/data.h"
@@ -58,4 +59,16 @@ void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
 	sha256_digest(&h, sizeof(digest), digest);
 	for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
 		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}
+
+void data_dir_default(char *out, size_t len)
+{
+	const char *env = getenv("GRAFT_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+	if (env && *env)
+		snprintf(out, len, "%s", env);
+	else if (xdg && *xdg)
+		snprintf(out, len, "%s/graft", xdg);
+	else
+		snprintf(out, len, "%s/.local/share/graft", home && *home ? home : ".");
 }

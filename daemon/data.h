@@ -1,6 +1,7 @@
 /*
  * data.h - the dataset a command or a job names: loaded, split into training
- * and validation images, and identified by its content.
+ * and validation images, and identified by its content; and where graftd
+ * keeps its data by default.
  */
 #ifndef GRAFT_DATA_H
 #define GRAFT_DATA_H
@@ -25,5 +26,9 @@ int data_load_split(const data_src *src, nn_dataset *train, nn_dataset *val,
  * train and val, so the same images split the same way hash the same
  * wherever they were read from. */
 void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65]);
+
+/* graftd's data directory when none is given: $GRAFT_DATA_DIR, else
+ * $XDG_DATA_HOME/graft, else $HOME/.local/share/graft. */
+void data_dir_default(char *out, size_t len);
 
 #endif

@@ -14,7 +14,18 @@
 static const char usage[] =
 	"usage: graft <command> [options]\n"
 	"\n"
-	"commands:\n"
+	"with graftd (the daemon):\n"
+	"  submit SPEC.yaml  submit a search job\n"
+	"  jobs              list the jobs\n"
+	"  status JOB        a job's state, progress, best so far, cost and ETA\n"
+	"  watch JOB         follow a job with a progress bar until it ends\n"
+	"  leaderboard JOB   a job's best candidates\n"
+	"  export JOB        write a candidate's architecture (and --weights)\n"
+	"  cancel|pause|resume JOB\n"
+	"  health            is graftd up?\n"
+	"\n"
+	"on this machine, without the daemon:\n"
+	"  search SPEC.yaml  run a whole search into a SQLite file (--db FILE)\n"
 	"  train ARCH.yaml   train an architecture (graft-arch/1) and report its test accuracy\n"
 	"  pretrain          make a graft module (or take it from the cache)\n"
 	"  ablation          measure what grafts of each source do for random candidates\n"
@@ -39,11 +50,16 @@ int cli_next_opt(int argc, char **argv, const struct option *opts, const char *c
                  char *name, size_t namelen)
 {
 	opterr = 0; /* getopt would name the command "train:"; we say it ourselves */
-	int c = getopt_long(argc, argv, ":h", opts, NULL);
+	/* -o is short for --out wherever a command has one. */
+	int c = getopt_long(argc, argv, ":ho:", opts, NULL), known = c == 'h';
 
 	for (int i = 0; c > 0 && opts[i].name; i++)
-		if (opts[i].val == c)
+		if (opts[i].val == c) {
 			snprintf(name, namelen, "--%s", opts[i].name);
+			known = 1;
+		}
+	if (c > 0 && c != ':' && c != '?' && !known)
+		c = '?';
 	if (c == ':')
 		fprintf(stderr, "graft %s: %s needs a value (see graft %s --help)\n", cmd,
 		        argv[optind - 1], cmd);
@@ -81,6 +97,8 @@ int main(int argc, char **argv)
 		return cli_ablation(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "search"))
 		return cli_search(argc - 1, argv + 1);
+	if (cli_client_command(argv[1]))
+		return cli_client(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "worker")) /* started by `graft search`, not by people */
 		return worker_main(argc - 1, argv + 1);
 	fprintf(stderr, "graft: unknown command '%s'\n\n%s", argv[1], usage);

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "daemon/api.h"
+#include "daemon/data.h"
 #include "daemon/log.h"
 #include "daemon/sched.h"
 #include "daemon/server.h"
@@ -50,18 +51,6 @@ struct daemon {
 	proto_daemon_config cfg;
 	int draining, pending;
 };
-
-static void default_data_dir(char *out, size_t len)
-{
-	const char *env = getenv("GRAFT_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
-	const char *home = getenv("HOME");
-	if (env && *env)
-		snprintf(out, len, "%s", env);
-	else if (xdg && *xdg)
-		snprintf(out, len, "%s/graft", xdg);
-	else
-		snprintf(out, len, "%s/.local/share/graft", home && *home ? home : ".");
-}
 
 /* mkdir -p, owner-only for what it creates. */
 static int make_dirs(const char *path)
@@ -189,7 +178,7 @@ int main(int argc, char **argv)
 	if (a)
 		return a > 0 ? 0 : 2;
 	if (!d.cfg.data_dir[0])
-		default_data_dir(d.cfg.data_dir, sizeof(d.cfg.data_dir));
+		data_dir_default(d.cfg.data_dir, sizeof(d.cfg.data_dir));
 	if (!d.cfg.socket[0])
 		snprintf(d.cfg.socket, sizeof(d.cfg.socket), "%.1000s/graftd.sock", d.cfg.data_dir);
 	if (!d.cfg.workers)
