@@ -27,10 +27,9 @@
 
 #include "proto/proto.h"
 #include "store/store.h"
+#include "tests/support/graftd_run.h"
 #include "tests/support/idx_write.h"
 #include "tests/support/scratch.h"
-
-#define GRAFTD_BIN "bin/graftd"
 
 extern char **environ;
 
@@ -46,191 +45,13 @@ static void setup(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Every daemon a test started, so that a failing test leaves none behind. */
-static pid_t daemons[8];
-static int ndaemons;
-
-static int worker_pids(pid_t daemon, pid_t *out, int max);
-
 static void teardown(void)
 {
-	for (int i = 0; i < ndaemons; i++) {
-		pid_t w[8];
-		int n = worker_pids(daemons[i], w, 8);
-		kill(daemons[i], SIGKILL);
-		for (int k = 0; k < n; k++)
-			kill(w[k], SIGKILL);
-		waitpid(daemons[i], NULL, 0);
-	}
+	graftd_kill_all();
 	scratch_remove();
 }
 
 TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 400);
-
-/* ---- the daemon ------------------------------------------------------------------ */
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void nap(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
-	nanosleep(&ts, NULL);
-}
-
-static const char *sock_of(const char *dir)
-{
-	static char buf[700];
-	snprintf(buf, sizeof(buf), "%.680s/graftd.sock", dir);
-	return buf;
-}
-
-static int connect_to(const char *dir)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", sock_of(dir));
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		close(fd);
-		return -1;
-	}
-	struct timeval tv = { 30, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Starts graftd on dir; config (may be NULL) is the text of a config file. */
-static pid_t start_daemon_with(const char *dir, int workers, const char *config)
-{
-	char w[16], log[700], dirbuf[700], cfg[700];
-	snprintf(w, sizeof(w), "%d", workers);
-	snprintf(log, sizeof(log), "%.680s/graftd.log", dir);
-	snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
-	snprintf(cfg, sizeof(cfg), "%.680s/graftd.yaml", dir);
-	mkdir(dir, 0700);
-	FILE *f = fopen(cfg, "w");
-	cr_assert_not_null(f);
-	fputs(config ? config : "log_level: debug\n", f);
-	fclose(f);
-	char *argv[] = { GRAFTD_BIN, "--config", cfg, "--data-dir", dirbuf, "--workers", w,
-	                 "--log-file", log, NULL };
-	char out[700];
-	snprintf(out, sizeof(out), "%.680s/stderr.txt", dir);
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	mkdir(dir, 0700);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	int rc = posix_spawn(&pid, GRAFTD_BIN, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(rc, 0, "cannot run %s (run from the repository root)", GRAFTD_BIN);
-	if (ndaemons < 8)
-		daemons[ndaemons++] = pid;
-	for (int i = 0; i < 200; i++) {
-		int fd = connect_to(dir);
-		if (fd >= 0) {
-			close(fd);
-			return pid;
-		}
-		nap(0.05);
-	}
-	cr_assert_fail("graftd did not start listening");
-	return pid;
-}
-
-static pid_t start_daemon(const char *dir, int workers)
-{
-	return start_daemon_with(dir, workers, NULL);
-}
-
-static int stop_daemon(pid_t pid, int sig)
-{
-	int status;
-	kill(pid, sig);
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	for (int i = 0; i < ndaemons; i++)
-		if (daemons[i] == pid)
-			daemons[i] = daemons[--ndaemons];
-	return status;
-}
-
-/* ---- HTTP as a client writes it ----------------------------------------------------- */
-
-typedef struct resp {
-	int status;
-	char *body;     /* malloc'd, NUL-terminated */
-	size_t len;
-} resp;
-
-/* Sends raw bytes on a fresh connection, reads the answer until the server
- * closes, and parses its status line. */
-static resp raw(const char *dir, const char *req, size_t len)
-{
-	resp r = { 0 };
-	int fd = connect_to(dir);
-	cr_assert_geq(fd, 0, "cannot connect to graftd");
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, req + off, len - off);
-		if (n <= 0)
-			break; /* the server may refuse early and close */
-		off += (size_t)n;
-	}
-	shutdown(fd, SHUT_WR);
-	size_t cap = 1 << 16, got = 0;
-	char *buf = malloc(cap);
-	for (;;) {
-		if (got + 4096 > cap)
-			buf = realloc(buf, cap *= 2);
-		ssize_t n = read(fd, buf + got, cap - got - 1);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	sscanf(buf, "HTTP/1.1 %d", &r.status);
-	char *b = strstr(buf, "\r\n\r\n");
-	r.len = b ? got - (size_t)(b + 4 - buf) : 0;
-	r.body = malloc(r.len + 1);
-	memcpy(r.body, b ? b + 4 : "", r.len);
-	r.body[r.len] = '\0';
-	free(buf);
-	return r;
-}
-
-static resp http(const char *dir, const char *method, const char *path, const char *ctype,
-                 const char *body)
-{
-	size_t blen = body ? strlen(body) : 0, cap = blen + 1024;
-	char *req = malloc(cap);
-	int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: graft\r\nConnection: close\r\n"
-	                 "%s%s%sContent-Length: %zu\r\n\r\n", method, path,
-	                 ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
-	                 blen);
-	memcpy(req + n, body ? body : "", blen);
-	resp r = raw(dir, req, (size_t)n + blen);
-	free(req);
-	return r;
-}
-
-static json_t *get_json(const char *dir, const char *path, int expect)
-{
-	resp r = http(dir, "GET", path, NULL, NULL);
-	cr_assert_eq(r.status, expect, "GET %s: %d %s", path, r.status, r.body);
-	json_error_t e;
-	json_t *j = json_loads(r.body, 0, &e);
-	cr_assert_not_null(j, "GET %s: not JSON: %s", path, r.body);
-	free(r.body);
-	return j;
-}
 
 static const char spec_fmt[] =
 	"name: %s\n"
@@ -246,7 +67,7 @@ static int64_t submit_extra(const char *dir, const char *name, int candidates, i
 	char spec[1600];
 	int n = snprintf(spec, sizeof(spec), spec_fmt, name, data, candidates, steps);
 	snprintf(spec + n, sizeof(spec) - (size_t)n, "%s", extra);
-	resp r = http(dir, "POST", "/v1/jobs", "application/yaml", spec);
+	resp r = graftd_http(dir, "POST", "/v1/jobs", "application/yaml", spec);
 	cr_assert_eq(r.status, 201, "submit: %d %s", r.status, r.body);
 	json_t *j = json_loads(r.body, 0, NULL);
 	int64_t id = json_integer_value(json_object_get(j, "id"));
@@ -266,7 +87,7 @@ static const char *job_state(const char *dir, int64_t id, int *evaluated)
 	static char state[32];
 	char path[64];
 	snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
-	json_t *j = get_json(dir, path, 200);
+	json_t *j = graftd_get_json(dir, path, 200);
 	snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(j, "state")));
 	if (evaluated)
 		*evaluated = (int)json_integer_value(json_object_get(json_object_get(j, "progress"),
@@ -277,20 +98,20 @@ static const char *job_state(const char *dir, int64_t id, int *evaluated)
 
 static void wait_state(const char *dir, int64_t id, const char *want, double timeout)
 {
-	double t0 = now();
+	double t0 = test_now();
 	const char *st = "";
-	while (now() - t0 < timeout) {
+	while (test_now() - t0 < timeout) {
 		st = job_state(dir, id, NULL);
 		if (!strcmp(st, want))
 			return;
 		if (!strcmp(st, "failed")) {
 			char path[64];
 			snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
-			json_t *j = get_json(dir, path, 200);
+			json_t *j = graftd_get_json(dir, path, 200);
 			cr_assert_fail("job %lld failed: %s", (long long)id,
 			               json_string_value(json_object_get(j, "error")));
 		}
-		nap(0.1);
+		test_nap(0.1);
 	}
 	cr_assert_fail("job %lld is %s after %.0f s, not %s", (long long)id, st, timeout, want);
 }
@@ -301,7 +122,7 @@ static void wait_evaluated(const char *dir, int64_t id, int n)
 	for (int i = 0; i < 1200 && ev < n; i++) {
 		job_state(dir, id, &ev);
 		if (ev < n)
-			nap(0.05);
+			test_nap(0.05);
 	}
 	cr_assert_geq(ev, n, "the job never got going");
 }
@@ -359,12 +180,12 @@ Test(daemon, submit_poll_leaderboard_export)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d1"));
-	pid_t pid = start_daemon(dir, 2);
+	pid_t pid = graftd_start(dir, 2);
 	struct stat sb;
-	cr_assert_eq(stat(sock_of(dir), &sb), 0);
+	cr_assert_eq(stat(graftd_socket(dir), &sb), 0);
 	cr_assert_eq(sb.st_mode & 0777, 0600, "the socket is not owner-only: %o", sb.st_mode & 0777);
 
-	json_t *h = get_json(dir, "/v1/health", 200);
+	json_t *h = graftd_get_json(dir, "/v1/health", 200);
 	cr_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
 	cr_assert_eq(json_integer_value(json_object_get(json_object_get(h, "workers"), "idle")) +
 	             json_integer_value(json_object_get(json_object_get(h, "workers"), "busy")), 2);
@@ -373,7 +194,7 @@ Test(daemon, submit_poll_leaderboard_export)
 	int64_t id = submit(dir, "e2e", 6, 30);
 	wait_state(dir, id, "done", 180);
 
-	json_t *lb = get_json(dir, "/v1/jobs/1/leaderboard?limit=3&sort=accuracy", 200);
+	json_t *lb = graftd_get_json(dir, "/v1/jobs/1/leaderboard?limit=3&sort=accuracy", 200);
 	json_t *cands = json_object_get(lb, "candidates");
 	cr_assert_gt(json_array_size(cands), 0);
 	cr_assert_leq(json_array_size(cands), 3);
@@ -386,10 +207,10 @@ Test(daemon, submit_poll_leaderboard_export)
 	}
 	int64_t best = json_integer_value(json_object_get(json_array_get(cands, 0), "candidate"));
 	json_decref(lb);
-	json_t *lbp = get_json(dir, "/v1/jobs/1/leaderboard?sort=params", 200);
+	json_t *lbp = graftd_get_json(dir, "/v1/jobs/1/leaderboard?sort=params", 200);
 	json_decref(lbp);
 
-	resp ex = http(dir, "GET", "/v1/jobs/1/export?rank=1", NULL, NULL);
+	resp ex = graftd_http(dir, "GET", "/v1/jobs/1/export?rank=1", NULL, NULL);
 	cr_assert_eq(ex.status, 200, "%s", ex.body);
 	nn_arch a;
 	char err[GRAFT_ERRLEN];
@@ -401,35 +222,35 @@ Test(daemon, submit_poll_leaderboard_export)
 
 	char path[64];
 	snprintf(path, sizeof(path), "/v1/candidates/%lld", (long long)best);
-	json_t *c = get_json(dir, path, 200);
+	json_t *c = graftd_get_json(dir, path, 200);
 	cr_assert_not_null(json_string_value(json_object_get(c, "genome")));
 	cr_assert(json_is_array(json_object_get(c, "lineage")));
 	cr_assert_gt(json_array_size(json_object_get(c, "evaluations")), 0);
 	json_decref(c);
 	snprintf(path, sizeof(path), "/v1/candidates/%lld/weights", (long long)best);
-	resp w = http(dir, "GET", path, NULL, NULL);
+	resp w = graftd_http(dir, "GET", path, NULL, NULL);
 	cr_assert_eq(w.status, 200);
 	cr_assert_gt(w.len, 8);
 	cr_assert(strstr(w.body + 8, "stem.conv.weight"), "not safetensors");
 	free(w.body);
 
-	json_t *g = get_json(dir, "/v1/grafts", 200);
+	json_t *g = graftd_get_json(dir, "/v1/grafts", 200);
 	cr_assert_eq(json_array_size(json_object_get(g, "grafts")), 1);
 	json_decref(g);
-	resp m = http(dir, "GET", "/v1/metrics", NULL, NULL);
+	resp m = graftd_http(dir, "GET", "/v1/metrics", NULL, NULL);
 	cr_assert_eq(m.status, 200);
 	cr_assert(strstr(m.body, "graft_candidates_evaluated_total 6"), "%s", m.body);
 	cr_assert(strstr(m.body, "graft_jobs{state=\"done\"} 1"), "%s", m.body);
 	cr_assert(strstr(m.body, "graft_request_duration_seconds_bucket{le=\"+Inf\"}"));
 	free(m.body);
-	json_t *jobs = get_json(dir, "/v1/jobs", 200);
+	json_t *jobs = graftd_get_json(dir, "/v1/jobs", 200);
 	cr_assert_eq(json_array_size(json_object_get(jobs, "jobs")), 1);
 	json_decref(jobs);
 
 	struct outcome o;
 	read_outcome(dir, id, &o);
 	expect_each_once(&o, 6);
-	int status = stop_daemon(pid, SIGTERM);
+	int status = graftd_stop(pid, SIGTERM);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -437,7 +258,7 @@ Test(daemon, submit_poll_leaderboard_export)
 static void expect_refused(const char *dir, const char *what, const char *req, size_t len,
                            int status)
 {
-	resp r = raw(dir, req, len);
+	resp r = graftd_raw(dir, req, len);
 	cr_assert_eq(r.status, status, "%s: got %d %s", what, r.status, r.body);
 	json_t *j = json_loads(r.body, 0, NULL);
 	json_t *e = json_object_get(j, "error");
@@ -445,24 +266,24 @@ static void expect_refused(const char *dir, const char *what, const char *req, s
 	          r.body);
 	json_decref(j);
 	free(r.body);
-	json_decref(get_json(dir, "/v1/health", 200));
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
 }
 
 static void expect_spec_refused(const char *dir, const char *what, const char *spec,
                                 int status, const char *needle)
 {
-	resp r = http(dir, "POST", "/v1/jobs", "application/yaml", spec);
+	resp r = graftd_http(dir, "POST", "/v1/jobs", "application/yaml", spec);
 	cr_assert_eq(r.status, status, "%s: got %d %s", what, r.status, r.body);
 	cr_assert(strstr(r.body, needle), "%s: '%s' lacks '%s'", what, r.body, needle);
 	free(r.body);
-	json_decref(get_json(dir, "/v1/health", 200));
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
 }
 
 Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 {
 	char dir[700], spec[2000];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d2"));
-	pid_t pid = start_daemon(dir, 1);
+	pid_t pid = graftd_start(dir, 1);
 	const char *bad_line = "GARBAGE\r\n\r\n";
 	expect_refused(dir, "request line", bad_line, strlen(bad_line), 400);
 	const char *bad_header = "GET /v1/health HTTP/1.1\r\nNo colon here\r\n\r\n";
@@ -509,79 +330,50 @@ Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 	expect_spec_refused(dir, "corrupt dataset", spec, 422, "bad_dataset");
 	expect_spec_refused(dir, "/etc/shadow", "dataset: {train_images: /etc/shadow, "
 	                    "train_labels: /etc/shadow}\n", 422, "bad_dataset");
-	resp r = http(dir, "POST", "/v1/jobs", "image/png", "dataset: {dir: /x}");
+	resp r = graftd_http(dir, "POST", "/v1/jobs", "image/png", "dataset: {dir: /x}");
 	cr_assert_eq(r.status, 415);
 	free(r.body);
-	r = http(dir, "GET", "/v1/jobs/abc", NULL, NULL);
+	r = graftd_http(dir, "GET", "/v1/jobs/abc", NULL, NULL);
 	cr_assert_eq(r.status, 404);
 	free(r.body);
-	r = http(dir, "GET", "/v1/jobs/1/leaderboard?sort=colour", NULL, NULL);
+	r = graftd_http(dir, "GET", "/v1/jobs/1/leaderboard?sort=colour", NULL, NULL);
 	cr_assert_eq(r.status, 404, "job 1 does not exist: %s", r.body);
 	free(r.body);
-	r = http(dir, "DELETE", "/v1/jobs", NULL, NULL);
+	r = graftd_http(dir, "DELETE", "/v1/jobs", NULL, NULL);
 	cr_assert_eq(r.status, 405);
 	free(r.body);
-	r = http(dir, "POST", "/v1/jobs/7/cancel", NULL, NULL);
+	r = graftd_http(dir, "POST", "/v1/jobs/7/cancel", NULL, NULL);
 	cr_assert_eq(r.status, 404);
 	free(r.body);
 	/* Nothing was accepted. */
-	json_t *jobs = get_json(dir, "/v1/jobs", 200);
+	json_t *jobs = graftd_get_json(dir, "/v1/jobs", 200);
 	cr_assert_eq(json_array_size(json_object_get(jobs, "jobs")), 0);
 	json_decref(jobs);
-	int status = stop_daemon(pid, SIGTERM);
+	int status = graftd_stop(pid, SIGTERM);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
-/* The worker processes of graftd pid: its children running "worker". */
-static int worker_pids(pid_t daemon, pid_t *out, int max)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-	while (d && (e = readdir(d)) && n < max) {
-		char path[300], buf[512];
-		int pid = atoi(e->d_name), ppid = 0;
-		if (pid <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f)) {
-			char *p = strrchr(buf, ')');
-			if (p)
-				sscanf(p + 2, "%*c %d", &ppid);
-		}
-		fclose(f);
-		if (ppid == daemon)
-			out[n++] = pid;
-	}
-	if (d)
-		closedir(d);
-	return n;
 }
 
 Test(daemon, a_killed_worker_is_replaced_and_its_candidate_retried)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d3"));
-	pid_t pid = start_daemon(dir, 1);
+	pid_t pid = graftd_start(dir, 1);
 	int64_t id = submit(dir, "killworker", 4, 400);
 	/* Kill the worker while it trains (a candidate of 400 steps is running). */
-	double t0 = now();
+	double t0 = test_now();
 	int killed = 0;
-	while (!killed && now() - t0 < 60) {
-		json_t *j = get_json(dir, "/v1/jobs/1", 200);
+	while (!killed && test_now() - t0 < 60) {
+		json_t *j = graftd_get_json(dir, "/v1/jobs/1", 200);
 		int in_flight = (int)json_integer_value(json_object_get(json_object_get(j, "progress"),
 		                                                        "in_flight"));
 		json_decref(j);
 		pid_t w[4];
-		if (in_flight > 0 && worker_pids(pid, w, 4) == 1) {
-			nap(0.3);
+		if (in_flight > 0 && graftd_workers(pid, w, 4) == 1) {
+			test_nap(0.3);
 			kill(w[0], SIGKILL);
 			killed = 1;
 		}
-		nap(0.05);
+		test_nap(0.05);
 	}
 	cr_assert(killed, "no candidate ever ran");
 	wait_state(dir, id, "done", 240);
@@ -595,10 +387,10 @@ Test(daemon, a_killed_worker_is_replaced_and_its_candidate_retried)
 			cr_assert(strstr(o.error[i], "signal 9"), "reason: %s", o.error[i]);
 		}
 	cr_assert_eq(retried, 1, "exactly the killed candidate was retried");
-	resp m = http(dir, "GET", "/v1/metrics", NULL, NULL);
+	resp m = graftd_http(dir, "GET", "/v1/metrics", NULL, NULL);
 	cr_assert(strstr(m.body, "graft_worker_restarts_total 1"), "%s", m.body);
 	free(m.body);
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 Test(daemon, kill9_of_the_daemon_loses_and_repeats_nothing)
@@ -607,20 +399,20 @@ Test(daemon, kill9_of_the_daemon_loses_and_repeats_nothing)
 	snprintf(ref, sizeof(ref), "%s", scratch_path("ref"));
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d4"));
 	/* The uninterrupted run, for comparison (one worker: deterministic). */
-	pid_t pid = start_daemon(ref, 1);
+	pid_t pid = graftd_start(ref, 1);
 	int64_t id = submit(ref, "k9", 8, 60);
 	wait_state(ref, id, "done", 240);
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 	struct outcome want, before, got;
 	read_outcome(ref, id, &want);
 
-	pid = start_daemon(dir, 1);
+	pid = graftd_start(dir, 1);
 	id = submit(dir, "k9", 8, 60);
 	wait_evaluated(dir, id, 3);
-	int status = stop_daemon(pid, SIGKILL);
+	int status = graftd_stop(pid, SIGKILL);
 	cr_assert(WIFSIGNALED(status));
 	read_outcome(dir, id, &before);
-	pid = start_daemon(dir, 1);
+	pid = graftd_start(dir, 1);
 	wait_state(dir, id, "done", 240);
 	read_outcome(dir, id, &got);
 	expect_each_once(&got, 8);
@@ -631,17 +423,17 @@ Test(daemon, kill9_of_the_daemon_loses_and_repeats_nothing)
 			cr_assert_eq(got.first_done[i], before.first_done[i],
 			             "candidate %d's result from before the kill was replaced", i);
 	}
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 Test(daemon, sigterm_drains_and_a_restart_continues)
 {
 	char dir[700], db[700], err[GRAFT_ERRLEN];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d5"));
-	pid_t pid = start_daemon(dir, 1);
+	pid_t pid = graftd_start(dir, 1);
 	int64_t id = submit(dir, "term", 8, 60);
 	wait_evaluated(dir, id, 2);
-	int status = stop_daemon(pid, SIGTERM);
+	int status = graftd_stop(pid, SIGTERM);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "graftd did not exit 0");
 	snprintf(db, sizeof(db), "%.680s/graft.db", dir);
 	store *s;
@@ -655,45 +447,45 @@ Test(daemon, sigterm_drains_and_a_restart_continues)
 	read_outcome(dir, id, &o);
 	for (int i = 0; i < o.n; i++)
 		cr_assert_leq(o.done[i], 1);
-	pid = start_daemon(dir, 1);
+	pid = graftd_start(dir, 1);
 	wait_state(dir, id, "done", 240);
 	read_outcome(dir, id, &o);
 	expect_each_once(&o, 8);
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 Test(daemon, pause_resume_cancel)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d6"));
-	pid_t pid = start_daemon(dir, 1);
+	pid_t pid = graftd_start(dir, 1);
 	int64_t id = submit(dir, "ctl", 30, 60);
 	wait_evaluated(dir, id, 1);
-	resp r = http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
+	resp r = graftd_http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	free(r.body);
 	cr_assert_str_eq(job_state(dir, id, NULL), "paused");
 	int a, b;
-	nap(1.0); /* what was in flight finishes */
+	test_nap(1.0); /* what was in flight finishes */
 	job_state(dir, id, &a);
-	nap(1.0);
+	test_nap(1.0);
 	job_state(dir, id, &b);
 	cr_assert_eq(a, b, "a paused job went on evaluating");
-	r = http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
+	r = graftd_http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
 	cr_assert_eq(r.status, 409);
 	free(r.body);
-	r = http(dir, "POST", "/v1/jobs/1/resume", NULL, NULL);
+	r = graftd_http(dir, "POST", "/v1/jobs/1/resume", NULL, NULL);
 	cr_assert_eq(r.status, 200);
 	free(r.body);
 	wait_evaluated(dir, id, b + 1);
-	r = http(dir, "POST", "/v1/jobs/1/cancel", NULL, NULL);
+	r = graftd_http(dir, "POST", "/v1/jobs/1/cancel", NULL, NULL);
 	cr_assert_eq(r.status, 200);
 	free(r.body);
 	cr_assert_str_eq(job_state(dir, id, NULL), "cancelled");
-	r = http(dir, "POST", "/v1/jobs/1/resume", NULL, NULL);
+	r = graftd_http(dir, "POST", "/v1/jobs/1/resume", NULL, NULL);
 	cr_assert_eq(r.status, 409);
 	free(r.body);
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 /* Every candidate of the job failed with a reason containing why. */
@@ -709,7 +501,7 @@ static void expect_all_failed(const char *dir, int64_t id, int n, const char *wh
 		cr_assert(strstr(o.error[i], why), "candidate %d: '%s' lacks '%s'", i, o.error[i], why);
 	}
 	/* The API shows the reason too. */
-	json_t *c = get_json(dir, "/v1/candidates/1", 200);
+	json_t *c = graftd_get_json(dir, "/v1/candidates/1", 200);
 	json_t *ev = json_object_get(c, "evaluations");
 	cr_assert_eq(json_array_size(ev), 2);
 	cr_assert(strstr(json_string_value(json_object_get(json_array_get(ev, 1), "error")), why));
@@ -720,20 +512,20 @@ Test(daemon, time_limit_kills_the_candidate_and_says_so)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d8"));
-	pid_t pid = start_daemon(dir, 1);
+	pid_t pid = graftd_start(dir, 1);
 	int64_t id = submit_extra(dir, "slow", 2, 100000, "limits: {time: 1, retries: 1}\n");
 	expect_all_failed(dir, id, 2, "time limit");
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 Test(daemon, memory_limit_kills_the_worker_and_says_so)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d9"));
-	pid_t pid = start_daemon_with(dir, 1, "memory_mb: 1\n");
+	pid_t pid = graftd_start_with(dir, 1, "memory_mb: 1\n");
 	int64_t id = submit_extra(dir, "fat", 2, 100000, "limits: {retries: 1}\n");
 	expect_all_failed(dir, id, 2, "over its limit of 1 MB");
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 /* A worker command that says it is ready, then hangs (in a child, so that
@@ -742,11 +534,11 @@ Test(daemon, a_silent_worker_is_killed_with_its_process_group)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d10"));
-	pid_t pid = start_daemon_with(dir, 1, "heartbeat: 2\nworker_command: [sh, -c, "
+	pid_t pid = graftd_start_with(dir, 1, "heartbeat: 2\nworker_command: [sh, -c, "
 	                              "'echo \"{\\\"type\\\":\\\"ready\\\"}\"; sleep 1000; :']\n");
 	int64_t id = submit_extra(dir, "hang", 1, 10, "limits: {retries: 1}\n");
 	expect_all_failed(dir, id, 1, "no heartbeat");
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 	/* No sleep of ours survives. */
 	FILE *p = popen("pgrep -f 'sleep 100[0]' | wc -l", "r");
 	int left = -1;
@@ -778,7 +570,7 @@ Test(daemon, two_jobs_share_one_worker_in_turn)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d11"));
-	pid_t pid = start_daemon(dir, 1);
+	pid_t pid = graftd_start(dir, 1);
 	/* Different budgets: no candidate of one is answered from the other's. */
 	int64_t a = submit(dir, "fair-a", 6, 150);
 	int64_t b = submit(dir, "fair-b", 6, 151);
@@ -795,7 +587,7 @@ Test(daemon, two_jobs_share_one_worker_in_turn)
 	for (int i = first_b + 1; i < n; i++)
 		switches += order[i] != order[i - 1];
 	cr_assert_geq(switches, 3, "the jobs did not take turns: %d switches", switches);
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }
 
 /* ---- many clients while workers train (a measurement, not a timed assertion) --- */
@@ -812,9 +604,9 @@ static void *client_main(void *arg)
 	static const char *const paths[] = { "/v1/health", "/v1/jobs/1",
 	                                     "/v1/jobs/1/leaderboard?limit=5" };
 	for (int i = 0; i < 40; i++) {
-		double t0 = now();
-		resp r = http(c->dir, "GET", paths[i % 3], NULL, NULL);
-		c->lat[c->requests++] = now() - t0;
+		double t0 = test_now();
+		resp r = graftd_http(c->dir, "GET", paths[i % 3], NULL, NULL);
+		c->lat[c->requests++] = test_now() - t0;
 		c->errors += r.status != 200;
 		free(r.body);
 	}
@@ -831,7 +623,7 @@ Test(daemon, fifty_clients_while_two_workers_train)
 {
 	char dir[700];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d7"));
-	pid_t pid = start_daemon(dir, 2);
+	pid_t pid = graftd_start(dir, 2);
 	int64_t id = submit(dir, "busy", 12, 200);
 	wait_evaluated(dir, id, 1);
 	struct client c[50];
@@ -853,5 +645,5 @@ Test(daemon, fifty_clients_while_two_workers_train)
 	fprintf(stderr, "graftd latency, 50 clients x 40 requests while 2 workers train: "
 	        "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests)\n", all[n / 2] * 1e3,
 	        all[n * 99 / 100] * 1e3, all[n - 1] * 1e3, n);
-	stop_daemon(pid, SIGTERM);
+	graftd_stop(pid, SIGTERM);
 }

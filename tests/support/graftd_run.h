@@ -1,0 +1,50 @@
+/*
+ * graftd_run.h - what end-to-end tests of graftd share: starting the real
+ * bin/graftd on a data directory, stopping it, killing every daemon a test
+ * started (so a failing test leaves none behind), and raw HTTP over its
+ * socket as a client writes it.
+ */
+#ifndef GRAFT_TESTS_GRAFTD_RUN_H
+#define GRAFT_TESTS_GRAFTD_RUN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define GRAFTD_BIN "bin/graftd"
+
+double test_now(void);
+void test_nap(double seconds);
+
+/* DIR/graftd.sock, in a static buffer. */
+const char *graftd_socket(const char *dir);
+/* A connected socket to graftd on dir, or -1. */
+int graftd_connect(const char *dir);
+
+/* Starts graftd on dir (created) with workers, logging to dir/graftd.log;
+ * config (may be NULL) is the text of its config file.  Returns once it
+ * listens; asserts otherwise. */
+pid_t graftd_start_with(const char *dir, int workers, const char *config);
+pid_t graftd_start(const char *dir, int workers);
+/* Sends sig and waits; returns the wait status. */
+int graftd_stop(pid_t pid, int sig);
+/* SIGKILLs every daemon started and not stopped, and their workers. */
+void graftd_kill_all(void);
+/* The pids of graftd pid's children (its workers), at most max. */
+int graftd_workers(pid_t daemon, pid_t *out, int max);
+
+typedef struct resp {
+	int status;
+	char *body;     /* malloc'd, NUL-terminated */
+	size_t len;
+} resp;
+
+/* Raw bytes on a fresh connection; the answer read until the server closes. */
+resp graftd_raw(const char *dir, const char *req, size_t len);
+/* One request with Connection: close. */
+resp graftd_http(const char *dir, const char *method, const char *path, const char *ctype,
+                 const char *body);
+/* GET path, asserting the status, parsed as JSON. */
+json_t *graftd_get_json(const char *dir, const char *path, int expect);
+
+#endif
