@@ -21,6 +21,7 @@
 #include "daemon/server.h"
 #include "daemon/worker.h"
 #include "proto/proto.h"
+#include "search/search.h"
 #include "store/store.h"
 
 #define GRAFT_VERSION "0.4.0"
@@ -51,21 +52,6 @@ struct daemon {
 	proto_daemon_config cfg;
 	int draining, pending;
 };
-
-/* mkdir -p, owner-only for what it creates. */
-static int make_dirs(const char *path)
-{
-	char buf[PROTO_PATH_MAX];
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *p = buf + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(buf, 0700) && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-	return mkdir(buf, 0700) && errno != EEXIST ? -1 : 0;
-}
 
 static void stopped_part(void *ctx)
 {
@@ -189,9 +175,8 @@ int main(int argc, char **argv)
 		        strerror(errno));
 		return 1;
 	}
-	if (make_dirs(d.cfg.data_dir)) {
-		log_msg(LOG_ERROR, "cannot create the data directory %s: %s", d.cfg.data_dir,
-		        strerror(errno));
+	if (search_make_dirs(d.cfg.data_dir, err, sizeof(err))) {
+		log_msg(LOG_ERROR, "the data directory: %s", err);
 		return 1;
 	}
 	snprintf(db, sizeof(db), "%s/graft.db", d.cfg.data_dir);
@@ -214,7 +199,9 @@ int main(int argc, char **argv)
 	snprintf(data_dir, sizeof(data_dir), "%s", d.cfg.data_dir);
 	sched_opts so = { .db_path = db, .data_dir = data_dir, .workers = d.cfg.workers,
 	                  .worker_argv = wargv, .heartbeat_s = d.cfg.heartbeat_s,
-	                  .memory_mb = d.cfg.memory_mb };
+	                  .memory_mb = d.cfg.memory_mb,
+	                  .fetch_max_bytes = (long long)d.cfg.fetch_max_mb * 1024 * 1024,
+	                  .fetch_timeout_s = d.cfg.fetch_timeout_s };
 	d.sched = sched_new(d.loop, d.st, &so);
 	if (!d.sched) {
 		log_msg(LOG_ERROR, "cannot start the workers");

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "daemon/data.h"
+#include "daemon/fetch.h"
 #include "daemon/jobrun.h"
 
 /* What the job remembers of each candidate, by seq. */
@@ -90,6 +91,22 @@ static struct cand *cand_add(jobrun *jr)
 }
 
 /* ---- opening: data, graft, base architecture ------------------------------ */
+
+/* Dataset files given by URL become local paths (fetched once, cached). */
+static int fetch_data(jobrun *jr, const jobrun_dirs *dirs, char *err, size_t errlen)
+{
+	char dir[4200];
+	fetch_limits lim = { dirs->fetch_max_bytes ? dirs->fetch_max_bytes : FETCH_DEFAULT_MAX_BYTES,
+	                     dirs->fetch_timeout_s ? dirs->fetch_timeout_s : FETCH_DEFAULT_TIMEOUT_S };
+	if (dirs->datasets) {
+		snprintf(dir, sizeof(dir), "%s", dirs->datasets);
+	} else {
+		char cache[4096];
+		search_graft_cache_dir(cache, sizeof(cache));
+		snprintf(dir, sizeof(dir), "%s/datasets", cache);
+	}
+	return fetch_job_data(&jr->spec, dir, &lim, err, errlen) ? GRAFT_EIO : 0;
+}
 
 static int load_data(jobrun *jr, char *err, size_t errlen)
 {
@@ -332,6 +349,7 @@ int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
 		goto fail;
 	}
 	if ((rc = proto_job_parse(jr->spec_text, strlen(jr->spec_text), &jr->spec, err, errlen)) ||
+	    (rc = fetch_data(jr, dirs, err, errlen)) ||
 	    (rc = load_data(jr, err, errlen)))
 		goto fail;
 	make_base(jr);

@@ -27,6 +27,10 @@ typedef struct jobrun_task {
 typedef struct jobrun_dirs {
 	const char *weights;   /* created if missing */
 	const char *grafts;    /* NULL: search_graft_cache_dir */
+	const char *datasets;  /* files fetched by URL; NULL: the graft cache
+	                          directory's datasets/ */
+	long long fetch_max_bytes; /* 0: FETCH_DEFAULT_MAX_BYTES */
+	long fetch_timeout_s;      /* 0: FETCH_DEFAULT_TIMEOUT_S */
 } jobrun_dirs;
 
 /* Opens job_id of st: parses its spec, loads and identifies its dataset,

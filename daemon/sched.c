@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/data.h"
+#include "daemon/fetch.h"
 #include "daemon/jobrun.h"
 #include "daemon/log.h"
 #include "daemon/pool.h"
@@ -47,7 +48,7 @@ struct sched {
 	int stopping;
 	void (*stop_done)(void *);
 	void *stop_ctx;
-	char weights_dir[4200], grafts_dir[4200];
+	char weights_dir[4200], grafts_dir[4200], datasets_dir[4200];
 };
 
 static void dispatch(sched *s);
@@ -122,7 +123,10 @@ struct open_req {
 static void open_work(uv_work_t *w)
 {
 	struct open_req *r = w->data;
-	jobrun_dirs dirs = { .weights = r->s->weights_dir, .grafts = r->s->grafts_dir };
+	jobrun_dirs dirs = { .weights = r->s->weights_dir, .grafts = r->s->grafts_dir,
+	                     .datasets = r->s->datasets_dir,
+	                     .fetch_max_bytes = r->s->o.fetch_max_bytes,
+	                     .fetch_timeout_s = r->s->o.fetch_timeout_s };
 	r->rc = store_open(r->s->o.db_path, &r->st, r->err, sizeof(r->err));
 	if (!r->rc)
 		r->rc = jobrun_open(r->st, r->job->id, &dirs, NULL, &r->jr, r->err, sizeof(r->err));
@@ -305,6 +309,7 @@ sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
 	s->o = *o;
 	snprintf(s->weights_dir, sizeof(s->weights_dir), "%s/weights", o->data_dir);
 	snprintf(s->grafts_dir, sizeof(s->grafts_dir), "%s/grafts", o->data_dir);
+	snprintf(s->datasets_dir, sizeof(s->datasets_dir), "%s/datasets", o->data_dir);
 	s->owner = calloc((size_t)o->workers, sizeof(*s->owner));
 	s->idle = calloc((size_t)o->workers, sizeof(int));
 	pool_opts po = { .workers = o->workers, .argv = o->worker_argv,
@@ -373,11 +378,20 @@ struct submit_req {
 	void *ctx;
 };
 
-/* On the thread pool: do the dataset's files exist and parse? */
+/* On the thread pool: fetch what is given by URL; do the dataset's files
+ * exist and parse? */
 static void submit_work(uv_work_t *w)
 {
 	struct submit_req *r = w->data;
-	const proto_job *j = &r->spec;
+	proto_job *j = &r->spec;
+	fetch_limits lim = { r->s->o.fetch_max_bytes ? r->s->o.fetch_max_bytes
+	                                             : FETCH_DEFAULT_MAX_BYTES,
+	                     r->s->o.fetch_timeout_s ? r->s->o.fetch_timeout_s
+	                                             : FETCH_DEFAULT_TIMEOUT_S };
+	if (fetch_job_data(j, r->s->datasets_dir, &lim, r->err, sizeof(r->err))) {
+		r->rc = GRAFT_EIO;
+		return;
+	}
 	data_src src = { .dir = j->dataset.dir[0] ? j->dataset.dir : NULL,
 	                 .train_images = j->dataset.train_images,
 	                 .train_labels = j->dataset.train_labels,

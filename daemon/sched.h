@@ -26,6 +26,8 @@ typedef struct sched_opts {
 	char **worker_argv;        /* the worker command, NULL-terminated */
 	double heartbeat_s;
 	long memory_mb;
+	long long fetch_max_bytes;   /* datasets by URL: size and time limits */
+	long fetch_timeout_s;
 } sched_opts;
 
 sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o);

@@ -9,7 +9,7 @@
 
 static const char *const keys[] = {
 	"data_dir", "socket", "workers", "worker_command", "heartbeat", "memory_mb", "drain",
-	"log_level", "log_file", NULL,
+	"log_level", "log_file", "fetch_max_mb", "fetch_timeout", NULL,
 };
 static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
 
@@ -18,6 +18,8 @@ void proto_daemon_config_defaults(proto_daemon_config *c)
 	memset(c, 0, sizeof(*c));
 	c->heartbeat_s = 120;
 	c->drain_s = 60;
+	c->fetch_max_mb = 2048;
+	c->fetch_timeout_s = 900;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
 
@@ -71,6 +73,15 @@ int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config 
 	if (!rc)
 		rc = proto__ymap_double(&m, "drain", PROTO__OPTIONAL, 0, 86400, "seconds, 0..86400",
 		                        &t.drain_s);
+	if (!rc) {
+		int64_t mb = t.fetch_max_mb, secs = t.fetch_timeout_s;
+		rc = proto__ymap_i64(&m, "fetch_max_mb", PROTO__OPTIONAL, 1, 1 << 20, NULL, &mb);
+		if (!rc)
+			rc = proto__ymap_i64(&m, "fetch_timeout", PROTO__OPTIONAL, 1, 86400,
+			                     "seconds, 1..86400", &secs);
+		t.fetch_max_mb = (long)mb;
+		t.fetch_timeout_s = (long)secs;
+	}
 	if (!rc)
 		rc = proto__ymap_enum(&m, "log_level", PROTO__OPTIONAL, levels, &level);
 	if (!rc)

@@ -88,6 +88,42 @@ static int parse_path(const proto__ymap *m, const char *key, char *buf)
 	return proto__ymap_str(m, key, PROTO__OPTIONAL, PROTO_PATH_MAX - 1, buf);
 }
 
+int proto_is_url(const char *s)
+{
+	return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
+}
+
+static int is_sha256(const char *s);
+
+/* A dataset file: a path, an http(s) URL, or {url: URL, sha256: HEX}. */
+static int parse_file(const proto__ymap *m, const char *key, char *buf, char *sha)
+{
+	static const char *const keys[] = { "url", "sha256", NULL };
+	yaml_node_t *v;
+	proto__ymap f;
+	int rc;
+
+	if ((rc = proto__ymap_node(m, key, PROTO__OPTIONAL, &v)) || !v)
+		return rc;
+	if (v->type == YAML_MAPPING_NODE) {
+		if ((rc = proto__ymap_map(m, key, PROTO__REQUIRED, keys, &f)) ||
+		    (rc = proto__ymap_str(&f, "url", PROTO__REQUIRED, PROTO_PATH_MAX - 1, buf)) ||
+		    (rc = proto__ymap_str(&f, "sha256", PROTO__OPTIONAL, 64, sha)))
+			return rc;
+		if (!proto_is_url(buf))
+			return proto__ymap_expected(&f, "url", "an http:// or https:// URL");
+		if (sha[0] && !is_sha256(sha))
+			return proto__ymap_expected(&f, "sha256", "64 lowercase hex digits");
+		return 0;
+	}
+	if ((rc = parse_path(m, key, buf)))
+		return rc;
+	if (strstr(buf, "://") && !proto_is_url(buf))
+		return proto__ymap_expected(m, key, "a path or an http:// or https:// URL (no "
+		                            "other kind is fetched)");
+	return 0;
+}
+
 static int parse_dataset(const proto__ymap *top, proto_job *j)
 {
 	proto__ymap m;
@@ -97,13 +133,20 @@ static int parse_dataset(const proto__ymap *top, proto_job *j)
 		return rc;
 	if ((rc = proto__ymap_enum(&m, "format", PROTO__OPTIONAL, formats, &fmt)) ||
 	    (rc = parse_path(&m, "dir", j->dataset.dir)) ||
-	    (rc = parse_path(&m, "train_images", j->dataset.train_images)) ||
-	    (rc = parse_path(&m, "train_labels", j->dataset.train_labels)) ||
-	    (rc = parse_path(&m, "test_images", j->dataset.test_images)) ||
-	    (rc = parse_path(&m, "test_labels", j->dataset.test_labels)) ||
+	    (rc = parse_file(&m, "train_images", j->dataset.train_images,
+	                     j->dataset.train_images_sha256)) ||
+	    (rc = parse_file(&m, "train_labels", j->dataset.train_labels,
+	                     j->dataset.train_labels_sha256)) ||
+	    (rc = parse_file(&m, "test_images", j->dataset.test_images,
+	                     j->dataset.test_images_sha256)) ||
+	    (rc = parse_file(&m, "test_labels", j->dataset.test_labels,
+	                     j->dataset.test_labels_sha256)) ||
 	    (rc = proto__ymap_int(&m, "validation", PROTO__OPTIONAL, 1, 10000000, NULL,
 	                          &j->dataset.validation)))
 		return rc;
+	if (strstr(j->dataset.dir, "://"))
+		return proto__ymap_expected(&m, "dir", "a local directory (give URLs file by file: "
+		                            "train_images, train_labels, ...)");
 	int files = j->dataset.train_images[0] || j->dataset.train_labels[0];
 	if (j->dataset.dir[0] && (files || j->dataset.test_images[0] || j->dataset.test_labels[0]))
 		return proto__ydoc_fail(m.d, m.node, "dataset: expected either dir or the "

@@ -75,6 +75,11 @@ typedef struct proto_job {
 		char dir[PROTO_PATH_MAX];
 		char train_images[PROTO_PATH_MAX], train_labels[PROTO_PATH_MAX];
 		char test_images[PROTO_PATH_MAX], test_labels[PROTO_PATH_MAX];
+		/* Each file may be an http(s) URL, given as a string or as
+		 * {url: ..., sha256: ...}; sha256 ("" when not given) is checked
+		 * after the fetch.  Other URL schemes are refused. */
+		char train_images_sha256[65], train_labels_sha256[65];
+		char test_images_sha256[65], test_labels_sha256[65];
 		int validation;                /* default 10000, at most a sixth */
 	} dataset;
 	enum search_kind strategy;         /* default evolution */
@@ -96,6 +101,9 @@ typedef struct proto_job {
 	int retries;                       /* attempts after the first, default 2 */
 } proto_job;
 
+/* Whether s is an http:// or https:// URL (the only kinds fetched). */
+int proto_is_url(const char *s);
+
 /* Parses a job spec (YAML or JSON) into *out.  Unknown keys, wrong types and
  * out-of-range values are errors "line L, column C: path: ...".  Checks
  * only the spec itself: whether the dataset files exist is the caller's
@@ -116,6 +124,8 @@ typedef struct proto_daemon_config {
 	double heartbeat_s;                 /* default 120 */
 	long memory_mb;                     /* per worker, 0 = no limit (default) */
 	double drain_s;                     /* SIGTERM grace for running candidates, 60 */
+	long fetch_max_mb;                  /* datasets by URL: largest file, 2048 */
+	long fetch_timeout_s;               /* and time per file, 900 */
 	char log_level[16];                 /* debug|info|warn|error, default info */
 	char log_file[PROTO_PATH_MAX];      /* "" : stderr */
 } proto_daemon_config;

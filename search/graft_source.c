@@ -28,8 +28,7 @@ void search_graft_cache_dir(char *out, size_t len)
 		snprintf(out, len, "%s/.cache/graft", home && *home ? home : "/tmp");
 }
 
-/* mkdir -p for the cache: each missing component, owner-only. */
-static int make_dirs(const char *path, char *err, size_t errlen)
+int search_make_dirs(const char *path, char *err, size_t errlen)
 {
 	char buf[4096];
 	snprintf(buf, sizeof(buf), "%s", path);
@@ -159,7 +158,7 @@ int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
 		if (!rc)
 			goto out;
 	}
-	rc = make_dirs(dir, err, errlen);
+	rc = search_make_dirs(dir, err, errlen);
 	if (rc)
 		goto out;
 	/* Made under a temporary name and renamed, so a crash never leaves a

@@ -123,6 +123,10 @@ typedef struct search_graft_req {
 	void *ctx;
 } search_graft_req;
 
+/* mkdir -p: creates each missing component of path, owner-only (0700).
+ * GRAFT_EIO with a sentence in err when one cannot be made. */
+int search_make_dirs(const char *path, char *err, size_t errlen);
+
 /* $GRAFT_CACHE_DIR, else $XDG_CACHE_HOME/graft, else $HOME/.cache/graft. */
 void search_graft_cache_dir(char *out, size_t len);
 
