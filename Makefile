@@ -3,7 +3,7 @@
 #   make              build bin/graft and bin/graftd
 #   make test         build and run every test (installs missing Debian packages first)
 #   make bench        training throughput beside PyTorch's
-#   make demo         the quick start: install, build, train a reference net
+#   make demo         the quick start: install, build, run a short search with graftd
 #   make SAN=address,undefined test     the same under sanitizers
 #   make WERROR=1     warnings are errors (CI)
 
@@ -85,7 +85,7 @@ bench: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	bin/graft train examples/netm.yaml --steps 300 --out /tmp/graft-demo.safetensors
+	@deploy/demo.sh
 
 # Regenerates the PyTorch reference fixtures (needs python3-torch).
 fixtures:

@@ -12,6 +12,7 @@
 #include "daemon/data.h"
 #include "nn/nn.h"
 #include "proto/proto.h"
+#include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
@@ -36,10 +37,12 @@ static const char usage[] =
 	"                     with the rest; the default: best in our measurements),\n"
 	"                     frozen (as in the search) or drop (trained without it)\n"
 	"  --graft-file FILE  the graft's weights (from graft pretrain or an export);\n"
-	"                     checked against the architecture's graft.sha256\n";
+	"                     checked against the architecture's graft.sha256\n"
+	"  --init FILE        start from these weights (e.g. graft export --weights):\n"
+	"                     every tensor whose name and shape match\n";
 
 struct train_args {
-	const char *arch, *data, *out, *graft_mode, *graft_file;
+	const char *arch, *data, *out, *graft_mode, *graft_file, *init;
 	long steps, batch, seed, validation, threads;
 	double lr;
 };
@@ -79,6 +82,7 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 		{ "validation", required_argument, 0, 'v' },
 		{ "threads", required_argument, 0, 't' }, { "out", required_argument, 0, 'o' },
 		{ "graft", required_argument, 0, 'g' }, { "graft-file", required_argument, 0, 'G' },
+		{ "init", required_argument, 0, 'i' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	int c;
@@ -91,6 +95,7 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 		case 'd': a->data = optarg; break;
 		case 'o': a->out = optarg; break;
 		case 'G': a->graft_file = optarg; break;
+		case 'i': a->init = optarg; break;
 		case 'g':
 			a->graft_mode = optarg;
 			if (strcmp(optarg, "frozen") && strcmp(optarg, "finetune") &&
@@ -190,6 +195,19 @@ static int train_and_report(nn_arch *arch, const struct train_args *a, const cha
 	if (nn_net_from_arch(&net, arch, r->batch, r->seed, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s: %s\n", a->arch, err);
 		return -1;
+	}
+	if (a->init) {
+		nn_weights w;
+		int n = nn_safetensors_read(a->init, &w, err, sizeof(err));
+		if (!n)
+			n = search_inherit(net, &w);
+		nn_weights_free(&w);
+		if (n < 0) {
+			fprintf(stderr, "graft train: --init: %s\n", *err ? err : graft_strerror(n));
+			nn_net_free(net);
+			return -1;
+		}
+		printf("started from %d tensors of %s\n", n, a->init);
 	}
 	if (arch->graft_nlayers > 0) {
 		char sha[65];

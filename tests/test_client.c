@@ -24,8 +24,6 @@
 #include "tests/support/idx_write.h"
 #include "tests/support/scratch.h"
 
-#define GRAFT_BIN "bin/graft"
-
 extern char **environ;
 
 static char dir[700], spec[700];
@@ -60,52 +58,7 @@ static void teardown(void)
 
 TestSuite(client, .init = setup, .fini = teardown, .timeout = 200);
 
-typedef struct run {
-	int code;
-	char out[16384], err[4096];
-} run;
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n] = '\0';
-}
-
-/* Runs bin/graft with the NULL-terminated arguments. */
-static run *graft(const char *arg, ...)
-{
-	static run r;
-	const char *argv[32] = { GRAFT_BIN };
-	char out[700], err[700];
-	int n = 1, status;
-	va_list ap;
-	va_start(ap, arg);
-	for (const char *a = arg; a && n < 31; a = va_arg(ap, const char *))
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	snprintf(out, sizeof(out), "%s", scratch_path("out.txt"));
-	snprintf(err, sizeof(err), "%s", scratch_path("err.txt"));
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, GRAFT_BIN, &fa, NULL, (char *const *)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	waitpid(pid, &status, 0);
-	cr_assert(WIFEXITED(status), "graft crashed");
-	r.code = WEXITSTATUS(status);
-	slurp(out, r.out, sizeof(r.out));
-	slurp(err, r.err, sizeof(r.err));
-	return &r;
-}
-
-static void expect(const run *r, int code, const char *in_out, const char *in_err)
+static void expect(const cmd_run *r, int code, const char *in_out, const char *in_err)
 {
 	cr_assert_eq(r->code, code, "exit %d, not %d\nstdout: %s\nstderr: %s", r->code, code,
 	             r->out, r->err);
@@ -115,7 +68,7 @@ static void expect(const run *r, int code, const char *in_out, const char *in_er
 		cr_assert(strstr(r->err, in_err), "stderr lacks '%s':\n%s", in_err, r->err);
 }
 
-static json_t *json_out(const run *r)
+static json_t *json_out(const cmd_run *r)
 {
 	json_t *j = json_loads(r->out, 0, NULL);
 	cr_assert_not_null(j, "--json printed something that is not JSON:\n%s", r->out);
@@ -125,35 +78,35 @@ static json_t *json_out(const run *r)
 /* Submits the suite's spec and follows it to the end. */
 static void finished_job(void)
 {
-	run *r = graft("submit", spec, NULL);
+	cmd_run *r = graft_cmd("submit", spec, NULL);
 	expect(r, 0, "job 1 submitted", NULL);
-	r = graft("watch", "1", "--interval", "0.2", NULL);
+	r = graft_cmd("watch", "1", "--interval", "0.2", NULL);
 	expect(r, 0, "job 1: done, 4/4 evaluated", NULL);
 }
 
 Test(client, the_whole_round_trip)
 {
 	finished_job();
-	run *r = graft("jobs", NULL);
+	cmd_run *r = graft_cmd("jobs", NULL);
 	expect(r, 0, "client-test", NULL);
 	cr_assert(strstr(r->out, "done"));
-	r = graft("jobs", "--json", NULL);
+	r = graft_cmd("jobs", "--json", NULL);
 	expect(r, 0, NULL, NULL);
 	json_t *j = json_out(r);
 	cr_assert_eq(json_array_size(json_object_get(j, "jobs")), 1);
 	json_decref(j);
 
-	r = graft("status", "1", NULL);
+	r = graft_cmd("status", "1", NULL);
 	expect(r, 0, "4 of 4 evaluated", NULL);
-	r = graft("status", "1", "--json", NULL);
+	r = graft_cmd("status", "1", "--json", NULL);
 	j = json_out(r);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
 	cr_assert(json_is_object(json_object_get(j, "best")));
 	json_decref(j);
 
-	r = graft("leaderboard", "1", "--limit", "2", NULL);
+	r = graft_cmd("leaderboard", "1", "--limit", "2", NULL);
 	expect(r, 0, "RANK", NULL);
-	r = graft("leaderboard", "1", "--sort", "params", "--json", NULL);
+	r = graft_cmd("leaderboard", "1", "--sort", "params", "--json", NULL);
 	j = json_out(r);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "sort")), "params");
 	cr_assert_gt(json_array_size(json_object_get(j, "candidates")), 0);
@@ -162,7 +115,7 @@ Test(client, the_whole_round_trip)
 	char arch[700], w[700], err[GRAFT_ERRLEN];
 	snprintf(arch, sizeof(arch), "%s", scratch_path("best.yaml"));
 	snprintf(w, sizeof(w), "%s", scratch_path("best.safetensors"));
-	r = graft("export", "1", "-o", arch, "--weights", w, NULL);
+	r = graft_cmd("export", "1", "-o", arch, "--weights", w, NULL);
 	expect(r, 0, NULL, NULL);
 	nn_arch a;
 	cr_assert_eq(proto_arch_load(arch, &a, err, sizeof(err)), 0, "%s", err);
@@ -171,12 +124,12 @@ Test(client, the_whole_round_trip)
 	cr_assert_eq(nn_safetensors_read(w, &wt, err, sizeof(err)), 0, "%s", err);
 	cr_assert_not_null(nn_weights_find(&wt, "head.weight"));
 	nn_weights_free(&wt);
-	r = graft("export", "1", NULL);
+	r = graft_cmd("export", "1", NULL);
 	expect(r, 0, "format: graft-arch/1", NULL);
 
-	r = graft("health", NULL);
+	r = graft_cmd("health", NULL);
 	expect(r, 0, "ok", NULL);
-	r = graft("health", "--json", NULL);
+	r = graft_cmd("health", "--json", NULL);
 	j = json_out(r);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
 	json_decref(j);
@@ -185,20 +138,20 @@ Test(client, the_whole_round_trip)
 Test(client, graftd_errors_are_shown_as_written)
 {
 	finished_job();
-	run *r = graft("pause", "1", NULL);
+	cmd_run *r = graft_cmd("pause", "1", NULL);
 	expect(r, 1, NULL, "cannot pause job 1: it is done");
-	r = graft("status", "99", NULL);
+	r = graft_cmd("status", "99", NULL);
 	expect(r, 1, NULL, "no such job");
-	r = graft("export", "1", "--rank", "50", NULL);
+	r = graft_cmd("export", "1", "--rank", "50", NULL);
 	expect(r, 1, NULL, "no candidate of that rank");
 	char bad[700];
 	snprintf(bad, sizeof(bad), "%s", scratch_path("bad.yaml"));
 	FILE *f = fopen(bad, "w");
 	fputs("dataset: {dir: /nowhere}\nsearch: {populaton: 3}\n", f);
 	fclose(f);
-	r = graft("submit", bad, NULL);
+	r = graft_cmd("submit", bad, NULL);
 	expect(r, 1, NULL, "line 2, column 10: search: unknown key 'populaton'");
-	r = graft("cancel", "1", "--json", NULL);
+	r = graft_cmd("cancel", "1", "--json", NULL);
 	expect(r, 1, NULL, "it is done");
 }
 
@@ -211,35 +164,35 @@ Test(client, pause_resume_cancel)
 	fprintf(f, "dataset: {dir: %s, validation: 200}\nsearch: {candidates: 50}\n"
 	        "train: {steps: 100, batch: 32}\ngraft: {source: none}\n", data);
 	fclose(f);
-	expect(graft("submit", slow, "--json", NULL), 0, "\"id\": 1", NULL);
-	expect(graft("pause", "1", NULL), 0, "job 1: paused", NULL);
-	expect(graft("resume", "1", NULL), 0, "job 1: running", NULL);
-	expect(graft("cancel", "1", NULL), 0, "job 1: cancelled", NULL);
-	expect(graft("watch", "1", NULL), 1, "cancelled", "job 1 cancelled");
+	expect(graft_cmd("submit", slow, "--json", NULL), 0, "\"id\": 1", NULL);
+	expect(graft_cmd("pause", "1", NULL), 0, "job 1: paused", NULL);
+	expect(graft_cmd("resume", "1", NULL), 0, "job 1: running", NULL);
+	expect(graft_cmd("cancel", "1", NULL), 0, "job 1: cancelled", NULL);
+	expect(graft_cmd("watch", "1", NULL), 1, "cancelled", "job 1 cancelled");
 }
 
 Test(client, when_graftd_is_not_running)
 {
 	setenv("GRAFT_SOCKET", scratch_path("nothing-here.sock"), 1);
-	run *r = graft("jobs", NULL);
+	cmd_run *r = graft_cmd("jobs", NULL);
 	expect(r, 3, NULL, "graftd is not running");
 	cr_assert(strstr(r->err, "graftd &"), "no hint how to start it: %s", r->err);
-	r = graft("health", "--socket", graftd_socket(dir), NULL);
+	r = graft_cmd("health", "--socket", graftd_socket(dir), NULL);
 	expect(r, 0, "ok", NULL);
 	/* A socket file with nobody behind it. */
 	graftd_stop(daemon_pid, SIGKILL);
-	r = graft("health", "--socket", graftd_socket(dir), NULL);
+	r = graft_cmd("health", "--socket", graftd_socket(dir), NULL);
 	expect(r, 3, NULL, "Start it with");
 }
 
 Test(client, bad_arguments)
 {
-	expect(graft("leaderboard", NULL), 2, NULL, "expected JOB");
-	expect(graft("leaderboard", "1", "--sort", "colour", NULL), 2, NULL, "--sort");
-	expect(graft("status", "abc", NULL), 2, NULL, "JOB");
-	expect(graft("status", "1", "--limit", "3", NULL), 2, NULL, "not an option");
-	expect(graft("jobs", "extra", NULL), 2, NULL, "no arguments");
-	expect(graft("submit", scratch_path("missing.yaml"), NULL), 1, NULL, "cannot open");
-	expect(graft("watch", "--help", NULL), 0, "usage: graft watch JOB", NULL);
-	expect(graft("--help", NULL), 0, "submit SPEC.yaml", NULL);
+	expect(graft_cmd("leaderboard", NULL), 2, NULL, "expected JOB");
+	expect(graft_cmd("leaderboard", "1", "--sort", "colour", NULL), 2, NULL, "--sort");
+	expect(graft_cmd("status", "abc", NULL), 2, NULL, "JOB");
+	expect(graft_cmd("status", "1", "--limit", "3", NULL), 2, NULL, "not an option");
+	expect(graft_cmd("jobs", "extra", NULL), 2, NULL, "no arguments");
+	expect(graft_cmd("submit", scratch_path("missing.yaml"), NULL), 1, NULL, "cannot open");
+	expect(graft_cmd("watch", "--help", NULL), 0, "usage: graft watch JOB", NULL);
+	expect(graft_cmd("--help", NULL), 0, "submit SPEC.yaml", NULL);
 }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <criterion/criterion.h>
 
 #include "tests/support/graftd_run.h"
+#include "tests/support/scratch.h"
 
 extern char **environ;
 
@@ -224,4 +226,44 @@ int graftd_workers(pid_t daemon, pid_t *out, int max)
 	if (d)
 		closedir(d);
 	return n;
+}
+
+static void slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, len - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+}
+
+cmd_run *graft_cmd(const char *arg, ...)
+{
+	static cmd_run r;
+	const char *argv[32] = { GRAFT_BIN };
+	char out[700], err[700];
+	int n = 1, status;
+	va_list ap;
+	va_start(ap, arg);
+	for (const char *a = arg; a && n < 31; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	snprintf(out, sizeof(out), "%s", scratch_path("cmd-out.txt"));
+	snprintf(err, sizeof(err), "%s", scratch_path("cmd-err.txt"));
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	pid_t pid;
+	int rc = posix_spawn(&pid, GRAFT_BIN, &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(rc, 0, "cannot run %s (run from the repository root)", GRAFT_BIN);
+	waitpid(pid, &status, 0);
+	cr_assert(WIFEXITED(status), "graft %s crashed", arg);
+	r.code = WEXITSTATUS(status);
+	slurp(out, r.out, sizeof(r.out));
+	slurp(err, r.err, sizeof(r.err));
+	return &r;
 }

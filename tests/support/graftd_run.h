@@ -47,4 +47,20 @@ resp graftd_http(const char *dir, const char *method, const char *path, const ch
 /* GET path, asserting the status, parsed as JSON. */
 json_t *graftd_get_json(const char *dir, const char *path, int expect);
 
+/* ---- bin/graft, run as a user runs it ------------------------------------------ */
+
+extern char **environ;
+
+#define GRAFT_BIN "bin/graft"
+
+typedef struct cmd_run {
+	int code;                /* exit status */
+	char out[16384], err[4096];
+} cmd_run;
+
+/* Runs bin/graft with the NULL-terminated arguments (stdin /dev/null,
+ * output in the scratch directory) and waits; a crash fails the test.  The
+ * result lives until the next call. */
+cmd_run *graft_cmd(const char *arg, ...);
+
 #endif
