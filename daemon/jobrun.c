@@ -130,23 +130,57 @@ static int load_data(jobrun *jr, char *err, size_t errlen)
 	return rc;
 }
 
-static void make_base(jobrun *jr)
+/* The architecture every candidate of the job starts from: input, classes,
+ * normalization and recipe (the graft section comes with the graft). */
+static void make_base(const proto_job *j, const nn_dataset *train, nn_arch *a)
 {
-	const proto_job *j = &jr->spec;
-	nn_arch *a = &jr->base;
-
 	nn_arch_defaults(a);
-	a->in_c = jr->train.c;
-	a->in_h = jr->train.h;
-	a->in_w = jr->train.w;
-	a->classes = jr->train.classes;
-	nn_dataset_stats(&jr->train, a->mean, a->std);
+	a->in_c = train->c;
+	a->in_h = train->h;
+	a->in_w = train->w;
+	a->classes = train->classes;
+	nn_dataset_stats(train, a->mean, a->std);
 	a->train = j->train;
 	a->train.seed = j->seed;
 	/* The spec's crop is a flag; the padding follows the image size as
 	 * graft-arch/1 defines it (2 up to 28 pixels, else 4). */
 	if (a->train.crop)
 		a->train.crop = a->in_h <= 28 && a->in_w <= 28 ? 2 : 4;
+}
+
+int jobrun_check_space(const proto_job *j, const nn_dataset *train, char *err,
+                       size_t errlen)
+{
+	const search_space *s = &j->space;
+	nn_arch a;
+
+	make_base(j, train, &a);
+	a.stem_kernel = 3;
+	a.stem_channels = s->stem_min;
+	a.nblocks = 0;
+	if (j->graft != PROTO_GRAFT_NONE && j->graft != PROTO_GRAFT_STORED) {
+		a.graft_nlayers = j->graft_layers;
+		for (int i = 0; i < j->graft_layers; i++) {
+			a.graft_kernel[i] = j->graft_kernel;
+			a.graft_channels[i] = j->graft_channels;
+		}
+	}
+	int64_t flops = search_arch_flops(&a), params = search_arch_params(&a);
+	if (flops < 0 || params < 0) {
+		snprintf(err, errlen, "space: the smallest network of the space does not build "
+		         "on %dx%dx%d images", train->c, train->h, train->w);
+		return GRAFT_EINVAL;
+	}
+	if (flops > s->max_flops || params > s->max_params) {
+		snprintf(err, errlen, "space.%s: %lld is too small: the stem, head%s alone take "
+		         "%lld %s before any block", flops > s->max_flops ? "max_flops" : "max_params",
+		         (long long)(flops > s->max_flops ? s->max_flops : s->max_params),
+		         a.graft_nlayers ? " and graft" : "",
+		         (long long)(flops > s->max_flops ? flops : params),
+		         flops > s->max_flops ? "FLOPs per image" : "parameters");
+		return GRAFT_EINVAL;
+	}
+	return 0;
 }
 
 static void log_pretrain(const nn_progress *p, void *ctx)
@@ -352,7 +386,9 @@ int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
 	    (rc = fetch_data(jr, dirs, err, errlen)) ||
 	    (rc = load_data(jr, err, errlen)))
 		goto fail;
-	make_base(jr);
+	make_base(&jr->spec, &jr->train, &jr->base);
+	if ((rc = jobrun_check_space(&jr->spec, &jr->train, err, errlen)))
+		goto fail;
 	if ((rc = obtain_graft(jr, dirs->grafts, log, err, errlen)))
 		goto fail;
 	jr->strat = search_strategy_new(jr->spec.strategy, &jr->spec.space, &jr->base,

@@ -33,6 +33,12 @@ typedef struct jobrun_dirs {
 	long fetch_timeout_s;      /* 0: FETCH_DEFAULT_TIMEOUT_S */
 } jobrun_dirs;
 
+/* Whether the job's space leaves room for any block: the stem, head and
+ * graft of its smallest network must fit max_flops and max_params on the
+ * job's images.  0, or GRAFT_EINVAL with a sentence naming the limit. */
+int jobrun_check_space(const proto_job *j, const nn_dataset *train, char *err,
+                       size_t errlen);
+
 /* Opens job_id of st: parses its spec, loads and identifies its dataset,
  * finds or pretrains its graft (progress lines go to log, may be NULL), and
  * replays its recorded asks and tells into a fresh strategy, checking that

@@ -372,7 +372,7 @@ struct submit_req {
 	sched *s;
 	char *text;
 	proto_job spec;
-	int rc;
+	int rc, space;        /* space: the dataset is fine, the space is not */
 	char err[GRAFT_ERRLEN];
 	void (*done)(const sched_answer *, void *);
 	void *ctx;
@@ -403,6 +403,8 @@ static void submit_work(uv_work_t *w)
 		         "validation split");
 		r->rc = GRAFT_EINVAL;
 	}
+	if (!r->rc && jobrun_check_space(j, &train, r->err, sizeof(r->err)))
+		r->space = 1;
 	nn_dataset_free(&train);
 	nn_dataset_free(&val);
 }
@@ -417,10 +419,10 @@ static void submit_done(uv_work_t *w, int status)
 		a.status = 503;
 		snprintf(a.code, sizeof(a.code), "shutting_down");
 		snprintf(a.message, sizeof(a.message), "graftd is stopping; submit again later");
-	} else if (r->rc) {
+	} else if (r->rc || r->space) {
 		a.status = 422;
-		snprintf(a.code, sizeof(a.code), "bad_dataset");
-		snprintf(a.field, sizeof(a.field), "dataset");
+		snprintf(a.code, sizeof(a.code), r->space ? "bad_space" : "bad_dataset");
+		snprintf(a.field, sizeof(a.field), r->space ? "space" : "dataset");
 		snprintf(a.message, sizeof(a.message), "%s", r->err);
 	} else {
 		store_job j = { .spec = r->text, .total = r->spec.candidates,

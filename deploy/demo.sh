@@ -37,7 +37,12 @@ echo
 echo "== training it further from the exported weights (300 steps), then the test set"
 bin/graft train "$OUT/best.yaml" --init "$OUT/best.safetensors" \
 	--graft-file "$OUT/best.safetensors" --graft frozen --steps 300 \
-	--validation 5000 --out "$OUT/best-trained.safetensors"
+	--validation 5000 --out "$OUT/best-trained.safetensors" | tee "$OUT/train.log"
+ACC=$(sed -n 's/^test accuracy \([0-9.]*\).*/\1/p' "$OUT/train.log")
+echo
+echo "== the same network in PyTorch, built from the YAML alone, with the exported weights"
+/usr/bin/python3 tests/interop/check_export.py "$OUT/best.yaml" \
+	"$OUT/best-trained.safetensors" --expect "$ACC" || [ $? -eq 77 ]
 echo
 echo "== stopping graftd"
 stop

@@ -317,6 +317,8 @@ Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 	expect_spec_refused(dir, "a billion channels", spec, 400, "space.widths[0]");
 	expect_spec_refused(dir, "missing dataset", "dataset: {dir: /no/such/dir}\n", 422,
 	                    "bad_dataset");
+	snprintf(spec, sizeof(spec), "dataset: {dir: %s}\nspace: {max_flops: 1000}\n", data);
+	expect_spec_refused(dir, "a space with room for nothing", spec, 422, "space.max_flops");
 	char corrupt[700];
 	snprintf(corrupt, sizeof(corrupt), "%s", scratch_path("corrupt"));
 	mkdir(corrupt, 0755);
