@@ -231,6 +231,7 @@ int main(int argc, char **argv)
 	unlink(d.cfg.socket);
 	/* Jobs still opening on the thread pool are abandoned: they resume from
 	 * the store on the next start. */
+	sched_free(d.sched);
 	store_close(d.st);
 	return 0;
 }

@@ -46,6 +46,7 @@ struct sched {
 	int64_t last_job;        /* round robin: the job that got the last task */
 	sched_metrics m;
 	int stopping;
+	int works;               /* opens and submissions on the thread pool */
 	void (*stop_done)(void *);
 	void *stop_ctx;
 	char weights_dir[4200], grafts_dir[4200], datasets_dir[4200];
@@ -138,6 +139,7 @@ static void open_done(uv_work_t *w, int status)
 	sched *s = r->s;
 	struct job *j = r->job;
 
+	s->works--;
 	j->opening = 0;
 	if (r->jr)
 		jobrun_set_store(r->jr, s->st);
@@ -176,6 +178,7 @@ static void start_open(sched *s, struct job *j)
 	r->job = j;
 	r->w.data = r;
 	j->opening = 1;
+	s->works++;
 	log_msg(LOG_INFO, "job %lld: opening (data, graft, replay)", (long long)j->id);
 	uv_queue_work(s->loop, &r->w, open_work, open_done);
 }
@@ -415,6 +418,7 @@ static void submit_done(uv_work_t *w, int status)
 	sched *s = r->s;
 	sched_answer a = { .status = 201 };
 
+	s->works--;
 	if (status || s->stopping) {
 		a.status = 503;
 		snprintf(a.code, sizeof(a.code), "shutting_down");
@@ -476,6 +480,7 @@ void sched_submit(sched *s, const char *text, size_t len,
 	r->done = done;
 	r->ctx = ctx;
 	r->w.data = r;
+	s->works++;
 	uv_queue_work(s->loop, &r->w, submit_work, submit_done);
 }
 
@@ -632,7 +637,9 @@ void sched_stop(sched *s, double grace_s, void (*done)(void *ctx), void *ctx)
 
 void sched_free(sched *s)
 {
-	if (!s)
+	/* Work still running on the thread pool points into s: leave it to the
+	 * process's exit. */
+	if (!s || s->works > 0)
 		return;
 	while (s->jobs) {
 		struct job *j = s->jobs;

@@ -76,6 +76,8 @@ void sched_get_metrics(sched *s, sched_metrics *m);
  * states stay as they are in the store.  done fires once every worker has
  * exited and nothing more will be written. */
 void sched_stop(sched *s, double grace_s, void (*done)(void *ctx), void *ctx);
+/* Frees s after sched_stop's done; a no-op while a job is still being
+ * opened on the thread pool (the process is exiting then anyway). */
 void sched_free(sched *s);
 
 #endif
