@@ -3,6 +3,7 @@
  * graftd_run.h).
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -143,7 +144,19 @@ resp graftd_raw(const char *dir, const char *req, size_t len)
 {
 	resp r = { 0 };
 	int fd = graftd_connect(dir);
-	cr_assert_geq(fd, 0, "cannot connect to graftd");
+	if (fd < 0) {
+		/* Say why: what graftd wrote before it went away, if it did. */
+		char path[720], text[4096] = "";
+		snprintf(path, sizeof(path), "%.680s/stderr.txt", dir);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			size_t n = fread(text, 1, sizeof(text) - 1, f);
+			text[n] = '\0';
+			fclose(f);
+		}
+		cr_assert_fail("cannot connect to graftd (%s); its stderr:\n%s", strerror(errno),
+		               text);
+	}
 	for (size_t off = 0; off < len;) {
 		ssize_t n = write(fd, req + off, len - off);
 		if (n <= 0)
