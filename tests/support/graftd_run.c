@@ -66,13 +66,24 @@ int graftd_connect(const char *dir)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", graftd_socket(dir));
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int fd = -1;
+	/* A full listen queue (many clients at once on a slow, sanitized build)
+	 * is EAGAIN: the client waits its turn, as a real one would. */
+	for (int tries = 0; tries < 200; tries++) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		int e = errno;
+		close(fd);
+		fd = -1;
+		if (e != EAGAIN)
+			return -1;
+		test_nap(0.01);
+	}
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		close(fd);
-		return -1;
-	}
 	struct timeval tv = { 30, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
