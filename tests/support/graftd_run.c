@@ -65,7 +65,8 @@ const char *graftd_socket(const char *dir)
 int graftd_connect(const char *dir)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", graftd_socket(dir));
+	/* Not graftd_socket(): many client threads connect at once. */
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s/graftd.sock", dir);
 	int fd = -1;
 	/* A full listen queue (many clients at once on a slow, sanitized build)
 	 * is EAGAIN: the client waits its turn, as a real one would. */
@@ -157,7 +158,8 @@ resp graftd_raw(const char *dir, const char *req, size_t len)
 	int fd = graftd_connect(dir);
 	if (fd < 0) {
 		/* Say why: what graftd wrote before it went away, if it did. */
-		char path[720], text[4096] = "";
+		char path[720], text[4096] = "", log[4096] = "";
+		int e = errno;
 		snprintf(path, sizeof(path), "%.680s/stderr.txt", dir);
 		FILE *f = fopen(path, "r");
 		if (f) {
@@ -165,8 +167,16 @@ resp graftd_raw(const char *dir, const char *req, size_t len)
 			text[n] = '\0';
 			fclose(f);
 		}
-		cr_assert_fail("cannot connect to graftd (%s); its stderr:\n%s", strerror(errno),
-		               text);
+		snprintf(path, sizeof(path), "%.680s/graftd.log", dir);
+		f = fopen(path, "r");
+		if (f) {
+			fseek(f, -(long)(sizeof(log) - 1), SEEK_END);
+			size_t n = fread(log, 1, sizeof(log) - 1, f);
+			log[n] = '\0';
+			fclose(f);
+		}
+		cr_assert_fail("cannot connect to graftd (%s); its stderr:\n%s\nits log:\n%s",
+		               strerror(e), text, log);
 	}
 	for (size_t off = 0; off < len;) {
 		ssize_t n = write(fd, req + off, len - off);

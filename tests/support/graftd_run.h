@@ -16,9 +16,9 @@
 double test_now(void);
 void test_nap(double seconds);
 
-/* DIR/graftd.sock, in a static buffer. */
+/* DIR/graftd.sock, in a static buffer (one thread at a time). */
 const char *graftd_socket(const char *dir);
-/* A connected socket to graftd on dir, or -1. */
+/* A connected socket to graftd on dir, or -1; safe from many threads. */
 int graftd_connect(const char *dir);
 
 /* Starts graftd on dir (created) with workers, logging to dir/graftd.log;
