@@ -121,17 +121,24 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 	return 0;
 }
 
-/* GET path; the JSON on success, NULL after saying why (*code set). */
-static json_t *get(struct copts *o, const char *path, int *code)
+/* One call answered by JSON with status want: the JSON, or NULL after
+ * saying why (*code set to the exit code). */
+static json_t *request(struct copts *o, const char *method, const char *path,
+                       const char *ctype, const char *body, size_t len, long want, int *code)
 {
-	client_resp r = client_call(o->sock, "GET", path, NULL, NULL, 0);
+	client_resp r = client_call(o->sock, method, path, ctype, body, len);
 	json_t *j = NULL;
-	if (r.status != 200)
+	if (r.status != want)
 		*code = client_fail(o->cmd, o->sock, &r);
 	else if (!(j = client_json(o->cmd, &r)))
 		*code = 1;
 	client_resp_free(&r);
 	return j;
+}
+
+static json_t *get(struct copts *o, const char *path, int *code)
+{
+	return request(o, "GET", path, NULL, NULL, 0, 200, code);
 }
 
 static void print_json(json_t *j)
@@ -198,17 +205,11 @@ static int cmd_submit(struct copts *o)
 	size_t n = strlen(o->arg);
 	const char *ct = n > 5 && !strcmp(o->arg + n - 5, ".json") ? "application/json"
 	                 : "application/yaml";
-	client_resp r = client_call(o->sock, "POST", "/v1/jobs", ct, text, len);
+	int code = 0;
+	json_t *j = request(o, "POST", "/v1/jobs", ct, text, len, 201, &code);
 	free(text);
-	if (r.status != 201) {
-		int code = client_fail(o->cmd, o->sock, &r);
-		client_resp_free(&r);
-		return code;
-	}
-	json_t *j = client_json(o->cmd, &r);
-	client_resp_free(&r);
 	if (!j)
-		return 1;
+		return code;
 	if (o->json)
 		print_json(j);
 	else
@@ -429,17 +430,11 @@ static int cmd_export(struct copts *o)
 static int control(struct copts *o, const char *action)
 {
 	char path[96];
+	int code = 0;
 	snprintf(path, sizeof(path), "/v1/jobs/%s/%s", o->arg, action);
-	client_resp r = client_call(o->sock, "POST", path, NULL, NULL, 0);
-	if (r.status != 200) {
-		int code = client_fail(o->cmd, o->sock, &r);
-		client_resp_free(&r);
-		return code;
-	}
-	json_t *j = client_json(o->cmd, &r);
-	client_resp_free(&r);
+	json_t *j = request(o, "POST", path, NULL, NULL, 0, 200, &code);
 	if (!j)
-		return 1;
+		return code;
 	if (o->json)
 		print_json(j);
 	else
