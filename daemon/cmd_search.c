@@ -39,7 +39,6 @@ struct search {
 	uv_loop_t *loop;
 	uv_signal_t sigint, sigterm;
 	jobrun_task *tasks;       /* per worker */
-	int *idle, nidle;
 	int stopping, failed, interrupted, complete_printed;
 	char err[GRAFT_ERRLEN];
 };
@@ -57,8 +56,9 @@ static void fatal(struct search *s, const char *msg)
 /* Hands tasks to idle workers while there are both. */
 static void dispatch(struct search *s)
 {
-	while (!s->stopping && s->nidle > 0) {
-		int w = s->idle[s->nidle - 1], hits = 0;
+	int w;
+	while (!s->stopping && (w = pool_idle_worker(s->pool)) >= 0) {
+		int hits = 0;
 		jobrun_task t;
 		int rc = jobrun_next(s->jr, &t, &hits, s->err, sizeof(s->err));
 		if (hits) {
@@ -75,12 +75,10 @@ static void dispatch(struct search *s)
 		if (rc == 0)
 			break;
 		if (pool_send(s->pool, w, t.msg, jobrun_spec(s->jr)->time_limit)) {
-			jobrun_failure(s->jr, &t, "could not send the task to a worker", "", s->err,
-			               sizeof(s->err));
+			jobrun_abandon(s->jr, &t); /* runs again with the next worker */
 			break;
 		}
 		s->tasks[w] = t;
-		s->nidle--;
 	}
 	if (jobrun_complete(s->jr))
 		stop_all(s);
@@ -88,10 +86,9 @@ static void dispatch(struct search *s)
 
 static void on_idle(pool *p, int w, void *ctx)
 {
-	struct search *s = ctx;
 	(void)p;
-	s->idle[s->nidle++] = w;
-	dispatch(s);
+	(void)w;
+	dispatch(ctx);
 }
 
 static void print_result(struct search *s, const jobrun_task *t, json_t *m)
@@ -115,6 +112,9 @@ static void on_line(pool *p, int w, json_t *m, void *ctx)
 	int rc;
 
 	snprintf(worker, sizeof(worker), "local:%d", pool_pid(p, w));
+	/* A line about another task than the one in hand is not believed. */
+	if (json_integer_value(json_object_get(m, "id")) != s->tasks[w].eval_id || !s->tasks[w].msg)
+		return;
 	if (!strcmp(type, "result")) {
 		jobrun_task t = s->tasks[w];
 		rc = jobrun_result(s->jr, &s->tasks[w], m, worker, s->err, sizeof(s->err));
@@ -333,12 +333,11 @@ int cli_search(int argc, char **argv)
 			jobrun_set_threads(s.jr, (int)a.threads);
 		s.loop = uv_default_loop();
 		s.tasks = calloc((size_t)nworkers, sizeof(*s.tasks));
-		s.idle = calloc((size_t)nworkers, sizeof(int));
 		pool_opts po = { .workers = nworkers, .argv = wargv, .heartbeat_s = 300 };
 		pool_cb cb = { .idle = on_idle, .line = on_line, .lost = on_lost };
 		store_job_set_state(s.st, job, STORE_JOB_RUNNING, NULL);
 		s.pool = pool_new(s.loop, &po, &cb, &s);
-		if (!s.tasks || !s.idle || !s.pool) {
+		if (!s.tasks || !s.pool) {
 			fprintf(stderr, "graft search: cannot start the workers\n");
 			goto out;
 		}
@@ -366,7 +365,6 @@ int cli_search(int argc, char **argv)
 	rc = CLI_OK;
 out:
 	free(s.tasks);
-	free(s.idle);
 	jobrun_free(s.jr);
 	store_close(s.st);
 	free(text);

@@ -600,8 +600,10 @@ static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
 		jr->c[seq].id = rec->id;
 		e.candidate_id = rec->id;
 	}
-	if ((rc = store_commit(jr->st)))
+	if ((rc = store_commit(jr->st))) {
+		store_rollback(jr->st);
 		return fail(err, errlen, rc, "%s", store_errmsg(jr->st));
+	}
 	rc = try_cache(jr, seq, &e, err, errlen);
 	if (rc) {
 		if (rc > 0 && hits)
@@ -670,6 +672,16 @@ int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen)
 	return 0;
 }
 
+/* The task is over for this process, whatever the store said: nothing of
+ * it is in flight any more (the store keeps it as running or failed, and a
+ * restart runs it again). */
+static void release(jobrun *jr, jobrun_task *t)
+{
+	jr->in_flight--;
+	json_decref(t->msg);
+	t->msg = NULL;
+}
+
 static double num(json_t *o, const char *key)
 {
 	return json_number_value(json_object_get(o, key));
@@ -700,7 +712,9 @@ int jobrun_result(jobrun *jr, jobrun_task *t, json_t *r, const char *worker, cha
 	                               jr->overhead_cpu_s)) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
-		return fail(err, errlen, rc, "recording a result: %s", store_errmsg(jr->st));
+		fail(err, errlen, rc, "recording a result: %s", store_errmsg(jr->st));
+		release(jr, t);
+		return rc < 0 ? rc : GRAFT_ESQL;
 	}
 	/* The key as the store computed it at the start. */
 	store_eval full;
@@ -726,7 +740,9 @@ int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *w
 	    (!retry && (rc = store_candidate_tell(jr->st, t->candidate_id, told_count(jr), NAN))) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
-		return fail(err, errlen, rc, "recording a failure: %s", store_errmsg(jr->st));
+		fail(err, errlen, rc, "recording a failure: %s", store_errmsg(jr->st));
+		release(jr, t);
+		return rc < 0 ? rc : GRAFT_ESQL;
 	}
 	jr->in_flight--;
 	if (retry) {

@@ -132,7 +132,10 @@ static void on_line(struct slot *s, char *line, size_t len)
 	const char *type = m ? json_string_value(json_object_get(m, "type")) : NULL;
 
 	s->last_seen = now_s(p);
-	if (!type) {
+	if (s->kill_reason[0]) {
+		/* Being killed: what it still says is not believed (its task is
+		 * reported lost when it exits). */
+	} else if (!type) {
 		char why[200];
 		snprintf(why, sizeof(why), "the worker (pid %d) wrote a line that is not a "
 		         "protocol message", s->pid);
@@ -316,9 +319,10 @@ static void on_written(uv_write_t *w, int status)
 
 int pool_send(pool *p, int w, json_t *task, double time_limit_s)
 {
-	struct slot *s = &p->slots[w];
-	if (w < 0 || w >= p->o.workers || s->state != SLOT_IDLE)
+	if (w < 0 || w >= p->o.workers || p->slots[w].state != SLOT_IDLE ||
+	    p->slots[w].kill_reason[0])
 		return -1;
+	struct slot *s = &p->slots[w];
 	char *text = json_dumps(task, JSON_COMPACT);
 	uv_write_t *req = malloc(sizeof(*req));
 	if (!text || !req) {
@@ -344,7 +348,7 @@ int pool_send(pool *p, int w, json_t *task, double time_limit_s)
 void pool_release(pool *p, int w)
 {
 	struct slot *s = &p->slots[w];
-	if (s->state != SLOT_BUSY)
+	if (s->state != SLOT_BUSY || s->kill_reason[0])
 		return;
 	s->state = SLOT_IDLE;
 	if (p->cb.idle && !p->stopping)
@@ -403,6 +407,14 @@ void pool_stop(pool *p, double grace_s, void (*done)(void *ctx))
 	}
 	uv_timer_start(&p->grace, on_grace, (uint64_t)(grace_s * 1000), 0);
 	maybe_finished(p);
+}
+
+int pool_idle_worker(const pool *p)
+{
+	for (int w = 0; !p->stopping && w < p->o.workers; w++)
+		if (p->slots[w].state == SLOT_IDLE && !p->slots[w].kill_reason[0])
+			return w;
+	return -1;
 }
 
 int pool_restarts(const pool *p)

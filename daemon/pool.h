@@ -47,6 +47,10 @@ void pool_release(pool *p, int w);
  * handle is closed; done (may be NULL) is called then. */
 void pool_stop(pool *p, double grace_s, void (*done)(void *ctx));
 
+/* An idle worker ready for pool_send, or -1.  The pool keeps track: callers
+ * need no list of their own (a worker that died idle is simply not idle). */
+int pool_idle_worker(const pool *p);
+
 /* Workers started to replace lost ones, since the pool began. */
 int pool_restarts(const pool *p);
 /* Whether worker w holds a task; the pid of worker w (0 if none). */

@@ -42,7 +42,6 @@ struct sched {
 	pool *pool;
 	struct job *jobs;        /* newest first */
 	struct owner *owner;
-	int *idle, nidle;
 	int64_t last_job;        /* round robin: the job that got the last task */
 	sched_metrics m;
 	int stopping;
@@ -147,7 +146,9 @@ static void open_done(uv_work_t *w, int status)
 	if (status == UV_ECANCELED || s->stopping) {
 		jobrun_free(r->jr);
 	} else if (r->rc) {
-		set_state(s, j, STORE_JOB_FAILED, r->err);
+		if (j->state == STORE_JOB_QUEUED || j->state == STORE_JOB_RUNNING ||
+		    j->state == STORE_JOB_PAUSED)
+			set_state(s, j, STORE_JOB_FAILED, r->err);
 	} else {
 		j->jr = r->jr;
 		jobrun_stats st;
@@ -196,7 +197,7 @@ static void dispatch(sched *s)
 {
 	char err[GRAFT_ERRLEN];
 
-	while (!s->stopping && s->nidle > 0) {
+	while (!s->stopping && pool_idle_worker(s->pool) >= 0) {
 		struct job *start = find_job(s, s->last_job), *j = start;
 		int sent = 0, njobs = 0;
 		for (struct job *k = s->jobs; k; k = k->next)
@@ -205,7 +206,7 @@ static void dispatch(sched *s)
 			j = next_job(s, j);
 			if (!j || j->state != STORE_JOB_RUNNING || !j->jr)
 				continue;
-			int w = s->idle[s->nidle - 1], hits = 0;
+			int w = pool_idle_worker(s->pool), hits = 0;
 			jobrun_task t;
 			int rc = jobrun_next(j->jr, &t, &hits, err, sizeof(err));
 			s->m.cache_hits += hits;
@@ -224,7 +225,6 @@ static void dispatch(sched *s)
 				return;
 			}
 			s->owner[w] = (struct owner){ .job = j, .task = t, .has = 1 };
-			s->nidle--;
 			s->last_job = j->id;
 			sent = 1;
 		}
@@ -235,10 +235,9 @@ static void dispatch(sched *s)
 
 static void on_idle(pool *p, int w, void *ctx)
 {
-	sched *s = ctx;
 	(void)p;
-	s->idle[s->nidle++] = w;
-	dispatch(s);
+	(void)w;
+	dispatch(ctx);
 }
 
 static void on_line(pool *p, int w, json_t *m, void *ctx)
@@ -250,6 +249,9 @@ static void on_line(pool *p, int w, json_t *m, void *ctx)
 
 	if (!o->has || (strcmp(type, "result") && strcmp(type, "error")))
 		return; /* progress and loading lines are heartbeats */
+	/* A line about another task than the one in hand is not believed. */
+	if (json_integer_value(json_object_get(m, "id")) != o->task.eval_id)
+		return;
 	snprintf(worker, sizeof(worker), "pid %d", pool_pid(p, w));
 	struct job *j = o->job;
 	if (!strcmp(type, "result")) {
@@ -314,15 +316,13 @@ sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
 	snprintf(s->grafts_dir, sizeof(s->grafts_dir), "%s/grafts", o->data_dir);
 	snprintf(s->datasets_dir, sizeof(s->datasets_dir), "%s/datasets", o->data_dir);
 	s->owner = calloc((size_t)o->workers, sizeof(*s->owner));
-	s->idle = calloc((size_t)o->workers, sizeof(int));
 	pool_opts po = { .workers = o->workers, .argv = o->worker_argv,
 	                 .heartbeat_s = o->heartbeat_s, .memory_mb = o->memory_mb };
 	pool_cb cb = { .idle = on_idle, .line = on_line, .lost = on_lost };
-	if (s->owner && s->idle)
+	if (s->owner)
 		s->pool = pool_new(loop, &po, &cb, s);
 	if (!s->pool) {
 		free(s->owner);
-		free(s->idle);
 		free(s);
 		return NULL;
 	}
@@ -648,6 +648,5 @@ void sched_free(sched *s)
 		free(j);
 	}
 	free(s->owner);
-	free(s->idle);
 	free(s);
 }

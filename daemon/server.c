@@ -29,6 +29,7 @@ struct conn {
 	int busy;                /* a handler owes an answer */
 	int closing, keep_alive, requests;
 	int eof;                 /* the client will send nothing more */
+	int writing;             /* answers queued, not yet written */
 	uint64_t request_done;   /* uv_now when the request was whole */
 	struct conn *prev, *next;
 };
@@ -46,6 +47,7 @@ struct server {
 };
 
 static void process(conn *c);
+static void on_timeout(uv_timer_t *t);
 
 /* ---- closing ------------------------------------------------------------------ */
 
@@ -96,13 +98,21 @@ static void conn_close(conn *c)
 
 /* ---- writing -------------------------------------------------------------------- */
 
+/* An answer is out: close, or go on to the next request.  Reading the next
+ * request only now (not from server_reply) keeps one answer in flight per
+ * connection, so a client that pipelines without reading cannot pile up
+ * answers, and a run of pipelined requests does not recurse. */
 static void on_written(uv_write_t *w, int status)
 {
 	conn *c = w->data;
 	free(w);
-	(void)status;
-	if (!c->keep_alive || c->eof || c->requests >= SERVER_MAX_REQUESTS)
+	c->writing--;
+	if (c->closing)
+		return;
+	if (status < 0 || !c->keep_alive || c->requests >= SERVER_MAX_REQUESTS)
 		conn_close(c);
+	else
+		process(c); /* closes when the client has said all it will */
 }
 
 static void observe(server *s, double seconds, int status)
@@ -145,8 +155,8 @@ void server_reply(conn *c, int status, const char *content_type, const char *bod
 		conn_close(c);
 		return;
 	}
-	if (keep)
-		process(c); /* a pipelined request may be waiting; re-arms the timer */
+	c->writing++;
+	uv_timer_start(&c->timer, on_timeout, SERVER_IDLE_MS, 0);
 }
 
 void server_reply_error(conn *c, int status, const char *code, const char *message,
@@ -171,7 +181,13 @@ void server_reply_error(conn *c, int status, const char *code, const char *messa
 static void on_timeout(uv_timer_t *t)
 {
 	conn *c = t->data;
-	if (c->busy || c->closing)
+	if (c->closing)
+		return;
+	if (c->writing) { /* a client that does not read its answer */
+		conn_close(c);
+		return;
+	}
+	if (c->busy)
 		return;
 	if (proto_http_in_request(c->http) || c->in_len) {
 		uv_read_stop((uv_stream_t *)&c->h);
@@ -196,7 +212,7 @@ static void arm_timer(conn *c)
 /* Parses what has been read; hands a whole request to the handler. */
 static void process(conn *c)
 {
-	while (!c->busy && !c->closing && c->in_len > 0) {
+	while (!c->busy && !c->writing && !c->closing && c->in_len > 0) {
 		proto_http_req *req;
 		int status;
 		char err[300];
@@ -218,12 +234,16 @@ static void process(conn *c)
 		if (!req)
 			break;
 		c->busy = 1;
-		c->keep_alive = req->keep_alive && !c->eof;
+		c->keep_alive = req->keep_alive;
 		c->request_done = uv_now(c->s->loop);
 		uv_timer_stop(&c->timer);
 		c->s->handler(c, req, c->s->ctx);
 	}
-	if (!c->closing && !c->busy)
+	if (c->closing || c->busy || c->writing)
+		return;
+	if (c->eof) /* nothing more will come: what is left is no request */
+		conn_close(c);
+	else
 		arm_timer(c);
 }
 
@@ -239,12 +259,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	conn *c = st->data;
 	if (n < 0) {
 		free(b->base);
-		/* A client that half-closes after its request still gets the answer. */
+		/* A client that half-closes after its requests still gets every
+		 * answer: the connection closes once the last is written. */
 		uv_read_stop(st);
 		c->eof = 1;
-		c->keep_alive = 0;
-		if (!c->busy)
-			conn_close(c);
+		if (!c->busy && !c->writing)
+			process(c);
 		return;
 	}
 	if (n > 0 && !c->closing) {
@@ -269,6 +289,11 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	free(b->base);
 }
 
+static void free_handle(uv_handle_t *h)
+{
+	free(h);
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
 	server *s = l->data;
@@ -276,11 +301,15 @@ static void on_connection(uv_stream_t *l, int status)
 		return;
 	conn *c = calloc(1, sizeof(*c));
 	if (!c || !(c->http = proto_http_new())) {
+		/* Out of memory: accept and close at once (libuv stops listening
+		 * until a pending connection is accepted). */
 		free(c);
-		uv_pipe_t tmp;
-		uv_pipe_init(s->loop, &tmp, 0);
-		if (uv_accept(l, (uv_stream_t *)&tmp) == 0)
-			uv_close((uv_handle_t *)&tmp, NULL);
+		uv_pipe_t *tmp = malloc(sizeof(*tmp));
+		if (tmp) {
+			uv_pipe_init(s->loop, tmp, 0);
+			uv_accept(l, (uv_stream_t *)tmp);
+			uv_close((uv_handle_t *)tmp, free_handle);
+		}
 		return;
 	}
 	c->s = s;

@@ -2,6 +2,7 @@
  * worker.c - the worker process (see worker.h for the protocol).
  */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@ static double cpu_now(void)
 
 static void emit(json_t *msg)
 {
+	if (!msg) /* json_pack refused a value: say so rather than go silent */
+		msg = json_pack("{s:s, s:I, s:s}", "type", "error", "id", (json_int_t)-1,
+		                "message", "the worker could not encode its answer");
 	char *s = json_dumps(msg, JSON_COMPACT);
 	if (s) {
 		fputs(s, stdout);
@@ -42,6 +46,12 @@ static void emit(json_t *msg)
 		free(s);
 	}
 	json_decref(msg);
+}
+
+/* A number for JSON, which has no NaN or infinity: those become null. */
+static json_t *number(double x)
+{
+	return isfinite(x) ? json_real(x) : json_null();
 }
 
 static void emit_error(int64_t id, const char *message)
@@ -132,9 +142,9 @@ static int load_features(struct worker *w, const nn_arch *a, const char *path,
 static void on_progress(const nn_progress *p, void *ctx)
 {
 	struct worker *w = ctx;
-	emit(json_pack("{s:s, s:I, s:i, s:i, s:f}", "type", "progress", "id",
+	emit(json_pack("{s:s, s:I, s:i, s:i, s:o}", "type", "progress", "id",
 	               (json_int_t)w->task, "step", p->step, "steps", p->steps, "loss",
-	               p->loss));
+	               number(p->loss)));
 }
 
 static void run_task(struct worker *w, json_t *t)
@@ -188,6 +198,11 @@ static void run_task(struct worker *w, json_t *t)
 		nn_weights_free(&parent);
 	if (rc)
 		goto fail;
+	if (!isfinite(out.train_loss) || !isfinite(out.val_loss) || !isfinite(out.val_accuracy)) {
+		snprintf(err, sizeof(err), "training diverged: the loss is not finite (try a "
+		         "smaller learning rate)");
+		goto fail;
+	}
 	emit(json_pack("{s:s, s:I, s:f, s:f, s:f, s:i, s:f, s:f, s:I, s:I, s:i, s:b, s:f, s:f}",
 	               "type", "result", "id", (json_int_t)w->task, "val_accuracy",
 	               out.val_accuracy, "val_loss", out.val_loss, "train_loss", out.train_loss,

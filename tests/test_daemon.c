@@ -355,6 +355,28 @@ Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+Test(daemon, pipelined_requests_are_answered_in_order)
+{
+	char dir[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d12"));
+	graftd_start(dir, 1);
+	/* 300 requests in one write, the last one closing: 300 answers, in order. */
+	static char req[300 * 64];
+	size_t n = 0;
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(req + n, sizeof(req) - n, "GET /v1/%s HTTP/1.1\r\n%s\r\n",
+		                      i % 2 ? "jobs" : "health",
+		                      i == 299 ? "Connection: close\r\n" : "");
+	resp r = graftd_raw(dir, req, n);
+	int answers = 0;
+	for (const char *p = r.body; (p = strstr(p, "HTTP/1.1 200 OK")); p++)
+		answers++;
+	/* graftd_raw's body starts after the first answer's head. */
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(answers + 1, 300, "%d answers", answers + 1);
+	free(r.body);
+}
+
 Test(daemon, a_killed_worker_is_replaced_and_its_candidate_retried)
 {
 	char dir[700];
