@@ -355,6 +355,29 @@ Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+Test(daemon, sighup_reopens_the_log)
+{
+	char dir[700], log[720], moved[720];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d13"));
+	snprintf(log, sizeof(log), "%s/graftd.log", dir);
+	snprintf(moved, sizeof(moved), "%s/graftd.log.1", dir);
+	pid_t pid = graftd_start(dir, 1);
+	cr_assert_eq(rename(log, moved), 0, "logrotate's move");
+	kill(pid, SIGHUP);
+	for (int i = 0; i < 100 && access(log, F_OK); i++)
+		test_nap(0.05);
+	cr_assert_eq(access(log, F_OK), 0, "no new log file after SIGHUP");
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
+	int status = graftd_stop(pid, SIGTERM);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	FILE *f = fopen(log, "r");
+	char text[4096] = "";
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	cr_assert(strstr(text, "log reopened") && strstr(text, "drained"), "%s", text);
+}
+
 Test(daemon, pipelined_requests_are_answered_in_order)
 {
 	char dir[700];
