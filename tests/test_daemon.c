@@ -579,18 +579,26 @@ Test(daemon, memory_limit_kills_the_worker_and_says_so)
  * killing only the worker would leave it): the heartbeat kills the group. */
 Test(daemon, a_silent_worker_is_killed_with_its_process_group)
 {
-	char dir[700];
+	char dir[700], config[300], count[200];
+	/* A sleep of a length no other process has: this test's own. */
+	int mark = 100 + (int)(getpid() % 900);
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d10"));
-	pid_t pid = graftd_start_with(dir, 1, "heartbeat: 2\nworker_command: [sh, -c, "
-	                              "'echo \"{\\\"type\\\":\\\"ready\\\"}\"; sleep 1000; :']\n");
+	snprintf(config, sizeof(config), "heartbeat: 2\nworker_command: [sh, -c, "
+	         "'echo \"{\\\"type\\\":\\\"ready\\\"}\"; sleep 1000.%d; :']\n", mark);
+	snprintf(count, sizeof(count), "pgrep -f 'sleep 1000[.]%d' | wc -l", mark);
+	pid_t pid = graftd_start_with(dir, 1, config);
 	int64_t id = submit_extra(dir, "hang", 1, 10, "limits: {retries: 1}\n");
 	expect_all_failed(dir, id, 1, "no heartbeat");
 	graftd_stop(pid, SIGTERM);
-	/* No sleep of ours survives. */
-	FILE *p = popen("pgrep -f 'sleep 100[0]' | wc -l", "r");
+	FILE *p = popen(count, "r");
 	int left = -1;
 	cr_assert_eq(fscanf(p, "%d", &left), 1);
 	pclose(p);
+	if (left) { /* leave nothing behind for the next test */
+		char kill_cmd[220];
+		snprintf(kill_cmd, sizeof(kill_cmd), "pkill -f 'sleep 1000[.]%d'", mark);
+		(void)!system(kill_cmd);
+	}
 	cr_assert_eq(left, 0, "a hung worker's child survived");
 }
 

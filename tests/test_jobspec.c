@@ -113,6 +113,12 @@ Test(jobspec, unknown_keys_and_bad_values_name_their_place)
 	expect_error("dataset: {dir: /d}\nsearch: {population: 4, sample: 9}\n", "search.sample");
 	expect_error("dataset: {dir: /d}\nspace: {ops: [conv3, conv7]}\n", "space.ops[1]");
 	expect_error("dataset: {dir: /d}\nspace: {ops: [pool]}\n", "besides pool");
+	expect_error("dataset: {train_images: {url: 'ftp://h/x'}, train_labels: /l}\n",
+	             "dataset.train_images.url");
+	expect_error("dataset: {train_images: 'file:///etc/passwd', train_labels: /l}\n",
+	             "dataset.train_images");
+	expect_error("dataset: {train_images: {url: 'https://h/x', sha256: zz}, "
+	             "train_labels: /l}\n", "dataset.train_images.sha256");
 	expect_error("dataset: {dir: /d}\ngraft: {source: pretrained}\n", "graft.source");
 	expect_error("dataset: {dir: /d}\ngraft: {kernel: 4}\n", "graft.kernel");
 	expect_error("dataset: {dir: /d}\nlimits: {time: 0}\n", "limits.time");

@@ -111,7 +111,7 @@ static void run_ok(const char *spec, const char *db, const char *out)
 struct outcome {
 	char genome[CANDIDATES][65];
 	double fitness[CANDIDATES];
-	int done_evals[CANDIDATES], cached[CANDIDATES];
+	int done_evals[CANDIDATES], cached[CANDIDATES], inherited[CANDIDATES];
 	int64_t first_done_eval[CANDIDATES];
 	int n;
 };
@@ -145,6 +145,9 @@ static void read_outcome(const char *db, int64_t job, struct outcome *o)
 					o->first_done_eval[i] = e[k].id;
 				o->done_evals[i]++;
 				o->cached[i] += e[k].cached;
+				/* Started from the parent: tensors taken, and the parent's
+				 * key in the cache key. */
+				o->inherited[i] += e[k].inherited > 0 && e[k].init[0];
 			}
 		free(e);
 	}
@@ -181,6 +184,10 @@ Test(search, kill9_then_resume_ends_where_an_uninterrupted_run_does)
 	read_outcome(a, 1, &ua);
 	cr_assert_eq(ua.n, CANDIDATES);
 	cr_assert(strstr(slurp("a.out"), "leaderboard"), "%s", slurp("a.out"));
+	int inherited = 0;
+	for (int i = 0; i < CANDIDATES; i++)
+		inherited += ua.inherited[i];
+	cr_assert_gt(inherited, 0, "no child started from its parent's weights");
 
 	pid_t pid = start(spec, b, "b1.out");
 	struct timespec nap = { 0, 50 * 1000 * 1000 };
