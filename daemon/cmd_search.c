@@ -39,7 +39,7 @@ struct search {
 	uv_loop_t *loop;
 	uv_signal_t sigint, sigterm;
 	jobrun_task *tasks;       /* per worker */
-	int stopping, failed, interrupted, complete_printed;
+	int stopping, failed, interrupted;
 	char err[GRAFT_ERRLEN];
 };
 

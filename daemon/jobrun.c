@@ -446,11 +446,6 @@ void jobrun_set_threads(jobrun *jr, int threads)
 		jr->spec.threads = threads;
 }
 
-int64_t jobrun_id(const jobrun *jr)
-{
-	return jr->job_id;
-}
-
 /* ---- running --------------------------------------------------------------- */
 
 static int file_exists(const char *path)

@@ -58,7 +58,6 @@ void jobrun_set_store(jobrun *jr, store *st);
 const proto_job *jobrun_spec(const jobrun *jr);
 /* Overrides the spec's threads per worker for the tasks made from now on. */
 void jobrun_set_threads(jobrun *jr, int threads);
-int64_t jobrun_id(const jobrun *jr);
 
 /* The next task: 1 with *t filled, 0 when nothing is to be run now (every
  * candidate is asked and the rest are in flight, or the job is complete), or
