@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "daemon/data.h"
+#include "search/search.h"
 
 int data_load_split(const data_src *src, nn_dataset *train, nn_dataset *val,
                     char *err, size_t errlen)
@@ -63,12 +64,5 @@ void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
 
 void data_dir_default(char *out, size_t len)
 {
-	const char *env = getenv("GRAFT_DATA_DIR"), *xdg = getenv("XDG_DATA_HOME");
-	const char *home = getenv("HOME");
-	if (env && *env)
-		snprintf(out, len, "%s", env);
-	else if (xdg && *xdg)
-		snprintf(out, len, "%s/graft", xdg);
-	else
-		snprintf(out, len, "%s/.local/share/graft", home && *home ? home : ".");
+	search_user_dir(out, len, "GRAFT_DATA_DIR", "XDG_DATA_HOME", ".local/share");
 }

@@ -15,17 +15,22 @@
 
 #define SYNTH_IMAGES 50000
 
-void search_graft_cache_dir(char *out, size_t len)
+void search_user_dir(char *out, size_t len, const char *env_var, const char *xdg_var,
+                     const char *home_default)
 {
-	const char *env = getenv("GRAFT_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
+	const char *env = getenv(env_var), *xdg = getenv(xdg_var), *home = getenv("HOME");
 
 	if (env && *env)
 		snprintf(out, len, "%s", env);
 	else if (xdg && *xdg)
 		snprintf(out, len, "%s/graft", xdg);
 	else
-		snprintf(out, len, "%s/.cache/graft", home && *home ? home : "/tmp");
+		snprintf(out, len, "%s/%s/graft", home && *home ? home : "/tmp", home_default);
+}
+
+void search_graft_cache_dir(char *out, size_t len)
+{
+	search_user_dir(out, len, "GRAFT_CACHE_DIR", "XDG_CACHE_HOME", ".cache");
 }
 
 int search_make_dirs(const char *path, char *err, size_t errlen)

@@ -127,6 +127,11 @@ typedef struct search_graft_req {
  * GRAFT_EIO with a sentence in err when one cannot be made. */
 int search_make_dirs(const char *path, char *err, size_t errlen);
 
+/* A per-user directory of graft's, XDG style: $env_var, else $xdg_var/graft,
+ * else $HOME/home_default/graft (/tmp when there is no HOME). */
+void search_user_dir(char *out, size_t len, const char *env_var, const char *xdg_var,
+                     const char *home_default);
+
 /* $GRAFT_CACHE_DIR, else $XDG_CACHE_HOME/graft, else $HOME/.cache/graft. */
 void search_graft_cache_dir(char *out, size_t len);
 
