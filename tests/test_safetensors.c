@@ -12,26 +12,18 @@
 #include <criterion/criterion.h>
 
 #include "nn/nn.h"
+#include "tests/support/scratch.h"
 
-/* Every test writes its files into its own temporary directory, removed by
+/* Every test writes its files into its own scratch directory, removed by
  * the fini hook even when an assertion ends the test early. */
-static char dir[64];
+static const char *dir;
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/graft-st-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+	dir = scratch_make("st");
 }
 
-static void teardown(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-}
-
-TestSuite(safetensors, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(safetensors, .init = setup, .fini = scratch_remove, .timeout = 60);
 
 static const char *fixture_dir(void)
 {
@@ -39,18 +31,10 @@ static const char *fixture_dir(void)
 	return d && *d ? d : "tests/fixtures";
 }
 
-/* Returns a path in the test's directory; the buffer is static. */
-static const char *tmp_path(const char *name)
-{
-	static char path[128];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	return path;
-}
-
 /* Writes raw bytes to a file in the test directory and returns its path. */
 static const char *write_raw(const void *bytes, size_t len)
 {
-	const char *path = tmp_path("hostile.safetensors");
+	const char *path = scratch_path("hostile.safetensors");
 	FILE *f = fopen(path, "wb");
 	cr_assert_not_null(f, "cannot create %s", path);
 	cr_assert_eq(fwrite(bytes, 1, len, f), len);
@@ -154,7 +138,7 @@ Test(safetensors, round_trip)
 	nn_tensor t[3];
 	fill_tensors(t);
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("rt.safetensors");
+	const char *path = scratch_path("rt.safetensors");
 	int rc = nn_safetensors_write(path, t, 3, err, sizeof err);
 	cr_assert_eq(rc, 0, "write: %s", err);
 
@@ -172,14 +156,14 @@ Test(safetensors, round_trip)
 	nn_weights_free(NULL);
 
 	struct stat st;
-	cr_assert_neq(stat(tmp_path("rt.safetensors.tmp"), &st), 0, "the .tmp file is left");
+	cr_assert_neq(stat(scratch_path("rt.safetensors.tmp"), &st), 0, "the .tmp file is left");
 }
 
 /* A file of no tensors is valid, and reads back as none. */
 Test(safetensors, no_tensors)
 {
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("empty.safetensors");
+	const char *path = scratch_path("empty.safetensors");
 	cr_assert_eq(nn_safetensors_write(path, NULL, 0, err, sizeof err), 0, "%s", err);
 	nn_weights w;
 	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof err), 0, "%s", err);
@@ -195,7 +179,7 @@ Test(safetensors, write_layout)
 	nn_tensor t[3];
 	fill_tensors(t);
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("layout.safetensors");
+	const char *path = scratch_path("layout.safetensors");
 	cr_assert_eq(nn_safetensors_write(path, t, 3, err, sizeof err), 0, "%s", err);
 	FILE *f = fopen(path, "rb");
 	cr_assert_not_null(f);
@@ -326,7 +310,7 @@ Test(safetensors, metadata_round_trip)
 		"unicode \xc3\xa9", "\xe2\x82\xac \xf0\x9f\x98\x80",
 	};
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("meta.safetensors");
+	const char *path = scratch_path("meta.safetensors");
 	int rc = nn_safetensors_write_meta(path, t, 3, meta, 4, err, sizeof err);
 	cr_assert_eq(rc, 0, "write: %s", err);
 
@@ -365,7 +349,7 @@ Test(safetensors, metadata_at_the_limits)
 		meta[2 * i + 1] = value;
 	}
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("big-meta.safetensors");
+	const char *path = scratch_path("big-meta.safetensors");
 	int rc = nn_safetensors_write_meta(path, NULL, 0, meta, NN_META_MAX, err,
 	                                   sizeof err);
 	cr_assert_eq(rc, 0, "write: %s", err);
@@ -387,7 +371,7 @@ Test(safetensors, no_metadata)
 	nn_tensor t[3];
 	fill_tensors(t);
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("plain.safetensors");
+	const char *path = scratch_path("plain.safetensors");
 	cr_assert_eq(nn_safetensors_write(path, t, 3, err, sizeof err), 0, "%s", err);
 	nn_weights w;
 	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof err), 0, "%s", err);
@@ -422,7 +406,7 @@ static void expect_meta_refused(const char *const *meta, int nmeta, const char *
 	nn_tensor t[3];
 	fill_tensors(t);
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("bad-meta.safetensors");
+	const char *path = scratch_path("bad-meta.safetensors");
 	int rc = nn_safetensors_write_meta(path, t, 3, meta, nmeta, err, sizeof err);
 	cr_assert_eq(rc, GRAFT_EINVAL, "rc %d (%s), want GRAFT_EINVAL for '%s'; err: %s",
 	             rc, graft_strerror(rc), want, err);
@@ -430,7 +414,7 @@ static void expect_meta_refused(const char *const *meta, int nmeta, const char *
 	cr_assert_not_null(strstr(err, want), "err lacks '%s': %s", want, err);
 	struct stat st;
 	cr_assert_neq(stat(path, &st), 0, "a refused write created the file");
-	cr_assert_neq(stat(tmp_path("bad-meta.safetensors.tmp"), &st), 0);
+	cr_assert_neq(stat(scratch_path("bad-meta.safetensors.tmp"), &st), 0);
 }
 
 Test(safetensors, write_rejects_bad_metadata)
@@ -476,7 +460,7 @@ Test(safetensors, bad_metadata_keeps_old_file)
 	nn_tensor t[3];
 	fill_tensors(t);
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("keep.safetensors");
+	const char *path = scratch_path("keep.safetensors");
 	const char *good[] = { "version", "1" };
 	cr_assert_eq(nn_safetensors_write_meta(path, t, 3, good, 1, err, sizeof err), 0,
 	             "%s", err);
@@ -496,7 +480,7 @@ Test(safetensors, write_rejects_bad_tensors)
 	nn_tensor t[3];
 	fill_tensors(t);
 	char err[GRAFT_ERRLEN];
-	const char *path = tmp_path("bad.safetensors");
+	const char *path = scratch_path("bad.safetensors");
 	strcpy(t[2].name, t[0].name);
 	cr_assert_eq(nn_safetensors_write(path, t, 3, err, sizeof err), GRAFT_EINVAL);
 	cr_assert_not_null(strstr(err, "appears twice"), "%s", err);
@@ -523,7 +507,7 @@ Test(safetensors, write_to_missing_dir)
 
 Test(safetensors, missing_file)
 {
-	expect_fail(tmp_path("absent.safetensors"), GRAFT_EIO, "No such file or directory");
+	expect_fail(scratch_path("absent.safetensors"), GRAFT_EIO, "No such file or directory");
 }
 
 Test(safetensors, empty_file)

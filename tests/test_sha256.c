@@ -11,34 +11,18 @@
 #include <criterion/criterion.h>
 
 #include "nn/nn.h"
+#include "tests/support/scratch.h"
 
-/* Every test writes its files into its own temporary directory, removed by
+/* Every test writes its files into its own scratch directory, removed by
  * the fini hook even when an assertion ends the test early. */
-static char dir[64];
+static const char *dir;
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/graft-sha-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp failed");
+	dir = scratch_make("sha");
 }
 
-static void teardown(void)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-}
-
-TestSuite(sha256, .init = setup, .fini = teardown, .timeout = 30);
-
-/* Returns a path in the test's directory; the buffer is static. */
-static const char *tmp_path(const char *name)
-{
-	static char path[128];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	return path;
-}
+TestSuite(sha256, .init = setup, .fini = scratch_remove, .timeout = 30);
 
 static void write_file(const char *path, const void *data, size_t len)
 {
@@ -95,7 +79,7 @@ Test(sha256, file_equals_data)
 {
 	char err[GRAFT_ERRLEN], got[65], want[65];
 	for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
-		const char *path = tmp_path("v.bin");
+		const char *path = scratch_path("v.bin");
 		write_file(path, vectors[i].msg, strlen(vectors[i].msg));
 		int rc = nn_sha256_file(path, got, err, sizeof err);
 		cr_assert_eq(rc, 0, "%s", err);
@@ -106,17 +90,17 @@ Test(sha256, file_equals_data)
 	char *a = malloc(len);
 	cr_assert_not_null(a);
 	memset(a, 'a', len);
-	write_file(tmp_path("a.bin"), a, len);
-	cr_assert_eq(nn_sha256_file(tmp_path("a.bin"), got, err, sizeof err), 0, "%s", err);
+	write_file(scratch_path("a.bin"), a, len);
+	cr_assert_eq(nn_sha256_file(scratch_path("a.bin"), got, err, sizeof err), 0, "%s", err);
 	cr_assert_str_eq(got, million_a_hex);
 
 	/* Bytes that are not text, in a length that is not a multiple of 64. */
 	for (size_t i = 0; i < len; i++)
 		a[i] = (char)(i * 2654435761u >> 13);
 	len = 3 * 65536 + 17;
-	write_file(tmp_path("b.bin"), a, len);
+	write_file(scratch_path("b.bin"), a, len);
 	nn_sha256_hex(a, len, want);
-	cr_assert_eq(nn_sha256_file(tmp_path("b.bin"), got, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(nn_sha256_file(scratch_path("b.bin"), got, err, sizeof err), 0, "%s", err);
 	cr_assert_str_eq(got, want);
 	free(a);
 }
@@ -124,7 +108,7 @@ Test(sha256, file_equals_data)
 Test(sha256, missing_file)
 {
 	char err[GRAFT_ERRLEN], hex[65];
-	const char *path = tmp_path("absent.bin");
+	const char *path = scratch_path("absent.bin");
 	memset(hex, 'X', sizeof hex);
 	int rc = nn_sha256_file(path, hex, err, sizeof err);
 	cr_assert_eq(rc, GRAFT_EIO, "rc %d (%s), want GRAFT_EIO", rc, graft_strerror(rc));
@@ -275,8 +259,8 @@ Test(sha256, tensors_ignore_metadata)
 	fill(t);
 	tensors_hex(t, 2, want);
 
-	const char *path_a = strdup(tmp_path("a.safetensors"));
-	const char *path_b = strdup(tmp_path("b.safetensors"));
+	const char *path_a = strdup(scratch_path("a.safetensors"));
+	const char *path_b = strdup(scratch_path("b.safetensors"));
 	const char *meta_a[] = { "format", "pt" };
 	const char *meta_b[] = { "graft.arch", "blocks: [conv3x3, conv3x3, pool]",
 	                         "trained", "2024-01-01T00:00:00Z" };
