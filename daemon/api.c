@@ -98,22 +98,32 @@ static void post_job(api *a, conn *c, const proto_http_req *r)
 	sched_submit(a->sched, r->body, r->body_len, submitted, c);
 }
 
+/* Query parameter key as an integer lo..hi into *out (left as it is when
+ * absent); -1 after answering 400 when it is something else. */
+static int query_int(conn *c, const proto_http_req *r, const char *key, int lo, int hi,
+                     int *out)
+{
+	char buf[32], *end, msg[96];
+	if (!proto_http_query(r, key, buf, sizeof(buf)))
+		return 0;
+	long v = strtol(buf, &end, 10);
+	if (!*buf || *end || v < lo || v > hi) {
+		snprintf(msg, sizeof(msg), "%s must be an integer %d..%d", key, lo, hi);
+		server_reply_error(c, 400, "bad_parameter", msg, key, 0, 0);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
 static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
 {
-	char limit_s[32], sort_s[32];
+	char sort_s[32];
 	int limit = 10;
 	enum store_sort sort = STORE_SORT_ACCURACY;
 
-	if (proto_http_query(r, "limit", limit_s, sizeof(limit_s))) {
-		char *end;
-		long v = strtol(limit_s, &end, 10);
-		if (*end || v < 1 || v > 10000) {
-			server_reply_error(c, 400, "bad_parameter", "limit must be an integer 1..10000",
-			                   "limit", 0, 0);
-			return;
-		}
-		limit = (int)v;
-	}
+	if (query_int(c, r, "limit", 1, 10000, &limit))
+		return;
 	if (proto_http_query(r, "sort", sort_s, sizeof(sort_s))) {
 		if (!strcmp(sort_s, "params"))
 			sort = STORE_SORT_PARAMS;
@@ -151,18 +161,9 @@ static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
 
 static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
 {
-	char rank_s[32];
 	int rank = 1;
-	if (proto_http_query(r, "rank", rank_s, sizeof(rank_s))) {
-		char *end;
-		long v = strtol(rank_s, &end, 10);
-		if (*end || v < 1 || v > 100000) {
-			server_reply_error(c, 400, "bad_parameter", "rank must be an integer >= 1",
-			                   "rank", 0, 0);
-			return;
-		}
-		rank = (int)v;
-	}
+	if (query_int(c, r, "rank", 1, 100000, &rank))
+		return;
 	store_rank *rk;
 	int n;
 	if (store_leaderboard(a->st, job, STORE_SORT_ACCURACY, rank, &rk, &n)) {

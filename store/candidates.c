@@ -93,16 +93,12 @@ int store_candidates(store *s, int64_t job_id, store_candidate **out, int *n)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, job_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap ? 2 * cap : 64;
-			store_candidate *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				bad = GRAFT_ENOMEM;
-				break;
-			}
-			v = nv;
+		store_candidate *c = store__append((void **)&v, &count, &cap, sizeof(*v));
+		if (!c) {
+			bad = GRAFT_ENOMEM;
+			break;
 		}
-		bad = read_candidate(st, &v[count++]);
+		bad = read_candidate(st, c);
 		if (bad)
 			break;
 	}
@@ -318,17 +314,13 @@ int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, candidate_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap ? 2 * cap : 4;
-			store_eval *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return GRAFT_ENOMEM;
-			}
-			v = nv;
+		store_eval *e = store__append((void **)&v, &count, &cap, sizeof(*v));
+		if (!e) {
+			free(v);
+			sqlite3_finalize(st);
+			return GRAFT_ENOMEM;
 		}
-		read_eval(st, &v[count++]);
+		read_eval(st, e);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {

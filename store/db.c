@@ -104,6 +104,21 @@ double store__now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void *store__append(void **v, int *count, int *cap, size_t size)
+{
+	if (*count == *cap) {
+		int ncap = *cap ? 2 * *cap : 16;
+		void *nv = realloc(*v, size * (size_t)ncap);
+		if (!nv)
+			return NULL;
+		*v = nv;
+		*cap = ncap;
+	}
+	char *slot = (char *)*v + size * (size_t)(*count)++;
+	memset(slot, 0, size);
+	return slot;
+}
+
 int store__fail(store *s, const char *what)
 {
 	snprintf(s->err, sizeof(s->err), "%s: %s", what, sqlite3_errmsg(s->db));

@@ -95,18 +95,12 @@ int store_graft_list(store *s, store_graft **out, int *n)
 	if (!st)
 		return GRAFT_ESQL;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap ? 2 * cap : 8;
-			store_graft *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return GRAFT_ENOMEM;
-			}
-			v = nv;
+		store_graft *g = store__append((void **)&v, &count, &cap, sizeof(*v));
+		if (!g) {
+			free(v);
+			sqlite3_finalize(st);
+			return GRAFT_ENOMEM;
 		}
-		store_graft *g = &v[count++];
-		memset(g, 0, sizeof(*g));
 		g->id = sqlite3_column_int64(st, 0);
 		store__col(st, 1, g->sha256, sizeof(g->sha256));
 		store__col(st, 2, g->path, sizeof(g->path));
@@ -207,17 +201,13 @@ int store_job_ids(store *s, int64_t **ids, int *n)
 	if (!st)
 		return GRAFT_ESQL;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap ? 2 * cap : 16;
-			int64_t *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return GRAFT_ENOMEM;
-			}
-			v = nv;
+		int64_t *id = store__append((void **)&v, &count, &cap, sizeof(*v));
+		if (!id) {
+			free(v);
+			sqlite3_finalize(st);
+			return GRAFT_ENOMEM;
 		}
-		v[count++] = sqlite3_column_int64(st, 0);
+		*id = sqlite3_column_int64(st, 0);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {

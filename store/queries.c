@@ -35,18 +35,12 @@ static int ranks(store *s, const char *sql, int64_t job_id, int limit, store_ran
 	sqlite3_bind_int64(st, 1, job_id);
 	sqlite3_bind_int(st, 2, limit > 0 ? limit : -1);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (count == cap) {
-			cap = cap ? 2 * cap : 32;
-			store_rank *nv = realloc(v, sizeof(*v) * (size_t)cap);
-			if (!nv) {
-				free(v);
-				sqlite3_finalize(st);
-				return GRAFT_ENOMEM;
-			}
-			v = nv;
+		store_rank *r = store__append((void **)&v, &count, &cap, sizeof(*v));
+		if (!r) {
+			free(v);
+			sqlite3_finalize(st);
+			return GRAFT_ENOMEM;
 		}
-		store_rank *r = &v[count++];
-		memset(r, 0, sizeof(*r));
 		r->candidate_id = sqlite3_column_int64(st, 0);
 		r->seq = sqlite3_column_int(st, 1);
 		r->generation = sqlite3_column_int(st, 2);

@@ -32,6 +32,11 @@ void store__text(sqlite3_stmt *st, int i, const char *v);
 /* Copies column i (may be NULL) into buf of size len. */
 void store__col(sqlite3_stmt *st, int i, char *buf, size_t len);
 
+/* Appends one zeroed element of size bytes to the array *v of *count
+ * elements (capacity *cap, grown by doubling) and returns it; NULL when out
+ * of memory (the array is left as it was). */
+void *store__append(void **v, int *count, int *cap, size_t size);
+
 /* Unix time now, with sub-second precision. */
 double store__now(void);
 

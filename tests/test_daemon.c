@@ -209,6 +209,15 @@ Test(daemon, submit_poll_leaderboard_export)
 	json_decref(lb);
 	json_t *lbp = graftd_get_json(dir, "/v1/jobs/1/leaderboard?sort=params", 200);
 	json_decref(lbp);
+	const char *bad[] = { "/v1/jobs/1/leaderboard?limit=abc", "/v1/jobs/1/leaderboard?limit=0",
+	                      "/v1/jobs/1/leaderboard?sort=colour", "/v1/jobs/1/export?rank=0",
+	                      "/v1/jobs/1/export?rank=" };
+	for (int i = 0; i < 5; i++) {
+		resp br = graftd_http(dir, "GET", bad[i], NULL, NULL);
+		cr_assert_eq(br.status, 400, "%s: %d %s", bad[i], br.status, br.body);
+		cr_assert(strstr(br.body, "bad_parameter"), "%s: %s", bad[i], br.body);
+		free(br.body);
+	}
 
 	resp ex = graftd_http(dir, "GET", "/v1/jobs/1/export?rank=1", NULL, NULL);
 	cr_assert_eq(ex.status, 200, "%s", ex.body);
