@@ -25,7 +25,7 @@ B := build
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 # What both programs share: the worker, the pool, jobs in motion, the server.
-DAEMON_SRC := daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c daemon/log.c daemon/client.c daemon/fetch.c \
+DAEMON_SRC := daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c daemon/driver.c daemon/log.c daemon/client.c daemon/fetch.c \
               daemon/sched.c daemon/server.c daemon/api.c
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
 CLI_SRC   := daemon/graft.c $(wildcard daemon/cmd_*.c)

@@ -14,8 +14,8 @@
 #include <uv.h>
 
 #include "daemon/cli.h"
+#include "daemon/driver.h"
 #include "daemon/jobrun.h"
-#include "daemon/pool.h"
 #include "proto/proto.h"
 #include "store/store.h"
 
@@ -35,148 +35,76 @@ static const char usage[] =
 struct search {
 	store *st;
 	jobrun *jr;
-	pool *pool;
+	rt_driver *driver;
 	uv_loop_t *loop;
 	uv_signal_t sigint, sigterm;
-	jobrun_task *tasks;       /* per worker */
 	int stopping, failed, interrupted;
-	char err[GRAFT_ERRLEN];
 };
 
 static void stop_all(struct search *s);
 
-static void fatal(struct search *s, const char *msg)
+static int the_job(void *ctx, jobrun **out, int max)
 {
-	if (!s->failed)
-		fprintf(stderr, "graft search: %s\n", msg);
-	s->failed = 1;
-	stop_all(s);
+	struct search *s = ctx;
+	if (s->stopping || s->failed || max < 1)
+		return 0;
+	out[0] = s->jr;
+	return 1;
 }
 
-/* Hands tasks to idle workers while there are both. */
-static void dispatch(struct search *s)
+static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 {
-	int w;
-	while (!s->stopping && (w = pool_idle_worker(s->pool)) >= 0) {
-		int hits = 0;
-		jobrun_task t;
-		int rc = jobrun_next(s->jr, &t, &hits, s->err, sizeof(s->err));
-		if (hits) {
-			jobrun_stats st;
-			jobrun_get_stats(s->jr, &st);
-			printf("[%4d/%d] %d answered from the store (cache hits so far: %d)\n",
-			       st.told, st.total, hits, st.cache_hits);
-			fflush(stdout);
-		}
-		if (rc < 0) {
-			fatal(s, s->err);
-			return;
-		}
-		if (rc == 0)
-			break;
-		if (pool_send(s->pool, w, t.msg, jobrun_spec(s->jr)->time_limit)) {
-			jobrun_abandon(s->jr, &t); /* runs again with the next worker */
-			break;
-		}
-		s->tasks[w] = t;
+	struct search *s = ctx;
+	jobrun_stats st;
+
+	jobrun_get_stats(jr, &st);
+	switch (e->kind) {
+	case RT_CACHED:
+		printf("[%4d/%d] %d answered from the store (cache hits so far: %d)\n", st.told,
+		       st.total, e->hits, st.cache_hits);
+		break;
+	case RT_RESULT:
+		printf("[%4d/%d] candidate %d: val acc %.4f after %d steps, %.1f CPU-s%s; best "
+		       "%.4f\n", st.told, st.total, e->seq, e->result->val_accuracy,
+		       e->result->steps, e->result->cpu_s,
+		       e->result->inherited > 0 ? " (inherited)" : "", st.best_accuracy);
+		break;
+	case RT_RETRY:
+	case RT_FAILED:
+		printf("candidate %d failed: %s%s\n", e->seq, e->message,
+		       e->kind == RT_RETRY ? " (will retry)" : "");
+		break;
+	case RT_JOB_ERROR:
+		if (!s->failed)
+			fprintf(stderr, "graft search: %s\n", e->message);
+		s->failed = 1;
+		stop_all(s);
+		return;
+	case RT_SENT:
+	case RT_NOTHING:
+		break;
 	}
-	if (jobrun_complete(s->jr))
+	fflush(stdout);
+	if (jobrun_complete(jr))
 		stop_all(s);
 }
 
-static void on_idle(pool *p, int w, void *ctx)
-{
-	(void)p;
-	(void)w;
-	dispatch(ctx);
-}
-
-static void print_result(struct search *s, const jobrun_task *t, json_t *m)
-{
-	jobrun_stats st;
-	jobrun_get_stats(s->jr, &st);
-	printf("[%4d/%d] candidate %d: val acc %.4f after %d steps, %.1f CPU-s%s; best %.4f\n",
-	       st.told, st.total, t->seq, json_number_value(json_object_get(m, "val_accuracy")),
-	       (int)json_integer_value(json_object_get(m, "steps")),
-	       json_number_value(json_object_get(m, "cpu_s")),
-	       json_integer_value(json_object_get(m, "inherited")) > 0 ? " (inherited)" : "",
-	       st.best_accuracy);
-	fflush(stdout);
-}
-
-static void on_line(pool *p, int w, json_t *m, void *ctx)
+static void driver_stopped(void *ctx)
 {
 	struct search *s = ctx;
-	const char *type = json_string_value(json_object_get(m, "type"));
-	char worker[32];
-	int rc;
-
-	snprintf(worker, sizeof(worker), "local:%d", pool_pid(p, w));
-	/* A line about another task than the one in hand is not believed. */
-	if (json_integer_value(json_object_get(m, "id")) != s->tasks[w].eval_id || !s->tasks[w].msg)
-		return;
-	if (!strcmp(type, "result")) {
-		jobrun_task t = s->tasks[w];
-		rc = jobrun_result(s->jr, &s->tasks[w], m, worker, s->err, sizeof(s->err));
-		if (rc) {
-			fatal(s, s->err);
-			return;
-		}
-		print_result(s, &t, m);
-	} else if (!strcmp(type, "error")) {
-		const char *msg = json_string_value(json_object_get(m, "message"));
-		int seq = s->tasks[w].seq;
-		rc = jobrun_failure(s->jr, &s->tasks[w], msg ? msg : "unknown error", worker,
-		                    s->err, sizeof(s->err));
-		if (rc < 0) {
-			fatal(s, s->err);
-			return;
-		}
-		printf("candidate %d failed: %s%s\n", seq, msg ? msg : "?",
-		       rc ? " (will retry)" : "");
-	} else {
-		return; /* progress and loading lines are heartbeats */
-	}
-	pool_release(p, w);
-}
-
-static void on_lost(pool *p, int w, const char *reason, void *ctx)
-{
-	struct search *s = ctx;
-	int seq = s->tasks[w].seq;
-	(void)p;
-	if (s->stopping) {
-		jobrun_abandon(s->jr, &s->tasks[w]);
-		return;
-	}
-	int rc = jobrun_failure(s->jr, &s->tasks[w], reason, "", s->err, sizeof(s->err));
-	if (rc < 0) {
-		fatal(s, s->err);
-		return;
-	}
-	printf("candidate %d lost: %s%s\n", seq, reason, rc ? " (will retry)" : "");
-	dispatch(s);
-}
-
-static void pool_done(void *ctx)
-{
-	struct search *s = ctx;
-	s->pool = NULL;
 	uv_close((uv_handle_t *)&s->sigint, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
 
+/* Tasks still in flight get half a second; then they are given back and
+ * re-run on the next start (the driver does that, once each). */
 static void stop_all(struct search *s)
 {
 	if (s->stopping)
 		return;
 	s->stopping = 1;
-	/* Tasks still in flight are given back: they re-run on the next start. */
-	for (int w = 0; s->pool && w < pool_size(s->pool); w++)
-		if (pool_busy(s->pool, w) && s->tasks[w].msg)
-			jobrun_abandon(s->jr, &s->tasks[w]);
-	if (s->pool)
-		pool_stop(s->pool, 0.5, pool_done);
+	if (s->driver)
+		rt_driver_stop(s->driver, 0.5, driver_stopped, s);
 }
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -332,12 +260,11 @@ int cli_search(int argc, char **argv)
 		if (a.threads)
 			jobrun_set_threads(s.jr, (int)a.threads);
 		s.loop = uv_default_loop();
-		s.tasks = calloc((size_t)nworkers, sizeof(*s.tasks));
 		pool_opts po = { .workers = nworkers, .argv = wargv, .heartbeat_s = 300 };
-		pool_cb cb = { .idle = on_idle, .line = on_line, .lost = on_lost };
+		rt_driver_cb cb = { .jobs = the_job, .event = on_event };
 		store_job_set_state(s.st, job, STORE_JOB_RUNNING, NULL);
-		s.pool = pool_new(s.loop, &po, &cb, &s);
-		if (!s.tasks || !s.pool) {
+		s.driver = rt_driver_new(s.loop, &po, &cb, &s);
+		if (!s.driver) {
 			fprintf(stderr, "graft search: cannot start the workers\n");
 			goto out;
 		}
@@ -364,7 +291,7 @@ int cli_search(int argc, char **argv)
 	print_summary(s.st, job, (int)a.top);
 	rc = CLI_OK;
 out:
-	free(s.tasks);
+	rt_driver_free(s.driver);
 	jobrun_free(s.jr);
 	store_close(s.st);
 	free(text);

@@ -311,8 +311,11 @@ static int replay(jobrun *jr, char *err, size_t errlen)
 			rc = GRAFT_ENOMEM;
 			goto out;
 		}
-		if ((rc = search_ask(jr->strat, &a, &parent)) < 0)
+		int seq = search_ask(jr->strat, &a, &parent);
+		if (seq < 0) {
+			rc = seq;
 			goto bad;
+		}
 		search_arch_hash(&a, sha);
 		if (strcmp(sha, c[i].genome_sha256) || parent != c[i].parent_seq) {
 			snprintf(err, errlen, "replaying candidate %d gave another genome than the "
@@ -329,6 +332,7 @@ static int replay(jobrun *jr, char *err, size_t errlen)
 	while (ti < ntold)
 		if ((rc = replay_tell(jr, told[ti++])))
 			goto bad;
+	rc = 0;
 	/* What scored each told candidate: its parent key and weights for children. */
 	for (int i = 0; i < n; i++) {
 		store_eval e;
@@ -479,34 +483,37 @@ static const char *plan_eval(jobrun *jr, int seq, nn_arch *a, store_eval *e)
 	return parent_weights;
 }
 
-static json_t *task_msg(jobrun *jr, const store_eval *e, const nn_arch *a,
-                        const char *parent, const char *save)
+/* The worker's task for evaluation e of a, in t (its strings malloc'd). */
+static int make_task(jobrun *jr, const store_eval *e, const nn_arch *a, const char *parent,
+                     const char *save, proto_task *t)
 {
 	const proto_job *j = &jr->spec;
-	char *yaml = proto_arch_emit(a);
-	json_t *data = json_object();
 
-	if (!yaml || !data) {
-		free(yaml);
-		json_decref(data);
-		return NULL;
-	}
+	memset(t, 0, sizeof(*t));
+	t->id = e->id;
+	t->validation = j->dataset.validation;
+	t->threads = j->threads;
+	t->report_every = a->train.steps >= 20 ? a->train.steps / 20 : 1;
+	t->arch = proto_arch_emit(a);
+	t->save = strdup(save);
 	if (j->dataset.dir[0]) {
-		json_object_set_new(data, "dir", json_string(j->dataset.dir));
+		t->data_dir = strdup(j->dataset.dir);
 	} else {
-		json_object_set_new(data, "train_images", json_string(j->dataset.train_images));
-		json_object_set_new(data, "train_labels", json_string(j->dataset.train_labels));
+		t->train_images = strdup(j->dataset.train_images);
+		t->train_labels = strdup(j->dataset.train_labels);
 	}
-	json_object_set_new(data, "validation", json_integer(j->dataset.validation));
-	json_t *m = json_pack("{s:s, s:I, s:o, s:o, s:i, s:s, s:s?, s:s, s:i}", "type", "task",
-	                      "id", (json_int_t)e->id, "data", data, "graft",
-	                      jr->graft_sha[0] ? json_pack("{s:s, s:s}", "path", jr->graft_path,
-	                                                   "sha256", jr->graft_sha)
-	                                       : json_null(),
-	                      "threads", j->threads, "arch", yaml, "parent", parent, "save", save,
-	                      "report_every", a->train.steps >= 20 ? a->train.steps / 20 : 1);
-	free(yaml);
-	return m;
+	if (jr->graft_sha[0]) {
+		t->graft_path = strdup(jr->graft_path);
+		memcpy(t->graft_sha256, jr->graft_sha, sizeof(t->graft_sha256));
+	}
+	if (parent)
+		t->parent = strdup(parent);
+	if (!t->arch || !t->save || !(t->data_dir || (t->train_images && t->train_labels)) ||
+	    (jr->graft_sha[0] && !t->graft_path) || (parent && !t->parent)) {
+		proto_task_clear(t);
+		return GRAFT_ENOMEM;
+	}
+	return 0;
 }
 
 /* Reads candidate seq's genome back from the store. */
@@ -616,9 +623,9 @@ static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
 	t->eval_id = e.id;
 	t->seq = seq;
 	t->attempt = e.attempt;
-	t->msg = task_msg(jr, &e, a, parent, save);
-	if (!t->msg)
+	if (make_task(jr, &e, a, parent, save, &t->task))
 		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	t->live = 1;
 	jr->in_flight++;
 	return 1;
 }
@@ -670,55 +677,50 @@ int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen)
 /* The task is over for this process, whatever the store said: nothing of
  * it is in flight any more (the store keeps it as running or failed, and a
  * restart runs it again). */
-static void release(jobrun *jr, jobrun_task *t)
+static void end_task(jobrun *jr, jobrun_task *t)
 {
 	jr->in_flight--;
-	json_decref(t->msg);
-	t->msg = NULL;
+	proto_task_clear(&t->task);
+	t->live = 0;
 }
 
-static double num(json_t *o, const char *key)
-{
-	return json_number_value(json_object_get(o, key));
-}
-
-int jobrun_result(jobrun *jr, jobrun_task *t, json_t *r, const char *worker, char *err,
-                  size_t errlen)
+int jobrun_result(jobrun *jr, jobrun_task *t, const proto_result *r, const char *worker,
+                  char *err, size_t errlen)
 {
 	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_DONE };
 	int rc;
 
-	e.val_accuracy = num(r, "val_accuracy");
-	e.val_loss = num(r, "val_loss");
-	e.train_loss = num(r, "train_loss");
-	e.wall_s = num(r, "wall_s");
-	e.cpu_s = num(r, "cpu_s");
-	e.params = (int64_t)num(r, "params");
-	e.flops = (int64_t)num(r, "flops");
-	e.inherited = (int)num(r, "inherited");
-	e.feature_cache = json_is_true(json_object_get(r, "feature_cache"));
+	if (!t->live)
+		return 0;
+	e.val_accuracy = r->val_accuracy;
+	e.val_loss = r->val_loss;
+	e.train_loss = r->train_loss;
+	e.wall_s = r->wall_s;
+	e.cpu_s = r->cpu_s;
+	e.params = r->params;
+	e.flops = r->flops;
+	e.inherited = r->inherited;
+	e.feature_cache = r->feature_cache;
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
-	const char *save = json_string_value(json_object_get(t->msg, "save"));
-	snprintf(e.weights, sizeof(e.weights), "%s", save ? save : "");
-	jr->overhead_cpu_s += num(r, "setup_cpu_s");
+	snprintf(e.weights, sizeof(e.weights), "%s", t->task.save ? t->task.save : "");
+	double overhead = jr->overhead_cpu_s + r->setup_cpu_s;
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
 	    (rc = store_candidate_tell(jr->st, t->candidate_id, told_count(jr), e.val_accuracy)) ||
 	    (rc = store_job_set_inputs(jr->st, jr->job_id, jr->dataset_id, jr->graft_sha,
-	                               jr->overhead_cpu_s)) ||
+	                               overhead)) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		fail(err, errlen, rc, "recording a result: %s", store_errmsg(jr->st));
-		release(jr, t);
+		end_task(jr, t);
 		return rc < 0 ? rc : GRAFT_ESQL;
 	}
+	jr->overhead_cpu_s = overhead;
 	/* The key as the store computed it at the start. */
 	store_eval full;
 	if (store_eval_of(jr->st, t->candidate_id, &full) == 0)
 		e = full;
 	tell_local(jr, t->seq, e.val_accuracy, &e);
-	jr->in_flight--;
-	json_decref(t->msg);
-	t->msg = NULL;
+	end_task(jr, t);
 	return 0;
 }
 
@@ -728,7 +730,9 @@ int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *w
 	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
 	int rc, retry;
 
-	snprintf(e.error, sizeof(e.error), "%s", reason);
+	if (!t->live)
+		return 0;
+	snprintf(e.error, sizeof(e.error), "%s", reason && reason[0] ? reason : "unknown error");
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
 	retry = t->attempt <= jr->spec.retries;
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
@@ -736,10 +740,9 @@ int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *w
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		fail(err, errlen, rc, "recording a failure: %s", store_errmsg(jr->st));
-		release(jr, t);
+		end_task(jr, t);
 		return rc < 0 ? rc : GRAFT_ESQL;
 	}
-	jr->in_flight--;
 	if (retry) {
 		memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
 		jr->pending[0] = t->seq;
@@ -747,21 +750,20 @@ int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *w
 		tell_local(jr, t->seq, NAN, NULL);
 		jr->failed++;
 	}
-	json_decref(t->msg);
-	t->msg = NULL;
+	end_task(jr, t);
 	return retry;
 }
 
 void jobrun_abandon(jobrun *jr, jobrun_task *t)
 {
+	if (!t->live)
+		return;
 	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
 	snprintf(e.error, sizeof(e.error), "interrupted: the job was stopped");
 	store_eval_finish(jr->st, &e);
 	memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
 	jr->pending[0] = t->seq;
-	jr->in_flight--;
-	json_decref(t->msg);
-	t->msg = NULL;
+	end_task(jr, t);
 }
 
 void jobrun_get_stats(const jobrun *jr, jobrun_stats *s)

@@ -8,19 +8,23 @@
 #ifndef GRAFT_JOBRUN_H
 #define GRAFT_JOBRUN_H
 
-#include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "proto/proto.h"
 #include "store/store.h"
 
 typedef struct jobrun jobrun;
 
-/* A task for a worker: the candidate and the evaluation it runs as. */
+/* A task for a worker: the candidate and the evaluation it runs as.  live
+ * from jobrun_next until the one call that ends it (jobrun_result,
+ * jobrun_failure or jobrun_abandon); ending a task that is not live is a
+ * no-op, so no path can count it twice. */
 typedef struct jobrun_task {
 	int64_t candidate_id, eval_id;
 	int seq, attempt;
-	json_t *msg;       /* the worker's task line (worker.h); owned by the task */
+	int live;
+	proto_task task;   /* what the worker is sent; owned by the task */
 } jobrun_task;
 
 /* Where a job keeps its files: weights of every evaluation, graft files. */
@@ -65,18 +69,18 @@ void jobrun_set_threads(jobrun *jr, int threads);
  * told here, without a task; *hits (may be NULL) counts them. */
 int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen);
 
-/* Records a worker's result line for t and tells the strategy; frees t->msg. */
-int jobrun_result(jobrun *jr, jobrun_task *t, json_t *result, const char *worker,
+/* Records a worker's result for t and tells the strategy; ends t. */
+int jobrun_result(jobrun *jr, jobrun_task *t, const proto_result *r, const char *worker,
                   char *err, size_t errlen);
 
 /* Records that t failed (reason: a sentence).  The candidate is run again
  * later if it has attempts left (returns 1), else it is told as failed
- * (returns 0).  Frees t->msg. */
+ * (returns 0).  Ends t. */
 int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *worker,
                    char *err, size_t errlen);
 
 /* Puts t back, unrun and uncounted (the process is stopping): its evaluation
- * is marked failed "interrupted" and the candidate re-runs on the next open. */
+ * is marked interrupted and the candidate re-runs on the next open.  Ends t. */
 void jobrun_abandon(jobrun *jr, jobrun_task *t);
 
 /* Progress: candidates told, asked and wanted; the best accuracy so far. */

@@ -30,7 +30,7 @@ struct slot {
 	char *buf;
 	size_t len;
 	double last_seen, deadline;
-	char kill_reason[256];
+	char kill_reason[GRAFT_ERRLEN + 100];
 };
 
 struct pool {
@@ -94,7 +94,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 {
 	struct slot *s = proc->data;
 	pool *p = s->p;
-	char reason[300];
+	char reason[sizeof(((struct slot *)0)->kill_reason)];
 	int busy = s->state == SLOT_BUSY;
 
 	/* Whatever else the worker started dies with it. */
@@ -127,29 +127,28 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 static void on_line(struct slot *s, char *line, size_t len)
 {
 	pool *p = s->p;
-	json_error_t je;
-	json_t *m = json_loadb(line, len, 0, &je);
-	const char *type = m ? json_string_value(json_object_get(m, "type")) : NULL;
+	char err[GRAFT_ERRLEN];
+	proto_wmsg m;
+	int rc = proto_wmsg_decode(line, len, &m, err, sizeof(err));
 
 	s->last_seen = now_s(p);
 	if (s->kill_reason[0]) {
 		/* Being killed: what it still says is not believed (its task is
 		 * reported lost when it exits). */
-	} else if (!type) {
-		char why[200];
-		snprintf(why, sizeof(why), "the worker (pid %d) wrote a line that is not a "
-		         "protocol message", s->pid);
+	} else if (rc) {
+		char why[GRAFT_ERRLEN + 100];
+		snprintf(why, sizeof(why), "the worker (pid %d) wrote a line that is not a valid "
+		         "protocol message: %s", s->pid, err);
 		kill_slot(s, why);
-	} else if (!strcmp(type, "ready")) {
+	} else if (m.type == PROTO_WMSG_READY) {
 		if (s->state == SLOT_STARTING) {
 			s->state = SLOT_IDLE;
 			if (p->cb.idle && !p->stopping)
 				p->cb.idle(p, s->index, p->ctx);
 		}
 	} else if (s->state == SLOT_BUSY && p->cb.line) {
-		p->cb.line(p, s->index, m, p->ctx);
+		p->cb.line(p, s->index, &m, p->ctx);
 	}
-	json_decref(m);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
@@ -317,27 +316,27 @@ static void on_written(uv_write_t *w, int status)
 	free(w);
 }
 
-int pool_send(pool *p, int w, json_t *task, double time_limit_s)
+int pool_send(pool *p, int w, const char *line, double time_limit_s)
 {
 	if (w < 0 || w >= p->o.workers || p->slots[w].state != SLOT_IDLE ||
 	    p->slots[w].kill_reason[0])
-		return -1;
+		return GRAFT_EINVAL;
 	struct slot *s = &p->slots[w];
-	char *text = json_dumps(task, JSON_COMPACT);
+	size_t n = strlen(line);
+	char *text = malloc(n);
 	uv_write_t *req = malloc(sizeof(*req));
 	if (!text || !req) {
 		free(text);
 		free(req);
-		return -1;
+		return GRAFT_ENOMEM;
 	}
-	size_t n = strlen(text);
-	text[n] = '\n'; /* json_dumps's NUL becomes the line's end */
+	memcpy(text, line, n);
 	req->data = text;
-	uv_buf_t b = uv_buf_init(text, (unsigned)n + 1);
+	uv_buf_t b = uv_buf_init(text, (unsigned)n);
 	if (uv_write(req, (uv_stream_t *)&s->in, &b, 1, on_written)) {
 		free(text);
 		free(req);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	s->state = SLOT_BUSY;
 	s->last_seen = now_s(p);

@@ -1,7 +1,7 @@
 /*
  * pool.h - a pool of worker processes on a libuv loop.  Each worker is a
  * command (by default `graft worker`; any prefix such as `srun ...` works)
- * speaking the JSON lines of worker.h over its stdin and stdout, in its own
+ * speaking the worker protocol of proto.h over its stdin and stdout, in its own
  * process group.  The pool starts them, hands out tasks, turns their lines
  * into callbacks, and kills (the whole group) and replaces a worker that
  * crashes, stops heart-beating, overruns its task's time limit or grows
@@ -10,18 +10,21 @@
 #ifndef GRAFT_POOL_H
 #define GRAFT_POOL_H
 
-#include <jansson.h>
 #include <uv.h>
+
+#include "proto/proto.h"
 
 typedef struct pool pool;
 
 typedef struct pool_cb {
 	/* Worker w is ready for a task (after starting or finishing one). */
 	void (*idle)(pool *p, int w, void *ctx);
-	/* A line from busy worker w (progress, loading, result, error); the
-	 * message is borrowed for the call.  After a result or error line the
-	 * caller calls pool_release. */
-	void (*line)(pool *p, int w, json_t *msg, void *ctx);
+	/* A decoded line from busy worker w (progress, loading, result,
+	 * error); the message is borrowed for the call.  After a result or
+	 * error line the caller calls pool_release.  A line that does not
+	 * decode never gets here: the worker is killed and its task reported
+	 * lost with the reason. */
+	void (*line)(pool *p, int w, const proto_wmsg *msg, void *ctx);
 	/* Busy worker w was lost with its task; reason is a sentence. */
 	void (*lost)(pool *p, int w, const char *reason, void *ctx);
 } pool_cb;
@@ -35,9 +38,10 @@ typedef struct pool_opts {
 
 pool *pool_new(uv_loop_t *loop, const pool_opts *o, const pool_cb *cb, void *ctx);
 
-/* Sends task to idle worker w, which is busy until pool_release; the task
- * is killed after time_limit_s.  Returns 0 or -1 (w not idle). */
-int pool_send(pool *p, int w, json_t *task, double time_limit_s);
+/* Sends a task line (proto_task_encode's, borrowed) to idle worker w, which
+ * is busy until pool_release; the task is killed after time_limit_s.
+ * Returns 0, GRAFT_EINVAL (w not idle) or GRAFT_ENOMEM. */
+int pool_send(pool *p, int w, const char *line, double time_limit_s);
 
 /* Worker w finished its task and is idle again (idle fires from the loop). */
 void pool_release(pool *p, int w);

@@ -11,10 +11,10 @@
 #include <string.h>
 
 #include "daemon/data.h"
+#include "daemon/driver.h"
 #include "daemon/fetch.h"
 #include "daemon/jobrun.h"
 #include "daemon/log.h"
-#include "daemon/pool.h"
 #include "daemon/sched.h"
 #include "proto/proto.h"
 
@@ -28,20 +28,12 @@ struct job {
 	struct job *next;
 };
 
-/* What worker w is doing. */
-struct owner {
-	struct job *job;
-	jobrun_task task;
-	int has;
-};
-
 struct sched {
 	uv_loop_t *loop;
 	store *st;
 	sched_opts o;
-	pool *pool;
+	rt_driver *driver;
 	struct job *jobs;        /* newest first */
-	struct owner *owner;
 	int64_t last_job;        /* round robin: the job that got the last task */
 	sched_metrics m;
 	int stopping;
@@ -51,7 +43,6 @@ struct sched {
 	char weights_dir[4200], grafts_dir[4200], datasets_dir[4200];
 };
 
-static void dispatch(sched *s);
 
 static struct job *find_job(sched *s, int64_t id)
 {
@@ -75,6 +66,10 @@ static struct job *add_job(sched *s, int64_t id, int state)
 
 static int set_state(sched *s, struct job *j, int state, const char *error)
 {
+	/* A failed job always says why: a failure path that forgot its message
+	 * is a bug, but the user still gets a sentence, not an empty string. */
+	if (state == STORE_JOB_FAILED && (!error || !error[0]))
+		error = "internal error: the failure left no message (please report this)";
 	int rc = store_job_set_state(s->st, j->id, state, error);
 	if (rc) {
 		log_msg(LOG_ERROR, "job %lld: cannot record state %s: %s", (long long)j->id,
@@ -162,7 +157,7 @@ static void open_done(uv_work_t *w, int status)
 			set_state(s, j, STORE_JOB_RUNNING, NULL);
 		check_complete(s, j);
 		maybe_close(j);
-		dispatch(s);
+		rt_driver_dispatch(s->driver);
 	}
 }
 
@@ -184,124 +179,70 @@ static void start_open(sched *s, struct job *j)
 	uv_queue_work(s->loop, &r->w, open_work, open_done);
 }
 
-/* ---- the pool -------------------------------------------------------------------- */
+/* ---- the driver's callbacks ---------------------------------------------------- */
 
-/* The next running job after the last one served, wrapping around. */
-static struct job *next_job(sched *s, struct job *after)
+static struct job *job_of(sched *s, const jobrun *jr)
 {
-	struct job *j = after ? after->next : s->jobs;
-	return j ? j : s->jobs;
+	for (struct job *j = s->jobs; j; j = j->next)
+		if (j->jr == jr)
+			return j;
+	return NULL;
 }
 
-static void dispatch(sched *s)
-{
-	char err[GRAFT_ERRLEN];
-
-	while (!s->stopping && pool_idle_worker(s->pool) >= 0) {
-		struct job *start = find_job(s, s->last_job), *j = start;
-		int sent = 0, njobs = 0;
-		for (struct job *k = s->jobs; k; k = k->next)
-			njobs++;
-		for (int tried = 0; tried < njobs && !sent; tried++) {
-			j = next_job(s, j);
-			if (!j || j->state != STORE_JOB_RUNNING || !j->jr)
-				continue;
-			int w = pool_idle_worker(s->pool), hits = 0;
-			jobrun_task t;
-			int rc = jobrun_next(j->jr, &t, &hits, err, sizeof(err));
-			s->m.cache_hits += hits;
-			s->m.evaluated += hits;
-			if (rc < 0) {
-				set_state(s, j, STORE_JOB_FAILED, err);
-				maybe_close(j);
-				continue;
-			}
-			if (rc == 0) {
-				check_complete(s, j);
-				continue;
-			}
-			if (pool_send(s->pool, w, t.msg, jobrun_spec(j->jr)->time_limit)) {
-				jobrun_abandon(j->jr, &t);
-				return;
-			}
-			s->owner[w] = (struct owner){ .job = j, .task = t, .has = 1 };
-			s->last_job = j->id;
-			sent = 1;
-		}
-		if (!sent)
-			return;
-	}
-}
-
-static void on_idle(pool *p, int w, void *ctx)
-{
-	(void)p;
-	(void)w;
-	dispatch(ctx);
-}
-
-static void on_line(pool *p, int w, json_t *m, void *ctx)
+/* The running jobs, starting after the one that got the last task and
+ * wrapping around (round robin). */
+static int runnable_jobs(void *ctx, jobrun **out, int max)
 {
 	sched *s = ctx;
-	struct owner *o = &s->owner[w];
-	const char *type = json_string_value(json_object_get(m, "type"));
-	char err[GRAFT_ERRLEN], worker[32];
+	struct job *last = find_job(s, s->last_job);
+	int n = 0, njobs = 0;
+	for (struct job *k = s->jobs; k; k = k->next)
+		njobs++;
+	struct job *j = last;
+	for (int i = 0; i < njobs && n < max; i++) {
+		j = j && j->next ? j->next : s->jobs;
+		if (j->state == STORE_JOB_RUNNING && j->jr)
+			out[n++] = j->jr;
+	}
+	return n;
+}
 
-	if (!o->has || (strcmp(type, "result") && strcmp(type, "error")))
-		return; /* progress and loading lines are heartbeats */
-	/* A line about another task than the one in hand is not believed. */
-	if (json_integer_value(json_object_get(m, "id")) != o->task.eval_id)
+static void on_event(void *ctx, jobrun *jr, const rt_event *e)
+{
+	sched *s = ctx;
+	struct job *j = job_of(s, jr);
+
+	if (!j)
 		return;
-	snprintf(worker, sizeof(worker), "pid %d", pool_pid(p, w));
-	struct job *j = o->job;
-	if (!strcmp(type, "result")) {
-		double wall = json_number_value(json_object_get(m, "wall_s"));
-		if (jobrun_result(j->jr, &o->task, m, worker, err, sizeof(err))) {
-			set_state(s, j, STORE_JOB_FAILED, err);
-		} else {
-			s->m.evaluated++;
-			s->m.images_per_s = json_number_value(json_object_get(m, "images_per_s"));
-			j->wall_sum += wall;
-			j->wall_n++;
-		}
-	} else {
-		const char *msg = json_string_value(json_object_get(m, "message"));
+	switch (e->kind) {
+	case RT_SENT:
+		s->last_job = j->id;
+		return;
+	case RT_CACHED:
+		s->m.cache_hits += e->hits;
+		s->m.evaluated += e->hits;
+		return;
+	case RT_RESULT:
+		s->m.evaluated++;
+		s->m.images_per_s = e->result->images_per_s;
+		j->wall_sum += e->result->wall_s;
+		j->wall_n++;
+		break;
+	case RT_RETRY:
+	case RT_FAILED:
 		s->m.failures++;
-		log_msg(LOG_WARN, "job %lld: candidate %d failed: %s", (long long)j->id,
-		        o->task.seq, msg ? msg : "?");
-		if (jobrun_failure(j->jr, &o->task, msg ? msg : "unknown error", worker, err,
-		                   sizeof(err)) < 0)
-			set_state(s, j, STORE_JOB_FAILED, err);
+		log_msg(LOG_WARN, "job %lld: candidate %d %s: %s", (long long)j->id, e->seq,
+		        e->kind == RT_RETRY ? "failed, will retry" : "failed", e->message);
+		break;
+	case RT_JOB_ERROR:
+		if (j->state == STORE_JOB_RUNNING)
+			set_state(s, j, STORE_JOB_FAILED, e->message);
+		break;
+	case RT_NOTHING:
+		break;
 	}
-	o->has = 0;
 	check_complete(s, j);
 	maybe_close(j);
-	pool_release(p, w);
-}
-
-static void on_lost(pool *p, int w, const char *reason, void *ctx)
-{
-	sched *s = ctx;
-	struct owner *o = &s->owner[w];
-	char err[GRAFT_ERRLEN];
-
-	s->m.worker_restarts = pool_restarts(p) + 1;
-	if (!o->has)
-		return;
-	struct job *j = o->job;
-	o->has = 0;
-	if (s->stopping) {
-		jobrun_abandon(j->jr, &o->task);
-		return;
-	}
-	s->m.failures++;
-	log_msg(LOG_WARN, "job %lld: candidate %d lost: %s", (long long)j->id, o->task.seq,
-	        reason);
-	if (jobrun_failure(j->jr, &o->task, reason, "", err, sizeof(err)) < 0)
-		set_state(s, j, STORE_JOB_FAILED, err);
-	check_complete(s, j);
-	maybe_close(j);
-	dispatch(s);
 }
 
 sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
@@ -315,14 +256,11 @@ sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
 	snprintf(s->weights_dir, sizeof(s->weights_dir), "%s/weights", o->data_dir);
 	snprintf(s->grafts_dir, sizeof(s->grafts_dir), "%s/grafts", o->data_dir);
 	snprintf(s->datasets_dir, sizeof(s->datasets_dir), "%s/datasets", o->data_dir);
-	s->owner = calloc((size_t)o->workers, sizeof(*s->owner));
 	pool_opts po = { .workers = o->workers, .argv = o->worker_argv,
 	                 .heartbeat_s = o->heartbeat_s, .memory_mb = o->memory_mb };
-	pool_cb cb = { .idle = on_idle, .line = on_line, .lost = on_lost };
-	if (s->owner)
-		s->pool = pool_new(loop, &po, &cb, s);
-	if (!s->pool) {
-		free(s->owner);
+	rt_driver_cb cb = { .jobs = runnable_jobs, .event = on_event };
+	s->driver = rt_driver_new(loop, &po, &cb, s);
+	if (!s->driver) {
 		free(s);
 		return NULL;
 	}
@@ -527,7 +465,7 @@ void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 		if (!j->jr)
 			start_open(s, j);
 		check_complete(s, j);
-		dispatch(s);
+		rt_driver_dispatch(s->driver);
 	}
 	maybe_close(j);
 }
@@ -593,33 +531,28 @@ json_t *sched_jobs_json(sched *s)
 
 json_t *sched_health_json(sched *s)
 {
-	int busy = 0, queued = 0, running = 0;
-	for (int w = 0; w < s->o.workers; w++)
-		busy += pool_busy(s->pool, w);
+	int busy = rt_driver_busy(s->driver), queued = 0, running = 0;
 	for (struct job *j = s->jobs; j; j = j->next) {
 		queued += j->state == STORE_JOB_QUEUED;
 		running += j->state == STORE_JOB_RUNNING;
 	}
 	return json_pack("{s:{s:i, s:i, s:i}, s:i, s:i}", "workers", "busy", busy, "idle",
-	                 s->o.workers - busy, "restarts", pool_restarts(s->pool), "jobs_queued",
+	                 s->o.workers - busy, "restarts", rt_driver_restarts(s->driver), "jobs_queued",
 	                 queued, "jobs_running", running);
 }
 
 void sched_get_metrics(sched *s, sched_metrics *m)
 {
 	*m = s->m;
-	m->worker_restarts = pool_restarts(s->pool);
-	m->workers_busy = 0;
-	for (int w = 0; w < s->o.workers; w++)
-		m->workers_busy += pool_busy(s->pool, w);
+	m->worker_restarts = rt_driver_restarts(s->driver);
+	m->workers_busy = rt_driver_busy(s->driver);
 }
 
 /* ---- stopping ---------------------------------------------------------------------- */
 
-static void pool_gone(void *ctx)
+static void driver_stopped(void *ctx)
 {
 	sched *s = ctx;
-	s->pool = NULL;
 	if (s->stop_done)
 		s->stop_done(s->stop_ctx);
 }
@@ -632,7 +565,7 @@ void sched_stop(sched *s, double grace_s, void (*done)(void *ctx), void *ctx)
 	s->stop_done = done;
 	s->stop_ctx = ctx;
 	log_msg(LOG_INFO, "draining: running candidates have %.0f s to finish", grace_s);
-	pool_stop(s->pool, grace_s, pool_gone);
+	rt_driver_stop(s->driver, grace_s, driver_stopped, s);
 }
 
 void sched_free(sched *s)
@@ -647,6 +580,6 @@ void sched_free(sched *s)
 		jobrun_free(j->jr);
 		free(j);
 	}
-	free(s->owner);
+	rt_driver_free(s->driver);
 	free(s);
 }

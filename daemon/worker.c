@@ -1,11 +1,19 @@
 /*
- * worker.c - the worker process (see worker.h for the protocol).
+ * worker.c - the worker process: evaluates the tasks it is sent (the worker
+ * protocol of proto.h) and answers on stdout.  It lives for many
+ * candidates, keeping the last dataset, graft and graft features loaded, so
+ * a job's workers load them once.  End of input ends it (exit 0); a line
+ * that is not a valid task is answered with an error of id -1, and it goes
+ * on.  Being plain stdio, the same worker runs under a cluster launcher
+ * (srun ...) unchanged.
  */
-#include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +27,7 @@
 /* What stays loaded between tasks: the split of the last data description,
  * and the graft features of the last (data, graft) pair. */
 struct worker {
-	char *data_key;            /* compact JSON of the task's "data" */
+	char *data_key;            /* the task's data, as text */
 	nn_dataset train, val;
 	char feats_graft[65];      /* sha of the graft the features are of */
 	float *train_feats, *val_feats;
@@ -33,31 +41,34 @@ static double cpu_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void emit(json_t *msg)
+static void emit(const proto_wmsg *m)
 {
-	if (!msg) /* json_pack refused a value: say so rather than go silent */
-		msg = json_pack("{s:s, s:I, s:s}", "type", "error", "id", (json_int_t)-1,
-		                "message", "the worker could not encode its answer");
-	char *s = json_dumps(msg, JSON_COMPACT);
+	char *s = proto_wmsg_encode(m);
+	if (!s) { /* a string that is not UTF-8: say so rather than go silent */
+		proto_wmsg e = { .type = PROTO_WMSG_ERROR, .id = m->id };
+		snprintf(e.message, sizeof(e.message), "the worker could not encode its %s "
+		         "message", proto_wmsg_type_name(m->type));
+		s = proto_wmsg_encode(&e);
+	}
 	if (s) {
 		fputs(s, stdout);
-		fputc('\n', stdout);
 		fflush(stdout);
 		free(s);
 	}
-	json_decref(msg);
-}
-
-/* A number for JSON, which has no NaN or infinity: those become null. */
-static json_t *number(double x)
-{
-	return isfinite(x) ? json_real(x) : json_null();
 }
 
 static void emit_error(int64_t id, const char *message)
 {
-	emit(json_pack("{s:s, s:I, s:s}", "type", "error", "id", (json_int_t)id,
-	               "message", message));
+	proto_wmsg m = { .type = PROTO_WMSG_ERROR, .id = id };
+	snprintf(m.message, sizeof(m.message), "%s", message);
+	emit(&m);
+}
+
+static void emit_loading(int64_t id, const char *what)
+{
+	proto_wmsg m = { .type = PROTO_WMSG_LOADING, .id = id };
+	snprintf(m.what, sizeof(m.what), "%s", what);
+	emit(&m);
 }
 
 static void drop_features(struct worker *w)
@@ -68,35 +79,21 @@ static void drop_features(struct worker *w)
 	w->feats_graft[0] = '\0';
 }
 
-static const char *str_or_null(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 /* Loads the task's data unless it is what is loaded already. */
-static int load_data(struct worker *w, json_t *data, char *err, size_t errlen)
+static int load_data(struct worker *w, const proto_task *t, char *err, size_t errlen)
 {
-	char *key = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!key) {
-		snprintf(err, errlen, "task: \"data\" must be an object");
-		return GRAFT_EINVAL;
-	}
+	char *key = NULL;
+	if (asprintf(&key, "%s\n%s\n%s\n%d", t->data_dir ? t->data_dir : "",
+	             t->train_images ? t->train_images : "", t->train_labels ? t->train_labels : "",
+	             t->validation) < 0)
+		return GRAFT_ENOMEM;
 	if (w->data_key && !strcmp(key, w->data_key)) {
 		free(key);
 		return 0;
 	}
-	json_t *v = json_object_get(data, "validation");
-	data_src src = { .dir = str_or_null(data, "dir"),
-	                 .train_images = str_or_null(data, "train_images"),
-	                 .train_labels = str_or_null(data, "train_labels"),
-	                 .validation = json_is_integer(v) ? (long)json_integer_value(v) : -1 };
-	if (!src.dir && !(src.train_images && src.train_labels)) {
-		free(key);
-		snprintf(err, errlen, "task: \"data\" needs dir, or train_images and train_labels");
-		return GRAFT_EINVAL;
-	}
-	emit(json_pack("{s:s, s:I, s:s}", "type", "loading", "id", (json_int_t)w->task,
-	               "what", "dataset"));
+	data_src src = { .dir = t->data_dir, .train_images = t->train_images,
+	                 .train_labels = t->train_labels, .validation = t->validation };
+	emit_loading(w->task, "dataset");
 	free(w->data_key);
 	w->data_key = NULL;
 	nn_dataset_free(&w->train);
@@ -118,8 +115,7 @@ static int load_features(struct worker *w, const nn_arch *a, const char *path,
 	if (!strcmp(w->feats_graft, sha) && w->train_feats)
 		return 0;
 	drop_features(w);
-	emit(json_pack("{s:s, s:I, s:s}", "type", "loading", "id", (json_int_t)w->task,
-	               "what", "graft features"));
+	emit_loading(w->task, "graft features");
 	nn_net *net = NULL;
 	int rc = nn_net_from_arch(&net, a, a->train.batch, 0, err, errlen);
 	if (!rc)
@@ -142,56 +138,46 @@ static int load_features(struct worker *w, const nn_arch *a, const char *path,
 static void on_progress(const nn_progress *p, void *ctx)
 {
 	struct worker *w = ctx;
-	emit(json_pack("{s:s, s:I, s:i, s:i, s:o}", "type", "progress", "id",
-	               (json_int_t)w->task, "step", p->step, "steps", p->steps, "loss",
-	               number(p->loss)));
+	proto_wmsg m = { .type = PROTO_WMSG_PROGRESS, .id = w->task, .step = p->step,
+	                 .steps = p->steps, .loss = p->loss };
+	emit(&m);
 }
 
-static void run_task(struct worker *w, json_t *t)
+static void run_task(struct worker *w, const proto_task *t)
 {
 	char err[GRAFT_ERRLEN] = "";
-	const char *yaml = str_or_null(t, "arch");
-	json_t *graft = json_object_get(t, "graft"), *threads = json_object_get(t, "threads");
-	json_t *every = json_object_get(t, "report_every");
-	const char *parent_path = str_or_null(t, "parent"), *save = str_or_null(t, "save");
-	const char *gpath = graft ? str_or_null(graft, "path") : NULL;
-	const char *gsha = graft ? str_or_null(graft, "sha256") : NULL;
 	nn_weights parent = { 0 };
 	int have_parent = 0, rc;
 	nn_arch a;
 
-	if (!yaml) {
-		emit_error(w->task, "task: \"arch\" (graft-arch/1 YAML text) is required");
-		return;
-	}
 	double setup0 = cpu_now();
-	if ((rc = proto_arch_parse(yaml, strlen(yaml), &a, err, sizeof(err))) ||
-	    (rc = load_data(w, json_object_get(t, "data"), err, sizeof(err))))
+	if ((rc = proto_arch_parse(t->arch, strlen(t->arch), &a, err, sizeof(err))) ||
+	    (rc = load_data(w, t, err, sizeof(err))))
 		goto fail;
-	nn_set_threads(json_is_integer(threads) ? (int)json_integer_value(threads) : 1);
-	if (a.graft_nlayers > 0 && !(gpath && gsha)) {
+	nn_set_threads(t->threads);
+	if (a.graft_nlayers > 0 && !t->graft_path) {
 		snprintf(err, sizeof(err), "task: the architecture has a graft; \"graft\" needs "
 		         "path and sha256");
 		goto fail;
 	}
 	int cache = a.graft_nlayers > 0 && !a.train.crop && !a.train.flip;
-	if (cache && (rc = load_features(w, &a, gpath, gsha, err, sizeof(err))))
+	if (cache && (rc = load_features(w, &a, t->graft_path, t->graft_sha256, err, sizeof(err))))
 		goto fail;
 	double setup_cpu_s = cpu_now() - setup0;
-	if (parent_path) {
-		rc = nn_safetensors_read(parent_path, &parent, err, sizeof(err));
+	if (t->parent) {
+		rc = nn_safetensors_read(t->parent, &parent, err, sizeof(err));
 		if (rc)
 			goto fail;
 		have_parent = 1;
 	}
 	search_eval_in in = { .arch = &a, .train = &w->train, .val = &w->val,
-	                      .graft_path = gpath, .graft_sha = gsha,
+	                      .graft_path = t->graft_path,
+	                      .graft_sha = t->graft_path ? t->graft_sha256 : NULL,
 	                      .train_feats = cache ? w->train_feats : NULL,
 	                      .val_feats = cache ? w->val_feats : NULL,
-	                      .parent = have_parent ? &parent : NULL, .save_path = save,
+	                      .parent = have_parent ? &parent : NULL, .save_path = t->save,
 	                      .progress = on_progress, .ctx = w,
-	                      .report_every = json_is_integer(every)
-	                                      ? (int)json_integer_value(every) : 50 };
+	                      .report_every = t->report_every };
 	search_eval_out out;
 	rc = search_evaluate(&in, &out, err, sizeof(err));
 	if (have_parent)
@@ -203,50 +189,59 @@ static void run_task(struct worker *w, json_t *t)
 		         "smaller learning rate)");
 		goto fail;
 	}
-	emit(json_pack("{s:s, s:I, s:f, s:f, s:f, s:i, s:f, s:f, s:I, s:I, s:i, s:b, s:f, s:f}",
-	               "type", "result", "id", (json_int_t)w->task, "val_accuracy",
-	               out.val_accuracy, "val_loss", out.val_loss, "train_loss", out.train_loss,
-	               "steps", out.steps, "wall_s", out.wall_s, "cpu_s", out.cpu_s,
-	               "params", (json_int_t)out.params, "flops", (json_int_t)out.flops,
-	               "inherited", out.inherited, "feature_cache", out.feature_cache,
-	               "images_per_s", out.wall_s > 0
-	                               ? (double)out.steps * a.train.batch / out.wall_s : 0.0,
-	               "setup_cpu_s", setup_cpu_s));
+	proto_wmsg m = { .type = PROTO_WMSG_RESULT, .id = w->task };
+	m.result = (proto_result){
+		.val_accuracy = out.val_accuracy, .val_loss = out.val_loss,
+		.train_loss = out.train_loss, .steps = out.steps, .wall_s = out.wall_s,
+		.cpu_s = out.cpu_s, .params = out.params, .flops = out.flops,
+		.inherited = out.inherited, .feature_cache = out.feature_cache,
+		.images_per_s = out.wall_s > 0 ? (double)out.steps * a.train.batch / out.wall_s : 0,
+		.setup_cpu_s = setup_cpu_s,
+	};
+	emit(&m);
 	return;
 fail:
 	emit_error(w->task, *err ? err : graft_strerror(rc));
 }
 
+/* A worker is a helper of the process that started it: it trains at a
+ * lower CPU priority, so that graftd answers quickly while workers hold
+ * every core, and it dies with its parent, so that a graftd killed with
+ * SIGKILL leaves no orphan training for nobody. */
+static void become_helper(void)
+{
+	pid_t parent = getppid();
+	if (setpriority(PRIO_PROCESS, 0, 10) != 0)
+		(void)0; /* a worker at normal priority still works */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent) /* the parent died before the prctl */
+		_exit(0);
+}
+
 int worker_main(int argc, char **argv)
 {
 	struct worker w = { 0 };
-	char *line = NULL;
+	char *line = NULL, err[GRAFT_ERRLEN];
 	size_t cap = 0;
 	ssize_t len;
 
 	(void)argc;
 	(void)argv;
-	emit(json_pack("{s:s, s:i}", "type", "ready", "pid", (int)getpid()));
+	become_helper();
+	emit(&(proto_wmsg){ .type = PROTO_WMSG_READY, .id = -1, .pid = (int)getpid() });
 	while ((len = getline(&line, &cap, stdin)) > 0) {
-		json_error_t je;
+		proto_task t;
 		if (len > MAX_LINE) {
-			emit_error(-1, "line too long");
+			emit_error(-1, "task line too long");
 			continue;
 		}
-		json_t *t = json_loadb(line, (size_t)len, 0, &je);
-		json_t *id = t ? json_object_get(t, "id") : NULL;
-		if (!t || !json_is_object(t) || !json_is_integer(id) ||
-		    strcmp(json_string_value(json_object_get(t, "type")) ?: "", "task")) {
-			char msg[300];
-			snprintf(msg, sizeof(msg), "expected a task object with an integer id%s%s",
-			         t ? "" : ": ", t ? "" : je.text);
-			emit_error(-1, msg);
-			json_decref(t);
+		if (proto_task_decode(line, (size_t)len, &t, err, sizeof(err))) {
+			emit_error(-1, err);
 			continue;
 		}
-		w.task = json_integer_value(id);
-		run_task(&w, t);
-		json_decref(t);
+		w.task = t.id;
+		run_task(&w, &t);
+		proto_task_clear(&t);
 	}
 	free(line);
 	free(w.data_key);

@@ -603,21 +603,53 @@ static const char *fmt_double(char *buf, size_t size, double x)
 	return buf;
 }
 
-/* Writes s as a double-quoted YAML string.  Bytes from 0x80 up pass through:
- * in YAML "\xNN" is a code point, not a byte, so escaping them would change
- * the UTF-8 text the parser accepted. */
+/* The code point of the UTF-8 sequence at p (n bytes long, in *len), or -1
+ * when it is not valid UTF-8 (overlong forms and surrogates included). */
+static long utf8_next(const unsigned char *p, int *len)
+{
+	static const long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	int n = p[0] >= 0xf0 && p[0] < 0xf5 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	long c;
+
+	*len = 1;
+	if (p[0] >= 0xf8 || n == 0)
+		return -1;
+	c = p[0] & (0x7f >> n);
+	for (int i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return -1;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return -1;
+	*len = n;
+	return c;
+}
+
+/* Writes s as a double-quoted YAML string that reads back as s.  Printable
+ * UTF-8 passes through; what YAML would not keep as it is gets an escape:
+ * C0 and C1 control characters, DEL, U+0085, U+2028 and U+2029 (YAML line
+ * breaks, which a double-quoted scalar folds) and U+FEFF, U+FFFE, U+FFFF.
+ * A byte that is not valid UTF-8 cannot be written so that it reads back
+ * (YAML is text); it becomes U+FFFD, so the file stays readable. */
 static void emit_quoted(sbuf *b, const char *s)
 {
 	const unsigned char *p;
+	int len;
 
 	sb_printf(b, "\"");
-	for (p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			sb_printf(b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			sb_printf(b, "\\x%02x", *p);
+	for (p = (const unsigned char *)s; *p; p += len) {
+		long c = *p < 0x80 ? (len = 1, *p) : utf8_next(p, &len);
+		if (c == '"' || c == '\\')
+			sb_printf(b, "\\%c", (int)c);
+		else if (c < 0)
+			sb_printf(b, "\\uFFFD");
+		else if (c < 0x20 || (c >= 0x7f && c <= 0x9f))
+			sb_printf(b, "\\x%02lx", c);
+		else if (c == 0x2028 || c == 0x2029 || c == 0xfeff || c == 0xfffe || c == 0xffff)
+			sb_printf(b, "\\u%04lX", c);
 		else
-			sb_printf(b, "%c", *p);
+			sb_printf(b, "%.*s", len, (const char *)p);
 	}
 	sb_printf(b, "\"");
 }

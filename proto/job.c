@@ -163,6 +163,18 @@ static int parse_dataset(const proto__ymap *top, proto_job *j)
 	return 0;
 }
 
+/* lo_key's value lo is above hi_key's hi (both in m): the error names
+ * whichever of the two the user wrote, and says when the other is a default. */
+static int bounds(const proto__ymap *m, const char *lo_key, int lo, const char *hi_key, int hi)
+{
+	char a[160], b[160], pa[PROTO_YAML_PATH_MAX], pb[PROTO_YAML_PATH_MAX];
+	snprintf(a, sizeof(a), "at most %s (%d%s)", proto__ymap_path(m, hi_key, pa, sizeof(pa)),
+	         hi, proto__ymap_get(m, hi_key) ? "" : ", its default");
+	snprintf(b, sizeof(b), "at least %s (%d%s)", proto__ymap_path(m, lo_key, pb, sizeof(pb)),
+	         lo, proto__ymap_get(m, lo_key) ? "" : ", its default");
+	return proto__ymap_conflict(m, lo_key, a, hi_key, b);
+}
+
 static int parse_search(const proto__ymap *top, proto_job *j)
 {
 	proto__ymap m;
@@ -182,7 +194,7 @@ static int parse_search(const proto__ymap *top, proto_job *j)
 		return rc;
 	j->strategy = (enum search_kind)kind;
 	if (j->sample > j->population)
-		return proto__ymap_expected(&m, "sample", "at most search.population");
+		return bounds(&m, "sample", j->sample, "population", j->population);
 	return 0;
 }
 
@@ -268,11 +280,11 @@ static int parse_space(const proto__ymap *top, proto_job *j)
 	if (s->ops == (1 << NN_OP_POOL))
 		return proto__ymap_expected(&m, "ops", "an op besides pool");
 	if (s->min_blocks > s->max_blocks)
-		return proto__ymap_expected(&m, "min_blocks", "at most space.max_blocks");
+		return bounds(&m, "min_blocks", s->min_blocks, "max_blocks", s->max_blocks);
 	if (s->min_width > s->max_width)
-		return proto__ymap_expected(&m, "min_width", "at most space.max_width");
+		return bounds(&m, "min_width", s->min_width, "max_width", s->max_width);
 	if (s->stem_min > s->stem_max)
-		return proto__ymap_expected(&m, "min_stem", "at most space.max_stem");
+		return bounds(&m, "min_stem", s->stem_min, "max_stem", s->stem_max);
 	return 0;
 }
 

@@ -135,4 +135,82 @@ void proto_daemon_config_defaults(proto_daemon_config *c);
 int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config *c,
                               char *err, size_t errlen);
 
+/* ---- the worker protocol ------------------------------------------------------ */
+
+/* A worker process reads task lines on stdin and writes message lines on
+ * stdout, one JSON object per line (DESIGN.md, "Workers"):
+ *
+ *   in:  {"type":"task", "id", "data":{"dir"|"train_images","train_labels",
+ *         "validation"}, "graft":{"path","sha256"}|null, "threads", "arch",
+ *         "parent", "save", "report_every"}
+ *   out: {"type":"ready", "pid"}                  once, at the start
+ *        {"type":"loading", "id", "what"}         heartbeats while loading
+ *        {"type":"progress", "id", "step", "steps", "loss"}
+ *        {"type":"result", "id", "val_accuracy", "val_loss", "train_loss",
+ *         "steps", "wall_s", "cpu_s", "params", "flops", "inherited",
+ *         "feature_cache", "images_per_s", "setup_cpu_s"}
+ *        {"type":"error", "id", "message"}        the candidate failed
+ *
+ * Decoding validates everything: every key of a type is required (but
+ * "validation", "threads", "report_every", "parent" and "save" of a task
+ * and "pid" of ready), types and ranges are checked (an accuracy is a
+ * finite number in [0, 1]), and unknown keys are errors.  A line that does
+ * not decode is GRAFT_EINVAL with the reason in err; nothing is filled. */
+typedef struct proto_task {
+	int64_t id;                  /* the evaluation's id */
+	char *data_dir;              /* the dataset directory, or NULL and: */
+	char *train_images, *train_labels;
+	int validation;              /* images held out; -1: the default */
+	char *graft_path;            /* NULL: no graft */
+	char graft_sha256[65];
+	int threads;                 /* >= 1 */
+	char *arch;                  /* graft-arch/1 YAML */
+	char *parent;                /* weights to start from, or NULL */
+	char *save;                  /* where the trained weights go, or NULL */
+	int report_every;            /* steps between progress lines, >= 1 */
+} proto_task;
+
+/* The strings of a task are malloc'd and owned by it. */
+void proto_task_clear(proto_task *t);
+int proto_task_decode(const char *line, size_t len, proto_task *out, char *err,
+                      size_t errlen);
+/* The task as one line ending in "\n", malloc'd; NULL when out of memory or
+ * when a string is not UTF-8. */
+char *proto_task_encode(const proto_task *t);
+
+enum proto_wmsg_type {
+	PROTO_WMSG_READY, PROTO_WMSG_LOADING, PROTO_WMSG_PROGRESS, PROTO_WMSG_RESULT,
+	PROTO_WMSG_ERROR
+};
+
+typedef struct proto_result {
+	double val_accuracy, val_loss, train_loss;
+	int steps;
+	double wall_s, cpu_s;
+	int64_t params, flops;
+	int inherited;               /* tensors taken from the parent's weights */
+	int feature_cache;           /* the graft's features were precomputed */
+	double images_per_s, setup_cpu_s;
+} proto_result;
+
+typedef struct proto_wmsg {
+	enum proto_wmsg_type type;
+	int64_t id;                  /* the task's id; -1 for ready, or an error about
+	                                a line that named no task */
+	int pid;                     /* ready (0 when not given) */
+	char what[64];               /* loading */
+	int step, steps;             /* progress */
+	double loss;                 /* progress: NAN when the worker wrote null */
+	proto_result result;         /* result */
+	char message[GRAFT_ERRLEN];  /* error */
+} proto_wmsg;
+
+const char *proto_wmsg_type_name(enum proto_wmsg_type t);
+void proto_wmsg_clear(proto_wmsg *m);
+int proto_wmsg_decode(const char *line, size_t len, proto_wmsg *out, char *err,
+                      size_t errlen);
+/* The message as one line ending in "\n", malloc'd; NULL when out of memory
+ * or when a string is not UTF-8. */
+char *proto_wmsg_encode(const proto_wmsg *m);
+
 #endif

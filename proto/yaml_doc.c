@@ -613,9 +613,21 @@ int proto__ymap_expected(const proto__ymap *m, const char *key, const char *what
 	char path[PROTO_YAML_PATH_MAX];
 	yaml_node_t *v = proto__ymap_get(m, key);
 
-	assert(v != NULL);
-	return proto__ydoc_expected(m->d, v, proto__ymap_path(m, key, path, sizeof path),
-	                            what);
+	proto__ymap_path(m, key, path, sizeof path);
+	/* An absent key has no value to point at: the mapping it belongs in is
+	 * the place (no input may reach an assert). */
+	if (v == NULL)
+		return proto__ydoc_fail(m->d, m->node, "%s: expected %s (not given: its default "
+		                        "does not fit)", path, what);
+	return proto__ydoc_expected(m->d, v, path, what);
+}
+
+int proto__ymap_conflict(const proto__ymap *m, const char *key, const char *key_what,
+                         const char *other, const char *other_what)
+{
+	if (proto__ymap_get(m, key) == NULL && proto__ymap_get(m, other) != NULL)
+		return proto__ymap_expected(m, other, other_what);
+	return proto__ymap_expected(m, key, key_what);
 }
 
 /* The value of key with its full path in path (PROTO_YAML_PATH_MAX bytes);

@@ -114,8 +114,14 @@ const char *proto__ymap_path(const proto__ymap *m, const char *key, char *buf,
  * error when it is absent and required. */
 int proto__ymap_node(const proto__ymap *m, const char *key, enum proto__yneed need,
                      yaml_node_t **out);
-/* proto__ydoc_expected on the value of key (which must be present). */
+/* proto__ydoc_expected on the value of key; an absent key is reported at
+ * the mapping, as a default that does not fit. */
 int proto__ymap_expected(const proto__ymap *m, const char *key, const char *what);
+/* Two keys whose values conflict (sample above population): the error goes
+ * to key with key_what when key was written, else to other with
+ * other_what, so it always names a key the user wrote when there is one. */
+int proto__ymap_conflict(const proto__ymap *m, const char *key, const char *key_what,
+                         const char *other, const char *other_what);
 
 /* Typed fields: an absent optional key leaves *out untouched and returns 0. */
 int proto__ymap_int(const proto__ymap *m, const char *key, enum proto__yneed need,

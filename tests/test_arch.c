@@ -370,6 +370,54 @@ Test(arch, round_trip_of_built_arch)
 	round_trip(&a);
 }
 
+/* Issue 10, bug 8: strings holding characters YAML does not keep as they
+ * are (C0 and C1 controls, U+0085, U+2028, U+2029, U+FEFF) are escaped on
+ * emit, so that they read back unchanged (graft.source holds 31 bytes). */
+Test(arch, emit_escapes_what_yaml_would_not_keep)
+{
+	static const char *const sources[] = {
+		"tab\t bell\a esc\x1b del\x7f",
+		"C1: \xc2\x80 \xc2\x85 \xc2\x9f",
+		"LS \xe2\x80\xa8 PS \xe2\x80\xa9",
+		"BOM \xef\xbb\xbf U+FFFE \xef\xbf\xbe",
+		"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8c\xb1",
+	};
+	nn_arch a;
+	nn_arch_defaults(&a);
+	a.in_c = 1;
+	a.in_h = a.in_w = 28;
+	a.classes = 10;
+	a.stem_kernel = 3;
+	a.stem_channels = 8;
+	a.nblocks = 1;
+	a.blocks[0].op = NN_OP_CONV3;
+	a.blocks[0].channels = 16;
+	a.blocks[0].stride = 1;
+	a.blocks[0].skip_from = NN_SKIP_NONE;
+	a.graft_nlayers = 1;
+	a.graft_kernel[0] = 3;
+	a.graft_channels[0] = 4;
+	strcpy(a.graft_sha256,
+	       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+		snprintf(a.graft_source, sizeof a.graft_source, "%s", sources[i]);
+		round_trip(&a);
+	}
+	/* Plain UTF-8 is written as it is, not escaped. */
+	char *text = proto_arch_emit(&a);
+	cr_assert(strstr(text, sources[4]), "%s", text);
+	free(text);
+	/* A byte that is not UTF-8 cannot read back; the file still parses. */
+	strcpy(a.graft_source, "bad \xff byte");
+	text = proto_arch_emit(&a);
+	nn_arch b;
+	char err[GRAFT_ERRLEN];
+	cr_assert_eq(proto_arch_parse(text, strlen(text), &b, err, sizeof err), 0, "%s\n%s", err,
+	             text);
+	cr_assert_str_eq(b.graft_source, "bad \xef\xbf\xbd byte");
+	free(text);
+}
+
 Test(arch, emit_layout)
 {
 	nn_arch a;

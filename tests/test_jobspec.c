@@ -210,3 +210,28 @@ Test(jobspec, daemon_config_errors)
 	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), GRAFT_EINVAL);
 	cr_assert_eq(c.workers, 2, "a refused file changes nothing");
 }
+
+/* Issue 10, bug 7: a bound checked against the other key's default used to
+ * reach an assertion (and abort graftd) because the key it blamed was never
+ * written.  The error must name the key the user wrote, and say the other
+ * side is a default. */
+Test(jobspec, a_bound_against_a_default_names_the_key_written)
+{
+	expect_error("{dataset: {dir: D}, search: {population: 3}}",
+	             "line 1, column 42: search.population: expected at least search.sample "
+	             "(4, its default), got '3'");
+	expect_error("{dataset: {dir: D}, search: {sample: 30}}",
+	             "search.sample: expected at most search.population (16, its default)");
+	expect_error("{dataset: {dir: D}, search: {population: 5, sample: 6}}",
+	             "search.sample: expected at most search.population (5)");
+	expect_error("{dataset: {dir: D}, space: {min_width: 200}}",
+	             "space.min_width: expected at most space.max_width (96, its default)");
+	expect_error("{dataset: {dir: D}, space: {max_width: 4}}",
+	             "space.max_width: expected at least space.min_width");
+	expect_error("{dataset: {dir: D}, space: {max_stem: 2}}",
+	             "space.max_stem: expected at least space.min_stem (8, its default)");
+	expect_error("{dataset: {dir: D}, space: {max_blocks: 1, min_blocks: 3}}",
+	             "space.min_blocks: expected at most space.max_blocks (1)");
+	expect_error("{dataset: {dir: D}, space: {min_blocks: 30}}",
+	             "space.min_blocks: expected at most space.max_blocks");
+}
