@@ -513,6 +513,34 @@ Test(daemon, a_silent_worker_is_killed_with_its_process_group)
 	cr_assert_eq(left, 0, "a hung worker's child survived");
 }
 
+/* Issue 10, bug 4: a worker whose result lacks val_accuracy used to have
+ * its candidate recorded as done with accuracy 0 (and the strategy learnt
+ * from it).  Now the line does not validate: the candidate fails, saying
+ * which field was wrong. */
+Test(daemon, a_result_missing_a_field_is_a_failure_not_accuracy_0)
+{
+	char dir[700], script[700], config[800];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d14"));
+	snprintf(script, sizeof(script), "%s", scratch_path("bad_worker.sh"));
+	FILE *f = fopen(script, "w");
+	cr_assert_not_null(f);
+	fputs("echo '{\"type\":\"ready\"}'\n"
+	      "while read -r line; do\n"
+	      "  id=$(echo \"$line\" | sed -n 's/.*\"id\":\\([0-9]*\\).*/\\1/p')\n"
+	      "  echo \"{\\\"type\\\":\\\"result\\\",\\\"id\\\":$id,\\\"val_loss\\\":0.5}\"\n"
+	      "done\n", f);
+	fclose(f);
+	snprintf(config, sizeof(config), "worker_command: [sh, %s]\n", script);
+	pid_t pid = graftd_start_with(dir, 1, config);
+	int64_t id = submit_extra(dir, "badresult", 2, 10, "limits: {retries: 1}\n");
+	expect_all_failed(dir, id, 2, "\"val_accuracy\" is missing");
+	/* Nothing reached the leaderboard. */
+	json_t *lb = graftd_get_json(dir, "/v1/jobs/1/leaderboard", 200);
+	cr_assert_eq(json_array_size(json_object_get(lb, "candidates")), 0);
+	json_decref(lb);
+	graftd_stop(pid, SIGTERM);
+}
+
 /* Job ids of every trained evaluation, in the order they started. */
 static int start_order(const char *dir, int64_t *jobs, int max)
 {
