@@ -12,7 +12,7 @@
 #include "nn/nn.h"
 
 static const char usage[] =
-	"usage: graft <command> [options]\n"
+	"usage: graft [--socket PATH] [--json] <command> [options]\n"
 	"\n"
 	"with graftd (the daemon):\n"
 	"  submit SPEC.yaml  submit a search job\n"
@@ -30,6 +30,8 @@ static const char usage[] =
 	"  pretrain          make a graft module (or take it from the cache)\n"
 	"  ablation          measure what grafts of each source do for random candidates\n"
 	"\n"
+	"--socket PATH and --json, options of the commands that talk to graftd, may\n"
+	"come before the command as well as after it.\n"
 	"Run 'graft <command> --help' for a command's options.\n";
 
 int cli_int(const char *opt, const char *val, long min, long max, long *out)
@@ -83,11 +85,81 @@ int cli_double(const char *opt, const char *val, double lo, double hi, double *o
 	return 0;
 }
 
+/* Options before the command, as git and kubectl take them: --help, and the
+ * options every command that talks to graftd has (--socket, --json), which
+ * are handed to the command after its name, where its own parser checks them
+ * (a command's own --socket, given later, wins).  Returns the index of the
+ * command in argv and fills *nglobal with the argv entries to pass on, or -1
+ * after saying what was wrong, or 0 for --help. */
+static int global_options(int argc, char **argv, char **global, int *nglobal)
+{
+	int i = 1;
+	*nglobal = 0;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *o = argv[i];
+		if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		if (!strcmp(o, "--json") || !strncmp(o, "--socket=", 9)) {
+			global[(*nglobal)++] = argv[i];
+		} else if (!strcmp(o, "--socket")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "graft: --socket needs a value (see graft --help)\n");
+				return -1;
+			}
+			global[(*nglobal)++] = argv[i];
+			global[(*nglobal)++] = argv[++i];
+		} else {
+			fprintf(stderr, "graft: unknown option '%s' before the command (see graft "
+			        "--help)\n", o);
+			return -1;
+		}
+	}
+	if (i == argc) {
+		fprintf(stderr, "graft: no command after the options\n\n%s", usage);
+		return -1;
+	}
+	if (!cli_client_command(argv[i])) {
+		static const char *const local[] = { "train", "pretrain", "ablation", "search" };
+		for (size_t k = 0; k < sizeof(local) / sizeof(*local); k++)
+			if (!strcmp(argv[i], local[k])) {
+				fprintf(stderr, "graft: %s applies to the commands that talk to graftd, "
+				        "not to '%s'\n", global[0], argv[i]);
+				return -1;
+			}
+		fprintf(stderr, "graft: unknown command '%s'\n\n%s", argv[i], usage);
+		return -1;
+	}
+	return i;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_USAGE : CLI_OK;
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return CLI_USAGE;
+	}
+	if (argv[1][0] == '-') {
+		/* args: the command, the global options, then the command's own. */
+		char **args = malloc(sizeof(*args) * (size_t)(argc + 1));
+		if (!args) {
+			fprintf(stderr, "graft: out of memory\n");
+			return CLI_FAIL;
+		}
+		int n, cmd = global_options(argc, argv, args + 1, &n);
+		if (cmd <= 0) {
+			free(args);
+			return cmd == 0 ? CLI_OK : CLI_USAGE;
+		}
+		args[0] = argv[cmd];
+		n++;
+		for (int k = cmd + 1; k < argc; k++)
+			args[n++] = argv[k];
+		args[n] = NULL;
+		int rc = cli_client(n, args);
+		free(args);
+		return rc;
 	}
 	if (!strcmp(argv[1], "train"))
 		return cli_train(argc - 1, argv + 1);

@@ -196,3 +196,27 @@ Test(client, bad_arguments)
 	expect(graft_cmd("watch", "--help", NULL), 0, "usage: graft watch JOB", NULL);
 	expect(graft_cmd("--help", NULL), 0, "submit SPEC.yaml", NULL);
 }
+
+/* Options that apply to every client command go before the command too, as
+ * with git or kubectl; an unknown one is a usage error naming it. */
+Test(client, global_options_before_the_command)
+{
+	char sock[700];
+	snprintf(sock, sizeof(sock), "%s", graftd_socket(dir));
+	setenv("GRAFT_SOCKET", scratch_path("nothing-here.sock"), 1);
+	expect(graft_cmd("--socket", sock, "health", NULL), 0, "ok", NULL);
+	expect(graft_cmd("--socket", sock, "submit", spec, NULL), 0, "job 1 submitted", NULL);
+	cmd_run *r = graft_cmd("--socket", sock, "--json", "jobs", NULL);
+	expect(r, 0, NULL, NULL);
+	json_decref(json_out(r));
+	/* The command's own options still apply, and its own --socket wins. */
+	expect(graft_cmd("--socket", scratch_path("elsewhere.sock"), "status", "1", "--socket",
+	                 sock, NULL), 0, "client-test", NULL);
+	expect(graft_cmd("--json", "watch", "1", NULL), 2, NULL, "--json");
+
+	expect(graft_cmd("--bogus", "health", NULL), 2, NULL, "--bogus");
+	expect(graft_cmd("--socket", NULL), 2, NULL, "--socket");
+	expect(graft_cmd("--socket", sock, NULL), 2, NULL, "command");
+	expect(graft_cmd("--socket", sock, "train", "arch.yaml", NULL), 2, NULL, "--socket");
+	expect(graft_cmd("--socket", sock, "--help", NULL), 0, "usage: graft", NULL);
+}
