@@ -5,6 +5,7 @@
 #   make bench        training throughput beside PyTorch's
 #   make demo         the quick start: install, build, run a short search with graftd
 #   make SAN=address,undefined test     the same under sanitizers
+#   make fuzz FUZZ_TIME=60   libFuzzer on every parser, FUZZ_TIME seconds each
 #   make WERROR=1     warnings are errors (CI)
 
 CC      ?= cc
@@ -97,3 +98,4 @@ clean:
 	rm -rf $(B) bin
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
+include tests/fuzz/fuzz.mk

@@ -13,6 +13,9 @@ libcriterion-dev
 dataset-fashion-mnist
 python3-torch python3-yaml python3-numpy
 "
+# clang with its libFuzzer and sanitizer runtimes: for `make fuzz`.
+PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+
 # PyTorch checks that an exported network means the same outside graft (the
 # interoperability test and the end of `make demo`; both say so and skip when
 # it is missing), regenerates the reference fixtures and runs the benchmark's
