@@ -222,26 +222,31 @@ int cli_search(int argc, char **argv)
 	if (args)
 		return args > 0 ? CLI_OK : CLI_USAGE;
 	setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log as they happen */
+	snprintf(weights, sizeof(weights), "%s-weights", a.db);
+	jobrun_dirs dirs = { .weights = a.weights ? a.weights : weights };
+	jobrun_input *in = NULL;
+	enum jobrun_refusal why;
 	if (proto_read_file(a.spec, &text, &len, err, sizeof(err)) ||
-	    proto_job_parse(text, len, &spec, err, sizeof(err))) {
+	    jobrun_input_load(text, len, &dirs, &in, &why, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s%s%s\n", text ? a.spec : "", text ? ": " : "", err);
 		free(text);
 		return CLI_FAIL;
 	}
+	spec = *jobrun_input_spec(in);
 	if (store_open(a.db, &s.st, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s\n", err);
+		jobrun_input_free(in);
 		free(text);
 		return CLI_FAIL;
 	}
 	if (find_or_add_job(s.st, text, &spec, &job, &resumed)) {
 		fprintf(stderr, "graft search: %s\n", store_errmsg(s.st));
+		jobrun_input_free(in);
 		goto out;
 	}
-	snprintf(weights, sizeof(weights), "%s-weights", a.db);
-	jobrun_dirs dirs = { .weights = a.weights ? a.weights : weights };
 	printf("graft search: job %lld '%s' in %s (%s)\n", (long long)job, spec.name, a.db,
 	       resumed ? "resuming" : "new");
-	if (jobrun_open(s.st, job, &dirs, stdout, &s.jr, err, sizeof(err))) {
+	if (jobrun_open(s.st, job, &dirs, in, stdout, &s.jr, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s\n", err);
 		store_job_set_state(s.st, job, STORE_JOB_FAILED, err);
 		goto out;

@@ -38,13 +38,22 @@ struct cand {
 	char genome_sha256[65];
 };
 
+/* What a job is before it runs: its spec, and its dataset loaded, split,
+ * identified and checked. */
+struct jobrun_input {
+	char *spec_text;
+	proto_job spec;
+	nn_dataset train, val;
+	char data_sha[65];
+};
+
 struct jobrun {
 	store *st;
 	int64_t job_id;
-	char *spec_text;
-	proto_job spec;
+	jobrun_input *in;
+	proto_job spec;            /* in->spec, with the overrides of this run */
 	search_strategy *strat;
-	nn_dataset train, val;
+	nn_dataset *train, *val;   /* in's */
 	int64_t dataset_id;
 	char graft_path[4096], graft_sha[65];
 	nn_arch base;
@@ -93,7 +102,7 @@ static struct cand *cand_add(jobrun *jr)
 /* ---- opening: data, graft, base architecture ------------------------------ */
 
 /* Dataset files given by URL become local paths (fetched once, cached). */
-static int fetch_data(jobrun *jr, const jobrun_dirs *dirs, char *err, size_t errlen)
+static int fetch_data(proto_job *j, const jobrun_dirs *dirs, char *err, size_t errlen)
 {
 	char dir[4200];
 	fetch_limits lim = { dirs->fetch_max_bytes ? dirs->fetch_max_bytes : FETCH_DEFAULT_MAX_BYTES,
@@ -105,26 +114,116 @@ static int fetch_data(jobrun *jr, const jobrun_dirs *dirs, char *err, size_t err
 		search_graft_cache_dir(cache, sizeof(cache));
 		snprintf(dir, sizeof(dir), "%s/datasets", cache);
 	}
-	return fetch_job_data(&jr->spec, dir, &lim, err, errlen) ? GRAFT_EIO : 0;
+	return fetch_job_data(j, dir, &lim, err, errlen) ? GRAFT_EIO : 0;
 }
 
-static int load_data(jobrun *jr, char *err, size_t errlen)
+static const char *data_name(const proto_job *j)
+{
+	return j->dataset.dir[0] ? j->dataset.dir : j->dataset.train_images;
+}
+
+/* Refuses a dataset that every candidate would fail on later: one class,
+ * images graft-arch/1 cannot describe, a constant channel (std 0: nothing
+ * to learn, and no normalization the format accepts). */
+static int check_data(const jobrun_input *in, char *err, size_t errlen)
+{
+	const nn_dataset *t = &in->train;
+	float mean[NN_MAX_CHANNELS], std[NN_MAX_CHANNELS];
+
+	if (in->val.n == 0)
+		return fail(err, errlen, GRAFT_EINVAL, "%s: too few images to hold out a "
+		            "validation split", data_name(&in->spec));
+	if (t->h > PROTO_ARCH_MAX_SIDE || t->w > PROTO_ARCH_MAX_SIDE) {
+		snprintf(err, errlen, "%s: the images are %dx%d pixels; graft works on images of at "
+		         "most %dx%d (resize them first)", data_name(&in->spec), t->w, t->h,
+		         PROTO_ARCH_MAX_SIDE, PROTO_ARCH_MAX_SIDE);
+		return GRAFT_EINVAL;
+	}
+	int distinct = 0;
+	for (int i = 1; i < t->n && !distinct; i++)
+		distinct = t->labels[i] != t->labels[0];
+	if (!distinct)
+		return fail(err, errlen, GRAFT_EINVAL, "%s: every training image has the same label: "
+		            "a classifier needs at least two classes", data_name(&in->spec));
+	nn_dataset_stats(t, mean, std);
+	for (int c = 0; c < t->c; c++)
+		if (!(std[c] >= PROTO_ARCH_MIN_STD)) {
+			snprintf(err, errlen, "%s: every training pixel%s%.0d has the same value (%.0f): "
+			         "there is nothing to learn from, and such images cannot be normalized",
+			         data_name(&in->spec), t->c > 1 ? " of channel " : "", t->c > 1 ? c : 0,
+			         mean[c] * 255.0);
+			return GRAFT_EINVAL;
+		}
+	return 0;
+}
+
+int jobrun_input_load(const char *text, size_t len, const jobrun_dirs *dirs,
+                      jobrun_input **out, enum jobrun_refusal *why, char *err, size_t errlen)
+{
+	jobrun_input *in = calloc(1, sizeof(*in));
+	int rc;
+
+	*out = NULL;
+	*why = JOBRUN_BAD_SPEC;
+	if (!in || !(in->spec_text = malloc(len + 1))) {
+		free(in);
+		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	}
+	memcpy(in->spec_text, text, len);
+	in->spec_text[len] = '\0';
+	if (strlen(in->spec_text) != len) {
+		rc = fail(err, errlen, GRAFT_EINVAL, "%s", "the job spec contains a NUL byte");
+		goto fail;
+	}
+	if ((rc = proto_job_parse(text, len, &in->spec, err, errlen)))
+		goto fail;
+	*why = JOBRUN_BAD_DATASET;
+	data_src src = { .dir = in->spec.dataset.dir[0] ? in->spec.dataset.dir : NULL,
+	                 .train_images = in->spec.dataset.train_images,
+	                 .train_labels = in->spec.dataset.train_labels,
+	                 .validation = in->spec.dataset.validation };
+	if ((rc = fetch_data(&in->spec, dirs, err, errlen)) ||
+	    (rc = data_load_split(&src, &in->train, &in->val, err, errlen)) ||
+	    (rc = check_data(in, err, errlen)))
+		goto fail;
+	data_sha256(&in->train, &in->val, in->data_sha);
+	*why = JOBRUN_BAD_SPACE;
+	if ((rc = jobrun_check_space(&in->spec, &in->train, err, errlen)))
+		goto fail;
+	*out = in;
+	return 0;
+fail:
+	jobrun_input_free(in);
+	return rc;
+}
+
+const proto_job *jobrun_input_spec(const jobrun_input *in)
+{
+	return &in->spec;
+}
+
+const char *jobrun_input_text(const jobrun_input *in)
+{
+	return in->spec_text;
+}
+
+void jobrun_input_free(jobrun_input *in)
+{
+	if (!in)
+		return;
+	free(in->spec_text);
+	nn_dataset_free(&in->train);
+	nn_dataset_free(&in->val);
+	free(in);
+}
+
+/* Records the job's dataset (its identity) in the store. */
+static int record_data(jobrun *jr, char *err, size_t errlen)
 {
 	const proto_job *j = &jr->spec;
-	data_src src = { .dir = j->dataset.dir[0] ? j->dataset.dir : NULL,
-	                 .train_images = j->dataset.train_images,
-	                 .train_labels = j->dataset.train_labels,
-	                 .validation = j->dataset.validation };
-	char sha[65];
-	int rc = data_load_split(&src, &jr->train, &jr->val, err, errlen);
-	if (rc)
-		return rc;
-	if (jr->val.n == 0)
-		return fail(err, errlen, GRAFT_EINVAL, "%s: too few images to hold out a "
-		            "validation split", src.dir ? src.dir : src.train_images);
-	data_sha256(&jr->train, &jr->val, sha);
-	rc = store_dataset_put(jr->st, src.dir ? src.dir : src.train_images, sha,
-	                       src.dir ? "dir" : "idx", jr->train.n + jr->val.n, &jr->dataset_id);
+	int rc = store_dataset_put(jr->st, data_name(j), jr->in->data_sha,
+	                           j->dataset.dir[0] ? "dir" : "idx", jr->train->n + jr->val->n,
+	                           &jr->dataset_id);
 	if (rc)
 		snprintf(err, errlen, "recording the dataset: %s", store_errmsg(jr->st));
 	return rc;
@@ -229,11 +328,11 @@ static int obtain_graft(jobrun *jr, const char *dir, FILE *log, char *err, size_
 		return 0;
 	if (j->graft == PROTO_GRAFT_STORED)
 		return find_stored_graft(jr, err, errlen);
-	search_graft_req r = { .source = names[j->graft], .target = &jr->train,
+	search_graft_req r = { .source = names[j->graft], .target = jr->train,
 	                       .target_mean = jr->base.mean, .target_std = jr->base.std,
 	                       .layers = j->graft_layers, .kernel = j->graft_kernel,
 	                       .channels = j->graft_channels, .steps = j->graft_steps,
-	                       .batch = jr->train.n < 128 ? jr->train.n : 128, .lr = 0.05f,
+	                       .batch = jr->train->n < 128 ? jr->train->n : 128, .lr = 0.05f,
 	                       .seed = j->seed, .cache_dir = dir,
 	                       .progress = log ? log_pretrain : NULL, .ctx = log };
 	double c0 = cpu_now();
@@ -360,40 +459,49 @@ out:
 	return rc;
 }
 
-int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
-                jobrun **out, char *err, size_t errlen)
+int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, jobrun_input *in,
+                FILE *log, jobrun **out, char *err, size_t errlen)
 {
 	jobrun *jr = calloc(1, sizeof(*jr));
 	store_job job;
 	int rc;
 
 	*out = NULL;
-	if (!jr)
-		return GRAFT_ENOMEM;
+	if (!jr) {
+		jobrun_input_free(in);
+		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	}
 	jr->st = st;
 	jr->job_id = job_id;
+	jr->in = in;
 	rc = store_job_get(st, job_id, &job);
 	if (rc) {
-		snprintf(err, errlen, rc == STORE_NOTFOUND ? "no job %lld" : "reading job %lld",
-		         (long long)job_id);
-		free(jr);
-		return rc == STORE_NOTFOUND ? GRAFT_EINVAL : rc;
+		rc = rc == STORE_NOTFOUND ? GRAFT_EINVAL : rc;
+		snprintf(err, errlen, rc == GRAFT_EINVAL ? "no job %lld" : "reading job %lld: %s",
+		         (long long)job_id, store_errmsg(st));
+		goto fail;
 	}
-	jr->spec_text = job.spec;
 	jr->overhead_cpu_s = job.overhead_cpu_s;
+	if (!jr->in) {
+		/* After a restart: the same checks as at submission, on the spec the
+		 * job was submitted with. */
+		enum jobrun_refusal why;
+		rc = jobrun_input_load(job.spec, strlen(job.spec), dirs, &jr->in, &why, err, errlen);
+	}
+	store_job_clear(&job);
+	if (rc)
+		goto fail;
+	jr->spec = jr->in->spec;
+	jr->train = &jr->in->train;
+	jr->val = &jr->in->val;
 	snprintf(jr->weights_dir, sizeof(jr->weights_dir), "%s", dirs->weights);
 	if (mkdir(jr->weights_dir, 0755) && errno != EEXIST) {
 		rc = fail(err, errlen, GRAFT_EIO, "cannot create %s", jr->weights_dir);
 		goto fail;
 	}
-	if ((rc = proto_job_parse(jr->spec_text, strlen(jr->spec_text), &jr->spec, err, errlen)) ||
-	    (rc = fetch_data(jr, dirs, err, errlen)) ||
-	    (rc = load_data(jr, err, errlen)))
-		goto fail;
-	make_base(&jr->spec, &jr->train, &jr->base);
-	if ((rc = jobrun_check_space(&jr->spec, &jr->train, err, errlen)))
-		goto fail;
-	if ((rc = obtain_graft(jr, dirs->grafts, log, err, errlen)))
+	make_base(&jr->spec, jr->train, &jr->base);
+	if ((rc = record_data(jr, err, errlen)) ||
+	    (rc = obtain_graft(jr, dirs->grafts, log, err, errlen)))
 		goto fail;
 	jr->strat = search_strategy_new(jr->spec.strategy, &jr->spec.space, &jr->base,
 	                                jr->spec.population, jr->spec.sample, jr->spec.seed);
@@ -427,10 +535,8 @@ void jobrun_free(jobrun *jr)
 		free(jr->c[i].weights);
 	free(jr->c);
 	free(jr->pending);
-	free(jr->spec_text);
 	search_strategy_free(jr->strat);
-	nn_dataset_free(&jr->train);
-	nn_dataset_free(&jr->val);
+	jobrun_input_free(jr->in);
 	free(jr);
 }
 

@@ -43,15 +43,36 @@ typedef struct jobrun_dirs {
 int jobrun_check_space(const proto_job *j, const nn_dataset *train, char *err,
                        size_t errlen);
 
-/* Opens job_id of st: parses its spec, loads and identifies its dataset,
- * finds or pretrains its graft (progress lines go to log, may be NULL), and
+/* What a job is before it runs: its spec parsed, the dataset files given by
+ * URL fetched, the dataset loaded, split, identified and checked (a dataset
+ * every candidate would fail on is refused here: one class, images over
+ * graft-arch/1's size, a constant channel), and its space checked against
+ * the images.  A submission and a restart both go through this, once. */
+typedef struct jobrun_input jobrun_input;
+
+/* Why an input was refused: which part of the spec is at fault. */
+enum jobrun_refusal { JOBRUN_BAD_SPEC, JOBRUN_BAD_DATASET, JOBRUN_BAD_SPACE };
+
+/* Loads len bytes of job spec (YAML or JSON).  0, or a negative code with
+ * the part at fault in *why and a sentence in err (a spec error starts
+ * "line L, column C: path: "). */
+int jobrun_input_load(const char *text, size_t len, const jobrun_dirs *dirs,
+                      jobrun_input **out, enum jobrun_refusal *why, char *err,
+                      size_t errlen);
+const proto_job *jobrun_input_spec(const jobrun_input *in);
+const char *jobrun_input_text(const jobrun_input *in);   /* the spec as given */
+void jobrun_input_free(jobrun_input *in);
+
+/* Opens job_id of st from in (taken, freed on failure too), or, when in is
+ * NULL, from the spec the job was submitted with (after a restart): finds
+ * or pretrains its graft (progress lines go to log, may be NULL), and
  * replays its recorded asks and tells into a fresh strategy, checking that
  * each replayed ask gives the candidate the store holds.  Evaluations left
- * running by a process that died are marked failed ("interrupted") and
- * their candidates come first in jobrun_next.  st is borrowed for the
- * jobrun's life. */
-int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, FILE *log,
-                jobrun **out, char *err, size_t errlen);
+ * running by a process that died are marked interrupted and their
+ * candidates come first in jobrun_next.  st is borrowed for the jobrun's
+ * life. */
+int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, jobrun_input *in,
+                FILE *log, jobrun **out, char *err, size_t errlen);
 void jobrun_free(jobrun *jr);
 
 /* Moves the jobrun to another connection to the same store file (graftd

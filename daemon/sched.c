@@ -10,14 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/data.h"
 #include "daemon/driver.h"
-#include "daemon/fetch.h"
 #include "daemon/jobrun.h"
 #include "daemon/log.h"
 #include "daemon/sched.h"
 #include "proto/proto.h"
 
+/* A job graftd knows: every job of the store, finished ones too, so that
+ * the API answers from memory.  figures is the job as the API shows it,
+ * built from the store when something about the job changes (a result, a
+ * failure, a state), never per request; the live parts (in flight,
+ * opening, ETA) are added when asked. */
 struct job {
 	int64_t id;
 	int state;
@@ -25,6 +28,8 @@ struct job {
 	int opening;
 	double wall_sum;        /* of the results this run, for the ETA */
 	int wall_n;
+	json_t *figures;
+	int evaluated, total;   /* figures' */
 	struct job *next;
 };
 
@@ -64,6 +69,46 @@ static struct job *add_job(sched *s, int64_t id, int state)
 	return j;
 }
 
+/* Rebuilds j's figures from the store (on the loop, once per change).  On
+ * a store error the old figures stay. */
+static void refresh(sched *s, struct job *j)
+{
+	store_job row;
+	store_cost c;
+	store_rank *best = NULL;
+	int nbest = 0;
+
+	if (store_job_get(s->st, j->id, &row) || store_cost_parts(s->st, j->id, 1, &c))
+		return;
+	json_t *o = json_pack("{s:I, s:s, s:s, s:f, s:f}", "id", (json_int_t)j->id, "name",
+	                      row.name, "state", store_job_state_name(row.state), "created",
+	                      row.created, "updated", row.updated);
+	if (!o) {
+		store_job_clear(&row);
+		return;
+	}
+	json_object_set_new(o, "error", row.error[0] ? json_string(row.error) : json_null());
+	json_object_set_new(o, "progress", json_pack("{s:i, s:i, s:i, s:i}", "evaluated",
+	                    c.candidates, "total", row.total, "cache_hits", c.cache_hits,
+	                    "failed_attempts", c.failed));
+	if (store_leaderboard(s->st, j->id, STORE_SORT_ACCURACY, 1, &best, &nbest) == 0 && nbest)
+		json_object_set_new(o, "best", json_pack("{s:I, s:i, s:f, s:I, s:I}", "candidate",
+		                    (json_int_t)best[0].candidate_id, "seq", best[0].seq,
+		                    "val_accuracy", best[0].val_accuracy, "params",
+		                    (json_int_t)best[0].params, "flops", (json_int_t)best[0].flops));
+	else
+		json_object_set_new(o, "best", json_null());
+	free(best);
+	json_object_set_new(o, "cost", json_pack("{s:f, s:f, s:f}", "cpu_s", c.cpu_s,
+	                    "overhead_cpu_s", row.overhead_cpu_s, "cpu_per_candidate",
+	                    c.cpu_per_candidate));
+	j->evaluated = c.candidates;
+	j->total = row.total;
+	store_job_clear(&row);
+	json_decref(j->figures);
+	j->figures = o;
+}
+
 static int set_state(sched *s, struct job *j, int state, const char *error)
 {
 	/* A failed job always says why: a failure path that forgot its message
@@ -79,6 +124,7 @@ static int set_state(sched *s, struct job *j, int state, const char *error)
 	log_msg(LOG_INFO, "job %lld: %s%s%s", (long long)j->id, store_job_state_name(state),
 	        error ? ": " : "", error ? error : "");
 	j->state = state;
+	refresh(s, j);
 	return 0;
 }
 
@@ -109,22 +155,33 @@ struct open_req {
 	uv_work_t w;
 	sched *s;
 	struct job *job;
+	jobrun_input *in;        /* the submission's, or NULL after a restart */
 	store *st;
 	jobrun *jr;
 	int rc;
 	char err[GRAFT_ERRLEN];
 };
 
+static jobrun_dirs dirs_of(const sched *s)
+{
+	return (jobrun_dirs){ .weights = s->weights_dir, .grafts = s->grafts_dir,
+	                      .datasets = s->datasets_dir,
+	                      .fetch_max_bytes = s->o.fetch_max_bytes,
+	                      .fetch_timeout_s = s->o.fetch_timeout_s };
+}
+
 static void open_work(uv_work_t *w)
 {
 	struct open_req *r = w->data;
-	jobrun_dirs dirs = { .weights = r->s->weights_dir, .grafts = r->s->grafts_dir,
-	                     .datasets = r->s->datasets_dir,
-	                     .fetch_max_bytes = r->s->o.fetch_max_bytes,
-	                     .fetch_timeout_s = r->s->o.fetch_timeout_s };
+	jobrun_dirs dirs = dirs_of(r->s);
+	jobrun_input *in = r->in;
+	r->in = NULL; /* jobrun_open takes it */
 	r->rc = store_open(r->s->o.db_path, &r->st, r->err, sizeof(r->err));
-	if (!r->rc)
-		r->rc = jobrun_open(r->st, r->job->id, &dirs, NULL, &r->jr, r->err, sizeof(r->err));
+	if (r->rc)
+		jobrun_input_free(in);
+	else
+		r->rc = jobrun_open(r->st, r->job->id, &dirs, in, NULL, &r->jr, r->err,
+		                    sizeof(r->err));
 }
 
 static void open_done(uv_work_t *w, int status)
@@ -139,6 +196,7 @@ static void open_done(uv_work_t *w, int status)
 		jobrun_set_store(r->jr, s->st);
 	store_close(r->st);
 	if (status == UV_ECANCELED || s->stopping) {
+		jobrun_input_free(r->in);
 		jobrun_free(r->jr);
 	} else if (r->rc) {
 		if (j->state == STORE_JOB_QUEUED || j->state == STORE_JOB_RUNNING ||
@@ -146,6 +204,7 @@ static void open_done(uv_work_t *w, int status)
 			set_state(s, j, STORE_JOB_FAILED, r->err);
 	} else {
 		j->jr = r->jr;
+		refresh(s, j);
 		jobrun_stats st;
 		jobrun_get_stats(j->jr, &st);
 		log_msg(LOG_INFO, "job %lld: open, %d of %d candidates evaluated", (long long)j->id,
@@ -161,17 +220,22 @@ static void open_done(uv_work_t *w, int status)
 	}
 }
 
-static void start_open(sched *s, struct job *j)
+/* Opens j on the thread pool, from in (taken; NULL: from its stored spec). */
+static void start_open(sched *s, struct job *j, jobrun_input *in)
 {
-	if (j->jr || j->opening || s->stopping)
+	if (j->jr || j->opening || s->stopping) {
+		jobrun_input_free(in);
 		return;
+	}
 	struct open_req *r = calloc(1, sizeof(*r));
 	if (!r) {
+		jobrun_input_free(in);
 		set_state(s, j, STORE_JOB_FAILED, "out of memory");
 		return;
 	}
 	r->s = s;
 	r->job = j;
+	r->in = in;
 	r->w.data = r;
 	j->opening = 1;
 	s->works++;
@@ -221,6 +285,7 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 	case RT_CACHED:
 		s->m.cache_hits += e->hits;
 		s->m.evaluated += e->hits;
+		refresh(s, j);
 		return;
 	case RT_RESULT:
 		s->m.evaluated++;
@@ -239,8 +304,11 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 			set_state(s, j, STORE_JOB_FAILED, e->message);
 		break;
 	case RT_NOTHING:
-		break;
+		check_complete(s, j);
+		maybe_close(j);
+		return;
 	}
+	refresh(s, j);
 	check_complete(s, j);
 	maybe_close(j);
 }
@@ -279,14 +347,14 @@ void sched_resume_all(sched *s)
 		if (store_job_get(s->st, ids[i], &j))
 			continue;
 		store_job_clear(&j);
-		if (j.state != STORE_JOB_QUEUED && j.state != STORE_JOB_RUNNING &&
-		    j.state != STORE_JOB_PAUSED)
-			continue;
 		struct job *job = add_job(s, j.id, j.state);
-		if (job && j.state != STORE_JOB_PAUSED) {
+		if (!job)
+			continue;
+		refresh(s, job);
+		if (j.state == STORE_JOB_QUEUED || j.state == STORE_JOB_RUNNING) {
 			log_msg(LOG_INFO, "job %lld: resuming (%s)", (long long)j.id,
 			        store_job_state_name(j.state));
-			start_open(s, job);
+			start_open(s, job, NULL);
 		}
 	}
 	free(ids);
@@ -312,46 +380,29 @@ struct submit_req {
 	uv_work_t w;
 	sched *s;
 	char *text;
-	proto_job spec;
-	int rc, space;        /* space: the dataset is fine, the space is not */
+	size_t len;
+	jobrun_input *in;
+	enum jobrun_refusal why;
+	int rc;
 	char err[GRAFT_ERRLEN];
 	void (*done)(const sched_answer *, void *);
 	void *ctx;
 };
 
-/* On the thread pool: fetch what is given by URL; do the dataset's files
- * exist and parse? */
+/* On the thread pool: the spec parsed, its dataset fetched, loaded and
+ * checked, its space checked, once; the job then opens from that. */
 static void submit_work(uv_work_t *w)
 {
 	struct submit_req *r = w->data;
-	proto_job *j = &r->spec;
-	fetch_limits lim = { r->s->o.fetch_max_bytes ? r->s->o.fetch_max_bytes
-	                                             : FETCH_DEFAULT_MAX_BYTES,
-	                     r->s->o.fetch_timeout_s ? r->s->o.fetch_timeout_s
-	                                             : FETCH_DEFAULT_TIMEOUT_S };
-	if (fetch_job_data(j, r->s->datasets_dir, &lim, r->err, sizeof(r->err))) {
-		r->rc = GRAFT_EIO;
-		return;
-	}
-	data_src src = { .dir = j->dataset.dir[0] ? j->dataset.dir : NULL,
-	                 .train_images = j->dataset.train_images,
-	                 .train_labels = j->dataset.train_labels,
-	                 .validation = j->dataset.validation };
-	nn_dataset train, val;
-	r->rc = data_load_split(&src, &train, &val, r->err, sizeof(r->err));
-	if (!r->rc && val.n == 0) {
-		snprintf(r->err, sizeof(r->err), "the dataset has too few images to hold out a "
-		         "validation split");
-		r->rc = GRAFT_EINVAL;
-	}
-	if (!r->rc && jobrun_check_space(j, &train, r->err, sizeof(r->err)))
-		r->space = 1;
-	nn_dataset_free(&train);
-	nn_dataset_free(&val);
+	jobrun_dirs dirs = dirs_of(r->s);
+	r->rc = jobrun_input_load(r->text, r->len, &dirs, &r->in, &r->why, r->err, sizeof(r->err));
 }
 
 static void submit_done(uv_work_t *w, int status)
 {
+	static const char *const codes[] = { [JOBRUN_BAD_SPEC] = "bad_spec",
+	                                     [JOBRUN_BAD_DATASET] = "bad_dataset",
+	                                     [JOBRUN_BAD_SPACE] = "bad_space" };
 	struct submit_req *r = w->data;
 	sched *s = r->s;
 	sched_answer a = { .status = 201 };
@@ -361,29 +412,40 @@ static void submit_done(uv_work_t *w, int status)
 		a.status = 503;
 		snprintf(a.code, sizeof(a.code), "shutting_down");
 		snprintf(a.message, sizeof(a.message), "graftd is stopping; submit again later");
-	} else if (r->rc || r->space) {
+	} else if (r->rc && r->why == JOBRUN_BAD_SPEC) {
+		a.status = r->rc == GRAFT_ENOMEM ? 500 : 400;
+		snprintf(a.code, sizeof(a.code), "%s", codes[r->why]);
+		locate(r->err, &a);
+	} else if (r->rc) {
 		a.status = 422;
-		snprintf(a.code, sizeof(a.code), r->space ? "bad_space" : "bad_dataset");
-		snprintf(a.field, sizeof(a.field), r->space ? "space" : "dataset");
+		snprintf(a.code, sizeof(a.code), "%s", codes[r->why]);
+		snprintf(a.field, sizeof(a.field), r->why == JOBRUN_BAD_SPACE ? "space" : "dataset");
 		snprintf(a.message, sizeof(a.message), "%s", r->err);
 	} else {
-		store_job j = { .spec = r->text, .total = r->spec.candidates,
-		                .steps = r->spec.train.steps, .state = STORE_JOB_QUEUED };
-		snprintf(j.name, sizeof(j.name), "%s", r->spec.name);
-		nn_sha256_hex(r->text, strlen(r->text), j.spec_sha256);
+		const proto_job *spec = jobrun_input_spec(r->in);
+		store_job j = { .spec = r->text, .total = spec->candidates,
+		                .steps = spec->train.steps, .state = STORE_JOB_QUEUED };
+		snprintf(j.name, sizeof(j.name), "%s", spec->name);
+		nn_sha256_hex(r->text, r->len, j.spec_sha256);
 		if (store_job_add(s->st, &j)) {
 			a.status = 500;
 			snprintf(a.code, sizeof(a.code), "store");
-			snprintf(a.message, sizeof(a.message), "%s", store_errmsg(s->st));
+			snprintf(a.message, sizeof(a.message), "recording the job: %s",
+			         store_errmsg(s->st));
 		} else {
 			a.id = j.id;
 			log_msg(LOG_INFO, "job %lld: submitted ('%s', %d candidates)", (long long)j.id,
 			        j.name, j.total);
 			struct job *job = add_job(s, j.id, STORE_JOB_QUEUED);
 			if (job)
-				start_open(s, job);
+				refresh(s, job);
+			if (job) {
+				start_open(s, job, r->in);
+				r->in = NULL;
+			}
 		}
 	}
+	jobrun_input_free(r->in);
 	r->done(&a, r->ctx);
 	free(r->text);
 	free(r);
@@ -392,13 +454,11 @@ static void submit_done(uv_work_t *w, int status)
 void sched_submit(sched *s, const char *text, size_t len,
                   void (*done)(const sched_answer *a, void *ctx), void *ctx)
 {
-	sched_answer a = { .status = 400 };
-	char err[GRAFT_ERRLEN];
 	struct submit_req *r = calloc(1, sizeof(*r));
 
 	if (!r || !(r->text = malloc(len + 1))) {
+		sched_answer a = { .status = 500 };
 		free(r);
-		a.status = 500;
 		snprintf(a.code, sizeof(a.code), "no_memory");
 		snprintf(a.message, sizeof(a.message), "out of memory");
 		done(&a, ctx);
@@ -406,14 +466,7 @@ void sched_submit(sched *s, const char *text, size_t len,
 	}
 	memcpy(r->text, text, len);
 	r->text[len] = '\0';
-	if (strlen(r->text) != len || proto_job_parse(r->text, len, &r->spec, err, sizeof(err))) {
-		snprintf(a.code, sizeof(a.code), "bad_spec");
-		locate(strlen(r->text) != len ? "the job spec contains a NUL byte" : err, &a);
-		free(r->text);
-		free(r);
-		done(&a, ctx);
-		return;
-	}
+	r->len = len;
 	r->s = s;
 	r->done = done;
 	r->ctx = ctx;
@@ -426,18 +479,16 @@ void sched_submit(sched *s, const char *text, size_t len,
 
 void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 {
-	store_job row;
 	memset(a, 0, sizeof(*a));
 	a->id = id;
-	if (store_job_get(s->st, id, &row)) {
+	struct job *j = find_job(s, id);
+	if (!j) {
 		a->status = 404;
 		snprintf(a->code, sizeof(a->code), "not_found");
 		snprintf(a->message, sizeof(a->message), "no job %lld", (long long)id);
 		return;
 	}
-	store_job_clear(&row);
-	struct job *j = find_job(s, id);
-	int from = row.state, to = -1;
+	int from = j->state, to = -1;
 	if (!strcmp(action, "pause") && (from == STORE_JOB_QUEUED || from == STORE_JOB_RUNNING))
 		to = STORE_JOB_PAUSED;
 	else if (!strcmp(action, "resume") && from == STORE_JOB_PAUSED)
@@ -452,9 +503,7 @@ void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 		         (long long)id, store_job_state_name(from));
 		return;
 	}
-	if (!j)
-		j = add_job(s, id, from);
-	if (!j || set_state(s, j, to, NULL)) {
+	if (set_state(s, j, to, NULL)) {
 		a->status = 500;
 		snprintf(a->code, sizeof(a->code), "store");
 		snprintf(a->message, sizeof(a->message), "%s", store_errmsg(s->st));
@@ -463,7 +512,7 @@ void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 	a->status = 200;
 	if (to == STORE_JOB_RUNNING) {
 		if (!j->jr)
-			start_open(s, j);
+			start_open(s, j, NULL);
 		check_complete(s, j);
 		rt_driver_dispatch(s->driver);
 	}
@@ -472,61 +521,51 @@ void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 
 /* ---- reporting ------------------------------------------------------------------- */
 
+/* j's figures with the live parts added. */
+static json_t *job_json(sched *s, struct job *j)
+{
+	if (!j->figures)
+		refresh(s, j);
+	json_t *o = j->figures ? json_deep_copy(j->figures) : NULL;
+	if (!o)
+		return NULL;
+	jobrun_stats st = { 0 };
+	if (j->jr)
+		jobrun_get_stats(j->jr, &st);
+	json_t *p = json_object_get(o, "progress");
+	json_object_set_new(p, "in_flight", json_integer(st.in_flight));
+	json_object_set_new(p, "opening", json_boolean(j->opening));
+	double eta = -1;
+	if (j->state == STORE_JOB_RUNNING && j->wall_n > 0)
+		eta = (j->total - j->evaluated) * (j->wall_sum / j->wall_n) / s->o.workers;
+	json_object_set_new(o, "eta_s", eta >= 0 ? json_real(eta) : json_null());
+	return o;
+}
+
 json_t *sched_job_json(sched *s, int64_t id)
 {
-	store_job row;
-	store_cost c;
-	store_rank *best;
-	int nbest = 0;
-
-	if (store_job_get(s->st, id, &row))
-		return NULL;
-	store_cost_parts(s->st, id, 1, &c);
-	json_t *o = json_pack("{s:I, s:s, s:s, s:f, s:f}", "id", (json_int_t)id, "name", row.name,
-	                      "state", store_job_state_name(row.state), "created", row.created,
-	                      "updated", row.updated);
-	json_object_set_new(o, "error", row.error[0] ? json_string(row.error) : json_null());
 	struct job *j = find_job(s, id);
-	jobrun_stats st = { 0 };
-	if (j && j->jr)
-		jobrun_get_stats(j->jr, &st);
-	json_object_set_new(o, "progress", json_pack("{s:i, s:i, s:i, s:i, s:i, s:b}",
-	                    "evaluated", c.candidates, "total", row.total, "in_flight", st.in_flight,
-	                    "cache_hits", c.cache_hits, "failed_attempts", c.failed,
-	                    "opening", j && j->opening));
-	if (store_leaderboard(s->st, id, STORE_SORT_ACCURACY, 1, &best, &nbest) == 0 && nbest)
-		json_object_set_new(o, "best", json_pack("{s:I, s:i, s:f, s:I, s:I}", "candidate",
-		                    (json_int_t)best[0].candidate_id, "seq", best[0].seq,
-		                    "val_accuracy", best[0].val_accuracy, "params",
-		                    (json_int_t)best[0].params, "flops", (json_int_t)best[0].flops));
-	else
-		json_object_set_new(o, "best", json_null());
-	free(best);
-	json_object_set_new(o, "cost", json_pack("{s:f, s:f, s:f}", "cpu_s", c.cpu_s,
-	                    "overhead_cpu_s", row.overhead_cpu_s, "cpu_per_candidate",
-	                    c.cpu_per_candidate));
-	double eta = -1;
-	if (row.state == STORE_JOB_RUNNING && j && j->wall_n > 0)
-		eta = (row.total - c.candidates) * (j->wall_sum / j->wall_n) / s->o.workers;
-	json_object_set_new(o, "eta_s", eta >= 0 ? json_real(eta) : json_null());
-	store_job_clear(&row);
-	return o;
+	return j ? job_json(s, j) : NULL;
 }
 
 json_t *sched_jobs_json(sched *s)
 {
-	int64_t *ids;
-	int n;
 	json_t *a = json_array();
-	if (store_job_ids(s->st, &ids, &n))
-		return a;
-	for (int i = 0; i < n; i++) {
-		json_t *j = sched_job_json(s, ids[i]);
-		if (j)
-			json_array_append_new(a, j);
+	/* The list is newest first; the API lists oldest first. */
+	for (struct job *j = s->jobs; a && j; j = j->next) {
+		json_t *o = job_json(s, j);
+		if (o)
+			json_array_insert_new(a, 0, o);
 	}
-	free(ids);
 	return a;
+}
+
+void sched_job_counts(sched *s, int counts[STORE_JOB_NSTATES])
+{
+	memset(counts, 0, sizeof(int) * STORE_JOB_NSTATES);
+	for (struct job *j = s->jobs; j; j = j->next)
+		if (j->state >= 0 && j->state < STORE_JOB_NSTATES)
+			counts[j->state]++;
 }
 
 json_t *sched_health_json(sched *s)
@@ -578,6 +617,7 @@ void sched_free(sched *s)
 		struct job *j = s->jobs;
 		s->jobs = j->next;
 		jobrun_free(j->jr);
+		json_decref(j->figures);
 		free(j);
 	}
 	rt_driver_free(s->driver);

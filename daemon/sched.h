@@ -57,10 +57,13 @@ void sched_submit(sched *s, const char *text, size_t len,
 void sched_control(sched *s, int64_t id, const char *action, sched_answer *a);
 
 /* The job as the API shows it (state, progress, best, cost, ETA), or NULL
- * when there is no such job. */
+ * when there is no such job.  Answered from memory: the figures are
+ * rebuilt when the job changes, not per request. */
 json_t *sched_job_json(sched *s, int64_t id);
 /* Every job, oldest first. */
 json_t *sched_jobs_json(sched *s);
+/* How many jobs are in each state. */
+void sched_job_counts(sched *s, int counts[STORE_JOB_NSTATES]);
 /* Workers busy and idle, jobs queued. */
 json_t *sched_health_json(sched *s);
 

@@ -20,7 +20,6 @@
 
 #define FORMAT_NAME "graft-arch/1"
 #define MAX_WIDTH 4096    /* channels of any layer */
-#define MAX_SIDE 1024     /* input height and width */
 #define MAX_CLASSES 10000
 #define CROP_SMALL_SIDE 28
 
@@ -111,9 +110,9 @@ static int parse_input(const proto__ymap *top, nn_arch *a)
 	if ((rc = proto__ymap_map(top, "input", PROTO__REQUIRED, input_keys, &in)) ||
 	    (rc = proto__ymap_int(&in, "channels", PROTO__REQUIRED, 1, NN_MAX_CHANNELS,
 	                          NULL, &a->in_c)) ||
-	    (rc = proto__ymap_int(&in, "height", PROTO__REQUIRED, 1, MAX_SIDE, NULL,
+	    (rc = proto__ymap_int(&in, "height", PROTO__REQUIRED, 1, PROTO_ARCH_MAX_SIDE, NULL,
 	                          &a->in_h)) ||
-	    (rc = proto__ymap_int(&in, "width", PROTO__REQUIRED, 1, MAX_SIDE, NULL,
+	    (rc = proto__ymap_int(&in, "width", PROTO__REQUIRED, 1, PROTO_ARCH_MAX_SIDE, NULL,
 	                          &a->in_w)) ||
 	    (rc = proto__ymap_map(&in, "normalize", PROTO__OPTIONAL, normalize_keys,
 	                          &norm)))
@@ -124,7 +123,7 @@ static int parse_input(const proto__ymap *top, nn_arch *a)
 	 * the conversion from double. */
 	if ((rc = parse_per_channel(&norm, "mean", a->in_c, -1e6, 1e6,
 	                            "a number from -1e6 to 1e6", a->mean)) ||
-	    (rc = parse_per_channel(&norm, "std", a->in_c, 1e-6, 1e6,
+	    (rc = parse_per_channel(&norm, "std", a->in_c, PROTO_ARCH_MIN_STD, 1e6,
 	                            "a number from 1e-6 to 1e6", a->std)))
 		return rc;
 	return 0;

@@ -29,6 +29,11 @@
 #include "nn/nn.h"
 #include "search/search.h"
 
+/* The limits of graft-arch/1 that a dataset must fit: image height and
+ * width, and the smallest normalization std (a constant channel has 0). */
+#define PROTO_ARCH_MAX_SIDE 1024
+#define PROTO_ARCH_MIN_STD 1e-6
+
 /* Parses len bytes of graft-arch/1 YAML (text need not be NUL-terminated)
  * into *out, starting from nn_arch_defaults.  Returns 0, GRAFT_EINVAL for bad
  * content or GRAFT_ENOMEM, with a message in err (which may be NULL); *out is

@@ -266,6 +266,37 @@ Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Issue 10, bug 9: data the loaders accept but that every candidate would
+ * fail on later is refused at submission, with the reason. */
+Test(daemon, data_no_network_can_use_is_refused_at_submission)
+{
+	static const struct {
+		const char *name;
+		int n, h, w, pixel, classes;
+		const char *needle;
+	} cases[] = {
+		{ "constant", 60, 8, 8, 77, 3, "has the same value (77)" },
+		{ "black", 60, 8, 8, 0, 3, "has the same value (0)" },
+		{ "wide", 12, 2, 1100, -1, 3, "at most 1024x1024" },
+		{ "one_class", 60, 8, 8, -1, 1, "at least two classes" },
+	};
+	char dir[700], spec[1200], sub[700];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d15"));
+	pid_t pid = graftd_start(dir, 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(sub, sizeof(sub), "%s", scratch_path(cases[i].name));
+		cr_assert_eq(mkdir(sub, 0755), 0);
+		idx_write_plain(sub, cases[i].n, cases[i].h, cases[i].w, cases[i].pixel,
+		                cases[i].classes);
+		snprintf(spec, sizeof(spec), "dataset: {dir: %s, validation: 10}\n", sub);
+		expect_spec_refused(dir, cases[i].name, spec, 422, cases[i].needle);
+	}
+	json_t *jobs = graftd_get_json(dir, "/v1/jobs", 200);
+	cr_assert_eq(json_array_size(json_object_get(jobs, "jobs")), 0, "nothing was accepted");
+	json_decref(jobs);
+	graftd_stop(pid, SIGTERM);
+}
+
 Test(daemon, sighup_reopens_the_log)
 {
 	char dir[700], log[720], moved[720];

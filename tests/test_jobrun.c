@@ -37,7 +37,7 @@ static void setup(void)
 	snprintf(j.name, sizeof(j.name), "jobrun");
 	cr_assert_eq(store_job_add(st, &j), 0, "%s", store_errmsg(st));
 	jobrun_dirs dirs = { .weights = scratch_path("weights") };
-	cr_assert_eq(jobrun_open(st, j.id, &dirs, NULL, &jr, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(jobrun_open(st, j.id, &dirs, NULL, NULL, &jr, err, sizeof(err)), 0, "%s", err);
 }
 
 static void teardown(void)

@@ -86,3 +86,29 @@ void idx_write_part(const char *dir, const char *part, int n, int side, int clas
 	free(ib);
 	free(lb);
 }
+
+void idx_write_plain(const char *dir, int n, int h, int w, int pixel, int classes)
+{
+	size_t img = (size_t)h * w, ilen = 16 + (size_t)n * img, llen = 8 + (size_t)n;
+	uint8_t *ib = malloc(ilen), *lb = malloc(llen);
+	uint64_t seed = 1;
+	char path[600];
+
+	cr_assert(ib && lb, "out of memory");
+	put_be32(ib, 0x803);
+	put_be32(ib + 4, (uint32_t)n);
+	put_be32(ib + 8, (uint32_t)h);
+	put_be32(ib + 12, (uint32_t)w);
+	put_be32(lb, 0x801);
+	put_be32(lb + 4, (uint32_t)n);
+	for (size_t i = 0; i < (size_t)n * img; i++)
+		ib[16 + i] = (uint8_t)(pixel >= 0 ? pixel : (int)(next_rand(&seed) % 256));
+	for (int i = 0; i < n; i++)
+		lb[8 + i] = (uint8_t)(i % classes);
+	snprintf(path, sizeof(path), "%s/train-images-idx3-ubyte", dir);
+	write_bytes(path, ib, ilen, 0);
+	snprintf(path, sizeof(path), "%s/train-labels-idx1-ubyte", dir);
+	write_bytes(path, lb, llen, 0);
+	free(ib);
+	free(lb);
+}

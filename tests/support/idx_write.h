@@ -13,4 +13,10 @@
 void idx_write_part(const char *dir, const char *part, int n, int side, int classes, int gz,
                     uint64_t seed, int bad_from, int bad_every);
 
+/* Writes dir/train-images-idx3-ubyte and dir/train-labels-idx1-ubyte: n
+ * images of h x w pixels all of value pixel (pixel < 0: noise), labels
+ * alternating over classes.  For data the loaders accept but no network
+ * can use. */
+void idx_write_plain(const char *dir, int n, int h, int w, int pixel, int classes);
+
 #endif
