@@ -159,6 +159,34 @@ static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
 	                             "candidates", list));
 }
 
+/* Answers a candidate's architecture as graft-arch/1 YAML, with the result of
+ * the evaluation that scored it (the one the leaderboard ranks it by) when it
+ * has one.  Both exports, a job's by rank and a candidate's by id, answer
+ * through here, so the same candidate is the same YAML. */
+static void export_candidate(api *a, conn *c, const store_candidate *cand)
+{
+	nn_arch arch;
+	store_eval e;
+	char err[GRAFT_ERRLEN];
+	if (proto_arch_parse(cand->genome, strlen(cand->genome), &arch, err, sizeof(err))) {
+		server_reply_error(c, 500, "store", "the stored genome does not parse", NULL, 0, 0);
+		return;
+	}
+	if (store_eval_of(a->st, cand->id, &e) == 0) {
+		arch.has_result = 1;
+		arch.result_val_accuracy = e.val_accuracy;
+		arch.result_params = cand->params;
+		arch.result_flops = cand->flops;
+	}
+	char *yaml = proto_arch_emit(&arch);
+	if (!yaml) {
+		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		return;
+	}
+	server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
+	free(yaml);
+}
+
 static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
 {
 	int rank = 1;
@@ -170,36 +198,17 @@ static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
 		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
 		return;
 	}
-	if (n < rank) {
-		free(rk);
-		not_found(c, "the job has no candidate of that rank (yet)");
-		return;
-	}
+	int64_t id = n < rank ? 0 : rk[rank - 1].candidate_id;
+	free(rk);
 	store_candidate cand;
-	nn_arch arch;
-	char err[GRAFT_ERRLEN];
-	int rc = store_candidate_get(a->st, rk[rank - 1].candidate_id, &cand);
-	if (!rc) {
-		rc = proto_arch_parse(cand.genome, strlen(cand.genome), &arch, err, sizeof(err));
+	if (!id)
+		not_found(c, "the job has no candidate of that rank (yet)");
+	else if (store_candidate_get(a->st, id, &cand))
+		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+	else {
+		export_candidate(a, c, &cand);
 		free(cand.genome);
 	}
-	if (rc) {
-		free(rk);
-		server_reply_error(c, 500, "store", "the stored genome does not parse", NULL, 0, 0);
-		return;
-	}
-	arch.has_result = 1;
-	arch.result_val_accuracy = rk[rank - 1].val_accuracy;
-	arch.result_params = rk[rank - 1].params;
-	arch.result_flops = rk[rank - 1].flops;
-	free(rk);
-	char *yaml = proto_arch_emit(&arch);
-	if (!yaml) {
-		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
-		return;
-	}
-	server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
-	free(yaml);
 }
 
 static void job_route(api *a, conn *c, const proto_http_req *r, const char *rest)
@@ -295,6 +304,11 @@ static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest
 		return;
 	}
 	const char *sub = slash ? slash + 1 : "";
+	if (!strcmp(sub, "export")) {
+		export_candidate(a, c, &cand);
+		free(cand.genome);
+		return;
+	}
 	if (!strcmp(sub, "weights")) {
 		store_eval e;
 		free(cand.genome);

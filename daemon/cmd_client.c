@@ -389,41 +389,57 @@ static int write_file(const char *cmd, const char *path, const char *data, size_
 	return 0;
 }
 
+/* GET path into *r, answered 200; else the exit code after saying why. */
+static int fetch(struct copts *o, const char *path, client_resp *r)
+{
+	*r = client_call(o->sock, "GET", path, NULL, NULL, 0);
+	if (r->status == 200)
+		return 0;
+	int code = client_fail(o->cmd, o->sock, r);
+	client_resp_free(r);
+	return code;
+}
+
+/* The rank is resolved to a candidate once, and its architecture and weights
+ * are then fetched by that id: ranks move while a job runs, and two lookups
+ * of "rank N" could pair one candidate's architecture with another's
+ * weights.  Nothing is written unless everything was fetched. */
 static int cmd_export(struct copts *o)
 {
 	char path[128];
 	long rank = o->rank ? o->rank : 1;
-	snprintf(path, sizeof(path), "/v1/jobs/%s/export?rank=%ld", o->arg, rank);
-	client_resp r = client_call(o->sock, "GET", path, NULL, NULL, 0);
-	if (r.status != 200) {
-		int code = client_fail(o->cmd, o->sock, &r);
-		client_resp_free(&r);
-		return code;
-	}
-	int rc = o->out ? write_file(o->cmd, o->out, r.body, r.len)
-	                : (fwrite(r.body, 1, r.len, stdout) == r.len ? 0 : 1);
-	client_resp_free(&r);
-	if (rc || !o->weights)
-		return rc;
 	int code = 0;
-	snprintf(path, sizeof(path), "/v1/jobs/%s/leaderboard?limit=%ld", o->arg, rank);
+	snprintf(path, sizeof(path), "/v1/jobs/%s/leaderboard?limit=%ld&sort=accuracy", o->arg,
+	         rank);
 	json_t *lb = get(o, path, &code);
 	if (!lb)
 		return code;
 	json_t *row = json_array_get(json_object_get(lb, "candidates"), (size_t)rank - 1);
-	long long cand = (long long)json_integer_value(json_object_get(row, "candidate"));
+	json_t *id = json_object_get(row, "candidate");
+	long long cand = json_is_integer(id) ? (long long)json_integer_value(id) : 0;
 	json_decref(lb);
+	if (cand <= 0) {
+		fprintf(stderr, "graft %s: the job has no candidate of that rank (yet)\n", o->cmd);
+		return 1;
+	}
+	client_resp arch, w = { 0 };
+	snprintf(path, sizeof(path), "/v1/candidates/%lld/export", cand);
+	if ((code = fetch(o, path, &arch)))
+		return code;
 	snprintf(path, sizeof(path), "/v1/candidates/%lld/weights", cand);
-	r = client_call(o->sock, "GET", path, NULL, NULL, 0);
-	if (r.status != 200) {
-		code = client_fail(o->cmd, o->sock, &r);
-		client_resp_free(&r);
+	if (o->weights && (code = fetch(o, path, &w))) {
+		client_resp_free(&arch);
 		return code;
 	}
-	rc = write_file(o->cmd, o->weights, r.body, r.len);
-	client_resp_free(&r);
+	int rc = o->out ? write_file(o->cmd, o->out, arch.body, arch.len)
+	                : (fwrite(arch.body, 1, arch.len, stdout) == arch.len ? 0 : 1);
+	if (!rc && o->weights)
+		rc = write_file(o->cmd, o->weights, w.body, w.len);
+	client_resp_free(&arch);
+	client_resp_free(&w);
 	if (!rc && o->out)
-		fprintf(stderr, "wrote %s and %s (candidate %lld)\n", o->out, o->weights, cand);
+		fprintf(stderr, "wrote %s%s%s (candidate %lld)\n", o->out, o->weights ? " and " : "",
+		        o->weights ? o->weights : "", cand);
 	return rc;
 }
 

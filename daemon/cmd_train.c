@@ -39,7 +39,9 @@ static const char usage[] =
 	"  --graft-file FILE  the graft's weights (from graft pretrain or an export);\n"
 	"                     checked against the architecture's graft.sha256\n"
 	"  --init FILE        start from these weights (e.g. graft export --weights):\n"
-	"                     every tensor whose name and shape match\n";
+	"                     the file must hold every tensor of the network, with\n"
+	"                     its shape, and no other (with --graft drop, the file's\n"
+	"                     graft tensors are left out)\n";
 
 struct train_args {
 	const char *arch, *data, *out, *graft_mode, *graft_file, *init;
@@ -184,6 +186,93 @@ static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *
 	return 0;
 }
 
+static void shape_str(const nn_tensor *t, char *buf, size_t len)
+{
+	size_t off = (size_t)snprintf(buf, len, "(");
+	for (int i = 0; i < t->ndim && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? "," : "",
+		                        (long long)t->shape[i]);
+	if (off < len)
+		snprintf(buf + off, len - off, ")");
+}
+
+static int is_graft_tensor(const char *name)
+{
+	return !strncmp(name, "graft.", 6) || !strncmp(name, "graft_proj.", 11);
+}
+
+/* Starts net from the --init file, strictly: unlike the search's inheritance
+ * from a parent, which takes what fits, the file must be this network's, so
+ * a tensor of the net missing from it or of another shape, and a tensor of
+ * it the net does not have, is an error naming the tensor (the first one,
+ * and how many more).  The graft's own tensors (graft.*) may be missing,
+ * since the graft is loaded from its own source afterwards; with the graft
+ * dropped, the file's graft tensors are left out.  Copies only when all is
+ * well; returns the number of tensors copied or a negative code. */
+static int load_init(nn_net *net, const char *path, int graft_dropped, char *err,
+                     size_t errlen)
+{
+	nn_weights w;
+	nn_tensor *t = NULL;
+	char want[64], got[64];
+	int bad = 0, copied = 0, rc = nn_safetensors_read(path, &w, err, errlen);
+	if (rc)
+		return rc;
+	int n = nn_net_tensors(net, &t);
+	if (n < 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		rc = n;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		const nn_tensor *f = nn_weights_find(&w, t[i].name);
+		if (f && nn_tensor_same_shape(f, &t[i]))
+			continue;
+		if (!f && !strncmp(t[i].name, "graft.", 6))
+			continue;
+		shape_str(&t[i], want, sizeof(want));
+		if (f)
+			shape_str(f, got, sizeof(got));
+		if (!bad++ && f)
+			snprintf(err, errlen, "%s: tensor '%s' has shape %s there, the network "
+			         "needs %s", path, t[i].name, got, want);
+		else if (bad == 1)
+			snprintf(err, errlen, "%s: has no tensor '%s' (the network needs %s)", path,
+			         t[i].name, want);
+	}
+	for (int i = 0; i < w.n; i++) {
+		int found = 0;
+		for (int k = 0; k < n && !found; k++)
+			found = !strcmp(w.t[i].name, t[k].name);
+		if (found || (graft_dropped && is_graft_tensor(w.t[i].name)))
+			continue;
+		shape_str(&w.t[i], got, sizeof(got));
+		if (!bad++)
+			snprintf(err, errlen, "%s: tensor '%s' %s is not in the network", path,
+			         w.t[i].name, got);
+	}
+	if (bad) {
+		size_t len = strlen(err);
+		if (bad > 1 && len < errlen)
+			snprintf(err + len, errlen - len, " (and %d more tensors do not match: is it "
+			         "the weights of another architecture?)", bad - 1);
+		rc = GRAFT_EFORMAT;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		const nn_tensor *f = nn_weights_find(&w, t[i].name);
+		if (f) {
+			memcpy(t[i].data, f->data, sizeof(float) * (size_t)nn_tensor_numel(f));
+			copied++;
+		}
+	}
+	rc = copied;
+out:
+	free(t);
+	nn_weights_free(&w);
+	return rc;
+}
+
 static int train_and_report(nn_arch *arch, const struct train_args *a, const char *out,
                             nn_dataset *train, nn_dataset *val, nn_dataset *test)
 {
@@ -197,11 +286,8 @@ static int train_and_report(nn_arch *arch, const struct train_args *a, const cha
 		return -1;
 	}
 	if (a->init) {
-		nn_weights w;
-		int n = nn_safetensors_read(a->init, &w, err, sizeof(err));
-		if (!n)
-			n = search_inherit(net, &w);
-		nn_weights_free(&w);
+		int n = load_init(net, a->init, a->graft_mode && !strcmp(a->graft_mode, "drop"),
+		                  err, sizeof(err));
 		if (n < 0) {
 			fprintf(stderr, "graft train: --init: %s\n", *err ? err : graft_strerror(n));
 			nn_net_free(net);

@@ -1089,3 +1089,81 @@ Test(cli, train_graft_default_is_finetune)
 	expect_in(r.out, line, "stdout");
 	run_free(&r);
 }
+
+/* ---- graft train --init ------------------------------------------------------ */
+
+/* arch.yaml's network with other blocks (a block map per line). */
+static const char *write_blocks_arch(const char *name, const char *blocks)
+{
+	const char *path = tpath(name);
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "fopen %s", path);
+	fprintf(f, "format: graft-arch/1\n"
+	        "input: {channels: 1, height: %d, width: %d, normalize: {mean: 0.31, std: 0.3}}\n"
+	        "classes: 3\nstem: {op: conv, kernel: 3, channels: 8}\nblocks:\n%s"
+	        "head: {op: linear}\n"
+	        "train: {steps: 5, batch: 32, lr: 0.1, seed: 1}\n", SIDE, SIDE, blocks);
+	cr_assert_eq(fclose(f), 0);
+	return path;
+}
+
+/* --init takes the weights of the same architecture, every tensor: one of
+ * another shape, one missing, or one the network does not have is an error
+ * that names the tensor, not a silent fresh start for it. */
+Test(cli, train_init_needs_the_same_architecture)
+{
+	char w[512];
+	snprintf(w, sizeof w, "%s", tpath("w.safetensors"));
+	run r = graft("train", tpath("arch.yaml"), "--data", tpath("data"), "--steps", "5",
+	              "--validation", "100", "--threads", "1", "--out", w, NULL);
+	expect_code(&r, 0);
+	run_free(&r);
+
+	/* The same architecture: every tensor. */
+	r = graft("train", tpath("arch.yaml"), "--data", tpath("data"), "--steps", "1",
+	          "--validation", "100", "--init", w, "--threads", "1", "--out",
+	          tpath("w2.safetensors"), NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "started from 17 tensors of", "stdout");
+	run_free(&r);
+
+	/* A wider first block: its conv and BN, and the second block's conv. */
+	const char *wide = write_blocks_arch("wide.yaml", "  - {op: conv3, channels: 12, stride: 2}\n"
+	                                     "  - {op: conv3, channels: 16, stride: 2}\n");
+	r = graft("train", wide, "--data", tpath("data"), "--validation", "100", "--init", w,
+	          "--threads", "1", "--out", tpath("w3.safetensors"), NULL);
+	expect_code(&r, 1);
+	expect_in(r.err, "blocks.0.conv.weight", "stderr");
+	expect_in(r.err, "(8,8,3,3)", "stderr");
+	expect_in(r.err, "(12,8,3,3)", "stderr");
+	cr_assert_null(strstr(r.out, "training"), "it trained anyway:\n%s", r.out);
+	cr_assert(!exists(tpath("w3.safetensors")), "weights were written");
+	run_free(&r);
+
+	/* A third block the file does not have. */
+	const char *deep = write_blocks_arch("deep.yaml", "  - {op: conv3, channels: 8, stride: 2}\n"
+	                                     "  - {op: conv3, channels: 16, stride: 2}\n"
+	                                     "  - {op: conv3, channels: 16}\n");
+	r = graft("train", deep, "--data", tpath("data"), "--validation", "100", "--init", w,
+	          "--threads", "1", "--out", tpath("w3.safetensors"), NULL);
+	expect_code(&r, 1);
+	expect_in(r.err, "blocks.2.conv.weight", "stderr");
+	expect_in(r.err, "(16,16,3,3)", "stderr");
+	run_free(&r);
+
+	/* The other way round: the deep net's weights hold a block arch.yaml's
+	 * network does not have (and every tensor it does have). */
+	r = graft("train", deep, "--data", tpath("data"), "--steps", "1", "--validation", "100",
+	          "--threads", "1", "--out", tpath("deep.safetensors"), NULL);
+	expect_code(&r, 0);
+	run_free(&r);
+	r = graft("train", tpath("arch.yaml"), "--data", tpath("data"), "--validation", "100",
+	          "--init", tpath("deep.safetensors"), "--threads", "1", "--out",
+	          tpath("w3.safetensors"), NULL);
+	expect_code(&r, 1);
+	expect_in(r.err, "blocks.2.conv.weight", "stderr");
+	expect_in(r.err, "not in the network", "stderr");
+	cr_assert(!exists(tpath("w3.safetensors")), "weights were written");
+	run_free(&r);
+}

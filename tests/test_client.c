@@ -6,13 +6,16 @@
  */
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -219,4 +222,152 @@ Test(client, global_options_before_the_command)
 	expect(graft_cmd("--socket", sock, NULL), 2, NULL, "command");
 	expect(graft_cmd("--socket", sock, "train", "arch.yaml", NULL), 2, NULL, "--socket");
 	expect(graft_cmd("--socket", sock, "--help", NULL), 0, "usage: graft", NULL);
+}
+
+/* The whole of a small file, NUL-terminated, in a static buffer. */
+static const char *file_text(const char *path)
+{
+	static char buf[8192];
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "cannot open %s", path);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The route graft export uses: a candidate's architecture by id, the very
+ * YAML the job's export by rank gives for it. */
+Test(client, a_candidate_exports_by_id)
+{
+	finished_job();
+	json_t *lb = graftd_get_json(dir, "/v1/jobs/1/leaderboard?limit=2", 200);
+	json_t *rows = json_object_get(lb, "candidates");
+	cr_assert_geq(json_array_size(rows), 2, "fewer than 2 ranked candidates");
+	for (int rank = 1; rank <= 2; rank++) {
+		char path[96];
+		long long id = (long long)json_integer_value(
+			json_object_get(json_array_get(rows, (size_t)rank - 1), "candidate"));
+		snprintf(path, sizeof(path), "/v1/jobs/1/export?rank=%d", rank);
+		resp by_rank = graftd_http(dir, "GET", path, NULL, NULL);
+		snprintf(path, sizeof(path), "/v1/candidates/%lld/export", id);
+		resp by_id = graftd_http(dir, "GET", path, NULL, NULL);
+		cr_assert_eq(by_rank.status, 200, "%s", by_rank.body);
+		cr_assert_eq(by_id.status, 200, "GET %s: %d %s", path, by_id.status, by_id.body);
+		cr_assert(strstr(by_id.body, "format: graft-arch/1"), "%s", by_id.body);
+		cr_assert(strstr(by_id.body, "result: {val_accuracy"), "%s", by_id.body);
+		cr_assert_str_eq(by_id.body, by_rank.body, "rank %d, candidate %lld", rank, id);
+		free(by_rank.body);
+		free(by_id.body);
+	}
+	json_decref(lb);
+	resp none = graftd_http(dir, "GET", "/v1/candidates/999/export", NULL, NULL);
+	cr_assert_eq(none.status, 404, "%d %s", none.status, none.body);
+	free(none.body);
+}
+
+/* The user's sequence: an export with its weights is what graft train
+ * --init takes, every tensor by name and shape. */
+Test(client, an_export_trains_from_its_weights)
+{
+	char data[700], arch[700], w[700], out[700];
+	snprintf(data, sizeof(data), "%s", scratch_path("data"));
+	snprintf(arch, sizeof(arch), "%s", scratch_path("best.yaml"));
+	snprintf(w, sizeof(w), "%s", scratch_path("best.safetensors"));
+	snprintf(out, sizeof(out), "%s", scratch_path("trained.safetensors"));
+	idx_write_part(data, "t10k", 200, 12, 3, 0, 6, 0, 4);
+	finished_job();
+	expect(graft_cmd("export", "1", "-o", arch, "--weights", w, NULL), 0, NULL, "wrote");
+	cmd_run *r = graft_cmd("train", arch, "--init", w, "--steps", "1", "--data", data,
+	                       "--validation", "200", "--threads", "1", "--out", out, NULL);
+	expect(r, 0, "started from", NULL);
+	expect(r, 0, "test accuracy", NULL);
+}
+
+/* A stand-in for graftd whose ranking changes between any two requests about
+ * the job, as a running job's does: rank 1 is candidate 7, then 8, then 9...
+ * Each candidate's architecture and weights say whose they are. */
+struct moving {
+	int fd, job_requests, leaderboard_requests;
+	char paths[16][128];
+	int npaths;
+};
+
+static void *moving_graftd(void *ctx)
+{
+	struct moving *m = ctx;
+	for (;;) {
+		int c = accept(m->fd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		char req[4096], path[128] = "", body[256];
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof(req) - 1 && (n = read(c, req + got, sizeof(req) - 1 - got)) > 0) {
+			got += (size_t)n;
+			req[got] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[got] = '\0';
+		sscanf(req, "GET %127s", path);
+		if (m->npaths < 16)
+			snprintf(m->paths[m->npaths++], sizeof(m->paths[0]), "%s", path);
+		int first = 7 + m->job_requests, cand, status = 200;
+		long long id;
+		if (!strncmp(path, "/v1/jobs/1/leaderboard", 22)) {
+			m->job_requests++;
+			m->leaderboard_requests++;
+			snprintf(body, sizeof(body), "{\"job\":1,\"sort\":\"accuracy\",\"candidates\":"
+			         "[{\"rank\":1,\"candidate\":%d,\"val_accuracy\":0.9}]}", first);
+		} else if (!strncmp(path, "/v1/jobs/1/export", 17)) {
+			m->job_requests++;
+			snprintf(body, sizeof(body), "architecture of candidate %d\n", first);
+		} else if (sscanf(path, "/v1/candidates/%lld/%n", &id, &cand) == 1 &&
+		           (!strcmp(path + cand, "export") || !strcmp(path + cand, "weights"))) {
+			snprintf(body, sizeof(body), "%s of candidate %lld\n",
+			         path[cand] == 'e' ? "architecture" : "weights", id);
+		} else {
+			status = 404;
+			snprintf(body, sizeof(body), "{\"error\":{\"code\":\"not_found\","
+			         "\"message\":\"no such endpoint\"}}");
+		}
+		char head[256];
+		int hl = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n"
+		                  "Connection: close\r\n\r\n", status, strlen(body));
+		if (write(c, head, (size_t)hl) < 0 || write(c, body, strlen(body)) < 0)
+			m->npaths = 99;
+		close(c);
+	}
+}
+
+/* graft export --weights resolves the rank once and takes the architecture
+ * and the weights of that one candidate, however the ranking moves. */
+Test(client, export_pairs_one_candidates_architecture_and_weights)
+{
+	struct moving m = { 0 };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char arch[700], w[700], sock[700];
+	snprintf(sock, sizeof(sock), "%s", scratch_path("moving.sock"));
+	snprintf(arch, sizeof(arch), "%s", scratch_path("best.yaml"));
+	snprintf(w, sizeof(w), "%s", scratch_path("best.safetensors"));
+	cr_assert_lt(strlen(sock), sizeof(sa.sun_path), "%s is too long for a socket", sock);
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	m.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(bind(m.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(m.fd, 8), 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, moving_graftd, &m), 0);
+
+	cmd_run *r = graft_cmd("export", "1", "--socket", sock, "-o", arch, "--weights", w, NULL);
+	expect(r, 0, NULL, "candidate 7");
+	shutdown(m.fd, SHUT_RDWR);
+	pthread_join(t, NULL);
+	close(m.fd);
+	char paths[2048] = "";
+	for (int i = 0; i < m.npaths && i < 16; i++)
+		snprintf(paths + strlen(paths), sizeof(paths) - strlen(paths), "  %s\n", m.paths[i]);
+	cr_assert_eq(m.leaderboard_requests, 1, "requests:\n%s", paths);
+	cr_assert_str_eq(file_text(arch), "architecture of candidate 7\n", "requests:\n%s", paths);
+	cr_assert_str_eq(file_text(w), "weights of candidate 7\n", "requests:\n%s", paths);
 }
