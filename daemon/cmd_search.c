@@ -57,6 +57,10 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 	struct search *s = ctx;
 	jobrun_stats st;
 
+	if (e->kind == RT_WORKER_PROBLEM) {
+		fprintf(stderr, "graft search: %s\n", e->message);
+		return;
+	}
 	jobrun_get_stats(jr, &st);
 	switch (e->kind) {
 	case RT_CACHED:
@@ -82,6 +86,7 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 		return;
 	case RT_SENT:
 	case RT_NOTHING:
+	case RT_WORKER_PROBLEM:
 		break;
 	}
 	fflush(stdout);

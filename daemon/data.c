@@ -1,7 +1,6 @@
 /*
  * data.c - loading and identifying the dataset a command or a job names.
  */
-#include <nettle/sha2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,30 +35,26 @@ int data_load_split(const data_src *src, nn_dataset *train, nn_dataset *val,
 	return rc;
 }
 
-static void hash_part(struct sha256_ctx *h, const nn_dataset *d)
+static void hash_part(nn_sha256 *h, const nn_dataset *d)
 {
 	char dims[96];
 	int n = snprintf(dims, sizeof(dims), "%d %d %d %d %d;", d->n, d->c, d->h, d->w,
 	                 d->classes);
-	sha256_update(h, (size_t)n, (const uint8_t *)dims);
+	nn_sha256_update(h, dims, (size_t)n);
 	if (d->n > 0) {
-		sha256_update(h, (size_t)d->n * d->c * d->h * d->w, d->pixels);
-		sha256_update(h, (size_t)d->n, d->labels);
+		nn_sha256_update(h, d->pixels, (size_t)d->n * d->c * d->h * d->w);
+		nn_sha256_update(h, d->labels, (size_t)d->n);
 	}
 }
 
 void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
 {
-	struct sha256_ctx h;
-	uint8_t digest[SHA256_DIGEST_SIZE];
-
-	sha256_init(&h);
-	sha256_update(&h, 16, (const uint8_t *)"graft-dataset/1;");
+	nn_sha256 h;
+	nn_sha256_init(&h);
+	nn_sha256_update(&h, "graft-dataset/1;", 16);
 	hash_part(&h, train);
 	hash_part(&h, val);
-	sha256_digest(&h, sizeof(digest), digest);
-	for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	nn_sha256_final(&h, hex);
 }
 
 void data_dir_default(char *out, size_t len)

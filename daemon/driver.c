@@ -151,6 +151,12 @@ static void on_lost(pool *p, int w, const char *reason, void *ctx)
 	rt_driver_dispatch(d);
 }
 
+static void on_problem(pool *p, const char *message, void *ctx)
+{
+	(void)p;
+	event(ctx, NULL, RT_WORKER_PROBLEM, -1, message, 0, NULL, 0);
+}
+
 rt_driver *rt_driver_new(uv_loop_t *loop, const pool_opts *po, const rt_driver_cb *cb,
                          void *ctx)
 {
@@ -163,7 +169,7 @@ rt_driver *rt_driver_new(uv_loop_t *loop, const pool_opts *po, const rt_driver_c
 	d->owner = calloc((size_t)(po->workers > 0 ? po->workers : 1), sizeof(*d->owner));
 	if (!d->owner)
 		goto fail;
-	pool_cb pc = { .idle = on_idle, .line = on_line, .lost = on_lost };
+	pool_cb pc = { .idle = on_idle, .line = on_line, .lost = on_lost, .problem = on_problem };
 	d->pool = pool_new(loop, po, &pc, d);
 	if (!d->pool)
 		goto fail;

@@ -26,6 +26,7 @@ enum rt_event_kind {
 	RT_NOTHING,    /* the job has no task to give now (done, or all in flight) */
 	RT_JOB_ERROR,  /* the job cannot go on: message says why (the store failed,
 	                  the strategy cannot propose); the program fails it */
+	RT_WORKER_PROBLEM, /* no job: a worker could not be started (message) */
 };
 
 typedef struct rt_event {

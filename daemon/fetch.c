@@ -3,7 +3,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <nettle/sha2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +14,7 @@
 
 struct sink {
 	FILE *f;
-	struct sha256_ctx h;
+	nn_sha256 h;
 	long long bytes, max;
 };
 
@@ -26,14 +25,8 @@ static size_t on_data(char *d, size_t size, size_t n, void *ctx)
 	s->bytes += (long long)k;
 	if (s->bytes > s->max)
 		return 0; /* aborts the transfer */
-	sha256_update(&s->h, k, (const uint8_t *)d);
+	nn_sha256_update(&s->h, d, k);
 	return fwrite(d, 1, k, s->f);
-}
-
-static void hex(const uint8_t *d, char out[65])
-{
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 static int exists(const char *path)
@@ -46,16 +39,14 @@ int fetch_url(const char *url, const char *sha256, const char *dir,
               const fetch_limits *lim, char *out, size_t outlen, char *err, size_t errlen)
 {
 	char key[65], tmp[4200], got[65];
-	uint8_t digest[SHA256_DIGEST_SIZE];
 	struct sink s = { .max = lim->max_bytes };
-	int rc = -1;
+	int rc = GRAFT_EIO;
 
-	if (!proto_is_url(url)) {
-		snprintf(err, errlen, "%s: only http:// and https:// URLs are fetched", url);
-		return -1;
-	}
+	if (!proto_is_url(url))
+		return graft_errf(err, errlen, GRAFT_EINVAL, "%s: only http:// and https:// URLs "
+		                  "are fetched", url);
 	if (search_make_dirs(dir, err, errlen))
-		return -1;
+		return GRAFT_EIO;
 	if (sha256 && *sha256) {
 		snprintf(out, outlen, "%s/%s", dir, sha256);
 	} else {
@@ -67,11 +58,9 @@ int fetch_url(const char *url, const char *sha256, const char *dir,
 	static _Atomic int made;
 	snprintf(tmp, sizeof(tmp), "%s.%d.%d.part", out, (int)getpid(), made++);
 	s.f = fopen(tmp, "wb");
-	if (!s.f) {
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	sha256_init(&s.h);
+	if (!s.f)
+		return graft_errf(err, errlen, GRAFT_EIO, "cannot write %s: %s", tmp, strerror(errno));
+	nn_sha256_init(&s.h);
 	CURL *c = curl_easy_init();
 	char cerr[CURL_ERROR_SIZE] = "";
 	curl_easy_setopt(c, CURLOPT_URL, url);
@@ -105,8 +94,7 @@ int fetch_url(const char *url, const char *sha256, const char *dir,
 	else if (!wrote)
 		snprintf(err, errlen, "cannot write %s", tmp);
 	else {
-		sha256_digest(&s.h, sizeof(digest), digest);
-		hex(digest, got);
+		nn_sha256_final(&s.h, got);
 		if (sha256 && *sha256 && strcmp(got, sha256))
 			snprintf(err, errlen, "%s: sha256 mismatch: expected %s, got %s", url, sha256,
 			         got);
@@ -133,8 +121,9 @@ int fetch_job_data(proto_job *j, const char *dir, const fetch_limits *lim, char 
 	for (size_t i = 0; i < sizeof(f) / sizeof(*f); i++) {
 		if (!proto_is_url(f[i].path))
 			continue;
-		if (fetch_url(f[i].path, f[i].sha, dir, lim, local, sizeof(local), err, errlen))
-			return -1;
+		int rc = fetch_url(f[i].path, f[i].sha, dir, lim, local, sizeof(local), err, errlen);
+		if (rc)
+			return rc;
 		snprintf(f[i].path, PROTO_PATH_MAX, "%s", local);
 	}
 	return 0;

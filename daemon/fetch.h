@@ -21,12 +21,14 @@ typedef struct fetch_limits {
  * in out.  With a sha256 the file is kept as dir/<sha256> (content
  * addressed: any URL with those bytes is fetched once) and a download whose
  * hash differs is refused; without one it is kept under the URL's hash and
- * fetched once.  Only http and https, redirects included; HTTP errors,
- * oversized files and timeouts are errors with a sentence in err. */
+ * fetched once.  Only http and https, redirects included (another scheme
+ * is GRAFT_EINVAL); HTTP errors, oversized files and timeouts are GRAFT_EIO,
+ * each with a sentence in err. */
 int fetch_url(const char *url, const char *sha256, const char *dir,
               const fetch_limits *lim, char *out, size_t outlen, char *err, size_t errlen);
 
-/* Replaces every URL among j's dataset files by its fetched local path. */
+/* Replaces every URL among j's dataset files by its fetched local path;
+ * fetch_url's codes. */
 int fetch_job_data(proto_job *j, const char *dir, const fetch_limits *lim, char *err,
                    size_t errlen);
 

@@ -114,7 +114,7 @@ static int fetch_data(proto_job *j, const jobrun_dirs *dirs, char *err, size_t e
 		search_graft_cache_dir(cache, sizeof(cache));
 		snprintf(dir, sizeof(dir), "%s/datasets", cache);
 	}
-	return fetch_job_data(j, dir, &lim, err, errlen) ? GRAFT_EIO : 0;
+	return fetch_job_data(j, dir, &lim, err, errlen);
 }
 
 static const char *data_name(const proto_job *j)
@@ -696,10 +696,11 @@ static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
 	const char *parent = plan_eval(jr, seq, a, &e);
 	int rc;
 
-	/* A new candidate's row and its first evaluation (or cache hit) commit
-	 * together, so a crash cannot leave a candidate without its record. */
+	/* A new candidate's row and its first evaluation (or cache hit) are one
+	 * transaction, so a crash cannot leave a candidate without its record
+	 * (try_cache's own transaction nests inside as a savepoint). */
 	if ((rc = store_begin(jr->st)))
-		return fail(err, errlen, rc, "%s", store_errmsg(jr->st));
+		return fail(err, errlen, rc, "starting a candidate: %s", store_errmsg(jr->st));
 	if (new_candidate && (rc = store_candidate_add(jr->st, (store_candidate *)rec))) {
 		store_rollback(jr->st);
 		return fail(err, errlen, rc, "recording a candidate: %s", store_errmsg(jr->st));
@@ -708,20 +709,27 @@ static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
 		jr->c[seq].id = rec->id;
 		e.candidate_id = rec->id;
 	}
-	if ((rc = store_commit(jr->st))) {
-		store_rollback(jr->st);
-		return fail(err, errlen, rc, "%s", store_errmsg(jr->st));
-	}
 	rc = try_cache(jr, seq, &e, err, errlen);
-	if (rc) {
-		if (rc > 0 && hits)
+	if (rc > 0) {
+		if ((rc = store_commit(jr->st))) {
+			store_rollback(jr->st);
+			return fail(err, errlen, rc, "recording a cache hit: %s", store_errmsg(jr->st));
+		}
+		if (hits)
 			(*hits)++;
-		return rc > 0 ? 0 : rc;
+		return 0;
 	}
-	int failures = store_eval_failures(jr->st, e.candidate_id);
-	e.attempt = failures > 0 ? failures + 1 : 1;
-	if ((rc = store_eval_start(jr->st, &e)))
+	int failures = rc < 0 ? rc : store_eval_failures(jr->st, e.candidate_id);
+	if (failures < 0) {
+		store_rollback(jr->st);
+		return rc < 0 ? rc : fail(err, errlen, failures, "counting failures: %s",
+		                          store_errmsg(jr->st));
+	}
+	e.attempt = failures + 1;
+	if ((rc = store_eval_start(jr->st, &e)) || (rc = store_commit(jr->st))) {
+		store_rollback(jr->st);
 		return fail(err, errlen, rc, "starting an evaluation: %s", store_errmsg(jr->st));
+	}
 	char save[4400];
 	snprintf(save, sizeof(save), "%s/%lld.safetensors", jr->weights_dir, (long long)e.id);
 	memset(t, 0, sizeof(*t));
@@ -864,9 +872,9 @@ void jobrun_abandon(jobrun *jr, jobrun_task *t)
 {
 	if (!t->live)
 		return;
-	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
-	snprintf(e.error, sizeof(e.error), "interrupted: the job was stopped");
-	store_eval_finish(jr->st, &e);
+	/* If this cannot be written, the evaluation stays running in the
+	 * store, and the next open marks it interrupted all the same. */
+	store_eval_interrupt(jr->st, t->eval_id, "interrupted: the job was stopped");
 	memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
 	jr->pending[0] = t->seq;
 	end_task(jr, t);

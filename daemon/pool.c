@@ -216,7 +216,11 @@ static void spawn(struct slot *s)
 	s->last_seen = now_s(p);
 	rc = uv_spawn(p->loop, &s->proc, &o);
 	if (rc) {
-		fprintf(stderr, "graft: cannot start the worker '%s': %s\n", o.file, uv_strerror(rc));
+		char why[600];
+		snprintf(why, sizeof(why), "cannot start the worker '%.400s': %s", o.file,
+		         uv_strerror(rc));
+		if (p->cb.problem)
+			p->cb.problem(p, why, p->ctx);
 		s->state = SLOT_CLOSING;
 		uv_close((uv_handle_t *)&s->in, handle_closed);
 		uv_close((uv_handle_t *)&s->out, handle_closed);

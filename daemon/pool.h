@@ -27,6 +27,9 @@ typedef struct pool_cb {
 	void (*line)(pool *p, int w, const proto_wmsg *msg, void *ctx);
 	/* Busy worker w was lost with its task; reason is a sentence. */
 	void (*lost)(pool *p, int w, const char *reason, void *ctx);
+	/* A worker could not be started (it is tried again each second);
+	 * message is a sentence for the log.  May be NULL. */
+	void (*problem)(pool *p, const char *message, void *ctx);
 } pool_cb;
 
 typedef struct pool_opts {

@@ -274,8 +274,10 @@ static int runnable_jobs(void *ctx, jobrun **out, int max)
 static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 {
 	sched *s = ctx;
-	struct job *j = job_of(s, jr);
+	struct job *j = jr ? job_of(s, jr) : NULL;
 
+	if (e->kind == RT_WORKER_PROBLEM)
+		log_msg(LOG_ERROR, "%s", e->message);
 	if (!j)
 		return;
 	switch (e->kind) {
@@ -303,6 +305,8 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 		if (j->state == STORE_JOB_RUNNING)
 			set_state(s, j, STORE_JOB_FAILED, e->message);
 		break;
+	case RT_WORKER_PROBLEM:
+		return;
 	case RT_NOTHING:
 		check_complete(s, j);
 		maybe_close(j);

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 #define CIFAR_SIDE 32
@@ -31,12 +30,12 @@ static int cifar_grow(nn_dataset *ds, long more, const char *path, char *err,
 
 	p = realloc(ds->pixels, total * CIFAR_PIXELS);
 	if (p == NULL)
-		return nn__errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu images",
+		return graft_errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu images",
 		            path, total);
 	ds->pixels = p;
 	l = realloc(ds->labels, total);
 	if (l == NULL)
-		return nn__errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu labels",
+		return graft_errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %zu labels",
 		            path, total);
 	ds->labels = l;
 	return 0;
@@ -50,12 +49,12 @@ static int cifar_read_records(FILE *f, long nrec, nn_dataset *ds, const char *pa
 
 	for (long i = 0; i < nrec; i++) {
 		if (fread(rec, 1, sizeof rec, f) != sizeof rec)
-			return nn__errf(err, errlen, ferror(f) ? GRAFT_EIO : GRAFT_EFORMAT,
+			return graft_errf(err, errlen, ferror(f) ? GRAFT_EIO : GRAFT_EFORMAT,
 			            "%s: %s at record %ld of %ld", path,
 			            ferror(f) ? "read error" : "truncated while reading",
 			            i, nrec);
 		if (rec[0] >= CIFAR_CLASSES)
-			return nn__errf(err, errlen, GRAFT_EFORMAT, "%s: record %ld has label %u, "
+			return graft_errf(err, errlen, GRAFT_EFORMAT, "%s: record %ld has label %u, "
 			            "expected 0..%d", path, i, rec[0], CIFAR_CLASSES - 1);
 		ds->labels[ds->n] = rec[0];
 		memcpy(ds->pixels + (size_t)ds->n * CIFAR_PIXELS, rec + 1, CIFAR_PIXELS);
@@ -63,7 +62,7 @@ static int cifar_read_records(FILE *f, long nrec, nn_dataset *ds, const char *pa
 	}
 	/* The size was checked on open; more bytes now means the file changed. */
 	if (fgetc(f) != EOF)
-		return nn__errf(err, errlen, GRAFT_EFORMAT, "%s: the file grew while it was "
+		return graft_errf(err, errlen, GRAFT_EFORMAT, "%s: the file grew while it was "
 		            "read (expected %ld records)", path, nrec);
 	return 0;
 }
@@ -78,19 +77,19 @@ static int cifar_append(nn_dataset *ds, const char *path, char *err, size_t errl
 
 	f = fopen(path, "rb");
 	if (f == NULL)
-		return nn__errf(err, errlen, GRAFT_EIO, "%s: cannot open: %s", path,
+		return graft_errf(err, errlen, GRAFT_EIO, "%s: cannot open: %s", path,
 		            strerror(errno));
 	if (fstat(fileno(f), &st) != 0) {
-		rc = nn__errf(err, errlen, GRAFT_EIO, "%s: cannot stat: %s", path,
+		rc = graft_errf(err, errlen, GRAFT_EIO, "%s: cannot stat: %s", path,
 		          strerror(errno));
 	} else if (!S_ISREG(st.st_mode)) {
-		rc = nn__errf(err, errlen, GRAFT_EIO, "%s: not a regular file", path);
+		rc = graft_errf(err, errlen, GRAFT_EIO, "%s: not a regular file", path);
 	} else if (st.st_size <= 0 || st.st_size % CIFAR_RECORD != 0) {
-		rc = nn__errf(err, errlen, GRAFT_EFORMAT, "%s: size %lld bytes is not a positive "
+		rc = graft_errf(err, errlen, GRAFT_EFORMAT, "%s: size %lld bytes is not a positive "
 		          "multiple of the %d-byte record (1 label + %d pixels)", path,
 		          (long long)st.st_size, CIFAR_RECORD, CIFAR_PIXELS);
 	} else if (st.st_size / CIFAR_RECORD > CIFAR_MAX_IMAGES - ds->n) {
-		rc = nn__errf(err, errlen, GRAFT_EFORMAT, "%s: %lld more records would pass the "
+		rc = graft_errf(err, errlen, GRAFT_EFORMAT, "%s: %lld more records would pass the "
 		          "limit of %ld images", path,
 		          (long long)(st.st_size / CIFAR_RECORD), CIFAR_MAX_IMAGES);
 	} else {
@@ -111,11 +110,11 @@ int nn_cifar10_load(nn_dataset *ds, const char *const *paths, int npaths,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (ds == NULL || paths == NULL || npaths < 1)
-		return nn__errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: no files given");
+		return graft_errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: no files given");
 	memset(ds, 0, sizeof *ds);
 	for (int i = 0; i < npaths && rc == 0; i++) {
 		if (paths[i] == NULL)
-			rc = nn__errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: path %d is NULL", i);
+			rc = graft_errf(err, errlen, GRAFT_EINVAL, "nn_cifar10_load: path %d is NULL", i);
 		else
 			rc = cifar_append(ds, paths[i], err, errlen);
 	}

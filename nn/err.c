@@ -4,8 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "nn/err_internal.h"
-#include "nn/nn.h"
+#include "nn/err.h"
 
 const char *graft_strerror(int rc)
 {
@@ -21,7 +20,7 @@ const char *graft_strerror(int rc)
 	return "unknown error";
 }
 
-int nn__errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+int graft_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 

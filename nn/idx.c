@@ -14,7 +14,6 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 #define IDX_TYPE_U8 0x08
@@ -49,7 +48,7 @@ static int idx_fail(idx_file *f, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	return nn__errf(f->err, f->errlen, rc, "%s: %s", f->path, msg);
+	return graft_errf(f->err, f->errlen, rc, "%s: %s", f->path, msg);
 }
 
 /* zlib's own message starts with the path it was opened with; ours already
@@ -312,13 +311,13 @@ int nn_idx_load(nn_dataset *ds, const char *images_path, const char *labels_path
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (ds == NULL || images_path == NULL || labels_path == NULL)
-		return nn__errf(err, errlen, GRAFT_EINVAL, "nn_idx_load: NULL argument");
+		return graft_errf(err, errlen, GRAFT_EINVAL, "nn_idx_load: NULL argument");
 	memset(ds, 0, sizeof *ds);
 	rc = idx_load_file(images_path, 3, &img, err, errlen);
 	if (rc == 0)
 		rc = idx_load_file(labels_path, 1, &lab, err, errlen);
 	if (rc == 0 && img.dims[0] != lab.dims[0])
-		rc = nn__errf(err, errlen, GRAFT_EFORMAT, "count mismatch: %s holds %u images "
+		rc = graft_errf(err, errlen, GRAFT_EFORMAT, "count mismatch: %s holds %u images "
 		          "but %s holds %u labels", images_path, img.dims[0], labels_path,
 		          lab.dims[0]);
 	if (rc != 0) {

@@ -18,24 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- errors (shared by every part of graft) ---------------------------- */
-
-enum {
-	GRAFT_OK = 0,
-	GRAFT_EINVAL = -1,  /* a bad argument or a malformed value */
-	GRAFT_ENOMEM = -2,  /* out of memory */
-	GRAFT_EIO = -3,     /* a file could not be opened, read or written */
-	GRAFT_EFORMAT = -4, /* a file's contents are corrupt, truncated or inconsistent */
-	GRAFT_ESQL = -5,    /* the database failed */
-	GRAFT_ERANGE = -6,  /* a value outside the allowed range */
-};
-
-/* Returns a short English description of a GRAFT_E* code. */
-const char *graft_strerror(int rc);
-
-/* Functions that can fail for a reason a person must act on take a message
- * buffer (err, errlen) and write one line into it, naming the file and problem. */
-#define GRAFT_ERRLEN 512
+#include "nn/err.h"   /* the error codes, shared by every part of graft */
 
 /* ---- random numbers (xoshiro256**, seeded by splitmix64) ---------------- */
 
@@ -232,6 +215,15 @@ void nn_weights_free(nn_weights *w);
 /* Writes the SHA-256 of len bytes at data into hex as 64 lowercase hex digits
  * and a NUL.  data may be NULL when len is 0. */
 void nn_sha256_hex(const void *data, size_t len, char hex[65]);
+
+/* The same, fed in pieces: init, update as often as needed, final.  The
+ * context is nettle's, kept opaque so that nettle stays inside nn. */
+typedef struct nn_sha256 {
+	_Alignas(8) unsigned char opaque[128];
+} nn_sha256;
+void nn_sha256_init(nn_sha256 *h);
+void nn_sha256_update(nn_sha256 *h, const void *data, size_t len);
+void nn_sha256_final(nn_sha256 *h, char hex[65]);
 
 /* Hashes a file's bytes, streaming it.  A file that cannot be opened or read is
  * GRAFT_EIO with a message naming it; hex is then "". */

@@ -45,6 +45,25 @@ static void finish(struct sha256_ctx *ctx, char hex[65])
 	hex[64] = '\0';
 }
 
+_Static_assert(sizeof(struct sha256_ctx) <= sizeof(((nn_sha256 *)0)->opaque),
+               "nn_sha256 is too small for nettle's context");
+
+void nn_sha256_init(nn_sha256 *h)
+{
+	sha256_init((struct sha256_ctx *)h->opaque);
+}
+
+void nn_sha256_update(nn_sha256 *h, const void *data, size_t len)
+{
+	if (len > 0)
+		sha256_update((struct sha256_ctx *)h->opaque, len, data);
+}
+
+void nn_sha256_final(nn_sha256 *h, char hex[65])
+{
+	finish((struct sha256_ctx *)h->opaque, hex);
+}
+
 void nn_sha256_hex(const void *data, size_t len, char hex[65])
 {
 	struct sha256_ctx ctx;

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/err_internal.h"
 #include "nn/nn.h"
 
 #define SYNTH_DEG (M_PI / 180.0)
@@ -452,22 +451,22 @@ int nn_synth_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed,
 	int failed = 0;
 
 	if (ds == NULL)
-		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: no dataset to fill");
+		return graft_errf(err, errlen, GRAFT_EINVAL, "synth: no dataset to fill");
 	memset(ds, 0, sizeof *ds);
 	if (n < 1)
-		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: %d images asked for, need >= 1", n);
+		return graft_errf(err, errlen, GRAFT_EINVAL, "synth: %d images asked for, need >= 1", n);
 	if (c < 1 || c > NN_MAX_CHANNELS)
-		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: %d channels, need 1..%d", c,
+		return graft_errf(err, errlen, GRAFT_EINVAL, "synth: %d channels, need 1..%d", c,
 		            NN_MAX_CHANNELS);
 	if (h < NN_SYNTH_MIN_SIDE || h > NN_SYNTH_MAX_SIDE || w < NN_SYNTH_MIN_SIDE ||
 	    w > NN_SYNTH_MAX_SIDE)
-		return nn__errf(err, errlen, GRAFT_EINVAL, "synth: size %dx%d, need sides in %d..%d",
+		return graft_errf(err, errlen, GRAFT_EINVAL, "synth: size %dx%d, need sides in %d..%d",
 		            h, w, NN_SYNTH_MIN_SIDE, NN_SYNTH_MAX_SIDE);
 	ds->pixels = malloc((size_t)n * chw);
 	ds->labels = malloc((size_t)n);
 	if (ds->pixels == NULL || ds->labels == NULL) {
 		nn_dataset_free(ds);
-		return nn__errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for %d images", n);
+		return graft_errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for %d images", n);
 	}
 	ds->n = n;
 	ds->c = c;
@@ -491,7 +490,7 @@ int nn_synth_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed,
 	}
 	if (failed) {
 		nn_dataset_free(ds);
-		return nn__errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for a %dx%d canvas",
+		return graft_errf(err, errlen, GRAFT_ENOMEM, "synth: out of memory for a %dx%d canvas",
 		            h, w);
 	}
 	return 0;

@@ -216,9 +216,10 @@ int store_eval_finish(store *s, store_eval *e)
 
 int store_eval_abandon(store *s, int64_t job_id, const char *reason)
 {
-	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET status = 'failed', error = ?, "
-	                                  "finished = ? WHERE status = 'running' AND candidate_id "
-	                                  "IN (SELECT id FROM candidates WHERE job_id = ?)");
+	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET status = 'failed', "
+	                                  "interrupted = 1, error = ?, finished = ? WHERE "
+	                                  "status = 'running' AND candidate_id IN (SELECT id FROM "
+	                                  "candidates WHERE job_id = ?)");
 	if (!st)
 		return GRAFT_ESQL;
 	store__text(st, 1, reason);
@@ -228,10 +229,23 @@ int store_eval_abandon(store *s, int64_t job_id, const char *reason)
 	return rc ? rc : sqlite3_changes(s->db);
 }
 
+int store_eval_interrupt(store *s, int64_t eval_id, const char *reason)
+{
+	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET status = 'failed', "
+	                                  "interrupted = 1, error = ?, finished = ? WHERE id = ? "
+	                                  "AND status = 'running'");
+	if (!st)
+		return GRAFT_ESQL;
+	store__text(st, 1, reason);
+	sqlite3_bind_double(st, 2, store__now());
+	sqlite3_bind_int64(st, 3, eval_id);
+	return store__done(s, st, "interrupting an evaluation");
+}
+
 #define EVAL_COLS "id, candidate_id, status, genome_sha256, dataset_id, graft_sha256, " \
 	"steps, seed, init, key, val_accuracy, val_loss, train_loss, wall_s, cpu_s, params, " \
 	"flops, cached, cached_from, inherited, feature_cache, worker, attempt, error, " \
-	"weights, started, finished"
+	"weights, started, finished, interrupted"
 
 static void read_eval(sqlite3_stmt *st, store_eval *e)
 {
@@ -267,6 +281,7 @@ static void read_eval(sqlite3_stmt *st, store_eval *e)
 	store__col(st, 24, e->weights, sizeof(e->weights));
 	e->started = sqlite3_column_double(st, 25);
 	e->finished = sqlite3_column_double(st, 26);
+	e->interrupted = sqlite3_column_int(st, 27);
 }
 
 /* The first row of a query with one int64 or text parameter, into *out. */
@@ -336,7 +351,7 @@ int store_eval_failures(store *s, int64_t candidate_id)
 {
 	sqlite3_stmt *st = store__prepare(s, "SELECT count(*) FROM evaluations WHERE "
 	                                  "candidate_id = ? AND status = 'failed' AND "
-	                                  "error NOT LIKE 'interrupted%'");
+	                                  "interrupted = 0");
 	if (!st)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, candidate_id);

@@ -92,6 +92,11 @@ static const char *const migrations[] = {
 	"  finished REAL);"
 	"CREATE INDEX evaluations_candidate ON evaluations(candidate_id);"
 	"CREATE INDEX evaluations_cache ON evaluations(key) WHERE status = 'done';",
+	/* 2: an interrupted evaluation (its process stopped or died) is a
+	 * column, not a pattern in the error text; it is not a failed attempt. */
+	"ALTER TABLE evaluations ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE evaluations SET interrupted = 1 WHERE status = 'failed' AND "
+	"  error LIKE 'interrupted%';",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(*migrations)))
 
@@ -173,20 +178,55 @@ const char *store_errmsg(const store *s)
 	return s ? s->err : "no store";
 }
 
+/* Transactions nest: the outer one is BEGIN IMMEDIATE (the write lock is
+ * taken at once, so a busy file fails here rather than halfway), inner
+ * ones are savepoints, so a helper that wants its writes atomic can begin
+ * and commit whether or not its caller already has. */
 int store_begin(store *s)
 {
-	return store__exec(s, "BEGIN IMMEDIATE");
+	char sql[40];
+	if (s->depth == 0)
+		snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE");
+	else
+		snprintf(sql, sizeof(sql), "SAVEPOINT s%d", s->depth);
+	int rc = store__exec(s, sql);
+	if (!rc)
+		s->depth++;
+	return rc;
 }
 
 int store_commit(store *s)
 {
-	return store__exec(s, "COMMIT");
+	char sql[40];
+	if (s->depth <= 0) {
+		snprintf(s->err, sizeof(s->err), "commit without a transaction");
+		return GRAFT_ESQL;
+	}
+	if (s->depth == 1)
+		snprintf(sql, sizeof(sql), "COMMIT");
+	else
+		snprintf(sql, sizeof(sql), "RELEASE s%d", s->depth - 1);
+	int rc = store__exec(s, sql);
+	if (!rc)
+		s->depth--;
+	return rc;
 }
 
+/* Undoes the innermost transaction: a savepoint is rolled back to and
+ * released, the outer transaction rolled back. */
 void store_rollback(store *s)
 {
-	if (!sqlite3_get_autocommit(s->db))
+	char sql[64];
+	if (s->depth <= 0)
+		return;
+	if (s->depth > 1) {
+		snprintf(sql, sizeof(sql), "ROLLBACK TO s%d; RELEASE s%d", s->depth - 1,
+		         s->depth - 1);
+		sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	} else if (!sqlite3_get_autocommit(s->db)) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	s->depth--;
 }
 
 int store_schema_version(store *s)

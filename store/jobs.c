@@ -21,7 +21,7 @@ int store_job_state_parse(const char *name)
 	for (int i = 0; name && i < STORE_JOB_NSTATES; i++)
 		if (!strcmp(name, state_names[i]))
 			return i;
-	return -1;
+	return GRAFT_EINVAL;
 }
 
 /* Runs a one-column integer query with one text parameter. */

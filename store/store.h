@@ -23,7 +23,7 @@
 #include "nn/nn.h"
 
 #define STORE_NOTFOUND 1
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct store store;
 
@@ -162,6 +162,7 @@ typedef struct store_eval {
 	int feature_cache;      /* the graft's features came from the cache */
 	char worker[64];
 	int attempt;
+	int interrupted;        /* failed because its process stopped, not by itself */
 	char error[512];
 	char weights[4096];     /* the trained weights file, "" if none */
 	double started, finished;
@@ -173,9 +174,12 @@ void store_eval_key(store_eval *e);
 int store_eval_start(store *s, store_eval *e);
 /* Ends it: status, metrics, error, weights (sets finished). */
 int store_eval_finish(store *s, store_eval *e);
-/* Marks every running evaluation of the job failed with the reason (they
- * were in flight when the process that ran them died); returns how many. */
+/* Marks every running evaluation of the job interrupted with the reason
+ * (they were in flight when the process that ran them died); returns how
+ * many. */
 int store_eval_abandon(store *s, int64_t job_id, const char *reason);
+/* Marks one running evaluation interrupted (its process is stopping). */
+int store_eval_interrupt(store *s, int64_t eval_id, const char *reason);
 /* The done evaluation with e->key's fields, from any job: STORE_NOTFOUND or
  * 0 with *out filled. */
 int store_cache_find(store *s, store_eval *key_and_out);

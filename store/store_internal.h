@@ -11,6 +11,7 @@
 
 struct store {
 	sqlite3 *db;
+	int depth;              /* open transactions: 1 the outer, more savepoints */
 	char err[GRAFT_ERRLEN];
 };
 
