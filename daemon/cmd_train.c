@@ -2,6 +2,7 @@
  * cmd_train.c - `graft train ARCH.yaml`: train an architecture with its recipe
  * (flags override it), report validation and test accuracy, write the weights.
  */
+#include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,10 @@ static const char usage[] =
 	"                     with the rest; the default: best in our measurements),\n"
 	"                     frozen (as in the search) or drop (trained without it)\n"
 	"  --graft-file FILE  the graft's weights (from graft pretrain or an export);\n"
-	"                     checked against the architecture's graft.sha256\n"
+	"                     checked against the architecture's graft.sha256.\n"
+	"                     Without it, the graft comes from the --init file when\n"
+	"                     that holds it (an export's weights do), else from the\n"
+	"                     graft cache (graft's and graftd's) by that sha256\n"
 	"  --init FILE        start from these weights (e.g. graft export --weights):\n"
 	"                     the file must hold every tensor of the network, with\n"
 	"                     its shape, and no other (with --graft drop, the file's\n"
@@ -273,17 +277,98 @@ out:
 	return rc;
 }
 
-static int train_and_report(nn_arch *arch, const struct train_args *a, const char *out,
-                            nn_dataset *train, nn_dataset *val, nn_dataset *test)
+/* Looks for the graft named sha in the graft caches: graft pretrain's and
+ * graft search's (search_graft_cache_dir) and graftd's (DATA_DIR/grafts),
+ * both of which keep graft files under grafts/ by a key of how they were
+ * made, not by their identity; so each file is loaded and checked, which is
+ * cheap for files this small.  Fills path and returns 0 when one matches;
+ * dirs gets the directories looked in. */
+static int graft_from_cache(nn_net *net, const char *sha, char *path, size_t pathlen,
+                            char *dirs, size_t dirslen)
+{
+	char dir[2][4200], base[4096], got[65], err[GRAFT_ERRLEN];
+
+	search_graft_cache_dir(base, sizeof(base));
+	snprintf(dir[0], sizeof(dir[0]), "%s/grafts", base);
+	data_dir_default(base, sizeof(base));
+	snprintf(dir[1], sizeof(dir[1]), "%s/grafts/grafts", base);
+	snprintf(dirs, dirslen, "%s and %s", dir[0], dir[1]);
+	for (int d = 0; d < 2; d++) {
+		DIR *dp = opendir(dir[d]);
+		struct dirent *e;
+		while (dp && (e = readdir(dp))) {
+			size_t n = strlen(e->d_name);
+			if (n <= 12 || strcmp(e->d_name + n - 12, ".safetensors"))
+				continue;
+			snprintf(path, pathlen, "%.4100s/%.255s", dir[d], e->d_name);
+			if (nn_graft_load(net, path, sha, got, err, sizeof(err)) == 0) {
+				closedir(dp);
+				return 0;
+			}
+		}
+		if (dp)
+			closedir(dp);
+	}
+	return -1;
+}
+
+/* Gives net the graft's weights: from --graft-file, else from the --init
+ * file when it holds them (an export's weights do), else from the graft
+ * cache by the architecture's sha256; each checked against that sha256, and
+ * where they came from said on one line.  Returns 0, or the exit code after
+ * saying why not. */
+static int give_graft(nn_net *net, const nn_arch *arch, const struct train_args *a)
+{
+	char sha[65], err[GRAFT_ERRLEN] = "", why[GRAFT_ERRLEN] = "", path[4400], dirs[8500];
+	const char *mode = arch->graft_trainable ? "fine-tuned" : "frozen";
+
+	if (a->graft_file) {
+		if (nn_graft_load(net, a->graft_file, arch->graft_sha256, sha, err, sizeof(err))) {
+			fprintf(stderr, "graft train: %s\n", err);
+			return CLI_FAIL;
+		}
+		printf("graft %s (sha256 %.16s...) %s\n", a->graft_file, sha, mode);
+		return 0;
+	}
+	if (a->init && nn_graft_load(net, a->init, arch->graft_sha256, sha, why,
+	                             sizeof(why)) == 0) {
+		printf("graft: from %s (sha256 %.16s...) %s\n", a->init, sha, mode);
+		return 0;
+	}
+	if (arch->graft_sha256[0] &&
+	    graft_from_cache(net, arch->graft_sha256, path, sizeof(path), dirs,
+	                     sizeof(dirs)) == 0) {
+		printf("graft: from the cache, %s (sha256 %.16s...) %s\n", path,
+		       arch->graft_sha256, mode);
+		return 0;
+	}
+	fprintf(stderr, "graft train: %s has a graft: give its weights with --graft-file FILE "
+	        "or --init FILE (graft export --weights writes them), or train without it "
+	        "with --graft drop\n", a->arch);
+	if (a->init)
+		fprintf(stderr, "  not in --init: %s\n", why);
+	if (arch->graft_sha256[0])
+		fprintf(stderr, "  not in the graft cache: no graft of sha256 %s in %s\n",
+		        arch->graft_sha256, dirs);
+	else
+		fprintf(stderr, "  not looked for in the graft cache: the architecture names no "
+		        "graft sha256\n");
+	return CLI_USAGE;
+}
+
+/* Builds the network and gives it its starting weights: --init's, then the
+ * graft's (which win over --init's graft tensors).  NULL after saying why,
+ * with *code the exit code. */
+static nn_net *prepare_net(const nn_arch *arch, const struct train_args *a, int *code)
 {
 	char err[GRAFT_ERRLEN] = "";
 	nn_net *net = NULL;
-	int tty = isatty(STDERR_FILENO);
-	const nn_recipe *r = &arch->train;
 
-	if (nn_net_from_arch(&net, arch, r->batch, r->seed, err, sizeof(err))) {
+	*code = CLI_FAIL;
+	if (nn_net_from_arch(&net, arch, arch->train.batch, arch->train.seed, err,
+	                     sizeof(err))) {
 		fprintf(stderr, "graft train: %s: %s\n", a->arch, err);
-		return -1;
+		return NULL;
 	}
 	if (a->init) {
 		int n = load_init(net, a->init, a->graft_mode && !strcmp(a->graft_mode, "drop"),
@@ -291,20 +376,27 @@ static int train_and_report(nn_arch *arch, const struct train_args *a, const cha
 		if (n < 0) {
 			fprintf(stderr, "graft train: --init: %s\n", *err ? err : graft_strerror(n));
 			nn_net_free(net);
-			return -1;
+			return NULL;
 		}
 		printf("started from %d tensors of %s\n", n, a->init);
 	}
-	if (arch->graft_nlayers > 0) {
-		char sha[65];
-		if (nn_graft_load(net, a->graft_file, arch->graft_sha256, sha, err, sizeof(err))) {
-			fprintf(stderr, "graft train: %s\n", err);
-			nn_net_free(net);
-			return -1;
-		}
-		printf("graft %s (sha256 %.16s...) %s\n", a->graft_file, sha,
-		       arch->graft_trainable ? "fine-tuned" : "frozen");
+	if (arch->graft_nlayers > 0 && (*code = give_graft(net, arch, a))) {
+		nn_net_free(net);
+		return NULL;
 	}
+	*code = CLI_OK;
+	return net;
+}
+
+/* Trains net (borrowed), reports, writes the weights. */
+static int train_and_report(nn_net *net, const nn_arch *arch, const struct train_args *a,
+                            const char *out, nn_dataset *train, nn_dataset *val,
+                            nn_dataset *test)
+{
+	char err[GRAFT_ERRLEN] = "";
+	int tty = isatty(STDERR_FILENO);
+	const nn_recipe *r = &arch->train;
+
 	printf("training %s: %lld parameters, %.1f MFLOP per image; %d steps of %d, "
 	       "lr %g %s, %d threads, %d training images\n", a->arch,
 	       (long long)nn_net_params(net), nn_net_flops(net) / 1e6, r->steps, r->batch,
@@ -334,7 +426,6 @@ static int train_and_report(nn_arch *arch, const struct train_args *a, const cha
 	else
 		printf("weights written to %s\n", out);
 out:
-	nn_net_free(net);
 	return rc ? -1 : 0;
 }
 
@@ -365,14 +456,15 @@ int cli_train(int argc, char **argv)
 	 * crop + flip), it beat keeping the graft frozen (+0.1 and +0.4 points of
 	 * test accuracy) and dropping it (+1.2 and +2.3). */
 	arch.graft_trainable = !a.graft_mode || !strcmp(a.graft_mode, "finetune");
-	if (arch.graft_nlayers > 0 && !a.graft_file) {
-		fprintf(stderr, "graft train: %s has a graft: give its weights with --graft-file "
-		        "FILE, or train without it with --graft drop\n", a.arch);
-		return CLI_USAGE;
-	}
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+	/* The network and its starting weights first: a wrong file fails before
+	 * the data is read. */
+	int rc;
+	nn_net *net = prepare_net(&arch, &a, &rc);
+	if (!net)
+		return rc;
 	char *out = a.out ? strdup(a.out) : default_out(a.arch);
-	int rc = CLI_FAIL;
+	rc = CLI_FAIL;
 	if (!out || load_data(&a, &train, &val, &test))
 		goto done;
 	if (check_shape(&arch, &train, a.data) || check_shape(&arch, &test, a.data))
@@ -382,9 +474,10 @@ int cli_train(int argc, char **argv)
 		        arch.train.batch, train.n);
 		goto done;
 	}
-	if (train_and_report(&arch, &a, out, &train, &val, &test) == 0)
+	if (train_and_report(net, &arch, &a, out, &train, &val, &test) == 0)
 		rc = CLI_OK;
 done:
+	nn_net_free(net);
 	free(out);
 	nn_dataset_free(&train);
 	nn_dataset_free(&val);

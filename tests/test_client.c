@@ -371,3 +371,77 @@ Test(client, export_pairs_one_candidates_architecture_and_weights)
 	cr_assert_str_eq(file_text(arch), "architecture of candidate 7\n", "requests:\n%s", paths);
 	cr_assert_str_eq(file_text(w), "weights of candidate 7\n", "requests:\n%s", paths);
 }
+
+/* After `graft export 1 -o best.yaml --weights best.safetensors`, the next
+ * command a user types is `graft train best.yaml --init best.safetensors`:
+ * the graft's weights are in the export, and it says where it took them.
+ * Without them there, the graft cache (graftd's grafts too) has them by the
+ * YAML's sha256; only when neither has them is it the usage error. */
+Test(client, an_export_with_a_graft_trains_from_init_alone)
+{
+	char data[700], gspec[700], arch[700], w[700], bare[700], out[700], empty[700];
+	snprintf(data, sizeof(data), "%s", scratch_path("data"));
+	snprintf(gspec, sizeof(gspec), "%s", scratch_path("graft-spec.yaml"));
+	snprintf(arch, sizeof(arch), "%s", scratch_path("best.yaml"));
+	snprintf(w, sizeof(w), "%s", scratch_path("best.safetensors"));
+	snprintf(bare, sizeof(bare), "%s", scratch_path("bare.safetensors"));
+	snprintf(out, sizeof(out), "%s", scratch_path("trained.safetensors"));
+	snprintf(empty, sizeof(empty), "%s", scratch_path("empty"));
+	cr_assert_eq(mkdir(empty, 0700), 0);
+	idx_write_part(data, "t10k", 200, 12, 3, 0, 6, 0, 4);
+	FILE *f = fopen(gspec, "w");
+	fprintf(f, "dataset: {dir: %s, validation: 200}\n"
+	        "search: {population: 2, sample: 2, candidates: 2, seed: 3}\n"
+	        "space: {max_blocks: 2, widths: [8], min_stem: 8, max_stem: 8}\n"
+	        "train: {steps: 10, batch: 32}\n"
+	        "graft: {source: target, channels: 4, pretrain_steps: 10}\n", data);
+	fclose(f);
+	expect(graft_cmd("submit", gspec, NULL), 0, "job 1 submitted", NULL);
+	expect(graft_cmd("watch", "1", "--interval", "0.2", NULL), 0, "done", NULL);
+	expect(graft_cmd("export", "1", "-o", arch, "--weights", w, NULL), 0, NULL, "wrote");
+	char err[GRAFT_ERRLEN], line[900];
+	nn_arch a;
+	cr_assert_eq(proto_arch_load(arch, &a, err, sizeof(err)), 0, "%s", err);
+	cr_assert_gt(a.graft_nlayers, 0, "the export has no graft");
+
+	cmd_run *r = graft_cmd("train", arch, "--init", w, "--steps", "1", "--data", data,
+	                       "--validation", "200", "--threads", "1", "--out", out, NULL);
+	snprintf(line, sizeof(line), "graft: from %s (sha256 %.16s...)", w, a.graft_sha256);
+	expect(r, 0, line, NULL);
+	expect(r, 0, "test accuracy", NULL);
+
+	/* The same weights without the graft's tensors: from the cache. */
+	nn_weights wt;
+	cr_assert_eq(nn_safetensors_read(w, &wt, err, sizeof(err)), 0, "%s", err);
+	int k = 0;
+	for (int i = 0; i < wt.n; i++)
+		if (strncmp(wt.t[i].name, "graft.", 6))
+			wt.t[k++] = wt.t[i];
+	cr_assert_lt(k, wt.n, "the export holds no graft.* tensor");
+	cr_assert_eq(nn_safetensors_write(bare, wt.t, k, err, sizeof(err)), 0, "%s", err);
+	nn_weights_free(&wt);
+	char cache[760], grafts[800];
+	snprintf(cache, sizeof(cache), "%s/grafts", dir); /* graftd's: DATA_DIR/grafts */
+	snprintf(grafts, sizeof(grafts), "%s/grafts/", cache);
+	setenv("GRAFT_DATA_DIR", empty, 1);
+	setenv("GRAFT_CACHE_DIR", cache, 1);
+	r = graft_cmd("train", arch, "--init", bare, "--steps", "1", "--data", data,
+	              "--validation", "200", "--threads", "1", "--out", out, NULL);
+	snprintf(line, sizeof(line), "graft: from the cache, %s", grafts);
+	expect(r, 0, line, NULL);
+	/* graftd's own grafts, found by its default data directory. */
+	setenv("GRAFT_DATA_DIR", dir, 1);
+	setenv("GRAFT_CACHE_DIR", empty, 1);
+	r = graft_cmd("train", arch, "--init", bare, "--steps", "1", "--data", data,
+	              "--validation", "200", "--threads", "1", "--out", out, NULL);
+	expect(r, 0, line, NULL);
+
+	/* Neither: the usage error, which now names --init too. */
+	setenv("GRAFT_DATA_DIR", empty, 1);
+	r = graft_cmd("train", arch, "--init", bare, "--steps", "1", "--data", data, "--out",
+	              out, NULL);
+	expect(r, 2, NULL, "--graft-file");
+	expect(r, 2, NULL, "--init");
+	expect(r, 2, NULL, a.graft_sha256);
+	cr_assert_null(strstr(r->out, "training"), "it trained anyway:\n%s", r->out);
+}
