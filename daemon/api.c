@@ -13,7 +13,6 @@
 #include "daemon/api.h"
 #include "proto/proto.h"
 
-#define MAX_WEIGHTS (256L * 1024 * 1024)
 
 static double now_s(void)
 {
@@ -316,18 +315,7 @@ static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest
 			not_found(c, "no trained weights are kept for this candidate");
 			return;
 		}
-		FILE *f = fopen(e.weights, "rb");
-		char *buf = NULL;
-		long n = -1;
-		if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && n <= MAX_WEIGHTS &&
-		    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
-		    fread(buf, 1, (size_t)n, f) == (size_t)n)
-			server_reply(c, 200, "application/octet-stream", buf, (size_t)n);
-		else
-			not_found(c, "the weights file is gone");
-		free(buf);
-		if (f)
-			fclose(f);
+		server_reply_file(c, 200, "application/octet-stream", e.weights);
 		return;
 	}
 	if (*sub) {
@@ -405,8 +393,7 @@ static void metrics(api *a, conn *c)
 	FILE *f = open_memstream(&buf, &len);
 	sched_metrics m;
 	server_stats ss;
-	int64_t *ids;
-	int n, by_state[STORE_JOB_NSTATES] = { 0 };
+	int by_state[STORE_JOB_NSTATES];
 
 	if (!f) {
 		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
@@ -414,16 +401,7 @@ static void metrics(api *a, conn *c)
 	}
 	sched_get_metrics(a->sched, &m);
 	server_get_stats(a->server, &ss);
-	if (store_job_ids(a->st, &ids, &n) == 0) {
-		for (int i = 0; i < n; i++) {
-			store_job j;
-			if (store_job_get(a->st, ids[i], &j) == 0) {
-				by_state[j.state]++;
-				store_job_clear(&j);
-			}
-		}
-		free(ids);
-	}
+	sched_job_counts(a->sched, by_state);
 	fprintf(f, "# HELP graft_jobs Jobs in the store by state.\n# TYPE graft_jobs gauge\n");
 	for (int s = 0; s < STORE_JOB_NSTATES; s++)
 		fprintf(f, "graft_jobs{state=\"%s\"} %d\n", store_job_state_name(s), by_state[s]);

@@ -5,6 +5,7 @@
  * owes it an answer, so a late reply never touches freed memory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct conn {
 	int closing, keep_alive, requests;
 	int eof;                 /* the client will send nothing more */
 	int writing;             /* answers queued, not yet written */
+	struct stream *stream;   /* a file being sent, or NULL */
 	uint64_t request_done;   /* uv_now when the request was whole */
 	struct conn *prev, *next;
 };
@@ -64,7 +66,7 @@ static void maybe_done(server *s)
 
 static void conn_free_if_idle(conn *c)
 {
-	if (c->handles > 0 || c->busy)
+	if (c->handles > 0 || c->busy || c->stream)
 		return;
 	server *s = c->s;
 	if (c->prev)
@@ -174,6 +176,190 @@ void server_reply_error(conn *c, int status, const char *code, const char *messa
 	json_decref(o);
 	server_reply(c, status, "application/json", text ? text : "{}", text ? strlen(text) : 2);
 	free(text);
+}
+
+/* ---- files, streamed ----------------------------------------------------------- */
+
+/* A file answer: opened, measured and read in chunks on libuv's thread
+ * pool, each chunk written before the next is read, so the loop never
+ * waits on the disk and holds one chunk, whatever the file's size. */
+#define STREAM_CHUNK (256 * 1024)
+
+struct stream {
+	conn *c;
+	uv_fs_t fs;
+	uv_file fd;
+	uint64_t size, sent;
+	int status;
+	char content_type[64];
+	char head[PROTO_HTTP_HEAD_MAX];
+	char buf[STREAM_CHUNK];
+	uv_write_t w;
+};
+
+static void stream_read(struct stream *st);
+
+static void stream_closed(uv_fs_t *req)
+{
+	struct stream *st = req->data;
+	conn *c = st->c;
+	uv_fs_req_cleanup(req);
+	c->stream = NULL;
+	free(st);
+	conn_free_if_idle(c);
+}
+
+/* Ends the stream; ok: the whole file went out (go on with the next
+ * request, as after any answer); else the connection is closed, since a
+ * part-sent answer cannot be taken back. */
+static void stream_end(struct stream *st, int ok)
+{
+	conn *c = st->c;
+	if (!ok)
+		conn_close(c);
+	c->writing--;
+	if (ok && !c->closing) {
+		if (!c->keep_alive || c->requests >= SERVER_MAX_REQUESTS)
+			conn_close(c);
+		else
+			process(c);
+	}
+	if (st->fd >= 0)
+		uv_fs_close(c->s->loop, &st->fs, st->fd, stream_closed);
+	else
+		stream_closed(&st->fs);
+}
+
+static void stream_written(uv_write_t *w, int status)
+{
+	struct stream *st = w->data;
+	if (status < 0 || st->c->closing) {
+		stream_end(st, 0);
+		return;
+	}
+	uv_timer_start(&st->c->timer, on_timeout, SERVER_IDLE_MS, 0);
+	if (st->sent >= st->size)
+		stream_end(st, 1);
+	else
+		stream_read(st);
+}
+
+static void stream_send(struct stream *st, char *data, size_t n)
+{
+	uv_buf_t b = uv_buf_init(data, (unsigned)n);
+	st->w.data = st;
+	if (uv_write(&st->w, (uv_stream_t *)&st->c->h, &b, 1, stream_written))
+		stream_end(st, 0);
+}
+
+static void stream_got(uv_fs_t *req)
+{
+	struct stream *st = req->data;
+	ssize_t n = req->result;
+	uv_fs_req_cleanup(req);
+	if (n <= 0 || st->c->closing) { /* the file shrank or failed under us */
+		stream_end(st, 0);
+		return;
+	}
+	st->sent += (uint64_t)n;
+	stream_send(st, st->buf, (size_t)n);
+}
+
+static void stream_read(struct stream *st)
+{
+	uint64_t left = st->size - st->sent;
+	uv_buf_t b = uv_buf_init(st->buf, left < STREAM_CHUNK ? (unsigned)left : STREAM_CHUNK);
+	st->fs.data = st;
+	if (uv_fs_read(st->c->s->loop, &st->fs, st->fd, &b, 1, (int64_t)st->sent, stream_got))
+		stream_end(st, 0);
+}
+
+/* The file is open and measured: the answer begins. */
+static void stream_start(struct stream *st)
+{
+	conn *c = st->c;
+	c->busy = 0;
+	observe(c->s, (double)(uv_now(c->s->loop) - c->request_done) / 1000.0, st->status);
+	c->requests++;
+	int keep = c->keep_alive && c->requests < SERVER_MAX_REQUESTS;
+	c->keep_alive = keep;
+	int n = proto_http_head(st->status, st->content_type, st->size, keep, st->head,
+	                        sizeof(st->head));
+	c->writing++;
+	if (n < 0) {
+		stream_end(st, 0);
+		return;
+	}
+	stream_send(st, st->head, (size_t)n);
+}
+
+static void stream_stat(uv_fs_t *req)
+{
+	struct stream *st = req->data;
+	conn *c = st->c;
+	int ok = req->result == 0 && S_ISREG(req->statbuf.st_mode);
+	st->size = req->statbuf.st_size;
+	uv_fs_req_cleanup(req);
+	if (c->closing) {
+		c->busy = 0;
+		uv_fs_close(c->s->loop, &st->fs, st->fd, stream_closed);
+		return;
+	}
+	if (!ok) {
+		uv_fs_close(c->s->loop, &st->fs, st->fd, NULL);
+		st->fd = -1;
+		c->stream = NULL;
+		server_reply_error(c, 404, "not_found", "the file is not a regular file", NULL, 0, 0);
+		free(st);
+		return;
+	}
+	stream_start(st);
+}
+
+static void stream_opened(uv_fs_t *req)
+{
+	struct stream *st = req->data;
+	conn *c = st->c;
+	st->fd = (uv_file)req->result;
+	uv_fs_req_cleanup(req);
+	if (st->fd < 0) {
+		c->stream = NULL;
+		free(st);
+		if (c->closing) {
+			c->busy = 0;
+			conn_free_if_idle(c);
+		} else {
+			server_reply_error(c, 404, "not_found", "the file is gone", NULL, 0, 0);
+		}
+		return;
+	}
+	st->fs.data = st;
+	if (uv_fs_fstat(c->s->loop, &st->fs, st->fd, stream_stat)) {
+		uv_fs_close(c->s->loop, &st->fs, st->fd, NULL);
+		c->stream = NULL;
+		free(st);
+		server_reply_error(c, 500, "io", "cannot read the file", NULL, 0, 0);
+	}
+}
+
+void server_reply_file(conn *c, int status, const char *content_type, const char *path)
+{
+	struct stream *st = calloc(1, sizeof(*st));
+	if (!st) {
+		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		return;
+	}
+	st->c = c;
+	st->fd = -1;
+	st->status = status;
+	snprintf(st->content_type, sizeof(st->content_type), "%s", content_type);
+	st->fs.data = st;
+	c->stream = st;
+	if (uv_fs_open(c->s->loop, &st->fs, path, O_RDONLY | O_CLOEXEC, 0, stream_opened)) {
+		c->stream = NULL;
+		free(st);
+		server_reply_error(c, 404, "not_found", "the file is gone", NULL, 0, 0);
+	}
 }
 
 /* ---- reading ------------------------------------------------------------------- */

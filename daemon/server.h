@@ -32,6 +32,10 @@ server *server_new(uv_loop_t *loop, const char *path, int mode, server_handler h
 /* Answers the request c is handling. */
 void server_reply(conn *c, int status, const char *content_type, const char *body,
                   size_t len);
+/* Answers with the contents of the file at path, streamed from the disk
+ * off the loop, one chunk in memory at a time; a file that cannot be opened
+ * is a 404 JSON error. */
+void server_reply_file(conn *c, int status, const char *content_type, const char *path);
 /* The same with a JSON error body {"error": {...}}; field may be NULL,
  * line/column 0 when not known. */
 void server_reply_error(conn *c, int status, const char *code, const char *message,

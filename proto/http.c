@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nn/err.h"
 #include "proto/http.h"
 
 enum header { H_NONE, H_CONTENT_TYPE, H_OTHER };
@@ -265,14 +266,23 @@ const char *proto_http_reason(int status)
 	}
 }
 
-char *proto_http_response(int status, const char *content_type, const char *body,
-                          size_t body_len, int keep_alive, size_t *out_len)
+int proto_http_head(int status, const char *content_type, size_t body_len, int keep_alive,
+                    char *out, size_t outlen)
 {
-	char head[512];
-	int n = snprintf(head, sizeof(head),
+	int n = snprintf(out, outlen,
 	                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 	                 "Connection: %s\r\n\r\n", status, proto_http_reason(status),
 	                 content_type, body_len, keep_alive ? "keep-alive" : "close");
+	return n > 0 && (size_t)n < outlen ? n : GRAFT_ERANGE;
+}
+
+char *proto_http_response(int status, const char *content_type, const char *body,
+                          size_t body_len, int keep_alive, size_t *out_len)
+{
+	char head[PROTO_HTTP_HEAD_MAX];
+	int n = proto_http_head(status, content_type, body_len, keep_alive, head, sizeof(head));
+	if (n < 0)
+		return NULL;
 	char *r = malloc((size_t)n + body_len);
 	if (!r)
 		return NULL;

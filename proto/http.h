@@ -47,7 +47,13 @@ int proto_http_in_request(const proto_http *h);
 const char *proto_http_query(const proto_http_req *r, const char *key, char *out,
                              size_t outlen);
 
-/* A whole response, malloc'd (*out_len bytes). */
+/* A response's status line and headers for a body of body_len bytes, in
+ * out (PROTO_HTTP_HEAD_MAX bytes are enough): its length, or GRAFT_ERANGE
+ * when it does not fit. */
+#define PROTO_HTTP_HEAD_MAX 512
+int proto_http_head(int status, const char *content_type, size_t body_len, int keep_alive,
+                    char *out, size_t outlen);
+/* A whole response, malloc'd (*out_len bytes); NULL when out of memory. */
 char *proto_http_response(int status, const char *content_type, const char *body,
                           size_t body_len, int keep_alive, size_t *out_len);
 const char *proto_http_reason(int status);

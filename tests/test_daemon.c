@@ -145,6 +145,34 @@ Test(daemon, submit_poll_leaderboard_export)
 	cr_assert(strstr(w.body + 8, "stem.conv.weight"), "not safetensors");
 	free(w.body);
 
+	/* Weights are streamed from their file, whatever its size (they were read
+	 * whole on the loop, up to 256 MB, and refused beyond): a 300 MB file
+	 * comes back byte for byte while the API keeps answering. */
+	char db[720], wpath[4096] = "";
+	snprintf(db, sizeof(db), "%s/graft.db", dir);
+	sqlite3 *sh;
+	sqlite3_stmt *q;
+	cr_assert_eq(sqlite3_open(db, &sh), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(sh, "SELECT weights FROM evaluations WHERE candidate_id = ? "
+	                                "AND status = 'done'", -1, &q, NULL), SQLITE_OK);
+	sqlite3_bind_int64(q, 1, best);
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	snprintf(wpath, sizeof(wpath), "%s", (const char *)sqlite3_column_text(q, 0));
+	sqlite3_finalize(q);
+	sqlite3_close(sh);
+	FILE *big = fopen(wpath, "r+");
+	cr_assert_not_null(big, "%s", wpath);
+	fseek(big, 300L * 1024 * 1024 - 1, SEEK_SET);
+	fputc('!', big);
+	fclose(big);
+	w = graftd_http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(w.status, 200);
+	cr_assert_eq(w.len, 300L * 1024 * 1024, "%zu bytes", w.len);
+	cr_assert_eq(w.body[w.len - 1], '!');
+	cr_assert(strstr(w.body + 8, "stem.conv.weight"), "not the file's bytes");
+	free(w.body);
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
+
 	json_t *g = graftd_get_json(dir, "/v1/grafts", 200);
 	cr_assert_eq(json_array_size(json_object_get(g, "grafts")), 1);
 	json_decref(g);
