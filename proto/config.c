@@ -31,7 +31,9 @@ static int parse_command(const proto__ymap *m, proto_daemon_config *c)
 
 	if ((rc = proto__ymap_node(m, "worker_command", PROTO__OPTIONAL, &v)) || !v)
 		return rc;
-	if ((rc = proto__yseq(m->d, v, "worker_command", 1, PROTO_MAX_ARGV - 3, &n)))
+	/* An empty list, as deploy/graftd.yaml shows it, means the default: graftd
+	 * runs its own worker directly. */
+	if ((rc = proto__yseq(m->d, v, "worker_command", 0, PROTO_MAX_ARGV - 3, &n)))
 		return rc;
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "worker_command[%d]", i);

@@ -235,3 +235,15 @@ Test(jobspec, a_bound_against_a_default_names_the_key_written)
 	expect_error("{dataset: {dir: D}, space: {min_blocks: 30}}",
 	             "space.min_blocks: expected at most space.max_blocks");
 }
+
+/* deploy/graftd.yaml shows "worker_command: []"; uncommenting it must work. */
+Test(jobspec, daemon_config_empty_worker_command)
+{
+	char err[GRAFT_ERRLEN];
+	proto_daemon_config c;
+	const char *t = "worker_command: []\n";
+	proto_daemon_config_defaults(&c);
+	c.worker_command_len = 2;
+	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.worker_command_len, 0, "an empty list: graftd's own worker, directly");
+}

@@ -145,7 +145,7 @@ def config_seeds():
         "heartbeat: 30.5\nmemory_mb: 4096\ndrain: 0\nlog_level: debug\n"
         "log_file: /var/log/graft/graftd.log\nfetch_max_mb: 10\nfetch_timeout: 60\n")
     put("config", "json.json", '{"workers": 1, "worker_command": ["nice"], "log_level": "error"}')
-    put("config", "near-empty-command.yaml", "worker_command: []\n")
+    put("config", "empty-command.yaml", "worker_command: []\n")
     put("config", "near-key.yaml", "wokers: 2\n")
     put("config", "near-level.yaml", "log_level: loud\n")
     put("config", "near-workers.yaml", "workers: 0\n")
@@ -275,6 +275,53 @@ def safetensors_seeds():
         + b"\0" * 4)
 
 
+# ---- the worker protocol: task lines in, message lines out ----------------------
+
+def worker_seeds():
+    def line(o):
+        return json.dumps(o, separators=(",", ":")) + "\n"
+    arch = open("examples/nets.yaml").read()
+    put("worker", "task-full", line({
+        "type": "task", "id": 7,
+        "data": {"dir": "/usr/share/datasets/fashion-mnist", "validation": 5000},
+        "graft": {"path": "/var/lib/graft/grafts/g.safetensors", "sha256": "ab" * 32},
+        "threads": 2, "arch": arch, "parent": "/var/lib/graft/weights/3.safetensors",
+        "save": "/var/lib/graft/weights/7.safetensors", "report_every": 50}))
+    put("worker", "task-files", line({
+        "type": "task", "id": 0, "graft": None, "arch": "format: graft-arch/1\n",
+        "data": {"train_images": "/d/train-images-idx3-ubyte.gz",
+                 "train_labels": "/d/train-labels-idx1-ubyte.gz"}}))
+    put("worker", "ready", line({"type": "ready", "pid": 4242}))
+    put("worker", "ready-bare", '{"type":"ready"}\r\n')
+    put("worker", "loading", line({"type": "loading", "id": 3, "what": "dataset"}))
+    put("worker", "progress", line({"type": "progress", "id": 3, "step": 100, "steps": 300,
+                                    "loss": 0.6931471805599453}))
+    put("worker", "progress-null-loss", line({"type": "progress", "id": 3, "step": 1,
+                                              "steps": 300, "loss": None}))
+    put("worker", "result", line({
+        "type": "result", "id": 3, "val_accuracy": 0.8375, "val_loss": 0.45,
+        "train_loss": 0.41, "steps": 300, "wall_s": 12.5, "cpu_s": 24.0, "params": 104522,
+        "flops": 12000000, "inherited": 6, "feature_cache": True, "images_per_s": 1536.2,
+        "setup_cpu_s": 0.75}))
+    put("worker", "error", line({"type": "error", "id": 3,
+                                 "message": "arch: line 4, column 12: stem.kernel: \u00e9"}))
+    put("worker", "error-no-task", line({"type": "error", "id": -1, "message": "bad line"}))
+    put("worker", "near-accuracy", line({
+        "type": "result", "id": 3, "val_accuracy": 1.5, "val_loss": 0.45,
+        "train_loss": 0.41, "steps": 300, "wall_s": 12.5, "cpu_s": 24.0, "params": 1,
+        "flops": 1, "inherited": 0, "feature_cache": False, "images_per_s": 1.0,
+        "setup_cpu_s": 0.0}))
+    put("worker", "near-unknown-key", line({"type": "loading", "id": 3, "what": "x", "why": 1}))
+    put("worker", "near-both-data", line({
+        "type": "task", "id": 1, "arch": "a",
+        "data": {"dir": "/d", "train_images": "/i", "train_labels": "/l"}}))
+    put("worker", "near-sha", line({
+        "type": "task", "id": 1, "arch": "a", "data": {"dir": "/d"},
+        "graft": {"path": "/g", "sha256": "AB" * 32}}))
+    put("worker", "near-type", line({"type": "tasks", "id": 1}))
+    put("worker", "near-json", '{"type":"ready",}\n')
+
+
 if __name__ == "__main__":
     http_seeds()
     job_seeds()
@@ -283,3 +330,4 @@ if __name__ == "__main__":
     idx_seeds()
     cifar_seeds()
     safetensors_seeds()
+    worker_seeds()
