@@ -2,7 +2,7 @@
 #
 #   make              build bin/graft and bin/graftd
 #   make test         build and run every test (installs missing Debian packages first)
-#   make bench        training throughput beside PyTorch's
+#   make bench        training throughput beside PyTorch's; graftd's API latency
 #   make demo         the quick start: install, build, run a short search with graftd
 #   make SAN=address,undefined test     the same under sanitizers
 #   make fuzz FUZZ_TIME=60   libFuzzer on every parser, FUZZ_TIME seconds each
@@ -25,17 +25,20 @@ endif
 B := build
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
-# What both programs share: the worker, the pool, jobs in motion, the server.
-DAEMON_SRC := daemon/data.c daemon/worker.c daemon/jobrun.c daemon/pool.c daemon/driver.c daemon/log.c daemon/client.c daemon/fetch.c \
-              daemon/sched.c daemon/server.c daemon/api.c
-DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
-CLI_SRC   := daemon/graft.c $(wildcard daemon/cmd_*.c)
+# daemon/ in three rooms: the job runtime both programs share (runtime/),
+# graftd itself (graftd/, its main apart), and the graft command line (cli/).
+RT_SRC    := $(wildcard daemon/runtime/*.c)
+RT_OBJ    := $(RT_SRC:%.c=$(B)/%.o)
+GD_SRC    := $(filter-out daemon/graftd/graftd.c,$(wildcard daemon/graftd/*.c))
+GD_OBJ    := $(GD_SRC:%.c=$(B)/%.o)
+CLI_SRC   := $(wildcard daemon/cli/*.c)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TEST_LIB  := $(wildcard tests/support/*.c)
 TEST_LIB_OBJ := $(TEST_LIB:%.c=$(B)/%.o)
 BENCH_BIN := $(B)/bench/bench_train
+BENCH_API := $(B)/bench/bench_api
 
 .PHONY: all test bench demo clean deps fixtures
 all: bin/graft bin/graftd
@@ -51,22 +54,30 @@ $(B)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/libgraftd.a: $(DAEMON_OBJ)
+$(B)/libgraftrt.a: $(RT_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/graft: $(CLI_OBJ) $(B)/libgraftd.a $(B)/libgraft.a
+$(B)/libgraftd.a: $(GD_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/graft: $(CLI_OBJ) $(B)/libgraftrt.a $(B)/libgraft.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bin/graftd: $(B)/daemon/graftd.o $(B)/libgraftd.a $(B)/libgraft.a
+bin/graftd: $(B)/daemon/graftd/graftd.o $(B)/libgraftd.a $(B)/libgraftrt.a $(B)/libgraft.a
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/%: $(B)/tests/%.o $(TEST_LIB_OBJ) $(B)/libgraftd.a $(B)/libgraft.a
+$(B)/tests/%: $(B)/tests/%.o $(TEST_LIB_OBJ) $(B)/libgraftd.a $(B)/libgraftrt.a $(B)/libgraft.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs criterion)
 
 $(BENCH_BIN): $(B)/tests/bench/bench_train.o $(B)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BENCH_API): $(B)/tests/bench/bench_api.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -81,8 +92,10 @@ test: deps
 	exit $$fail
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_API) all
 	@sh tests/bench/run.sh $(BENCH_BIN)
+	@echo "== graftd API latency while workers train"
+	@$(BENCH_API)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -386,7 +386,6 @@ Test(daemon, a_killed_worker_is_replaced_and_its_candidate_retried)
 		json_decref(j);
 		pid_t w[4];
 		if (in_flight > 0 && graftd_workers(pid, w, 4) == 1) {
-			test_nap(0.3);
 			kill(w[0], SIGKILL);
 			killed = 1;
 		}
@@ -482,11 +481,16 @@ Test(daemon, pause_resume_cancel)
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	free(r.body);
 	cr_assert_str_eq(job_state(dir, id, NULL), "paused");
-	int a, b;
-	test_nap(1.0); /* what was in flight finishes */
-	job_state(dir, id, &a);
-	test_nap(1.0);
-	job_state(dir, id, &b);
+	/* What was in flight finishes; then nothing new starts.  A running job
+	 * is handed the worker the moment it is idle, so once in_flight is seen
+	 * at 0 with candidates left, only the pause can be keeping it there. */
+	int a, b, in_flight = 1;
+	double t0 = test_now();
+	while (in_flight > 0 && test_now() - t0 < 60)
+		job_progress(dir, id, &a, &in_flight);
+	cr_assert_eq(in_flight, 0, "the candidate in flight never finished");
+	cr_assert_str_eq(job_progress(dir, id, &b, &in_flight), "paused");
+	cr_assert_eq(in_flight, 0, "a paused job started a candidate");
 	cr_assert_eq(a, b, "a paused job went on evaluating");
 	r = graftd_http(dir, "POST", "/v1/jobs/1/pause", NULL, NULL);
 	cr_assert_eq(r.status, 409);

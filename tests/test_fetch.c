@@ -18,7 +18,7 @@
 
 #include <criterion/criterion.h>
 
-#include "daemon/fetch.h"
+#include "daemon/runtime/runtime.h"
 #include "tests/support/graftd_run.h"
 #include "tests/support/idx_write.h"
 #include "tests/support/scratch.h"
@@ -119,25 +119,25 @@ static void sha_of(const char *name, char hex[65])
 	cr_assert_eq(nn_sha256_file(path, hex, err, sizeof(err)), 0, "%s", err);
 }
 
-static const fetch_limits lim = { 1024 * 1024, 2 };
+static const rt_fetch_limits lim = { 1024 * 1024, 2 };
 
 Test(fetch, a_good_fetch_is_kept_and_reused)
 {
 	char sha[65], out[1200], err[GRAFT_ERRLEN], again[1200];
 	sha_of("train-labels-idx1-ubyte", sha);
-	cr_assert_eq(fetch_url(url("train-labels-idx1-ubyte"), sha, scratch_path("dl"), &lim, out,
-	                       sizeof(out), err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rt_fetch_url(url("train-labels-idx1-ubyte"), sha, scratch_path("dl"), &lim, out,
+	                          sizeof(out), err, sizeof(err)), 0, "%s", err);
 	cr_assert(strstr(out, sha), "not kept by its sha256: %s", out);
 	char got[65];
 	cr_assert_eq(nn_sha256_file(out, got, err, sizeof(err)), 0);
 	cr_assert_str_eq(got, sha);
 	/* Known by its hash: no second download (the server is not asked). */
-	cr_assert_eq(fetch_url(url("moved-away"), sha, scratch_path("dl"), &lim, again,
-	                       sizeof(again), err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rt_fetch_url(url("moved-away"), sha, scratch_path("dl"), &lim, again,
+	                          sizeof(again), err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(again, out);
 	/* Without a hash: kept under the URL's. */
-	cr_assert_eq(fetch_url(url("train-labels-idx1-ubyte"), "", scratch_path("dl"), &lim, out,
-	                       sizeof(out), err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rt_fetch_url(url("train-labels-idx1-ubyte"), "", scratch_path("dl"), &lim, out,
+	                          sizeof(out), err, sizeof(err)), 0, "%s", err);
 	cr_assert(strstr(out, "url-"), "%s", out);
 }
 
@@ -146,20 +146,20 @@ Test(fetch, failures_say_why)
 	char out[1200], err[GRAFT_ERRLEN], bad[65];
 	memset(bad, 'a', 64);
 	bad[64] = '\0';
-	cr_assert_neq(fetch_url(url("train-labels-idx1-ubyte"), bad, scratch_path("dl"), &lim, out,
-	                        sizeof(out), err, sizeof(err)), 0);
+	cr_assert_neq(rt_fetch_url(url("train-labels-idx1-ubyte"), bad, scratch_path("dl"), &lim, out,
+	                           sizeof(out), err, sizeof(err)), 0);
 	cr_assert(strstr(err, "sha256 mismatch"), "%s", err);
-	cr_assert_neq(fetch_url(url("missing"), "", scratch_path("dl"), &lim, out, sizeof(out), err,
-	                        sizeof(err)), 0);
+	cr_assert_neq(rt_fetch_url(url("missing"), "", scratch_path("dl"), &lim, out, sizeof(out), err,
+	                           sizeof(err)), 0);
 	cr_assert(strstr(err, "HTTP 404"), "%s", err);
-	cr_assert_neq(fetch_url(url("big.bin"), "", scratch_path("dl"), &lim, out, sizeof(out), err,
-	                        sizeof(err)), 0);
+	cr_assert_neq(rt_fetch_url(url("big.bin"), "", scratch_path("dl"), &lim, out, sizeof(out), err,
+	                           sizeof(err)), 0);
 	cr_assert(strstr(err, "larger than the limit"), "%s", err);
-	cr_assert_neq(fetch_url(url("slow"), "", scratch_path("dl"), &lim, out, sizeof(out), err,
-	                        sizeof(err)), 0);
+	cr_assert_neq(rt_fetch_url(url("slow"), "", scratch_path("dl"), &lim, out, sizeof(out), err,
+	                           sizeof(err)), 0);
 	cr_assert(strstr(err, "not fetched within 2 s"), "%s", err);
-	cr_assert_neq(fetch_url("file:///etc/passwd", "", scratch_path("dl"), &lim, out,
-	                        sizeof(out), err, sizeof(err)), 0);
+	cr_assert_neq(rt_fetch_url("file:///etc/passwd", "", scratch_path("dl"), &lim, out,
+	                           sizeof(out), err, sizeof(err)), 0);
 	cr_assert(strstr(err, "only http"), "%s", err);
 	/* Nothing half-fetched is left where the cache would find it. */
 	char path[1200];

@@ -10,13 +10,13 @@
 
 #include <criterion/criterion.h>
 
-#include "daemon/jobrun.h"
+#include "daemon/runtime/runtime.h"
 #include "store/store.h"
 #include "tests/support/idx_write.h"
 #include "tests/support/scratch.h"
 
 static store *st;
-static jobrun *jr;
+static rt_jobrun *jr;
 
 static void setup(void)
 {
@@ -36,13 +36,13 @@ static void setup(void)
 	store_job j = { .spec = spec, .total = 4, .steps = 10, .state = STORE_JOB_RUNNING };
 	snprintf(j.name, sizeof(j.name), "jobrun");
 	cr_assert_eq(store_job_add(st, &j), 0, "%s", store_errmsg(st));
-	jobrun_dirs dirs = { .weights = scratch_path("weights") };
-	cr_assert_eq(jobrun_open(st, j.id, &dirs, NULL, NULL, &jr, err, sizeof(err)), 0, "%s", err);
+	rt_jobrun_dirs dirs = { .weights = scratch_path("weights") };
+	cr_assert_eq(rt_jobrun_open(st, j.id, &dirs, NULL, NULL, &jr, err, sizeof(err)), 0, "%s", err);
 }
 
 static void teardown(void)
 {
-	jobrun_free(jr);
+	rt_jobrun_free(jr);
 	store_close(st);
 	scratch_remove();
 }
@@ -51,8 +51,8 @@ TestSuite(jobrun, .init = setup, .fini = teardown, .timeout = 60);
 
 static int in_flight(void)
 {
-	jobrun_stats s;
-	jobrun_get_stats(jr, &s);
+	rt_jobrun_stats s;
+	rt_jobrun_get_stats(jr, &s);
 	return s.in_flight;
 }
 
@@ -62,21 +62,21 @@ static int in_flight(void)
 Test(jobrun, a_task_ended_twice_counts_once)
 {
 	char err[GRAFT_ERRLEN];
-	jobrun_task a, b;
-	cr_assert_eq(jobrun_next(jr, &a, NULL, err, sizeof(err)), 1, "%s", err);
+	rt_jobrun_task a, b;
+	cr_assert_eq(rt_jobrun_next(jr, &a, NULL, err, sizeof(err)), 1, "%s", err);
 	cr_assert(a.live);
 	cr_assert_eq(in_flight(), 1);
-	jobrun_abandon(jr, &a);
-	jobrun_abandon(jr, &a);
+	rt_jobrun_abandon(jr, &a);
+	rt_jobrun_abandon(jr, &a);
 	cr_assert_eq(in_flight(), 0, "abandoned twice, counted twice");
 	cr_assert(!a.live);
-	cr_assert_eq(jobrun_failure(jr, &a, "lost", "", err, sizeof(err)), 0);
+	cr_assert_eq(rt_jobrun_failure(jr, &a, "lost", "", err, sizeof(err)), 0);
 	cr_assert_eq(in_flight(), 0);
 
 	/* The candidate comes back once, then the strategy asks new ones. */
 	int seqs[4], n = 0;
-	jobrun_task t[4];
-	while (n < 4 && jobrun_next(jr, &t[n], NULL, err, sizeof(err)) == 1) {
+	rt_jobrun_task t[4];
+	while (n < 4 && rt_jobrun_next(jr, &t[n], NULL, err, sizeof(err)) == 1) {
 		seqs[n] = t[n].seq;
 		n++;
 	}
@@ -88,10 +88,10 @@ Test(jobrun, a_task_ended_twice_counts_once)
 	cr_assert_eq(in_flight(), 4);
 	b = t[0];
 	proto_result r = { .val_accuracy = 0.5, .val_loss = 1, .train_loss = 1, .steps = 10 };
-	cr_assert_eq(jobrun_result(jr, &b, &r, "test", err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(jobrun_result(jr, &b, &r, "test", err, sizeof(err)), 0);
+	cr_assert_eq(rt_jobrun_result(jr, &b, &r, "test", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rt_jobrun_result(jr, &b, &r, "test", err, sizeof(err)), 0);
 	cr_assert_eq(in_flight(), 3);
 	for (int i = 1; i < n; i++)
-		jobrun_abandon(jr, &t[i]);
+		rt_jobrun_abandon(jr, &t[i]);
 	cr_assert_eq(in_flight(), 0);
 }

@@ -5,24 +5,25 @@
  *
  * Every task a worker holds is in exactly one owner slot, and leaves it
  * exactly once: by a result, a failure (an error line or a lost worker) or,
- * while stopping, an abandon.  jobrun_task.live guards the jobrun's side of
+ * while stopping, an abandon.  rt_jobrun_task.live guards the jobrun's side of
  * that, so no path can give a task back twice.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/driver.h"
+#include "daemon/runtime/pool.h"
+#include "daemon/runtime/runtime.h"
 
 #define MAX_JOBS 256    /* tried per idle worker */
 
 struct owner {
-	jobrun *jr;
-	jobrun_task task;   /* task.live while a worker holds it */
+	rt_jobrun *jr;
+	rt_jobrun_task task;   /* task.live while a worker holds it */
 };
 
 struct rt_driver {
-	pool *pool;
+	rt_pool *pool;
 	rt_driver_cb cb;
 	void *ctx;
 	struct owner *owner;
@@ -31,11 +32,20 @@ struct rt_driver {
 	void *stop_ctx;
 };
 
-static void event(rt_driver *d, jobrun *jr, enum rt_event_kind kind, int seq,
+static void event(rt_driver *d, rt_jobrun *jr, enum rt_event_kind kind, int seq,
                   const char *message, int hits, const proto_result *r, int pid)
 {
 	rt_event e = { .kind = kind, .seq = seq, .message = message, .hits = hits,
 	               .result = r, .worker_pid = pid };
+	if (d->cb.event)
+		d->cb.event(d->ctx, jr, &e);
+}
+
+/* jr cannot go on: rc and err say why. */
+static void job_error(rt_driver *d, rt_jobrun *jr, int seq, int rc, const char *err, int pid)
+{
+	rt_event e = { .kind = RT_JOB_ERROR, .seq = seq, .code = rc,
+	               .message = err && err[0] ? err : graft_strerror(rc), .worker_pid = pid };
 	if (d->cb.event)
 		d->cb.event(d->ctx, jr, &e);
 }
@@ -45,21 +55,20 @@ static void event(rt_driver *d, jobrun *jr, enum rt_event_kind kind, int seq,
 void rt_driver_dispatch(rt_driver *d)
 {
 	char err[GRAFT_ERRLEN];
-	jobrun *jobs[MAX_JOBS];
+	rt_jobrun *jobs[MAX_JOBS];
 	int w;
 
-	while (!d->stopping && (w = pool_idle_worker(d->pool)) >= 0) {
+	while (!d->stopping && (w = rt_pool_idle_worker(d->pool)) >= 0) {
 		int n = d->cb.jobs(d->ctx, jobs, MAX_JOBS), sent = 0;
 		for (int i = 0; i < n && !sent; i++) {
-			jobrun_task t;
+			rt_jobrun_task t;
 			int hits = 0;
 			err[0] = '\0';
-			int rc = jobrun_next(jobs[i], &t, &hits, err, sizeof(err));
+			int rc = rt_jobrun_next(jobs[i], &t, &hits, err, sizeof(err));
 			if (hits)
 				event(d, jobs[i], RT_CACHED, -1, NULL, hits, NULL, 0);
 			if (rc < 0) {
-				event(d, jobs[i], RT_JOB_ERROR, -1, err[0] ? err : graft_strerror(rc), 0,
-				      NULL, 0);
+				job_error(d, jobs[i], -1, rc, err, 0);
 				continue;
 			}
 			if (rc == 0) {
@@ -67,15 +76,15 @@ void rt_driver_dispatch(rt_driver *d)
 				continue;
 			}
 			char *line = proto_task_encode(&t.task);
-			if (!line || pool_send(d->pool, w, line, jobrun_spec(jobs[i])->time_limit)) {
+			if (!line || rt_pool_send(d->pool, w, line, rt_jobrun_spec(jobs[i])->time_limit)) {
 				/* Not sent: it runs again with the next worker or start. */
 				free(line);
-				jobrun_abandon(jobs[i], &t);
+				rt_jobrun_abandon(jobs[i], &t);
 				return;
 			}
 			free(line);
 			d->owner[w] = (struct owner){ .jr = jobs[i], .task = t };
-			event(d, jobs[i], RT_SENT, t.seq, NULL, 0, NULL, pool_pid(d->pool, w));
+			event(d, jobs[i], RT_SENT, t.seq, NULL, 0, NULL, rt_pool_pid(d->pool, w));
 			sent = 1;
 		}
 		if (!sent)
@@ -83,7 +92,7 @@ void rt_driver_dispatch(rt_driver *d)
 	}
 }
 
-static void on_idle(pool *p, int w, void *ctx)
+static void on_idle(rt_pool *p, int w, void *ctx)
 {
 	(void)p;
 	(void)w;
@@ -95,47 +104,47 @@ static void on_idle(pool *p, int w, void *ctx)
 static void fail_task(rt_driver *d, struct owner *o, const char *reason, int pid)
 {
 	char err[GRAFT_ERRLEN] = "", worker[32] = "";
-	jobrun *jr = o->jr;
+	rt_jobrun *jr = o->jr;
 	int seq = o->task.seq;
 
 	if (pid)
 		snprintf(worker, sizeof(worker), "pid %d", pid);
-	int rc = jobrun_failure(jr, &o->task, reason, worker, err, sizeof(err));
+	int rc = rt_jobrun_failure(jr, &o->task, reason, worker, err, sizeof(err));
 	if (rc < 0)
-		event(d, jr, RT_JOB_ERROR, seq, err[0] ? err : graft_strerror(rc), 0, NULL, pid);
+		job_error(d, jr, seq, rc, err, pid);
 	else
 		event(d, jr, rc ? RT_RETRY : RT_FAILED, seq, reason, 0, NULL, pid);
 }
 
-static void on_line(pool *p, int w, const proto_wmsg *m, void *ctx)
+static void on_line(rt_pool *p, int w, const proto_wmsg *m, void *ctx)
 {
 	rt_driver *d = ctx;
 	struct owner *o = &d->owner[w];
 	char err[GRAFT_ERRLEN] = "";
-	int pid = pool_pid(p, w);
+	int pid = rt_pool_pid(p, w);
 
 	/* Progress and loading lines are heartbeats (the pool saw them); a line
 	 * about another task than the one in hand is not believed. */
 	if (!o->task.live || m->id != o->task.eval_id ||
 	    (m->type != PROTO_WMSG_RESULT && m->type != PROTO_WMSG_ERROR))
 		return;
-	jobrun *jr = o->jr;
+	rt_jobrun *jr = o->jr;
 	int seq = o->task.seq;
 	if (m->type == PROTO_WMSG_RESULT) {
 		char worker[32];
 		snprintf(worker, sizeof(worker), "pid %d", pid);
-		int rc = jobrun_result(jr, &o->task, &m->result, worker, err, sizeof(err));
+		int rc = rt_jobrun_result(jr, &o->task, &m->result, worker, err, sizeof(err));
 		if (rc)
-			event(d, jr, RT_JOB_ERROR, seq, err[0] ? err : graft_strerror(rc), 0, NULL, pid);
+			job_error(d, jr, seq, rc, err, pid);
 		else
 			event(d, jr, RT_RESULT, seq, NULL, 0, &m->result, pid);
 	} else {
 		fail_task(d, o, m->message, pid);
 	}
-	pool_release(p, w);
+	rt_pool_release(p, w);
 }
 
-static void on_lost(pool *p, int w, const char *reason, void *ctx)
+static void on_lost(rt_pool *p, int w, const char *reason, void *ctx)
 {
 	rt_driver *d = ctx;
 	struct owner *o = &d->owner[w];
@@ -144,20 +153,20 @@ static void on_lost(pool *p, int w, const char *reason, void *ctx)
 		return;
 	if (d->stopping) {
 		/* Stopping: the task is given back unrun; it runs after a restart. */
-		jobrun_abandon(o->jr, &o->task);
+		rt_jobrun_abandon(o->jr, &o->task);
 		return;
 	}
-	fail_task(d, o, reason, pool_pid(p, w));
+	fail_task(d, o, reason, rt_pool_pid(p, w));
 	rt_driver_dispatch(d);
 }
 
-static void on_problem(pool *p, const char *message, void *ctx)
+static void on_problem(rt_pool *p, const char *message, void *ctx)
 {
 	(void)p;
 	event(ctx, NULL, RT_WORKER_PROBLEM, -1, message, 0, NULL, 0);
 }
 
-rt_driver *rt_driver_new(uv_loop_t *loop, const pool_opts *po, const rt_driver_cb *cb,
+rt_driver *rt_driver_new(uv_loop_t *loop, const rt_pool_opts *po, const rt_driver_cb *cb,
                          void *ctx)
 {
 	rt_driver *d = calloc(1, sizeof(*d));
@@ -169,8 +178,8 @@ rt_driver *rt_driver_new(uv_loop_t *loop, const pool_opts *po, const rt_driver_c
 	d->owner = calloc((size_t)(po->workers > 0 ? po->workers : 1), sizeof(*d->owner));
 	if (!d->owner)
 		goto fail;
-	pool_cb pc = { .idle = on_idle, .line = on_line, .lost = on_lost, .problem = on_problem };
-	d->pool = pool_new(loop, po, &pc, d);
+	rt_pool_cb pc = { .idle = on_idle, .line = on_line, .lost = on_lost, .problem = on_problem };
+	d->pool = rt_pool_new(loop, po, &pc, d);
 	if (!d->pool)
 		goto fail;
 	return d;
@@ -188,7 +197,7 @@ static void pool_gone(void *ctx)
 	 * after the pool stopped listening) is given back now. */
 	for (int w = 0; w < d->workers; w++)
 		if (d->owner[w].task.live)
-			jobrun_abandon(d->owner[w].jr, &d->owner[w].task);
+			rt_jobrun_abandon(d->owner[w].jr, &d->owner[w].task);
 	d->pool = NULL;
 	if (d->stop_done)
 		d->stop_done(d->stop_ctx);
@@ -201,7 +210,7 @@ void rt_driver_stop(rt_driver *d, double grace_s, void (*done)(void *ctx), void 
 	d->stopping = 1;
 	d->stop_done = done;
 	d->stop_ctx = ctx;
-	pool_stop(d->pool, grace_s, pool_gone);
+	rt_pool_stop(d->pool, grace_s, pool_gone);
 }
 
 void rt_driver_free(rt_driver *d)
@@ -216,7 +225,7 @@ int rt_driver_busy(const rt_driver *d)
 {
 	int busy = 0;
 	for (int w = 0; d->pool && w < d->workers; w++)
-		busy += pool_busy(d->pool, w);
+		busy += rt_pool_busy(d->pool, w);
 	return busy;
 }
 
@@ -227,7 +236,7 @@ int rt_driver_workers(const rt_driver *d)
 
 int rt_driver_restarts(const rt_driver *d)
 {
-	return d->pool ? pool_restarts(d->pool) : 0;
+	return d->pool ? rt_pool_restarts(d->pool) : 0;
 }
 
 int rt_driver_stopping(const rt_driver *d)

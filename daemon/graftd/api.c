@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/api.h"
+#include "daemon/graftd/graftd.h"
 #include "proto/proto.h"
 
 
@@ -21,21 +21,21 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void reply_json(conn *c, int status, json_t *o)
+static void reply_json(gd_conn *c, int status, json_t *o)
 {
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!text) {
-		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
 		return;
 	}
-	server_reply(c, status, "application/json", text, strlen(text));
+	gd_server_reply(c, status, "application/json", text, strlen(text));
 	free(text);
 }
 
-static void not_found(conn *c, const char *what)
+static void not_found(gd_conn *c, const char *what)
 {
-	server_reply_error(c, 404, "not_found", what, NULL, 0, 0);
+	gd_server_reply_error(c, 404, "not_found", what, NULL, 0, 0);
 }
 
 /* A positive decimal id of at most 18 digits, the whole segment. */
@@ -55,14 +55,14 @@ static int parse_id(const char *s, size_t n, int64_t *id)
 
 /* ---- jobs ----------------------------------------------------------------------- */
 
-static void submitted(const sched_answer *a, void *ctx)
+static void submitted(const gd_sched_answer *a, void *ctx)
 {
-	conn *c = ctx;
+	gd_conn *c = ctx;
 	if (a->status == 201) {
 		reply_json(c, 201, json_pack("{s:I}", "id", (json_int_t)a->id));
 		return;
 	}
-	server_reply_error(c, a->status, a->code, a->message, a->field, a->line, a->column);
+	gd_server_reply_error(c, a->status, a->code, a->message, a->field, a->line, a->column);
 }
 
 static int spec_media_type(const char *ct)
@@ -82,24 +82,24 @@ static int spec_media_type(const char *ct)
 	return 0;
 }
 
-static void post_job(api *a, conn *c, const proto_http_req *r)
+static void post_job(gd_api *a, gd_conn *c, const proto_http_req *r)
 {
 	if (!spec_media_type(r->content_type)) {
-		server_reply_error(c, 415, "bad_media_type", "a job spec is application/yaml or "
-		                   "application/json", NULL, 0, 0);
+		gd_server_reply_error(c, 415, "bad_media_type", "a job spec is application/yaml or "
+		                      "application/json", NULL, 0, 0);
 		return;
 	}
 	if (r->body_len == 0) {
-		server_reply_error(c, 400, "bad_spec", "the body is empty; send a job spec (YAML "
-		                   "or JSON)", NULL, 0, 0);
+		gd_server_reply_error(c, 400, "bad_spec", "the body is empty; send a job spec (YAML "
+		                      "or JSON)", NULL, 0, 0);
 		return;
 	}
-	sched_submit(a->sched, r->body, r->body_len, submitted, c);
+	gd_sched_submit(a->sched, r->body, r->body_len, submitted, c);
 }
 
 /* Query parameter key as an integer lo..hi into *out (left as it is when
  * absent); -1 after answering 400 when it is something else. */
-static int query_int(conn *c, const proto_http_req *r, const char *key, int lo, int hi,
+static int query_int(gd_conn *c, const proto_http_req *r, const char *key, int lo, int hi,
                      int *out)
 {
 	char buf[32], *end, msg[96];
@@ -108,14 +108,14 @@ static int query_int(conn *c, const proto_http_req *r, const char *key, int lo, 
 	long v = strtol(buf, &end, 10);
 	if (!*buf || *end || v < lo || v > hi) {
 		snprintf(msg, sizeof(msg), "%s must be an integer %d..%d", key, lo, hi);
-		server_reply_error(c, 400, "bad_parameter", msg, key, 0, 0);
+		gd_server_reply_error(c, 400, "bad_parameter", msg, key, 0, 0);
 		return -1;
 	}
 	*out = (int)v;
 	return 0;
 }
 
-static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
+static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 {
 	char sort_s[32];
 	int limit = 10;
@@ -129,15 +129,15 @@ static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
 		else if (!strcmp(sort_s, "flops"))
 			sort = STORE_SORT_FLOPS;
 		else if (strcmp(sort_s, "accuracy")) {
-			server_reply_error(c, 400, "bad_parameter", "sort must be accuracy, params or "
-			                   "flops", "sort", 0, 0);
+			gd_server_reply_error(c, 400, "bad_parameter", "sort must be accuracy, params or "
+			                      "flops", "sort", 0, 0);
 			return;
 		}
 	}
 	store_rank *rk;
 	int n;
 	if (store_leaderboard(a->st, job, sort, limit, &rk, &n)) {
-		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
 		return;
 	}
 	json_t *list = json_array();
@@ -162,13 +162,13 @@ static void leaderboard(api *a, conn *c, const proto_http_req *r, int64_t job)
  * the evaluation that scored it (the one the leaderboard ranks it by) when it
  * has one.  Both exports, a job's by rank and a candidate's by id, answer
  * through here, so the same candidate is the same YAML. */
-static void export_candidate(api *a, conn *c, const store_candidate *cand)
+static void export_candidate(gd_api *a, gd_conn *c, const store_candidate *cand)
 {
 	nn_arch arch;
 	store_eval e;
 	char err[GRAFT_ERRLEN];
 	if (proto_arch_parse(cand->genome, strlen(cand->genome), &arch, err, sizeof(err))) {
-		server_reply_error(c, 500, "store", "the stored genome does not parse", NULL, 0, 0);
+		gd_server_reply_error(c, 500, "store", "the stored genome does not parse", NULL, 0, 0);
 		return;
 	}
 	if (store_eval_of(a->st, cand->id, &e) == 0) {
@@ -179,14 +179,14 @@ static void export_candidate(api *a, conn *c, const store_candidate *cand)
 	}
 	char *yaml = proto_arch_emit(&arch);
 	if (!yaml) {
-		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
 		return;
 	}
-	server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
+	gd_server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
 	free(yaml);
 }
 
-static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
+static void export(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 {
 	int rank = 1;
 	if (query_int(c, r, "rank", 1, 100000, &rank))
@@ -194,7 +194,7 @@ static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
 	store_rank *rk;
 	int n;
 	if (store_leaderboard(a->st, job, STORE_SORT_ACCURACY, rank, &rk, &n)) {
-		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
 		return;
 	}
 	int64_t id = n < rank ? 0 : rk[rank - 1].candidate_id;
@@ -203,14 +203,14 @@ static void export(api *a, conn *c, const proto_http_req *r, int64_t job)
 	if (!id)
 		not_found(c, "the job has no candidate of that rank (yet)");
 	else if (store_candidate_get(a->st, id, &cand))
-		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
 	else {
 		export_candidate(a, c, &cand);
 		free(cand.genome);
 	}
 }
 
-static void job_route(api *a, conn *c, const proto_http_req *r, const char *rest)
+static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char *rest)
 {
 	const char *slash = strchr(rest, '/');
 	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
@@ -224,10 +224,10 @@ static void job_route(api *a, conn *c, const proto_http_req *r, const char *rest
 	const char *sub = slash ? slash + 1 : "";
 	if (!*sub) {
 		if (!get) {
-			server_reply_error(c, 405, "bad_method", "use GET on a job", NULL, 0, 0);
+			gd_server_reply_error(c, 405, "bad_method", "use GET on a job", NULL, 0, 0);
 			return;
 		}
-		json_t *j = sched_job_json(a->sched, id);
+		json_t *j = gd_sched_job_json(a->sched, id);
 		if (!j)
 			not_found(c, "no such job");
 		else
@@ -236,16 +236,16 @@ static void job_route(api *a, conn *c, const proto_http_req *r, const char *rest
 	}
 	if (!strcmp(sub, "cancel") || !strcmp(sub, "pause") || !strcmp(sub, "resume")) {
 		if (!post) {
-			server_reply_error(c, 405, "bad_method", "use POST to cancel, pause or resume",
-			                   NULL, 0, 0);
+			gd_server_reply_error(c, 405, "bad_method", "use POST to cancel, pause or resume",
+			                      NULL, 0, 0);
 			return;
 		}
-		sched_answer ans;
-		sched_control(a->sched, id, sub, &ans);
+		gd_sched_answer ans;
+		gd_sched_control(a->sched, id, sub, &ans);
 		if (ans.status != 200)
-			server_reply_error(c, ans.status, ans.code, ans.message, NULL, 0, 0);
+			gd_server_reply_error(c, ans.status, ans.code, ans.message, NULL, 0, 0);
 		else
-			reply_json(c, 200, sched_job_json(a->sched, id));
+			reply_json(c, 200, gd_sched_job_json(a->sched, id));
 		return;
 	}
 	if (strcmp(sub, "leaderboard") && strcmp(sub, "export")) {
@@ -253,7 +253,7 @@ static void job_route(api *a, conn *c, const proto_http_req *r, const char *rest
 		return;
 	}
 	if (!get) {
-		server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
 		return;
 	}
 	store_job row;
@@ -287,7 +287,7 @@ static json_t *eval_json(const store_eval *e)
 	return o;
 }
 
-static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest)
+static void candidate(gd_api *a, gd_conn *c, const proto_http_req *r, const char *rest)
 {
 	const char *slash = strchr(rest, '/');
 	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
@@ -295,7 +295,7 @@ static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest
 	store_candidate cand;
 
 	if (strcmp(r->method, "GET")) {
-		server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
 		return;
 	}
 	if (parse_id(rest, idlen, &id) || store_candidate_get(a->st, id, &cand)) {
@@ -315,7 +315,7 @@ static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest
 			not_found(c, "no trained weights are kept for this candidate");
 			return;
 		}
-		server_reply_file(c, 200, "application/octet-stream", e.weights);
+		gd_server_reply_file(c, 200, "application/octet-stream", e.weights);
 		return;
 	}
 	if (*sub) {
@@ -356,12 +356,12 @@ static void candidate(api *a, conn *c, const proto_http_req *r, const char *rest
 	reply_json(c, 200, o);
 }
 
-static void grafts(api *a, conn *c)
+static void grafts(gd_api *a, gd_conn *c)
 {
 	store_graft *g;
 	int n;
 	if (store_graft_list(a->st, &g, &n)) {
-		server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
 		return;
 	}
 	json_t *list = json_array();
@@ -377,31 +377,31 @@ static void grafts(api *a, conn *c)
 
 /* ---- health and metrics --------------------------------------------------------------- */
 
-static void health(api *a, conn *c)
+static void health(gd_api *a, gd_conn *c)
 {
-	json_t *o = sched_health_json(a->sched);
+	json_t *o = gd_sched_health_json(a->sched);
 	json_object_set_new(o, "status", json_string("ok"));
 	json_object_set_new(o, "version", json_string(a->version));
 	json_object_set_new(o, "uptime_s", json_real(now_s() - a->started));
 	reply_json(c, 200, o);
 }
 
-static void metrics(api *a, conn *c)
+static void metrics(gd_api *a, gd_conn *c)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	sched_metrics m;
-	server_stats ss;
+	gd_sched_metrics m;
+	gd_server_stats ss;
 	int by_state[STORE_JOB_NSTATES];
 
 	if (!f) {
-		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
 		return;
 	}
-	sched_get_metrics(a->sched, &m);
-	server_get_stats(a->server, &ss);
-	sched_job_counts(a->sched, by_state);
+	gd_sched_get_metrics(a->sched, &m);
+	gd_server_get_stats(a->server, &ss);
+	gd_sched_job_counts(a->sched, by_state);
 	fprintf(f, "# HELP graft_jobs Jobs in the store by state.\n# TYPE graft_jobs gauge\n");
 	for (int s = 0; s < STORE_JOB_NSTATES; s++)
 		fprintf(f, "graft_jobs{state=\"%s\"} %d\n", store_job_state_name(s), by_state[s]);
@@ -425,23 +425,23 @@ static void metrics(api *a, conn *c)
 	        "graft_training_images_per_second %.1f\n", m.images_per_s);
 	fprintf(f, "# HELP graft_request_duration_seconds API request latency.\n"
 	        "# TYPE graft_request_duration_seconds histogram\n");
-	for (int i = 0; i < SERVER_NBUCKETS; i++)
+	for (int i = 0; i < GD_SERVER_NBUCKETS; i++)
 		fprintf(f, "graft_request_duration_seconds_bucket{le=\"%g\"} %ld\n",
-		        server_buckets[i], ss.bucket[i]);
+		        gd_server_buckets[i], ss.bucket[i]);
 	fprintf(f, "graft_request_duration_seconds_bucket{le=\"+Inf\"} %ld\n"
 	        "graft_request_duration_seconds_sum %.6f\n"
 	        "graft_request_duration_seconds_count %ld\n", ss.requests, ss.latency_sum,
 	        ss.requests);
 	fclose(f);
-	server_reply(c, 200, "text/plain; version=0.0.4", buf, len);
+	gd_server_reply(c, 200, "text/plain; version=0.0.4", buf, len);
 	free(buf);
 }
 
 /* ---- routing ----------------------------------------------------------------------- */
 
-void api_handle(conn *c, const proto_http_req *r, void *ctx)
+void gd_api_handle(gd_conn *c, const proto_http_req *r, void *ctx)
 {
-	api *a = ctx;
+	gd_api *a = ctx;
 	const char *p = r->path;
 	int get = !strcmp(r->method, "GET");
 
@@ -452,7 +452,7 @@ void api_handle(conn *c, const proto_http_req *r, void *ctx)
 	p += 4;
 	if (!strcmp(p, "health") || !strcmp(p, "metrics") || !strcmp(p, "grafts")) {
 		if (!get)
-			server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+			gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
 		else if (p[0] == 'h')
 			health(a, c);
 		else if (p[0] == 'm')
@@ -461,12 +461,12 @@ void api_handle(conn *c, const proto_http_req *r, void *ctx)
 			grafts(a, c);
 	} else if (!strcmp(p, "jobs")) {
 		if (get)
-			reply_json(c, 200, json_pack("{s:o}", "jobs", sched_jobs_json(a->sched)));
+			reply_json(c, 200, json_pack("{s:o}", "jobs", gd_sched_jobs_json(a->sched)));
 		else if (!strcmp(r->method, "POST"))
 			post_job(a, c, r);
 		else
-			server_reply_error(c, 405, "bad_method", "use GET or POST on /v1/jobs", NULL,
-			                   0, 0);
+			gd_server_reply_error(c, 405, "bad_method", "use GET or POST on /v1/jobs", NULL,
+			                      0, 0);
 	} else if (!strncmp(p, "jobs/", 5)) {
 		job_route(a, c, r, p + 5);
 	} else if (!strncmp(p, "candidates/", 11)) {

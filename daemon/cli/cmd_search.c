@@ -13,9 +13,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "daemon/cli.h"
-#include "daemon/driver.h"
-#include "daemon/jobrun.h"
+#include "daemon/cli/cli.h"
+#include "daemon/runtime/runtime.h"
 #include "proto/proto.h"
 #include "store/store.h"
 
@@ -34,7 +33,7 @@ static const char usage[] =
 
 struct search {
 	store *st;
-	jobrun *jr;
+	rt_jobrun *jr;
 	rt_driver *driver;
 	uv_loop_t *loop;
 	uv_signal_t sigint, sigterm;
@@ -43,7 +42,7 @@ struct search {
 
 static void stop_all(struct search *s);
 
-static int the_job(void *ctx, jobrun **out, int max)
+static int the_job(void *ctx, rt_jobrun **out, int max)
 {
 	struct search *s = ctx;
 	if (s->stopping || s->failed || max < 1)
@@ -52,16 +51,16 @@ static int the_job(void *ctx, jobrun **out, int max)
 	return 1;
 }
 
-static void on_event(void *ctx, jobrun *jr, const rt_event *e)
+static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 {
 	struct search *s = ctx;
-	jobrun_stats st;
+	rt_jobrun_stats st;
 
 	if (e->kind == RT_WORKER_PROBLEM) {
 		fprintf(stderr, "graft search: %s\n", e->message);
 		return;
 	}
-	jobrun_get_stats(jr, &st);
+	rt_jobrun_get_stats(jr, &st);
 	switch (e->kind) {
 	case RT_CACHED:
 		printf("[%4d/%d] %d answered from the store (cache hits so far: %d)\n", st.told,
@@ -90,7 +89,7 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 		break;
 	}
 	fflush(stdout);
-	if (jobrun_complete(jr))
+	if (rt_jobrun_complete(jr))
 		stop_all(s);
 }
 
@@ -228,39 +227,39 @@ int cli_search(int argc, char **argv)
 		return args > 0 ? CLI_OK : CLI_USAGE;
 	setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log as they happen */
 	snprintf(weights, sizeof(weights), "%s-weights", a.db);
-	jobrun_dirs dirs = { .weights = a.weights ? a.weights : weights };
-	jobrun_input *in = NULL;
-	enum jobrun_refusal why;
+	rt_jobrun_dirs dirs = { .weights = a.weights ? a.weights : weights };
+	rt_jobrun_input *in = NULL;
+	enum rt_jobrun_refusal why;
 	if (proto_read_file(a.spec, &text, &len, err, sizeof(err)) ||
-	    jobrun_input_load(text, len, &dirs, &in, &why, err, sizeof(err))) {
+	    rt_jobrun_input_load(text, len, &dirs, &in, &why, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s%s%s\n", text ? a.spec : "", text ? ": " : "", err);
 		free(text);
 		return CLI_FAIL;
 	}
-	spec = *jobrun_input_spec(in);
+	spec = *rt_jobrun_input_spec(in);
 	if (store_open(a.db, &s.st, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s\n", err);
-		jobrun_input_free(in);
+		rt_jobrun_input_free(in);
 		free(text);
 		return CLI_FAIL;
 	}
 	if (find_or_add_job(s.st, text, &spec, &job, &resumed)) {
 		fprintf(stderr, "graft search: %s\n", store_errmsg(s.st));
-		jobrun_input_free(in);
+		rt_jobrun_input_free(in);
 		goto out;
 	}
 	printf("graft search: job %lld '%s' in %s (%s)\n", (long long)job, spec.name, a.db,
 	       resumed ? "resuming" : "new");
-	if (jobrun_open(s.st, job, &dirs, in, stdout, &s.jr, err, sizeof(err))) {
+	if (rt_jobrun_open(s.st, job, &dirs, in, stdout, &s.jr, err, sizeof(err))) {
 		fprintf(stderr, "graft search: %s\n", err);
 		store_job_set_state(s.st, job, STORE_JOB_FAILED, err);
 		goto out;
 	}
-	jobrun_stats js;
-	jobrun_get_stats(s.jr, &js);
+	rt_jobrun_stats js;
+	rt_jobrun_get_stats(s.jr, &js);
 	if (resumed)
 		printf("graft search: %d of %d candidates already evaluated\n", js.told, js.total);
-	if (!jobrun_complete(s.jr)) {
+	if (!rt_jobrun_complete(s.jr)) {
 		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 		char threads[16];
 		exe[n > 0 ? n : 0] = '\0';
@@ -268,9 +267,9 @@ int cli_search(int argc, char **argv)
 		char *wargv[] = { exe, "worker", NULL };
 		int nworkers = a.workers ? (int)a.workers : spec.workers;
 		if (a.threads)
-			jobrun_set_threads(s.jr, (int)a.threads);
+			rt_jobrun_set_threads(s.jr, (int)a.threads);
 		s.loop = uv_default_loop();
-		pool_opts po = { .workers = nworkers, .argv = wargv, .heartbeat_s = 300 };
+		rt_pool_opts po = { .workers = nworkers, .argv = wargv, .heartbeat_s = 300 };
 		rt_driver_cb cb = { .jobs = the_job, .event = on_event };
 		store_job_set_state(s.st, job, STORE_JOB_RUNNING, NULL);
 		s.driver = rt_driver_new(s.loop, &po, &cb, &s);
@@ -295,14 +294,14 @@ int cli_search(int argc, char **argv)
 		goto out;
 	}
 	store_job_set_state(s.st, job, STORE_JOB_DONE, NULL);
-	jobrun_get_stats(s.jr, &js);
+	rt_jobrun_get_stats(s.jr, &js);
 	printf("\ngraft search: done: %d candidates, %d answered from the store, %d failed\n",
 	       js.told, js.cache_hits, js.failed);
 	print_summary(s.st, job, (int)a.top);
 	rc = CLI_OK;
 out:
 	rt_driver_free(s.driver);
-	jobrun_free(s.jr);
+	rt_jobrun_free(s.jr);
 	store_close(s.st);
 	free(text);
 	return rc;

@@ -13,14 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/pool.h"
+#include "daemon/runtime/pool.h"
 
 #define MAX_LINE (1024 * 1024)
 
 enum slot_state { SLOT_EMPTY, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY, SLOT_CLOSING };
 
 struct slot {
-	pool *p;
+	rt_pool *p;
 	int index;
 	enum slot_state state;
 	uv_process_t proc;
@@ -33,10 +33,10 @@ struct slot {
 	char kill_reason[GRAFT_ERRLEN + 100];
 };
 
-struct pool {
+struct rt_pool {
 	uv_loop_t *loop;
-	pool_opts o;
-	pool_cb cb;
+	rt_pool_opts o;
+	rt_pool_cb cb;
 	void *ctx;
 	struct slot *slots;
 	uv_timer_t tick, grace;
@@ -44,7 +44,7 @@ struct pool {
 	void (*done)(void *ctx);
 };
 
-static double now_s(pool *p)
+static double now_s(rt_pool *p)
 {
 	return (double)uv_now(p->loop) / 1000.0;
 }
@@ -53,7 +53,7 @@ static void spawn(struct slot *s);
 
 /* ---- ending a worker -------------------------------------------------------- */
 
-static void maybe_finished(pool *p);
+static void maybe_finished(rt_pool *p);
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -93,7 +93,7 @@ static void kill_slot(struct slot *s, const char *reason)
 static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
 {
 	struct slot *s = proc->data;
-	pool *p = s->p;
+	rt_pool *p = s->p;
 	char reason[sizeof(((struct slot *)0)->kill_reason)];
 	int busy = s->state == SLOT_BUSY;
 
@@ -126,7 +126,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 
 static void on_line(struct slot *s, char *line, size_t len)
 {
-	pool *p = s->p;
+	rt_pool *p = s->p;
 	char err[GRAFT_ERRLEN];
 	proto_wmsg m;
 	int rc = proto_wmsg_decode(line, len, &m, err, sizeof(err));
@@ -189,7 +189,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 
 static void spawn(struct slot *s)
 {
-	pool *p = s->p;
+	rt_pool *p = s->p;
 	uv_stdio_container_t io[3];
 	uv_process_options_t o;
 	int rc;
@@ -249,7 +249,7 @@ static long rss_mb(int pid)
 
 static void on_tick(uv_timer_t *t)
 {
-	pool *p = t->data;
+	rt_pool *p = t->data;
 	double now = now_s(p);
 	char why[200];
 
@@ -280,9 +280,9 @@ static void on_tick(uv_timer_t *t)
 	}
 }
 
-pool *pool_new(uv_loop_t *loop, const pool_opts *o, const pool_cb *cb, void *ctx)
+rt_pool *rt_pool_new(uv_loop_t *loop, const rt_pool_opts *o, const rt_pool_cb *cb, void *ctx)
 {
-	pool *p = calloc(1, sizeof(*p));
+	rt_pool *p = calloc(1, sizeof(*p));
 	if (!p || o->workers < 1 || !o->argv || !o->argv[0]) {
 		free(p);
 		return NULL;
@@ -320,7 +320,7 @@ static void on_written(uv_write_t *w, int status)
 	free(w);
 }
 
-int pool_send(pool *p, int w, const char *line, double time_limit_s)
+int rt_pool_send(rt_pool *p, int w, const char *line, double time_limit_s)
 {
 	if (w < 0 || w >= p->o.workers || p->slots[w].state != SLOT_IDLE ||
 	    p->slots[w].kill_reason[0])
@@ -348,7 +348,7 @@ int pool_send(pool *p, int w, const char *line, double time_limit_s)
 	return 0;
 }
 
-void pool_release(pool *p, int w)
+void rt_pool_release(rt_pool *p, int w)
 {
 	struct slot *s = &p->slots[w];
 	if (s->state != SLOT_BUSY || s->kill_reason[0])
@@ -362,12 +362,12 @@ void pool_release(pool *p, int w)
 
 static void timer_closed(uv_handle_t *h)
 {
-	pool *p = h->data;
+	rt_pool *p = h->data;
 	p->open_timers--;
 	maybe_finished(p);
 }
 
-static void maybe_finished(pool *p)
+static void maybe_finished(rt_pool *p)
 {
 	if (!p->stopping)
 		return;
@@ -391,12 +391,12 @@ static void maybe_finished(pool *p)
 
 static void on_grace(uv_timer_t *t)
 {
-	pool *p = t->data;
+	rt_pool *p = t->data;
 	for (int i = 0; i < p->o.workers; i++)
 		kill_slot(&p->slots[i], "stopped: the pool is shutting down");
 }
 
-void pool_stop(pool *p, double grace_s, void (*done)(void *ctx))
+void rt_pool_stop(rt_pool *p, double grace_s, void (*done)(void *ctx))
 {
 	p->stopping = 1;
 	p->done = done;
@@ -412,7 +412,7 @@ void pool_stop(pool *p, double grace_s, void (*done)(void *ctx))
 	maybe_finished(p);
 }
 
-int pool_idle_worker(const pool *p)
+int rt_pool_idle_worker(const rt_pool *p)
 {
 	for (int w = 0; !p->stopping && w < p->o.workers; w++)
 		if (p->slots[w].state == SLOT_IDLE && !p->slots[w].kill_reason[0])
@@ -420,22 +420,22 @@ int pool_idle_worker(const pool *p)
 	return -1;
 }
 
-int pool_restarts(const pool *p)
+int rt_pool_restarts(const rt_pool *p)
 {
 	return p->restarts;
 }
 
-int pool_busy(const pool *p, int w)
+int rt_pool_busy(const rt_pool *p, int w)
 {
 	return w >= 0 && w < p->o.workers && p->slots[w].state == SLOT_BUSY;
 }
 
-int pool_pid(const pool *p, int w)
+int rt_pool_pid(const rt_pool *p, int w)
 {
 	return w >= 0 && w < p->o.workers ? p->slots[w].pid : 0;
 }
 
-int pool_size(const pool *p)
+int rt_pool_size(const rt_pool *p)
 {
 	return p->o.workers;
 }

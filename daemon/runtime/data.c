@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/data.h"
+#include "daemon/runtime/runtime.h"
 #include "search/search.h"
 
-int data_load_split(const data_src *src, nn_dataset *train, nn_dataset *val,
-                    char *err, size_t errlen)
+int rt_data_load_split(const rt_data_src *src, nn_dataset *train, nn_dataset *val,
+                       char *err, size_t errlen)
 {
 	nn_dataset all = { 0 };
 	const char *name = src->dir ? src->dir : src->train_images;
@@ -47,7 +47,7 @@ static void hash_part(nn_sha256 *h, const nn_dataset *d)
 	}
 }
 
-void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
+void rt_data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
 {
 	nn_sha256 h;
 	nn_sha256_init(&h);
@@ -57,7 +57,7 @@ void data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65])
 	nn_sha256_final(&h, hex);
 }
 
-void data_dir_default(char *out, size_t len)
+void rt_data_dir_default(char *out, size_t len)
 {
 	search_user_dir(out, len, "GRAFT_DATA_DIR", "XDG_DATA_HOME", ".local/share");
 }

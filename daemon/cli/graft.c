@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/cli.h"
-#include "daemon/worker.h"
+#include "daemon/cli/cli.h"
+#include "daemon/runtime/runtime.h"
 #include "nn/nn.h"
 
 static const char usage[] =
@@ -172,7 +172,7 @@ int main(int argc, char **argv)
 	if (cli_client_command(argv[1]))
 		return cli_client(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "worker")) /* started by `graft search`, not by people */
-		return worker_main(argc - 1, argv + 1);
+		return rt_worker_main(argc - 1, argv + 1);
 	fprintf(stderr, "graft: unknown command '%s'\n\n%s", argv[1], usage);
 	return CLI_USAGE;
 }

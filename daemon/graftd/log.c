@@ -6,14 +6,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/log.h"
+#include "daemon/graftd/graftd.h"
 
 static const char *const names[] = { "debug", "info", "warn", "error" };
-static int min_level = LOG_INFO;
+static int min_level = GD_LOG_INFO;
 static FILE *out;
 static char path_buf[4096];
 
-int log_level_parse(const char *name)
+int gd_log_level_parse(const char *name)
 {
 	for (int i = 0; i < 4; i++)
 		if (!strcmp(name, names[i]))
@@ -21,22 +21,22 @@ int log_level_parse(const char *name)
 	return -1;
 }
 
-void log_set_level(int level)
+void gd_log_set_level(int level)
 {
 	min_level = level;
 }
 
-int log_open(const char *path)
+int gd_log_open(const char *path)
 {
 	if (!path) {
 		path_buf[0] = '\0';
 		return 0;
 	}
 	snprintf(path_buf, sizeof(path_buf), "%s", path);
-	return log_reopen();
+	return gd_log_reopen();
 }
 
-int log_reopen(void)
+int gd_log_reopen(void)
 {
 	if (!path_buf[0])
 		return 0;
@@ -50,7 +50,7 @@ int log_reopen(void)
 	return 0;
 }
 
-void log_msg(int level, const char *fmt, ...)
+void gd_log_msg(int level, const char *fmt, ...)
 {
 	char stamp[32];
 	struct timespec ts;

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/data.h"
+#include "daemon/cli/cli.h"
+#include "daemon/runtime/runtime.h"
 #include "nn/nn.h"
 #include "proto/proto.h"
 #include "search/search.h"
@@ -181,8 +181,8 @@ static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *
 {
 	char err[GRAFT_ERRLEN] = "";
 
-	if (data_load_split(&(data_src){ .dir = a->data, .validation = a->validation },
-	                    train, val, err, sizeof(err)) ||
+	if (rt_data_load_split(&(rt_data_src){ .dir = a->data, .validation = a->validation },
+	                       train, val, err, sizeof(err)) ||
 	    nn_dataset_load_dir(test, a->data, 1, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s\n", err);
 		return -1;
@@ -290,7 +290,7 @@ static int graft_from_cache(nn_net *net, const char *sha, char *path, size_t pat
 
 	search_graft_cache_dir(base, sizeof(base));
 	snprintf(dir[0], sizeof(dir[0]), "%s/grafts", base);
-	data_dir_default(base, sizeof(base));
+	rt_data_dir_default(base, sizeof(base));
 	snprintf(dir[1], sizeof(dir[1]), "%s/grafts/grafts", base);
 	snprintf(dirs, dirslen, "%s and %s", dir[0], dir[1]);
 	for (int d = 0; d < 2; d++) {

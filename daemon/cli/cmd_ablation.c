@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/data.h"
+#include "daemon/cli/cli.h"
+#include "daemon/runtime/runtime.h"
 #include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -419,8 +419,8 @@ int cli_ablation(int argc, char **argv)
 	if (ab.nsrc < 0)
 		return CLI_USAGE;
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-	if (data_load_split(&(data_src){ .dir = a.data, .validation = a.validation },
-	                    &ab.train, &ab.val, err, sizeof(err))) {
+	if (rt_data_load_split(&(rt_data_src){ .dir = a.data, .validation = a.validation },
+	                       &ab.train, &ab.val, err, sizeof(err))) {
 		fprintf(stderr, "graft ablation: %s\n", err);
 		return CLI_FAIL;
 	}

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "daemon/client.h"
-#include "daemon/data.h"
+#include "daemon/cli/cli.h"
+#include "daemon/runtime/runtime.h"
 
-void client_socket_path(const char *flag, char *out, size_t len)
+void cli_socket_path(const char *flag, char *out, size_t len)
 {
 	const char *env = getenv("GRAFT_SOCKET");
 	char dir[4096];
@@ -19,7 +19,7 @@ void client_socket_path(const char *flag, char *out, size_t len)
 	} else if (env && *env) {
 		snprintf(out, len, "%s", env);
 	} else {
-		data_dir_default(dir, sizeof(dir));
+		rt_data_dir_default(dir, sizeof(dir));
 		snprintf(out, len, "%.4000s/graftd.sock", dir);
 	}
 }
@@ -43,10 +43,10 @@ static size_t on_data(char *d, size_t size, size_t n, void *ctx)
 	return k;
 }
 
-client_resp client_call(const char *sock, const char *method, const char *path,
-                        const char *content_type, const char *body, size_t body_len)
+cli_resp cli_call(const char *sock, const char *method, const char *path,
+                  const char *content_type, const char *body, size_t body_len)
 {
-	client_resp r = { 0 };
+	cli_resp r = { 0 };
 	struct sink s = { 0 };
 	char url[1200], ct[160];
 	struct curl_slist *h = NULL;
@@ -90,13 +90,13 @@ client_resp client_call(const char *sock, const char *method, const char *path,
 	return r;
 }
 
-void client_resp_free(client_resp *r)
+void cli_resp_free(cli_resp *r)
 {
 	free(r->body);
 	r->body = NULL;
 }
 
-int client_fail(const char *cmd, const char *sock, const client_resp *r)
+int cli_fail(const char *cmd, const char *sock, const cli_resp *r)
 {
 	if (r->status == 0) {
 		struct stat sb;
@@ -129,7 +129,7 @@ int client_fail(const char *cmd, const char *sock, const client_resp *r)
 	return 1;
 }
 
-json_t *client_json(const char *cmd, const client_resp *r)
+json_t *cli_json(const char *cmd, const cli_resp *r)
 {
 	json_error_t e;
 	json_t *j = json_loads(r->body, 0, &e);

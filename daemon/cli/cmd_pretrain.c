@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/data.h"
+#include "daemon/cli/cli.h"
+#include "daemon/runtime/runtime.h"
 #include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -138,8 +138,8 @@ int cli_pretrain(int argc, char **argv)
 	if (args)
 		return args > 0 ? CLI_OK : CLI_USAGE;
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-	if (data_load_split(&(data_src){ .dir = a.data, .validation = a.validation },
-	                    &train, &val, err, sizeof(err))) {
+	if (rt_data_load_split(&(rt_data_src){ .dir = a.data, .validation = a.validation },
+	                       &train, &val, err, sizeof(err))) {
 		fprintf(stderr, "graft pretrain: %s\n", err);
 		return CLI_FAIL;
 	}

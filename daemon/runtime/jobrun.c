@@ -24,9 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "daemon/data.h"
-#include "daemon/fetch.h"
-#include "daemon/jobrun.h"
+#include "daemon/runtime/runtime.h"
 
 /* What the job remembers of each candidate, by seq. */
 struct cand {
@@ -40,17 +38,17 @@ struct cand {
 
 /* What a job is before it runs: its spec, and its dataset loaded, split,
  * identified and checked. */
-struct jobrun_input {
+struct rt_jobrun_input {
 	char *spec_text;
 	proto_job spec;
 	nn_dataset train, val;
 	char data_sha[65];
 };
 
-struct jobrun {
+struct rt_jobrun {
 	store *st;
 	int64_t job_id;
-	jobrun_input *in;
+	rt_jobrun_input *in;
 	proto_job spec;            /* in->spec, with the overrides of this run */
 	search_strategy *strat;
 	nn_dataset *train, *val;   /* in's */
@@ -78,7 +76,7 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, const char *w
 	return rc ? rc : GRAFT_EINVAL;
 }
 
-static struct cand *cand_add(jobrun *jr)
+static struct cand *cand_add(rt_jobrun *jr)
 {
 	if (jr->ncand == jr->cap) {
 		int cap = jr->cap ? 2 * jr->cap : 256;
@@ -102,11 +100,11 @@ static struct cand *cand_add(jobrun *jr)
 /* ---- opening: data, graft, base architecture ------------------------------ */
 
 /* Dataset files given by URL become local paths (fetched once, cached). */
-static int fetch_data(proto_job *j, const jobrun_dirs *dirs, char *err, size_t errlen)
+static int fetch_data(proto_job *j, const rt_jobrun_dirs *dirs, char *err, size_t errlen)
 {
 	char dir[4200];
-	fetch_limits lim = { dirs->fetch_max_bytes ? dirs->fetch_max_bytes : FETCH_DEFAULT_MAX_BYTES,
-	                     dirs->fetch_timeout_s ? dirs->fetch_timeout_s : FETCH_DEFAULT_TIMEOUT_S };
+	rt_fetch_limits lim = { dirs->fetch_max_bytes ? dirs->fetch_max_bytes : RT_FETCH_DEFAULT_MAX_BYTES,
+	                     dirs->fetch_timeout_s ? dirs->fetch_timeout_s : RT_FETCH_DEFAULT_TIMEOUT_S };
 	if (dirs->datasets) {
 		snprintf(dir, sizeof(dir), "%s", dirs->datasets);
 	} else {
@@ -114,7 +112,7 @@ static int fetch_data(proto_job *j, const jobrun_dirs *dirs, char *err, size_t e
 		search_graft_cache_dir(cache, sizeof(cache));
 		snprintf(dir, sizeof(dir), "%s/datasets", cache);
 	}
-	return fetch_job_data(j, dir, &lim, err, errlen);
+	return rt_fetch_job_data(j, dir, &lim, err, errlen);
 }
 
 static const char *data_name(const proto_job *j)
@@ -125,7 +123,7 @@ static const char *data_name(const proto_job *j)
 /* Refuses a dataset that every candidate would fail on later: one class,
  * images graft-arch/1 cannot describe, a constant channel (std 0: nothing
  * to learn, and no normalization the format accepts). */
-static int check_data(const jobrun_input *in, char *err, size_t errlen)
+static int check_data(const rt_jobrun_input *in, char *err, size_t errlen)
 {
 	const nn_dataset *t = &in->train;
 	float mean[NN_MAX_CHANNELS], std[NN_MAX_CHANNELS];
@@ -157,14 +155,14 @@ static int check_data(const jobrun_input *in, char *err, size_t errlen)
 	return 0;
 }
 
-int jobrun_input_load(const char *text, size_t len, const jobrun_dirs *dirs,
-                      jobrun_input **out, enum jobrun_refusal *why, char *err, size_t errlen)
+int rt_jobrun_input_load(const char *text, size_t len, const rt_jobrun_dirs *dirs,
+                      rt_jobrun_input **out, enum rt_jobrun_refusal *why, char *err, size_t errlen)
 {
-	jobrun_input *in = calloc(1, sizeof(*in));
+	rt_jobrun_input *in = calloc(1, sizeof(*in));
 	int rc;
 
 	*out = NULL;
-	*why = JOBRUN_BAD_SPEC;
+	*why = RT_JOBRUN_BAD_SPEC;
 	if (!in || !(in->spec_text = malloc(len + 1))) {
 		free(in);
 		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
@@ -177,37 +175,37 @@ int jobrun_input_load(const char *text, size_t len, const jobrun_dirs *dirs,
 	}
 	if ((rc = proto_job_parse(text, len, &in->spec, err, errlen)))
 		goto fail;
-	*why = JOBRUN_BAD_DATASET;
-	data_src src = { .dir = in->spec.dataset.dir[0] ? in->spec.dataset.dir : NULL,
+	*why = RT_JOBRUN_BAD_DATASET;
+	rt_data_src src = { .dir = in->spec.dataset.dir[0] ? in->spec.dataset.dir : NULL,
 	                 .train_images = in->spec.dataset.train_images,
 	                 .train_labels = in->spec.dataset.train_labels,
 	                 .validation = in->spec.dataset.validation };
 	if ((rc = fetch_data(&in->spec, dirs, err, errlen)) ||
-	    (rc = data_load_split(&src, &in->train, &in->val, err, errlen)) ||
+	    (rc = rt_data_load_split(&src, &in->train, &in->val, err, errlen)) ||
 	    (rc = check_data(in, err, errlen)))
 		goto fail;
-	data_sha256(&in->train, &in->val, in->data_sha);
-	*why = JOBRUN_BAD_SPACE;
-	if ((rc = jobrun_check_space(&in->spec, &in->train, err, errlen)))
+	rt_data_sha256(&in->train, &in->val, in->data_sha);
+	*why = RT_JOBRUN_BAD_SPACE;
+	if ((rc = rt_jobrun_check_space(&in->spec, &in->train, err, errlen)))
 		goto fail;
 	*out = in;
 	return 0;
 fail:
-	jobrun_input_free(in);
+	rt_jobrun_input_free(in);
 	return rc;
 }
 
-const proto_job *jobrun_input_spec(const jobrun_input *in)
+const proto_job *rt_jobrun_input_spec(const rt_jobrun_input *in)
 {
 	return &in->spec;
 }
 
-const char *jobrun_input_text(const jobrun_input *in)
+const char *rt_jobrun_input_text(const rt_jobrun_input *in)
 {
 	return in->spec_text;
 }
 
-void jobrun_input_free(jobrun_input *in)
+void rt_jobrun_input_free(rt_jobrun_input *in)
 {
 	if (!in)
 		return;
@@ -218,7 +216,7 @@ void jobrun_input_free(jobrun_input *in)
 }
 
 /* Records the job's dataset (its identity) in the store. */
-static int record_data(jobrun *jr, char *err, size_t errlen)
+static int record_data(rt_jobrun *jr, char *err, size_t errlen)
 {
 	const proto_job *j = &jr->spec;
 	int rc = store_dataset_put(jr->st, data_name(j), jr->in->data_sha,
@@ -247,8 +245,8 @@ static void make_base(const proto_job *j, const nn_dataset *train, nn_arch *a)
 		a->train.crop = a->in_h <= 28 && a->in_w <= 28 ? 2 : 4;
 }
 
-int jobrun_check_space(const proto_job *j, const nn_dataset *train, char *err,
-                       size_t errlen)
+int rt_jobrun_check_space(const proto_job *j, const nn_dataset *train, char *err,
+                          size_t errlen)
 {
 	const search_space *s = &j->space;
 	nn_arch a;
@@ -290,7 +288,7 @@ static void log_pretrain(const nn_progress *p, void *ctx)
 		        p->loss);
 }
 
-static int find_stored_graft(jobrun *jr, char *err, size_t errlen)
+static int find_stored_graft(rt_jobrun *jr, char *err, size_t errlen)
 {
 	store_graft *g;
 	int n, rc = store_graft_list(jr->st, &g, &n);
@@ -315,7 +313,7 @@ static int find_stored_graft(jobrun *jr, char *err, size_t errlen)
 	return 0;
 }
 
-static int obtain_graft(jobrun *jr, const char *dir, FILE *log, char *err, size_t errlen)
+static int obtain_graft(rt_jobrun *jr, const char *dir, FILE *log, char *err, size_t errlen)
 {
 	static const char *const names[] = {
 		[PROTO_GRAFT_TARGET] = "target", [PROTO_GRAFT_SYNTHETIC] = "synthetic",
@@ -365,7 +363,7 @@ static int cmp_tell(const void *a, const void *b)
 	return (x->tell_seq > y->tell_seq) - (x->tell_seq < y->tell_seq);
 }
 
-static int replay_tell(jobrun *jr, const store_candidate *c)
+static int replay_tell(rt_jobrun *jr, const store_candidate *c)
 {
 	struct cand *k = &jr->c[c->seq];
 	k->told = 1;
@@ -375,7 +373,7 @@ static int replay_tell(jobrun *jr, const store_candidate *c)
 	return search_tell(jr->strat, c->seq, c->fitness);
 }
 
-static int replay(jobrun *jr, char *err, size_t errlen)
+static int replay(rt_jobrun *jr, char *err, size_t errlen)
 {
 	store_candidate *c = NULL, **told = NULL;
 	int n = 0, ntold = 0, ti = 0, rc;
@@ -459,16 +457,16 @@ out:
 	return rc;
 }
 
-int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, jobrun_input *in,
-                FILE *log, jobrun **out, char *err, size_t errlen)
+int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_jobrun_input *in,
+                   FILE *log, rt_jobrun **out, char *err, size_t errlen)
 {
-	jobrun *jr = calloc(1, sizeof(*jr));
+	rt_jobrun *jr = calloc(1, sizeof(*jr));
 	store_job job;
 	int rc;
 
 	*out = NULL;
 	if (!jr) {
-		jobrun_input_free(in);
+		rt_jobrun_input_free(in);
 		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
 	}
 	jr->st = st;
@@ -485,8 +483,8 @@ int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, jobrun_input
 	if (!jr->in) {
 		/* After a restart: the same checks as at submission, on the spec the
 		 * job was submitted with. */
-		enum jobrun_refusal why;
-		rc = jobrun_input_load(job.spec, strlen(job.spec), dirs, &jr->in, &why, err, errlen);
+		enum rt_jobrun_refusal why;
+		rc = rt_jobrun_input_load(job.spec, strlen(job.spec), dirs, &jr->in, &why, err, errlen);
 	}
 	store_job_clear(&job);
 	if (rc)
@@ -523,11 +521,11 @@ int jobrun_open(store *st, int64_t job_id, const jobrun_dirs *dirs, jobrun_input
 	*out = jr;
 	return 0;
 fail:
-	jobrun_free(jr);
+	rt_jobrun_free(jr);
 	return rc;
 }
 
-void jobrun_free(jobrun *jr)
+void rt_jobrun_free(rt_jobrun *jr)
 {
 	if (!jr)
 		return;
@@ -536,21 +534,21 @@ void jobrun_free(jobrun *jr)
 	free(jr->c);
 	free(jr->pending);
 	search_strategy_free(jr->strat);
-	jobrun_input_free(jr->in);
+	rt_jobrun_input_free(jr->in);
 	free(jr);
 }
 
-void jobrun_set_store(jobrun *jr, store *st)
+void rt_jobrun_set_store(rt_jobrun *jr, store *st)
 {
 	jr->st = st;
 }
 
-const proto_job *jobrun_spec(const jobrun *jr)
+const proto_job *rt_jobrun_spec(const rt_jobrun *jr)
 {
 	return &jr->spec;
 }
 
-void jobrun_set_threads(jobrun *jr, int threads)
+void rt_jobrun_set_threads(rt_jobrun *jr, int threads)
 {
 	if (threads > 0)
 		jr->spec.threads = threads;
@@ -566,7 +564,7 @@ static int file_exists(const char *path)
 
 /* The evaluation a candidate runs as: its cache key, the recipe it trains
  * with, and the parent weights it starts from (NULL for a fresh start). */
-static const char *plan_eval(jobrun *jr, int seq, nn_arch *a, store_eval *e)
+static const char *plan_eval(rt_jobrun *jr, int seq, nn_arch *a, store_eval *e)
 {
 	const struct cand *k = &jr->c[seq];
 	const struct cand *p = k->parent >= 0 ? &jr->c[k->parent] : NULL;
@@ -590,7 +588,7 @@ static const char *plan_eval(jobrun *jr, int seq, nn_arch *a, store_eval *e)
 }
 
 /* The worker's task for evaluation e of a, in t (its strings malloc'd). */
-static int make_task(jobrun *jr, const store_eval *e, const nn_arch *a, const char *parent,
+static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const char *parent,
                      const char *save, proto_task *t)
 {
 	const proto_job *j = &jr->spec;
@@ -623,7 +621,7 @@ static int make_task(jobrun *jr, const store_eval *e, const nn_arch *a, const ch
 }
 
 /* Reads candidate seq's genome back from the store. */
-static int genome_of(jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
+static int genome_of(rt_jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
 {
 	store_candidate c;
 	int rc = store_candidate_get(jr->st, jr->c[seq].id, &c);
@@ -635,7 +633,7 @@ static int genome_of(jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
 	return rc;
 }
 
-static void tell_local(jobrun *jr, int seq, double fitness, const store_eval *e)
+static void tell_local(rt_jobrun *jr, int seq, double fitness, const store_eval *e)
 {
 	struct cand *k = &jr->c[seq];
 	k->told = 1;
@@ -648,14 +646,14 @@ static void tell_local(jobrun *jr, int seq, double fitness, const store_eval *e)
 	search_tell(jr->strat, seq, fitness);
 }
 
-static int told_count(const jobrun *jr)
+static int told_count(const rt_jobrun *jr)
 {
 	return search_strategy_told(jr->strat);
 }
 
 /* Answers seq from the store if its key was evaluated before: records a
  * cached evaluation and the tell in one transaction.  1 if answered. */
-static int try_cache(jobrun *jr, int seq, store_eval *e, char *err, size_t errlen)
+static int try_cache(rt_jobrun *jr, int seq, store_eval *e, char *err, size_t errlen)
 {
 	store_eval hit = *e;
 	int rc = store_cache_find(jr->st, &hit);
@@ -688,8 +686,8 @@ static int try_cache(jobrun *jr, int seq, store_eval *e, char *err, size_t errle
 }
 
 /* Makes seq's task, or answers it from the cache (returns 0 then). */
-static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
-                   const store_candidate *rec, jobrun_task *t, int *hits, char *err,
+static int prepare(rt_jobrun *jr, int seq, nn_arch *a, int new_candidate,
+                   const store_candidate *rec, rt_jobrun_task *t, int *hits, char *err,
                    size_t errlen)
 {
 	store_eval e;
@@ -744,7 +742,7 @@ static int prepare(jobrun *jr, int seq, nn_arch *a, int new_candidate,
 	return 1;
 }
 
-int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen)
+int rt_jobrun_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
 {
 	int rc;
 
@@ -791,15 +789,15 @@ int jobrun_next(jobrun *jr, jobrun_task *t, int *hits, char *err, size_t errlen)
 /* The task is over for this process, whatever the store said: nothing of
  * it is in flight any more (the store keeps it as running or failed, and a
  * restart runs it again). */
-static void end_task(jobrun *jr, jobrun_task *t)
+static void end_task(rt_jobrun *jr, rt_jobrun_task *t)
 {
 	jr->in_flight--;
 	proto_task_clear(&t->task);
 	t->live = 0;
 }
 
-int jobrun_result(jobrun *jr, jobrun_task *t, const proto_result *r, const char *worker,
-                  char *err, size_t errlen)
+int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, const char *worker,
+                     char *err, size_t errlen)
 {
 	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_DONE };
 	int rc;
@@ -838,8 +836,8 @@ int jobrun_result(jobrun *jr, jobrun_task *t, const proto_result *r, const char 
 	return 0;
 }
 
-int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *worker,
-                   char *err, size_t errlen)
+int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, const char *worker,
+                      char *err, size_t errlen)
 {
 	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
 	int rc, retry;
@@ -868,7 +866,7 @@ int jobrun_failure(jobrun *jr, jobrun_task *t, const char *reason, const char *w
 	return retry;
 }
 
-void jobrun_abandon(jobrun *jr, jobrun_task *t)
+void rt_jobrun_abandon(rt_jobrun *jr, rt_jobrun_task *t)
 {
 	if (!t->live)
 		return;
@@ -880,7 +878,7 @@ void jobrun_abandon(jobrun *jr, jobrun_task *t)
 	end_task(jr, t);
 }
 
-void jobrun_get_stats(const jobrun *jr, jobrun_stats *s)
+void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->told = told_count(jr);
@@ -899,7 +897,7 @@ void jobrun_get_stats(const jobrun *jr, jobrun_stats *s)
 		}
 }
 
-int jobrun_complete(const jobrun *jr)
+int rt_jobrun_complete(const rt_jobrun *jr)
 {
 	return told_count(jr) >= jr->spec.candidates;
 }

@@ -14,12 +14,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "daemon/api.h"
-#include "daemon/data.h"
-#include "daemon/log.h"
-#include "daemon/sched.h"
-#include "daemon/server.h"
-#include "daemon/worker.h"
+#include "daemon/graftd/graftd.h"
+#include "daemon/runtime/runtime.h"
 #include "proto/proto.h"
 #include "search/search.h"
 #include "store/store.h"
@@ -45,9 +41,9 @@ static const char usage[] =
 struct daemon {
 	uv_loop_t *loop;
 	store *st;
-	sched *sched;
-	server *server;
-	api api;
+	gd_sched *sched;
+	gd_server *server;
+	gd_api api;
 	uv_signal_t sigterm, sigint, sighup;
 	proto_daemon_config cfg;
 	int draining, pending;
@@ -60,7 +56,7 @@ static void stopped_part(void *ctx)
 		uv_close((uv_handle_t *)&d->sigterm, NULL);
 		uv_close((uv_handle_t *)&d->sigint, NULL);
 		uv_close((uv_handle_t *)&d->sighup, NULL);
-		log_msg(LOG_INFO, "drained; state committed; exiting");
+		gd_log_msg(GD_LOG_INFO, "drained; state committed; exiting");
 		uv_stop(d->loop);
 	}
 }
@@ -69,19 +65,19 @@ static void on_signal(uv_signal_t *h, int sig)
 {
 	struct daemon *d = h->data;
 	if (sig == SIGHUP) {
-		if (log_reopen())
-			log_msg(LOG_ERROR, "cannot reopen the log file");
+		if (gd_log_reopen())
+			gd_log_msg(GD_LOG_ERROR, "cannot reopen the log file");
 		else
-			log_msg(LOG_INFO, "log reopened");
+			gd_log_msg(GD_LOG_INFO, "log reopened");
 		return;
 	}
 	if (d->draining)
 		return;
 	d->draining = 1;
-	log_msg(LOG_INFO, "%s: draining", strsignal(sig));
+	gd_log_msg(GD_LOG_INFO, "%s: draining", strsignal(sig));
 	d->pending = 2;
-	server_close(d->server, stopped_part, d);
-	sched_stop(d->sched, d->cfg.drain_s, stopped_part, d);
+	gd_server_close(d->server, stopped_part, d);
+	gd_sched_stop(d->sched, d->cfg.drain_s, stopped_part, d);
 }
 
 static int parse_args(int argc, char **argv, proto_daemon_config *c, const char **config)
@@ -123,7 +119,7 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 		case 'c': break;
 		case 'f': snprintf(c->log_file, sizeof(c->log_file), "%s", optarg); break;
 		case 'l':
-			if (log_level_parse(optarg) < 0) {
+			if (gd_log_level_parse(optarg) < 0) {
 				fprintf(stderr, "graftd: --log-level: expected debug, info, warn or "
 				        "error, got '%s'\n", optarg);
 				return -1;
@@ -157,31 +153,31 @@ int main(int argc, char **argv)
 	char *wargv[PROTO_MAX_ARGV];
 
 	if (argc > 1 && !strcmp(argv[1], "worker"))
-		return worker_main(argc - 1, argv + 1);
+		return rt_worker_main(argc - 1, argv + 1);
 	umask(077); /* the store, weights and socket are the owner's alone */
 	proto_daemon_config_defaults(&d.cfg);
 	int a = parse_args(argc, argv, &d.cfg, &config);
 	if (a)
 		return a > 0 ? 0 : 2;
 	if (!d.cfg.data_dir[0])
-		data_dir_default(d.cfg.data_dir, sizeof(d.cfg.data_dir));
+		rt_data_dir_default(d.cfg.data_dir, sizeof(d.cfg.data_dir));
 	if (!d.cfg.socket[0])
 		snprintf(d.cfg.socket, sizeof(d.cfg.socket), "%.1000s/graftd.sock", d.cfg.data_dir);
 	if (!d.cfg.workers)
 		d.cfg.workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	log_set_level(log_level_parse(d.cfg.log_level));
-	if (d.cfg.log_file[0] && log_open(d.cfg.log_file)) {
+	gd_log_set_level(gd_log_level_parse(d.cfg.log_level));
+	if (d.cfg.log_file[0] && gd_log_open(d.cfg.log_file)) {
 		fprintf(stderr, "graftd: cannot open the log file %s: %s\n", d.cfg.log_file,
 		        strerror(errno));
 		return 1;
 	}
 	if (search_make_dirs(d.cfg.data_dir, err, sizeof(err))) {
-		log_msg(LOG_ERROR, "the data directory: %s", err);
+		gd_log_msg(GD_LOG_ERROR, "the data directory: %s", err);
 		return 1;
 	}
 	snprintf(db, sizeof(db), "%s/graft.db", d.cfg.data_dir);
 	if (store_open(db, &d.st, err, sizeof(err))) {
-		log_msg(LOG_ERROR, "%s", err);
+		gd_log_msg(GD_LOG_ERROR, "%s", err);
 		return 1;
 	}
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -197,23 +193,23 @@ int main(int argc, char **argv)
 	d.loop = uv_default_loop();
 	char data_dir[PROTO_PATH_MAX];
 	snprintf(data_dir, sizeof(data_dir), "%s", d.cfg.data_dir);
-	sched_opts so = { .db_path = db, .data_dir = data_dir, .workers = d.cfg.workers,
+	gd_sched_opts so = { .db_path = db, .data_dir = data_dir, .workers = d.cfg.workers,
 	                  .worker_argv = wargv, .heartbeat_s = d.cfg.heartbeat_s,
 	                  .memory_mb = d.cfg.memory_mb,
 	                  .fetch_max_bytes = (long long)d.cfg.fetch_max_mb * 1024 * 1024,
 	                  .fetch_timeout_s = d.cfg.fetch_timeout_s };
-	d.sched = sched_new(d.loop, d.st, &so);
+	d.sched = gd_sched_new(d.loop, d.st, &so);
 	if (!d.sched) {
-		log_msg(LOG_ERROR, "cannot start the workers");
+		gd_log_msg(GD_LOG_ERROR, "cannot start the workers");
 		return 1;
 	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	d.api = (api){ .sched = d.sched, .st = d.st, .started = (double)ts.tv_sec,
+	d.api = (gd_api){ .sched = d.sched, .st = d.st, .started = (double)ts.tv_sec,
 	               .version = GRAFT_VERSION };
-	d.server = server_new(d.loop, d.cfg.socket, 0600, api_handle, &d.api, err, sizeof(err));
+	d.server = gd_server_new(d.loop, d.cfg.socket, 0600, gd_api_handle, &d.api, err, sizeof(err));
 	if (!d.server) {
-		log_msg(LOG_ERROR, "cannot listen: %s", err);
+		gd_log_msg(GD_LOG_ERROR, "cannot listen: %s", err);
 		return 1;
 	}
 	d.api.server = d.server;
@@ -224,14 +220,14 @@ int main(int argc, char **argv)
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	uv_signal_start(&d.sighup, on_signal, SIGHUP);
-	log_msg(LOG_INFO, "graftd %s: listening on %s, data in %s, %d workers", GRAFT_VERSION,
-	        d.cfg.socket, d.cfg.data_dir, d.cfg.workers);
-	sched_resume_all(d.sched);
+	gd_log_msg(GD_LOG_INFO, "graftd %s: listening on %s, data in %s, %d workers", GRAFT_VERSION,
+	           d.cfg.socket, d.cfg.data_dir, d.cfg.workers);
+	gd_sched_resume_all(d.sched);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	unlink(d.cfg.socket);
 	/* Jobs still opening on the thread pool are abandoned: they resume from
 	 * the store on the next start. */
-	sched_free(d.sched);
+	gd_sched_free(d.sched);
 	store_close(d.st);
 	return 0;
 }

@@ -13,8 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/client.h"
+#include "daemon/cli/cli.h"
 #include "proto/proto.h"
 
 enum { O_JSON = 1, O_LIMIT = 2, O_SORT = 4, O_RANK = 8, O_OUT = 16, O_WEIGHTS = 32,
@@ -117,7 +116,7 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 		if (cli_int("JOB", o->arg, 1, (1L << 62), &id))
 			return -1;
 	}
-	client_socket_path(o->socket_flag, o->sock, sizeof(o->sock));
+	cli_socket_path(o->socket_flag, o->sock, sizeof(o->sock));
 	return 0;
 }
 
@@ -126,13 +125,13 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 static json_t *request(struct copts *o, const char *method, const char *path,
                        const char *ctype, const char *body, size_t len, long want, int *code)
 {
-	client_resp r = client_call(o->sock, method, path, ctype, body, len);
+	cli_resp r = cli_call(o->sock, method, path, ctype, body, len);
 	json_t *j = NULL;
 	if (r.status != want)
-		*code = client_fail(o->cmd, o->sock, &r);
-	else if (!(j = client_json(o->cmd, &r)))
+		*code = cli_fail(o->cmd, o->sock, &r);
+	else if (!(j = cli_json(o->cmd, &r)))
 		*code = 1;
-	client_resp_free(&r);
+	cli_resp_free(&r);
 	return j;
 }
 
@@ -390,13 +389,13 @@ static int write_file(const char *cmd, const char *path, const char *data, size_
 }
 
 /* GET path into *r, answered 200; else the exit code after saying why. */
-static int fetch(struct copts *o, const char *path, client_resp *r)
+static int fetch(struct copts *o, const char *path, cli_resp *r)
 {
-	*r = client_call(o->sock, "GET", path, NULL, NULL, 0);
+	*r = cli_call(o->sock, "GET", path, NULL, NULL, 0);
 	if (r->status == 200)
 		return 0;
-	int code = client_fail(o->cmd, o->sock, r);
-	client_resp_free(r);
+	int code = cli_fail(o->cmd, o->sock, r);
+	cli_resp_free(r);
 	return code;
 }
 
@@ -422,21 +421,21 @@ static int cmd_export(struct copts *o)
 		fprintf(stderr, "graft %s: the job has no candidate of that rank (yet)\n", o->cmd);
 		return 1;
 	}
-	client_resp arch, w = { 0 };
+	cli_resp arch, w = { 0 };
 	snprintf(path, sizeof(path), "/v1/candidates/%lld/export", cand);
 	if ((code = fetch(o, path, &arch)))
 		return code;
 	snprintf(path, sizeof(path), "/v1/candidates/%lld/weights", cand);
 	if (o->weights && (code = fetch(o, path, &w))) {
-		client_resp_free(&arch);
+		cli_resp_free(&arch);
 		return code;
 	}
 	int rc = o->out ? write_file(o->cmd, o->out, arch.body, arch.len)
 	                : (fwrite(arch.body, 1, arch.len, stdout) == arch.len ? 0 : 1);
 	if (!rc && o->weights)
 		rc = write_file(o->cmd, o->weights, w.body, w.len);
-	client_resp_free(&arch);
-	client_resp_free(&w);
+	cli_resp_free(&arch);
+	cli_resp_free(&w);
 	if (!rc && o->out)
 		fprintf(stderr, "wrote %s%s%s (candidate %lld)\n", o->out, o->weights ? " and " : "",
 		        o->weights ? o->weights : "", cand);

@@ -13,16 +13,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/server.h"
+#include "daemon/graftd/graftd.h"
 
-const double server_buckets[SERVER_NBUCKETS] = {
+const double gd_server_buckets[GD_SERVER_NBUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 };
 
-struct conn {
+struct gd_conn {
 	uv_pipe_t h;
 	uv_timer_t timer;
-	server *s;
+	gd_server *s;
 	proto_http *http;
 	char *in;                /* bytes read, not yet parsed */
 	size_t in_len;
@@ -33,27 +33,27 @@ struct conn {
 	int writing;             /* answers queued, not yet written */
 	struct stream *stream;   /* a file being sent, or NULL */
 	uint64_t request_done;   /* uv_now when the request was whole */
-	struct conn *prev, *next;
+	struct gd_conn *prev, *next;
 };
 
-struct server {
+struct gd_server {
 	uv_loop_t *loop;
 	uv_pipe_t listener;
-	server_handler handler;
+	gd_server_handler handler;
 	void *ctx;
-	conn *conns;
-	server_stats stats;
+	gd_conn *conns;
+	gd_server_stats stats;
 	int closing, listener_open;
 	void (*done)(void *);
 	void *done_ctx;
 };
 
-static void process(conn *c);
+static void process(gd_conn *c);
 static void on_timeout(uv_timer_t *t);
 
 /* ---- closing ------------------------------------------------------------------ */
 
-static void maybe_done(server *s)
+static void maybe_done(gd_server *s)
 {
 	if (s->closing && !s->conns && !s->listener_open && s->done) {
 		void (*done)(void *) = s->done;
@@ -64,11 +64,11 @@ static void maybe_done(server *s)
 	}
 }
 
-static void conn_free_if_idle(conn *c)
+static void conn_free_if_idle(gd_conn *c)
 {
 	if (c->handles > 0 || c->busy || c->stream)
 		return;
-	server *s = c->s;
+	gd_server *s = c->s;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -84,12 +84,12 @@ static void conn_free_if_idle(conn *c)
 
 static void conn_handle_closed(uv_handle_t *h)
 {
-	conn *c = h->data;
+	gd_conn *c = h->data;
 	c->handles--;
 	conn_free_if_idle(c);
 }
 
-static void conn_close(conn *c)
+static void conn_close(gd_conn *c)
 {
 	if (c->closing)
 		return;
@@ -101,34 +101,34 @@ static void conn_close(conn *c)
 /* ---- writing -------------------------------------------------------------------- */
 
 /* An answer is out: close, or go on to the next request.  Reading the next
- * request only now (not from server_reply) keeps one answer in flight per
+ * request only now (not from gd_server_reply) keeps one answer in flight per
  * connection, so a client that pipelines without reading cannot pile up
  * answers, and a run of pipelined requests does not recurse. */
 static void on_written(uv_write_t *w, int status)
 {
-	conn *c = w->data;
+	gd_conn *c = w->data;
 	free(w);
 	c->writing--;
 	if (c->closing)
 		return;
-	if (status < 0 || !c->keep_alive || c->requests >= SERVER_MAX_REQUESTS)
+	if (status < 0 || !c->keep_alive || c->requests >= GD_SERVER_MAX_REQUESTS)
 		conn_close(c);
 	else
 		process(c); /* closes when the client has said all it will */
 }
 
-static void observe(server *s, double seconds, int status)
+static void observe(gd_server *s, double seconds, int status)
 {
 	s->stats.requests++;
 	s->stats.errors += status >= 400;
 	s->stats.latency_sum += seconds;
-	for (int i = 0; i < SERVER_NBUCKETS; i++)
-		if (seconds <= server_buckets[i])
+	for (int i = 0; i < GD_SERVER_NBUCKETS; i++)
+		if (seconds <= gd_server_buckets[i])
 			s->stats.bucket[i]++;
 }
 
-void server_reply(conn *c, int status, const char *content_type, const char *body,
-                  size_t len)
+void gd_server_reply(gd_conn *c, int status, const char *content_type, const char *body,
+                     size_t len)
 {
 	c->busy = 0;
 	if (c->closing) {
@@ -138,7 +138,7 @@ void server_reply(conn *c, int status, const char *content_type, const char *bod
 	observe(c->s, (double)(uv_now(c->s->loop) - c->request_done) / 1000.0, status);
 	c->requests++;
 	size_t n;
-	int keep = c->keep_alive && c->requests < SERVER_MAX_REQUESTS;
+	int keep = c->keep_alive && c->requests < GD_SERVER_MAX_REQUESTS;
 	char *r = proto_http_response(status, content_type, body, len, keep, &n);
 	uv_write_t *w = malloc(sizeof(*w) + n);
 	if (!r || !w) {
@@ -158,11 +158,11 @@ void server_reply(conn *c, int status, const char *content_type, const char *bod
 		return;
 	}
 	c->writing++;
-	uv_timer_start(&c->timer, on_timeout, SERVER_IDLE_MS, 0);
+	uv_timer_start(&c->timer, on_timeout, GD_SERVER_IDLE_MS, 0);
 }
 
-void server_reply_error(conn *c, int status, const char *code, const char *message,
-                        const char *field, int line, int column)
+void gd_server_reply_error(gd_conn *c, int status, const char *code, const char *message,
+                           const char *field, int line, int column)
 {
 	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
 	if (field && *field)
@@ -174,7 +174,7 @@ void server_reply_error(conn *c, int status, const char *code, const char *messa
 	json_t *o = json_pack("{s:o}", "error", e);
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
-	server_reply(c, status, "application/json", text ? text : "{}", text ? strlen(text) : 2);
+	gd_server_reply(c, status, "application/json", text ? text : "{}", text ? strlen(text) : 2);
 	free(text);
 }
 
@@ -186,7 +186,7 @@ void server_reply_error(conn *c, int status, const char *code, const char *messa
 #define STREAM_CHUNK (256 * 1024)
 
 struct stream {
-	conn *c;
+	gd_conn *c;
 	uv_fs_t fs;
 	uv_file fd;
 	uint64_t size, sent;
@@ -202,7 +202,7 @@ static void stream_read(struct stream *st);
 static void stream_closed(uv_fs_t *req)
 {
 	struct stream *st = req->data;
-	conn *c = st->c;
+	gd_conn *c = st->c;
 	uv_fs_req_cleanup(req);
 	c->stream = NULL;
 	free(st);
@@ -214,12 +214,12 @@ static void stream_closed(uv_fs_t *req)
  * part-sent answer cannot be taken back. */
 static void stream_end(struct stream *st, int ok)
 {
-	conn *c = st->c;
+	gd_conn *c = st->c;
 	if (!ok)
 		conn_close(c);
 	c->writing--;
 	if (ok && !c->closing) {
-		if (!c->keep_alive || c->requests >= SERVER_MAX_REQUESTS)
+		if (!c->keep_alive || c->requests >= GD_SERVER_MAX_REQUESTS)
 			conn_close(c);
 		else
 			process(c);
@@ -237,7 +237,7 @@ static void stream_written(uv_write_t *w, int status)
 		stream_end(st, 0);
 		return;
 	}
-	uv_timer_start(&st->c->timer, on_timeout, SERVER_IDLE_MS, 0);
+	uv_timer_start(&st->c->timer, on_timeout, GD_SERVER_IDLE_MS, 0);
 	if (st->sent >= st->size)
 		stream_end(st, 1);
 	else
@@ -277,11 +277,11 @@ static void stream_read(struct stream *st)
 /* The file is open and measured: the answer begins. */
 static void stream_start(struct stream *st)
 {
-	conn *c = st->c;
+	gd_conn *c = st->c;
 	c->busy = 0;
 	observe(c->s, (double)(uv_now(c->s->loop) - c->request_done) / 1000.0, st->status);
 	c->requests++;
-	int keep = c->keep_alive && c->requests < SERVER_MAX_REQUESTS;
+	int keep = c->keep_alive && c->requests < GD_SERVER_MAX_REQUESTS;
 	c->keep_alive = keep;
 	int n = proto_http_head(st->status, st->content_type, st->size, keep, st->head,
 	                        sizeof(st->head));
@@ -296,7 +296,7 @@ static void stream_start(struct stream *st)
 static void stream_stat(uv_fs_t *req)
 {
 	struct stream *st = req->data;
-	conn *c = st->c;
+	gd_conn *c = st->c;
 	int ok = req->result == 0 && S_ISREG(req->statbuf.st_mode);
 	st->size = req->statbuf.st_size;
 	uv_fs_req_cleanup(req);
@@ -309,7 +309,7 @@ static void stream_stat(uv_fs_t *req)
 		uv_fs_close(c->s->loop, &st->fs, st->fd, NULL);
 		st->fd = -1;
 		c->stream = NULL;
-		server_reply_error(c, 404, "not_found", "the file is not a regular file", NULL, 0, 0);
+		gd_server_reply_error(c, 404, "not_found", "the file is not a regular file", NULL, 0, 0);
 		free(st);
 		return;
 	}
@@ -319,7 +319,7 @@ static void stream_stat(uv_fs_t *req)
 static void stream_opened(uv_fs_t *req)
 {
 	struct stream *st = req->data;
-	conn *c = st->c;
+	gd_conn *c = st->c;
 	st->fd = (uv_file)req->result;
 	uv_fs_req_cleanup(req);
 	if (st->fd < 0) {
@@ -329,7 +329,7 @@ static void stream_opened(uv_fs_t *req)
 			c->busy = 0;
 			conn_free_if_idle(c);
 		} else {
-			server_reply_error(c, 404, "not_found", "the file is gone", NULL, 0, 0);
+			gd_server_reply_error(c, 404, "not_found", "the file is gone", NULL, 0, 0);
 		}
 		return;
 	}
@@ -338,15 +338,15 @@ static void stream_opened(uv_fs_t *req)
 		uv_fs_close(c->s->loop, &st->fs, st->fd, NULL);
 		c->stream = NULL;
 		free(st);
-		server_reply_error(c, 500, "io", "cannot read the file", NULL, 0, 0);
+		gd_server_reply_error(c, 500, "io", "cannot read the file", NULL, 0, 0);
 	}
 }
 
-void server_reply_file(conn *c, int status, const char *content_type, const char *path)
+void gd_server_reply_file(gd_conn *c, int status, const char *content_type, const char *path)
 {
 	struct stream *st = calloc(1, sizeof(*st));
 	if (!st) {
-		server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
 		return;
 	}
 	st->c = c;
@@ -358,7 +358,7 @@ void server_reply_file(conn *c, int status, const char *content_type, const char
 	if (uv_fs_open(c->s->loop, &st->fs, path, O_RDONLY | O_CLOEXEC, 0, stream_opened)) {
 		c->stream = NULL;
 		free(st);
-		server_reply_error(c, 404, "not_found", "the file is gone", NULL, 0, 0);
+		gd_server_reply_error(c, 404, "not_found", "the file is gone", NULL, 0, 0);
 	}
 }
 
@@ -366,7 +366,7 @@ void server_reply_file(conn *c, int status, const char *content_type, const char
 
 static void on_timeout(uv_timer_t *t)
 {
-	conn *c = t->data;
+	gd_conn *c = t->data;
 	if (c->closing)
 		return;
 	if (c->writing) { /* a client that does not read its answer */
@@ -381,22 +381,22 @@ static void on_timeout(uv_timer_t *t)
 		c->keep_alive = 0;
 		c->busy = 1;
 		c->request_done = uv_now(c->s->loop);
-		server_reply_error(c, 408, "timeout", "the request did not arrive in time", NULL,
-		                   0, 0);
+		gd_server_reply_error(c, 408, "timeout", "the request did not arrive in time", NULL,
+		                      0, 0);
 	} else {
 		conn_close(c);
 	}
 }
 
-static void arm_timer(conn *c)
+static void arm_timer(gd_conn *c)
 {
 	uv_timer_start(&c->timer, on_timeout,
-	               proto_http_in_request(c->http) || c->in_len ? SERVER_REQUEST_MS
-	                                                           : SERVER_IDLE_MS, 0);
+	               proto_http_in_request(c->http) || c->in_len ? GD_SERVER_REQUEST_MS
+	                                                           : GD_SERVER_IDLE_MS, 0);
 }
 
 /* Parses what has been read; hands a whole request to the handler. */
-static void process(conn *c)
+static void process(gd_conn *c)
 {
 	while (!c->busy && !c->writing && !c->closing && c->in_len > 0) {
 		proto_http_req *req;
@@ -412,7 +412,7 @@ static void process(conn *c)
 			c->busy = 1;
 			c->request_done = uv_now(c->s->loop);
 			c->in_len = 0;
-			server_reply_error(c, status, "bad_request", err, NULL, 0, 0);
+			gd_server_reply_error(c, status, "bad_request", err, NULL, 0, 0);
 			return;
 		}
 		memmove(c->in, c->in + used, c->in_len - (size_t)used);
@@ -442,7 +442,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
-	conn *c = st->data;
+	gd_conn *c = st->data;
 	if (n < 0) {
 		free(b->base);
 		/* A client that half-closes after its requests still gets every
@@ -482,10 +482,10 @@ static void free_handle(uv_handle_t *h)
 
 static void on_connection(uv_stream_t *l, int status)
 {
-	server *s = l->data;
+	gd_server *s = l->data;
 	if (status < 0)
 		return;
-	conn *c = calloc(1, sizeof(*c));
+	gd_conn *c = calloc(1, sizeof(*c));
 	if (!c || !(c->http = proto_http_new())) {
 		/* Out of memory: accept and close at once (libuv stops listening
 		 * until a pending connection is accepted). */
@@ -508,7 +508,7 @@ static void on_connection(uv_stream_t *l, int status)
 		s->conns->prev = c;
 	s->conns = c;
 	s->stats.connections++;
-	if (uv_accept(l, (uv_stream_t *)&c->h) || s->stats.connections > SERVER_MAX_CONNS) {
+	if (uv_accept(l, (uv_stream_t *)&c->h) || s->stats.connections > GD_SERVER_MAX_CONNS) {
 		conn_close(c);
 		return;
 	}
@@ -516,10 +516,10 @@ static void on_connection(uv_stream_t *l, int status)
 	arm_timer(c);
 }
 
-server *server_new(uv_loop_t *loop, const char *path, int mode, server_handler h,
-                   void *ctx, char *err, size_t errlen)
+gd_server *gd_server_new(uv_loop_t *loop, const char *path, int mode, gd_server_handler h,
+                         void *ctx, char *err, size_t errlen)
 {
-	server *s = calloc(1, sizeof(*s));
+	gd_server *s = calloc(1, sizeof(*s));
 	int rc;
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -550,25 +550,25 @@ server *server_new(uv_loop_t *loop, const char *path, int mode, server_handler h
 	return s;
 }
 
-void server_get_stats(const server *s, server_stats *out)
+void gd_server_get_stats(const gd_server *s, gd_server_stats *out)
 {
 	*out = s->stats;
 }
 
 static void listener_closed(uv_handle_t *h)
 {
-	server *s = h->data;
+	gd_server *s = h->data;
 	s->listener_open = 0;
 	maybe_done(s);
 }
 
-void server_close(server *s, void (*done)(void *ctx), void *ctx)
+void gd_server_close(gd_server *s, void (*done)(void *ctx), void *ctx)
 {
 	s->closing = 1;
 	s->done = done;
 	s->done_ctx = ctx;
 	uv_close((uv_handle_t *)&s->listener, listener_closed);
-	for (conn *c = s->conns, *next; c; c = next) {
+	for (gd_conn *c = s->conns, *next; c; c = next) {
 		next = c->next;
 		conn_close(c); /* one still owed an answer is freed when it comes */
 	}

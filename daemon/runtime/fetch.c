@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/fetch.h"
+#include "daemon/runtime/runtime.h"
 #include "search/search.h"
 
 struct sink {
@@ -35,8 +35,8 @@ static int exists(const char *path)
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-int fetch_url(const char *url, const char *sha256, const char *dir,
-              const fetch_limits *lim, char *out, size_t outlen, char *err, size_t errlen)
+int rt_fetch_url(const char *url, const char *sha256, const char *dir,
+                 const rt_fetch_limits *lim, char *out, size_t outlen, char *err, size_t errlen)
 {
 	char key[65], tmp[4200], got[65];
 	struct sink s = { .max = lim->max_bytes };
@@ -108,8 +108,8 @@ int fetch_url(const char *url, const char *sha256, const char *dir,
 	return rc;
 }
 
-int fetch_job_data(proto_job *j, const char *dir, const fetch_limits *lim, char *err,
-                   size_t errlen)
+int rt_fetch_job_data(proto_job *j, const char *dir, const rt_fetch_limits *lim, char *err,
+                      size_t errlen)
 {
 	struct { char *path; const char *sha; } f[] = {
 		{ j->dataset.train_images, j->dataset.train_images_sha256 },
@@ -121,7 +121,7 @@ int fetch_job_data(proto_job *j, const char *dir, const fetch_limits *lim, char 
 	for (size_t i = 0; i < sizeof(f) / sizeof(*f); i++) {
 		if (!proto_is_url(f[i].path))
 			continue;
-		int rc = fetch_url(f[i].path, f[i].sha, dir, lim, local, sizeof(local), err, errlen);
+		int rc = rt_fetch_url(f[i].path, f[i].sha, dir, lim, local, sizeof(local), err, errlen);
 		if (rc)
 			return rc;
 		snprintf(f[i].path, PROTO_PATH_MAX, "%s", local);

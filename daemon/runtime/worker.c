@@ -17,8 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/data.h"
-#include "daemon/worker.h"
+#include "daemon/runtime/runtime.h"
 #include "proto/proto.h"
 #include "search/search.h"
 
@@ -91,7 +90,7 @@ static int load_data(struct worker *w, const proto_task *t, char *err, size_t er
 		free(key);
 		return 0;
 	}
-	data_src src = { .dir = t->data_dir, .train_images = t->train_images,
+	rt_data_src src = { .dir = t->data_dir, .train_images = t->train_images,
 	                 .train_labels = t->train_labels, .validation = t->validation };
 	emit_loading(w->task, "dataset");
 	free(w->data_key);
@@ -99,7 +98,7 @@ static int load_data(struct worker *w, const proto_task *t, char *err, size_t er
 	nn_dataset_free(&w->train);
 	nn_dataset_free(&w->val);
 	drop_features(w);
-	int rc = data_load_split(&src, &w->train, &w->val, err, errlen);
+	int rc = rt_data_load_split(&src, &w->train, &w->val, err, errlen);
 	if (rc) {
 		free(key);
 		return rc;
@@ -218,7 +217,7 @@ static void become_helper(void)
 		_exit(0);
 }
 
-int worker_main(int argc, char **argv)
+int rt_worker_main(int argc, char **argv)
 {
 	struct worker w = { 0 };
 	char *line = NULL, err[GRAFT_ERRLEN];

@@ -10,10 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/driver.h"
-#include "daemon/jobrun.h"
-#include "daemon/log.h"
-#include "daemon/sched.h"
+#include "daemon/runtime/runtime.h"
+#include "daemon/graftd/graftd.h"
 #include "proto/proto.h"
 
 /* A job graftd knows: every job of the store, finished ones too, so that
@@ -24,32 +22,39 @@
 struct job {
 	int64_t id;
 	int state;
-	jobrun *jr;
+	rt_jobrun *jr;
 	int opening;
 	double wall_sum;        /* of the results this run, for the ETA */
 	int wall_n;
 	json_t *figures;
 	int evaluated, total;   /* figures' */
+	/* A store or disk fault paused the job: its jobrun no longer matches
+	 * the store (a result it holds may not have been written), so it is
+	 * dropped once nothing is in flight, and a resume reopens the job
+	 * from the store, as a restart would.  error says what happened, for
+	 * when the store could not even record the pause. */
+	int stale;
+	char error[GRAFT_ERRLEN];
 	struct job *next;
 };
 
-struct sched {
+struct gd_sched {
 	uv_loop_t *loop;
 	store *st;
-	sched_opts o;
+	gd_sched_opts o;
 	rt_driver *driver;
 	struct job *jobs;        /* newest first */
 	int64_t last_job;        /* round robin: the job that got the last task */
-	sched_metrics m;
+	gd_sched_metrics m;
 	int stopping;
-	int works;               /* opens and submissions on the thread pool */
+	int works;               /* opens and submissions on the thread rt_pool */
 	void (*stop_done)(void *);
 	void *stop_ctx;
 	char weights_dir[4200], grafts_dir[4200], datasets_dir[4200];
 };
 
 
-static struct job *find_job(sched *s, int64_t id)
+static struct job *find_job(gd_sched *s, int64_t id)
 {
 	for (struct job *j = s->jobs; j; j = j->next)
 		if (j->id == id)
@@ -57,7 +62,7 @@ static struct job *find_job(sched *s, int64_t id)
 	return NULL;
 }
 
-static struct job *add_job(sched *s, int64_t id, int state)
+static struct job *add_job(gd_sched *s, int64_t id, int state)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j)
@@ -71,7 +76,7 @@ static struct job *add_job(sched *s, int64_t id, int state)
 
 /* Rebuilds j's figures from the store (on the loop, once per change).  On
  * a store error the old figures stay. */
-static void refresh(sched *s, struct job *j)
+static void refresh(gd_sched *s, struct job *j)
 {
 	store_job row;
 	store_cost c;
@@ -90,7 +95,7 @@ static void refresh(sched *s, struct job *j)
 	json_object_set_new(o, "error", row.error[0] ? json_string(row.error) : json_null());
 	json_object_set_new(o, "progress", json_pack("{s:i, s:i, s:i, s:i}", "evaluated",
 	                    c.candidates, "total", row.total, "cache_hits", c.cache_hits,
-	                    "failed_attempts", c.failed));
+	                                             "failed_attempts", c.failed));
 	if (store_leaderboard(s->st, j->id, STORE_SORT_ACCURACY, 1, &best, &nbest) == 0 && nbest)
 		json_object_set_new(o, "best", json_pack("{s:I, s:i, s:f, s:I, s:I}", "candidate",
 		                    (json_int_t)best[0].candidate_id, "seq", best[0].seq,
@@ -101,7 +106,7 @@ static void refresh(sched *s, struct job *j)
 	free(best);
 	json_object_set_new(o, "cost", json_pack("{s:f, s:f, s:f}", "cpu_s", c.cpu_s,
 	                    "overhead_cpu_s", row.overhead_cpu_s, "cpu_per_candidate",
-	                    c.cpu_per_candidate));
+	                                         c.cpu_per_candidate));
 	j->evaluated = c.candidates;
 	j->total = row.total;
 	store_job_clear(&row);
@@ -109,7 +114,7 @@ static void refresh(sched *s, struct job *j)
 	j->figures = o;
 }
 
-static int set_state(sched *s, struct job *j, int state, const char *error)
+static int set_state(gd_sched *s, struct job *j, int state, const char *error)
 {
 	/* A failed job always says why: a failure path that forgot its message
 	 * is a bug, but the user still gets a sentence, not an empty string. */
@@ -117,12 +122,12 @@ static int set_state(sched *s, struct job *j, int state, const char *error)
 		error = "internal error: the failure left no message (please report this)";
 	int rc = store_job_set_state(s->st, j->id, state, error);
 	if (rc) {
-		log_msg(LOG_ERROR, "job %lld: cannot record state %s: %s", (long long)j->id,
-		        store_job_state_name(state), store_errmsg(s->st));
+		gd_log_msg(GD_LOG_ERROR, "job %lld: cannot record state %s: %s", (long long)j->id,
+		           store_job_state_name(state), store_errmsg(s->st));
 		return rc;
 	}
-	log_msg(LOG_INFO, "job %lld: %s%s%s", (long long)j->id, store_job_state_name(state),
-	        error ? ": " : "", error ? error : "");
+	gd_log_msg(GD_LOG_INFO, "job %lld: %s%s%s", (long long)j->id, store_job_state_name(state),
+	           error ? ": " : "", error ? error : "");
 	j->state = state;
 	refresh(s, j);
 	return 0;
@@ -131,40 +136,59 @@ static int set_state(sched *s, struct job *j, int state, const char *error)
 /* Frees a job's jobrun once nothing of it is in flight and it will not run. */
 static void maybe_close(struct job *j)
 {
-	jobrun_stats st;
-	if (!j->jr || j->state == STORE_JOB_RUNNING || j->state == STORE_JOB_PAUSED)
+	rt_jobrun_stats st;
+	if (!j->jr || (!j->stale && (j->state == STORE_JOB_RUNNING ||
+	                             j->state == STORE_JOB_PAUSED)))
 		return;
-	jobrun_get_stats(j->jr, &st);
+	rt_jobrun_get_stats(j->jr, &st);
 	if (st.in_flight == 0) {
-		jobrun_free(j->jr);
+		rt_jobrun_free(j->jr);
 		j->jr = NULL;
 	}
 }
 
-static void check_complete(sched *s, struct job *j)
+static void check_complete(gd_sched *s, struct job *j)
 {
-	if (j->jr && j->state == STORE_JOB_RUNNING && jobrun_complete(j->jr)) {
+	if (j->jr && j->state == STORE_JOB_RUNNING && rt_jobrun_complete(j->jr)) {
 		set_state(s, j, STORE_JOB_DONE, NULL);
 		maybe_close(j);
 	}
+}
+
+/* The store or the disk failed under a running job (full, read-only, an
+ * I/O error): nothing of the job is lost, since every result is either
+ * committed or not, so it pauses, saying why and what to do, rather than
+ * fail for good.  When even the pause cannot be written, it holds in
+ * memory: the job runs no more, the API shows it paused, and after a
+ * restart it simply resumes. */
+static void pause_for_fault(gd_sched *s, struct job *j, const char *why)
+{
+	snprintf(j->error, sizeof(j->error), "paused: %.400s; fix the cause (disk space, "
+	         "permissions), then resume the job", why);
+	j->stale = 1;
+	if (set_state(s, j, STORE_JOB_PAUSED, j->error)) {
+		j->state = STORE_JOB_PAUSED;
+		gd_log_msg(GD_LOG_WARN, "job %lld: %s", (long long)j->id, j->error);
+	}
+	maybe_close(j);
 }
 
 /* ---- opening jobs on the thread pool --------------------------------------- */
 
 struct open_req {
 	uv_work_t w;
-	sched *s;
+	gd_sched *s;
 	struct job *job;
-	jobrun_input *in;        /* the submission's, or NULL after a restart */
+	rt_jobrun_input *in;        /* the submission's, or NULL after a restart */
 	store *st;
-	jobrun *jr;
+	rt_jobrun *jr;
 	int rc;
 	char err[GRAFT_ERRLEN];
 };
 
-static jobrun_dirs dirs_of(const sched *s)
+static rt_jobrun_dirs dirs_of(const gd_sched *s)
 {
-	return (jobrun_dirs){ .weights = s->weights_dir, .grafts = s->grafts_dir,
+	return (rt_jobrun_dirs){ .weights = s->weights_dir, .grafts = s->grafts_dir,
 	                      .datasets = s->datasets_dir,
 	                      .fetch_max_bytes = s->o.fetch_max_bytes,
 	                      .fetch_timeout_s = s->o.fetch_timeout_s };
@@ -173,31 +197,31 @@ static jobrun_dirs dirs_of(const sched *s)
 static void open_work(uv_work_t *w)
 {
 	struct open_req *r = w->data;
-	jobrun_dirs dirs = dirs_of(r->s);
-	jobrun_input *in = r->in;
-	r->in = NULL; /* jobrun_open takes it */
+	rt_jobrun_dirs dirs = dirs_of(r->s);
+	rt_jobrun_input *in = r->in;
+	r->in = NULL; /* rt_jobrun_open takes it */
 	r->rc = store_open(r->s->o.db_path, &r->st, r->err, sizeof(r->err));
 	if (r->rc)
-		jobrun_input_free(in);
+		rt_jobrun_input_free(in);
 	else
-		r->rc = jobrun_open(r->st, r->job->id, &dirs, in, NULL, &r->jr, r->err,
-		                    sizeof(r->err));
+		r->rc = rt_jobrun_open(r->st, r->job->id, &dirs, in, NULL, &r->jr, r->err,
+		                       sizeof(r->err));
 }
 
 static void open_done(uv_work_t *w, int status)
 {
 	struct open_req *r = w->data;
-	sched *s = r->s;
+	gd_sched *s = r->s;
 	struct job *j = r->job;
 
 	s->works--;
 	j->opening = 0;
 	if (r->jr)
-		jobrun_set_store(r->jr, s->st);
+		rt_jobrun_set_store(r->jr, s->st);
 	store_close(r->st);
 	if (status == UV_ECANCELED || s->stopping) {
-		jobrun_input_free(r->in);
-		jobrun_free(r->jr);
+		rt_jobrun_input_free(r->in);
+		rt_jobrun_free(r->jr);
 	} else if (r->rc) {
 		if (j->state == STORE_JOB_QUEUED || j->state == STORE_JOB_RUNNING ||
 		    j->state == STORE_JOB_PAUSED)
@@ -205,10 +229,10 @@ static void open_done(uv_work_t *w, int status)
 	} else {
 		j->jr = r->jr;
 		refresh(s, j);
-		jobrun_stats st;
-		jobrun_get_stats(j->jr, &st);
-		log_msg(LOG_INFO, "job %lld: open, %d of %d candidates evaluated", (long long)j->id,
-		        st.told, st.total);
+		rt_jobrun_stats st;
+		rt_jobrun_get_stats(j->jr, &st);
+		gd_log_msg(GD_LOG_INFO, "job %lld: open, %d of %d candidates evaluated", (long long)j->id,
+		           st.told, st.total);
 	}
 	free(r);
 	if (!s->stopping && j->jr) {
@@ -221,15 +245,15 @@ static void open_done(uv_work_t *w, int status)
 }
 
 /* Opens j on the thread pool, from in (taken; NULL: from its stored spec). */
-static void start_open(sched *s, struct job *j, jobrun_input *in)
+static void start_open(gd_sched *s, struct job *j, rt_jobrun_input *in)
 {
 	if (j->jr || j->opening || s->stopping) {
-		jobrun_input_free(in);
+		rt_jobrun_input_free(in);
 		return;
 	}
 	struct open_req *r = calloc(1, sizeof(*r));
 	if (!r) {
-		jobrun_input_free(in);
+		rt_jobrun_input_free(in);
 		set_state(s, j, STORE_JOB_FAILED, "out of memory");
 		return;
 	}
@@ -239,13 +263,13 @@ static void start_open(sched *s, struct job *j, jobrun_input *in)
 	r->w.data = r;
 	j->opening = 1;
 	s->works++;
-	log_msg(LOG_INFO, "job %lld: opening (data, graft, replay)", (long long)j->id);
+	gd_log_msg(GD_LOG_INFO, "job %lld: opening (data, graft, replay)", (long long)j->id);
 	uv_queue_work(s->loop, &r->w, open_work, open_done);
 }
 
 /* ---- the driver's callbacks ---------------------------------------------------- */
 
-static struct job *job_of(sched *s, const jobrun *jr)
+static struct job *job_of(gd_sched *s, const rt_jobrun *jr)
 {
 	for (struct job *j = s->jobs; j; j = j->next)
 		if (j->jr == jr)
@@ -255,9 +279,9 @@ static struct job *job_of(sched *s, const jobrun *jr)
 
 /* The running jobs, starting after the one that got the last task and
  * wrapping around (round robin). */
-static int runnable_jobs(void *ctx, jobrun **out, int max)
+static int runnable_jobs(void *ctx, rt_jobrun **out, int max)
 {
-	sched *s = ctx;
+	gd_sched *s = ctx;
 	struct job *last = find_job(s, s->last_job);
 	int n = 0, njobs = 0;
 	for (struct job *k = s->jobs; k; k = k->next)
@@ -265,19 +289,19 @@ static int runnable_jobs(void *ctx, jobrun **out, int max)
 	struct job *j = last;
 	for (int i = 0; i < njobs && n < max; i++) {
 		j = j && j->next ? j->next : s->jobs;
-		if (j->state == STORE_JOB_RUNNING && j->jr)
+		if (j->state == STORE_JOB_RUNNING && j->jr && !j->stale)
 			out[n++] = j->jr;
 	}
 	return n;
 }
 
-static void on_event(void *ctx, jobrun *jr, const rt_event *e)
+static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 {
-	sched *s = ctx;
+	gd_sched *s = ctx;
 	struct job *j = jr ? job_of(s, jr) : NULL;
 
 	if (e->kind == RT_WORKER_PROBLEM)
-		log_msg(LOG_ERROR, "%s", e->message);
+		gd_log_msg(GD_LOG_ERROR, "%s", e->message);
 	if (!j)
 		return;
 	switch (e->kind) {
@@ -298,11 +322,13 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 	case RT_RETRY:
 	case RT_FAILED:
 		s->m.failures++;
-		log_msg(LOG_WARN, "job %lld: candidate %d %s: %s", (long long)j->id, e->seq,
-		        e->kind == RT_RETRY ? "failed, will retry" : "failed", e->message);
+		gd_log_msg(GD_LOG_WARN, "job %lld: candidate %d %s: %s", (long long)j->id, e->seq,
+		           e->kind == RT_RETRY ? "failed, will retry" : "failed", e->message);
 		break;
 	case RT_JOB_ERROR:
-		if (j->state == STORE_JOB_RUNNING)
+		if (j->state == STORE_JOB_RUNNING && (e->code == GRAFT_ESQL || e->code == GRAFT_EIO))
+			pause_for_fault(s, j, e->message);
+		else if (j->state == STORE_JOB_RUNNING)
 			set_state(s, j, STORE_JOB_FAILED, e->message);
 		break;
 	case RT_WORKER_PROBLEM:
@@ -317,9 +343,9 @@ static void on_event(void *ctx, jobrun *jr, const rt_event *e)
 	maybe_close(j);
 }
 
-sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
+gd_sched *gd_sched_new(uv_loop_t *loop, store *st, const gd_sched_opts *o)
 {
-	sched *s = calloc(1, sizeof(*s));
+	gd_sched *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->loop = loop;
@@ -328,7 +354,7 @@ sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
 	snprintf(s->weights_dir, sizeof(s->weights_dir), "%s/weights", o->data_dir);
 	snprintf(s->grafts_dir, sizeof(s->grafts_dir), "%s/grafts", o->data_dir);
 	snprintf(s->datasets_dir, sizeof(s->datasets_dir), "%s/datasets", o->data_dir);
-	pool_opts po = { .workers = o->workers, .argv = o->worker_argv,
+	rt_pool_opts po = { .workers = o->workers, .argv = o->worker_argv,
 	                 .heartbeat_s = o->heartbeat_s, .memory_mb = o->memory_mb };
 	rt_driver_cb cb = { .jobs = runnable_jobs, .event = on_event };
 	s->driver = rt_driver_new(loop, &po, &cb, s);
@@ -340,7 +366,7 @@ sched *sched_new(uv_loop_t *loop, store *st, const sched_opts *o)
 	return s;
 }
 
-void sched_resume_all(sched *s)
+void gd_sched_resume_all(gd_sched *s)
 {
 	int64_t *ids;
 	int n;
@@ -356,8 +382,8 @@ void sched_resume_all(sched *s)
 			continue;
 		refresh(s, job);
 		if (j.state == STORE_JOB_QUEUED || j.state == STORE_JOB_RUNNING) {
-			log_msg(LOG_INFO, "job %lld: resuming (%s)", (long long)j.id,
-			        store_job_state_name(j.state));
+			gd_log_msg(GD_LOG_INFO, "job %lld: resuming (%s)", (long long)j.id,
+			           store_job_state_name(j.state));
 			start_open(s, job, NULL);
 		}
 	}
@@ -367,7 +393,7 @@ void sched_resume_all(sched *s)
 /* ---- submitting ------------------------------------------------------------------ */
 
 /* "line L, column C: path: message" -> its parts. */
-static void locate(const char *err, sched_answer *a)
+static void locate(const char *err, gd_sched_answer *a)
 {
 	int line, col, n = 0;
 	snprintf(a->message, sizeof(a->message), "%s", err);
@@ -382,14 +408,14 @@ static void locate(const char *err, sched_answer *a)
 
 struct submit_req {
 	uv_work_t w;
-	sched *s;
+	gd_sched *s;
 	char *text;
 	size_t len;
-	jobrun_input *in;
-	enum jobrun_refusal why;
+	rt_jobrun_input *in;
+	enum rt_jobrun_refusal why;
 	int rc;
 	char err[GRAFT_ERRLEN];
-	void (*done)(const sched_answer *, void *);
+	void (*done)(const gd_sched_answer *, void *);
 	void *ctx;
 };
 
@@ -398,35 +424,35 @@ struct submit_req {
 static void submit_work(uv_work_t *w)
 {
 	struct submit_req *r = w->data;
-	jobrun_dirs dirs = dirs_of(r->s);
-	r->rc = jobrun_input_load(r->text, r->len, &dirs, &r->in, &r->why, r->err, sizeof(r->err));
+	rt_jobrun_dirs dirs = dirs_of(r->s);
+	r->rc = rt_jobrun_input_load(r->text, r->len, &dirs, &r->in, &r->why, r->err, sizeof(r->err));
 }
 
 static void submit_done(uv_work_t *w, int status)
 {
-	static const char *const codes[] = { [JOBRUN_BAD_SPEC] = "bad_spec",
-	                                     [JOBRUN_BAD_DATASET] = "bad_dataset",
-	                                     [JOBRUN_BAD_SPACE] = "bad_space" };
+	static const char *const codes[] = { [RT_JOBRUN_BAD_SPEC] = "bad_spec",
+	                                     [RT_JOBRUN_BAD_DATASET] = "bad_dataset",
+	                                     [RT_JOBRUN_BAD_SPACE] = "bad_space" };
 	struct submit_req *r = w->data;
-	sched *s = r->s;
-	sched_answer a = { .status = 201 };
+	gd_sched *s = r->s;
+	gd_sched_answer a = { .status = 201 };
 
 	s->works--;
 	if (status || s->stopping) {
 		a.status = 503;
 		snprintf(a.code, sizeof(a.code), "shutting_down");
 		snprintf(a.message, sizeof(a.message), "graftd is stopping; submit again later");
-	} else if (r->rc && r->why == JOBRUN_BAD_SPEC) {
+	} else if (r->rc && r->why == RT_JOBRUN_BAD_SPEC) {
 		a.status = r->rc == GRAFT_ENOMEM ? 500 : 400;
 		snprintf(a.code, sizeof(a.code), "%s", codes[r->why]);
 		locate(r->err, &a);
 	} else if (r->rc) {
 		a.status = 422;
 		snprintf(a.code, sizeof(a.code), "%s", codes[r->why]);
-		snprintf(a.field, sizeof(a.field), r->why == JOBRUN_BAD_SPACE ? "space" : "dataset");
+		snprintf(a.field, sizeof(a.field), r->why == RT_JOBRUN_BAD_SPACE ? "space" : "dataset");
 		snprintf(a.message, sizeof(a.message), "%s", r->err);
 	} else {
-		const proto_job *spec = jobrun_input_spec(r->in);
+		const proto_job *spec = rt_jobrun_input_spec(r->in);
 		store_job j = { .spec = r->text, .total = spec->candidates,
 		                .steps = spec->train.steps, .state = STORE_JOB_QUEUED };
 		snprintf(j.name, sizeof(j.name), "%s", spec->name);
@@ -438,8 +464,8 @@ static void submit_done(uv_work_t *w, int status)
 			         store_errmsg(s->st));
 		} else {
 			a.id = j.id;
-			log_msg(LOG_INFO, "job %lld: submitted ('%s', %d candidates)", (long long)j.id,
-			        j.name, j.total);
+			gd_log_msg(GD_LOG_INFO, "job %lld: submitted ('%s', %d candidates)", (long long)j.id,
+			           j.name, j.total);
 			struct job *job = add_job(s, j.id, STORE_JOB_QUEUED);
 			if (job)
 				refresh(s, job);
@@ -449,19 +475,19 @@ static void submit_done(uv_work_t *w, int status)
 			}
 		}
 	}
-	jobrun_input_free(r->in);
+	rt_jobrun_input_free(r->in);
 	r->done(&a, r->ctx);
 	free(r->text);
 	free(r);
 }
 
-void sched_submit(sched *s, const char *text, size_t len,
-                  void (*done)(const sched_answer *a, void *ctx), void *ctx)
+void gd_sched_submit(gd_sched *s, const char *text, size_t len,
+                     void (*done)(const gd_sched_answer *a, void *ctx), void *ctx)
 {
 	struct submit_req *r = calloc(1, sizeof(*r));
 
 	if (!r || !(r->text = malloc(len + 1))) {
-		sched_answer a = { .status = 500 };
+		gd_sched_answer a = { .status = 500 };
 		free(r);
 		snprintf(a.code, sizeof(a.code), "no_memory");
 		snprintf(a.message, sizeof(a.message), "out of memory");
@@ -481,7 +507,7 @@ void sched_submit(sched *s, const char *text, size_t len,
 
 /* ---- controlling ------------------------------------------------------------------ */
 
-void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
+void gd_sched_control(gd_sched *s, int64_t id, const char *action, gd_sched_answer *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->id = id;
@@ -507,12 +533,23 @@ void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 		         (long long)id, store_job_state_name(from));
 		return;
 	}
+	if (to == STORE_JOB_RUNNING && j->stale && j->jr) {
+		a->status = 409;
+		snprintf(a->code, sizeof(a->code), "busy");
+		snprintf(a->message, sizeof(a->message), "job %lld still has candidates in flight "
+		         "from before its pause; resume it again when they are done", (long long)id);
+		return;
+	}
 	if (set_state(s, j, to, NULL)) {
 		a->status = 500;
 		snprintf(a->code, sizeof(a->code), "store");
-		snprintf(a->message, sizeof(a->message), "%s", store_errmsg(s->st));
+		snprintf(a->message, sizeof(a->message), "cannot record that job %lld is %s: %s",
+		         (long long)id, store_job_state_name(to), store_errmsg(s->st));
 		return;
 	}
+	j->error[0] = '\0';
+	if (to == STORE_JOB_RUNNING)
+		j->stale = 0; /* its jobrun is gone: it reopens from the store */
 	a->status = 200;
 	if (to == STORE_JOB_RUNNING) {
 		if (!j->jr)
@@ -525,17 +562,26 @@ void sched_control(sched *s, int64_t id, const char *action, sched_answer *a)
 
 /* ---- reporting ------------------------------------------------------------------- */
 
+static const char *state_name(const struct job *j)
+{
+	return store_job_state_name(j->state);
+}
+
 /* j's figures with the live parts added. */
-static json_t *job_json(sched *s, struct job *j)
+static json_t *job_json(gd_sched *s, struct job *j)
 {
 	if (!j->figures)
 		refresh(s, j);
 	json_t *o = j->figures ? json_deep_copy(j->figures) : NULL;
 	if (!o)
 		return NULL;
-	jobrun_stats st = { 0 };
+	rt_jobrun_stats st = { 0 };
 	if (j->jr)
-		jobrun_get_stats(j->jr, &st);
+		rt_jobrun_get_stats(j->jr, &st);
+	/* Memory is ahead of the store when the store could not record a pause. */
+	json_object_set_new(o, "state", json_string(state_name(j)));
+	if (j->error[0])
+		json_object_set_new(o, "error", json_string(j->error));
 	json_t *p = json_object_get(o, "progress");
 	json_object_set_new(p, "in_flight", json_integer(st.in_flight));
 	json_object_set_new(p, "opening", json_boolean(j->opening));
@@ -546,13 +592,13 @@ static json_t *job_json(sched *s, struct job *j)
 	return o;
 }
 
-json_t *sched_job_json(sched *s, int64_t id)
+json_t *gd_sched_job_json(gd_sched *s, int64_t id)
 {
 	struct job *j = find_job(s, id);
 	return j ? job_json(s, j) : NULL;
 }
 
-json_t *sched_jobs_json(sched *s)
+json_t *gd_sched_jobs_json(gd_sched *s)
 {
 	json_t *a = json_array();
 	/* The list is newest first; the API lists oldest first. */
@@ -564,7 +610,7 @@ json_t *sched_jobs_json(sched *s)
 	return a;
 }
 
-void sched_job_counts(sched *s, int counts[STORE_JOB_NSTATES])
+void gd_sched_job_counts(gd_sched *s, int counts[STORE_JOB_NSTATES])
 {
 	memset(counts, 0, sizeof(int) * STORE_JOB_NSTATES);
 	for (struct job *j = s->jobs; j; j = j->next)
@@ -572,7 +618,7 @@ void sched_job_counts(sched *s, int counts[STORE_JOB_NSTATES])
 			counts[j->state]++;
 }
 
-json_t *sched_health_json(sched *s)
+json_t *gd_sched_health_json(gd_sched *s)
 {
 	int busy = rt_driver_busy(s->driver), queued = 0, running = 0;
 	for (struct job *j = s->jobs; j; j = j->next) {
@@ -584,7 +630,7 @@ json_t *sched_health_json(sched *s)
 	                 queued, "jobs_running", running);
 }
 
-void sched_get_metrics(sched *s, sched_metrics *m)
+void gd_sched_get_metrics(gd_sched *s, gd_sched_metrics *m)
 {
 	*m = s->m;
 	m->worker_restarts = rt_driver_restarts(s->driver);
@@ -595,23 +641,23 @@ void sched_get_metrics(sched *s, sched_metrics *m)
 
 static void driver_stopped(void *ctx)
 {
-	sched *s = ctx;
+	gd_sched *s = ctx;
 	if (s->stop_done)
 		s->stop_done(s->stop_ctx);
 }
 
-void sched_stop(sched *s, double grace_s, void (*done)(void *ctx), void *ctx)
+void gd_sched_stop(gd_sched *s, double grace_s, void (*done)(void *ctx), void *ctx)
 {
 	if (s->stopping)
 		return;
 	s->stopping = 1;
 	s->stop_done = done;
 	s->stop_ctx = ctx;
-	log_msg(LOG_INFO, "draining: running candidates have %.0f s to finish", grace_s);
+	gd_log_msg(GD_LOG_INFO, "draining: running candidates have %.0f s to finish", grace_s);
 	rt_driver_stop(s->driver, grace_s, driver_stopped, s);
 }
 
-void sched_free(sched *s)
+void gd_sched_free(gd_sched *s)
 {
 	/* Work still running on the thread pool points into s: leave it to the
 	 * process's exit. */
@@ -620,7 +666,7 @@ void sched_free(sched *s)
 	while (s->jobs) {
 		struct job *j = s->jobs;
 		s->jobs = j->next;
-		jobrun_free(j->jr);
+		rt_jobrun_free(j->jr);
 		json_decref(j->figures);
 		free(j);
 	}
