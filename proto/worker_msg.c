@@ -357,7 +357,17 @@ static int decode_fixed(struct dec *d, const char *key, char *out, size_t size)
 	int rc = get_str(d, key, 0, &s);
 	if (rc)
 		return rc;
-	snprintf(out, size, "%s", s);
+	/* A longer string is cut, at a character's start: cut inside a UTF-8
+	 * sequence it would no longer be text, and encoding it again would fail
+	 * (found by fuzzing). */
+	size_t n = strlen(s);
+	if (n >= size) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
 	free(s);
 	return 0;
 }

@@ -213,3 +213,20 @@ Test(worker_proto, a_bad_task_is_refused_naming_the_field)
 	expect_task_refused("{\"type\":\"task\",\"id\":1,\"extra\":true}", "unknown key");
 	free(line);
 }
+
+/* Found by fuzzing: an error message longer than the struct holds was cut
+ * inside a UTF-8 character, and the message no longer encoded. */
+Test(worker_proto, a_long_message_is_cut_at_a_character)
+{
+	char line[3 * GRAFT_ERRLEN + 100], err[GRAFT_ERRLEN];
+	int n = snprintf(line, sizeof(line), "{\"type\":\"error\",\"id\":1,\"message\":\"x");
+	for (int i = 0; i < GRAFT_ERRLEN; i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "\xc3\xa9");
+	snprintf(line + n, sizeof(line) - (size_t)n, "\"}");
+	proto_wmsg m;
+	cr_assert_eq(proto_wmsg_decode(line, strlen(line), &m, err, sizeof(err)), 0, "%s", err);
+	cr_assert_lt(strlen(m.message), sizeof(m.message));
+	char *again = proto_wmsg_encode(&m);
+	cr_assert_not_null(again, "the cut message does not encode");
+	free(again);
+}
