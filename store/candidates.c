@@ -214,32 +214,33 @@ int store_eval_finish(store *s, store_eval *e)
 	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
 }
 
-int store_eval_abandon(store *s, int64_t job_id, const char *reason)
+/* Marks the running evaluations that cond (binding ?3 to id) selects
+ * interrupted with the reason; returns how many. */
+static int interrupt(store *s, const char *cond, int64_t id, const char *reason)
 {
-	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET status = 'failed', "
-	                                  "interrupted = 1, error = ?, finished = ? WHERE "
-	                                  "status = 'running' AND candidate_id IN (SELECT id FROM "
-	                                  "candidates WHERE job_id = ?)");
+	char sql[300];
+	snprintf(sql, sizeof(sql), "UPDATE evaluations SET status = 'failed', interrupted = 1, "
+	         "error = ?1, finished = ?2 WHERE status = 'running' AND %s", cond);
+	sqlite3_stmt *st = store__prepare(s, sql);
 	if (!st)
 		return GRAFT_ESQL;
 	store__text(st, 1, reason);
 	sqlite3_bind_double(st, 2, store__now());
-	sqlite3_bind_int64(st, 3, job_id);
-	int rc = store__done(s, st, "abandoning evaluations");
+	sqlite3_bind_int64(st, 3, id);
+	int rc = store__done(s, st, "interrupting evaluations");
 	return rc ? rc : sqlite3_changes(s->db);
+}
+
+int store_eval_abandon(store *s, int64_t job_id, const char *reason)
+{
+	return interrupt(s, "candidate_id IN (SELECT id FROM candidates WHERE job_id = ?3)", job_id,
+	                 reason);
 }
 
 int store_eval_interrupt(store *s, int64_t eval_id, const char *reason)
 {
-	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET status = 'failed', "
-	                                  "interrupted = 1, error = ?, finished = ? WHERE id = ? "
-	                                  "AND status = 'running'");
-	if (!st)
-		return GRAFT_ESQL;
-	store__text(st, 1, reason);
-	sqlite3_bind_double(st, 2, store__now());
-	sqlite3_bind_int64(st, 3, eval_id);
-	return store__done(s, st, "interrupting an evaluation");
+	int n = interrupt(s, "id = ?3", eval_id, reason);
+	return n < 0 ? n : 0;
 }
 
 #define EVAL_COLS "id, candidate_id, status, genome_sha256, dataset_id, graft_sha256, " \
