@@ -154,11 +154,15 @@ int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config 
  *        {"type":"result", "id", "val_accuracy", "val_loss", "train_loss",
  *         "steps", "wall_s", "cpu_s", "params", "flops", "inherited",
  *         "feature_cache", "images_per_s", "setup_cpu_s"}
- *        {"type":"error", "id", "message"}        the candidate failed
+ *        {"type":"error", "id", "message", "io"}  the candidate failed; "io"
+ *                                                 (optional, true) when the
+ *                                                 cause is the worker's files
+ *                                                 (a weights file it cannot
+ *                                                 write), not the candidate
  *
  * Decoding validates everything: every key of a type is required (but
  * "validation", "threads", "report_every", "parent" and "save" of a task
- * and "pid" of ready), types and ranges are checked (an accuracy is a
+ * and "pid" of ready and "io" of error), types and ranges are checked (an accuracy is a
  * finite number in [0, 1]), and unknown keys are errors.  A line that does
  * not decode is GRAFT_EINVAL with the reason in err; nothing is filled. */
 typedef struct proto_task {
@@ -208,6 +212,7 @@ typedef struct proto_wmsg {
 	double loss;                 /* progress: NAN when the worker wrote null */
 	proto_result result;         /* result */
 	char message[GRAFT_ERRLEN];  /* error */
+	int io;                      /* error: caused by a file, not the candidate */
 } proto_wmsg;
 
 const char *proto_wmsg_type_name(enum proto_wmsg_type t);

@@ -378,7 +378,7 @@ int proto_wmsg_decode(const char *line, size_t len, proto_wmsg *out, char *err,
 	static const char *const ready_keys[] = { "type", "pid", NULL };
 	static const char *const loading_keys[] = { "type", "id", "what", NULL };
 	static const char *const progress_keys[] = { "type", "id", "step", "steps", "loss", NULL };
-	static const char *const error_keys[] = { "type", "id", "message", NULL };
+	static const char *const error_keys[] = { "type", "id", "message", "io", NULL };
 	const char *type = NULL;
 	proto_wmsg m = { .id = -1 };
 	long long id = -1, pid = 0, step = 0, steps = 0;
@@ -434,8 +434,10 @@ int proto_wmsg_decode(const char *line, size_t len, proto_wmsg *out, char *err,
 		rc = decode_result(&d, &m.result);
 		break;
 	case PROTO_WMSG_ERROR:
-		if (!(rc = only_keys(&d, error_keys)))
-			rc = decode_fixed(&d, "message", m.message, sizeof(m.message));
+		if (!(rc = only_keys(&d, error_keys)) &&
+		    !(rc = decode_fixed(&d, "message", m.message, sizeof(m.message))) &&
+		    json_object_get(o, "io"))
+			rc = get_bool(&d, "io", &m.io);
 		break;
 	default:
 		break;
@@ -484,6 +486,8 @@ char *proto_wmsg_encode(const proto_wmsg *m)
 	case PROTO_WMSG_ERROR:
 		o = json_pack("{s:s, s:I, s:s}", "type", "error", "id", (json_int_t)m->id, "message",
 		              m->message[0] ? m->message : "unknown error");
+		if (o && m->io)
+			json_object_set_new(o, "io", json_true());
 		break;
 	}
 	return dump_line(o);

@@ -139,6 +139,15 @@ Test(worker_proto, other_messages_and_garbage)
 	const char *e = "{\"type\":\"error\",\"id\":-1,\"message\":\"no such file\"}";
 	cr_assert_eq(proto_wmsg_decode(e, strlen(e), &m, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(m.message, "no such file");
+	cr_assert_eq(m.io, 0, "no io key: the candidate's own failure");
+	const char *io = "{\"type\":\"error\",\"id\":4,\"message\":\"cannot write w\",\"io\":true}";
+	cr_assert_eq(proto_wmsg_decode(io, strlen(io), &m, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(m.io, 1);
+	char *again = proto_wmsg_encode(&m);
+	cr_assert(strstr(again, "\"io\":true"), "%s", again);
+	free(again);
+	expect_wmsg_refused("{\"type\":\"error\",\"id\":4,\"message\":\"x\",\"io\":1}",
+	                    "\"io\" must be true or false");
 	expect_wmsg_refused("{\"type\":\"error\",\"id\":3,\"message\":\"\"}", "message");
 	expect_wmsg_refused("{\"type\":\"progress\",\"id\":-1,\"step\":1,\"steps\":2,\"loss\":1}",
 	                    "\"id\" must be");

@@ -138,6 +138,13 @@ static void on_line(rt_pool *p, int w, const proto_wmsg *m, void *ctx)
 			job_error(d, jr, seq, rc, err, pid);
 		else
 			event(d, jr, RT_RESULT, seq, NULL, 0, &m->result, pid);
+	} else if (m->io) {
+		/* The worker's files failed (the disk is full, the weights directory
+		 * is read-only): not the candidate's fault, and every candidate
+		 * after it would fail the same way.  The task is given back, to
+		 * run again once the job resumes, and the job is stopped. */
+		rt_jobrun_abandon(jr, &o->task);
+		job_error(d, jr, seq, GRAFT_EIO, m->message, pid);
 	} else {
 		fail_task(d, o, m->message, pid);
 	}

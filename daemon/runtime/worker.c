@@ -56,9 +56,11 @@ static void emit(const proto_wmsg *m)
 	}
 }
 
-static void emit_error(int64_t id, const char *message)
+/* io: the failure is a file's (GRAFT_EIO: the weights cannot be written,
+ * the data cannot be read), not the candidate's. */
+static void emit_error(int64_t id, const char *message, int io)
 {
-	proto_wmsg m = { .type = PROTO_WMSG_ERROR, .id = id };
+	proto_wmsg m = { .type = PROTO_WMSG_ERROR, .id = id, .io = io };
 	snprintf(m.message, sizeof(m.message), "%s", message);
 	emit(&m);
 }
@@ -200,7 +202,7 @@ static void run_task(struct worker *w, const proto_task *t)
 	emit(&m);
 	return;
 fail:
-	emit_error(w->task, *err ? err : graft_strerror(rc));
+	emit_error(w->task, *err ? err : graft_strerror(rc), rc == GRAFT_EIO);
 }
 
 /* A worker is a helper of the process that started it: it trains at a
@@ -231,11 +233,11 @@ int rt_worker_main(int argc, char **argv)
 	while ((len = getline(&line, &cap, stdin)) > 0) {
 		proto_task t;
 		if (len > MAX_LINE) {
-			emit_error(-1, "task line too long");
+			emit_error(-1, "task line too long", 0);
 			continue;
 		}
 		if (proto_task_decode(line, (size_t)len, &t, err, sizeof(err))) {
-			emit_error(-1, err);
+			emit_error(-1, err, 0);
 			continue;
 		}
 		w.task = t.id;
