@@ -124,9 +124,25 @@ void *store__append(void **v, int *count, int *cap, size_t size)
 	return slot;
 }
 
+/* SQLite's message, and for the errors that are the file's (I/O, full,
+ * read-only, cannot open) which file and what the system said, so that a
+ * person knows where to look: "disk I/O error" alone names neither. */
+static void describe(store *s, int code, const char *msg, char *out, size_t len)
+{
+	int primary = code & 0xff, os = sqlite3_system_errno(s->db);
+	const char *file = sqlite3_db_filename(s->db, "main");
+	if ((primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_READONLY ||
+	     primary == SQLITE_CANTOPEN) && file && *file)
+		snprintf(out, len, "%s (%s%s%s)", msg, file, os ? ": " : "", os ? strerror(os) : "");
+	else
+		snprintf(out, len, "%s", msg);
+}
+
 int store__fail(store *s, const char *what)
 {
-	snprintf(s->err, sizeof(s->err), "%s: %s", what, sqlite3_errmsg(s->db));
+	char why[GRAFT_ERRLEN];
+	describe(s, sqlite3_extended_errcode(s->db), sqlite3_errmsg(s->db), why, sizeof(why));
+	snprintf(s->err, sizeof(s->err), "%.100s: %.400s", what, why);
 	return GRAFT_ESQL;
 }
 
@@ -152,7 +168,8 @@ int store__exec(store *s, const char *sql)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(s->err, sizeof(s->err), "%s", msg ? msg : "unknown SQLite error");
+		describe(s, sqlite3_extended_errcode(s->db), msg ? msg : "unknown SQLite error",
+		         s->err, sizeof(s->err));
 		sqlite3_free(msg);
 		return GRAFT_ESQL;
 	}

@@ -830,11 +830,9 @@ Test(recovery, unwritable_weights_pause_the_job_until_resumed)
 	fault_while_running(WEIGHTS_UNWRITABLE);
 }
 
-/* Fails: the job pauses and resumes as required, but its error says
- * "recording a result: disk I/O error", which names neither graft.db nor
- * why (EPERM); SQLite's message is all store/db.c passes on.  Disabled
- * until the store's errors say which file failed and how. */
-Test(recovery, a_read_only_store_pauses_the_job_until_resumed, .disabled = true)
+/* The store's errors name the file and the system's reason (they said
+ * only "disk I/O error" before). */
+Test(recovery, a_read_only_store_pauses_the_job_until_resumed)
 {
 	fault_while_running(STORE_READ_ONLY);
 }
