@@ -1,8 +1,9 @@
 /*
  * fuzz_safetensors.c - safetensors weight files (nn_safetensors_read), which
  * come from other programs and from the network.  A file that loads must be
- * what nn.h says: tensors inside the blob, 4-aligned, named and shaped, and
- * metadata of terminated strings.
+ * what nn.h says: tensors inside the blob, 4-aligned, with terminated names
+ * (an empty one included: the format allows it, and nothing looks it up) and
+ * valid shapes, and metadata of terminated strings.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ static void check_weights(const nn_weights *w, size_t size)
 		const nn_tensor *t = &w->t[i];
 		int64_t numel = nn_tensor_numel(t);
 
-		if (!memchr(t->name, '\0', NN_NAME_MAX) || t->name[0] == '\0' || numel < 0 ||
+		if (!memchr(t->name, '\0', NN_NAME_MAX) || numel < 0 ||
 		    (uint64_t)numel * 4 > size || ((uintptr_t)t->data & 3) != 0)
 			abort();
 		/* Reading every element lets ASan see a tensor that runs past the blob. */
