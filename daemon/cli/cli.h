@@ -39,10 +39,11 @@ struct option;
 int cli_next_opt(int argc, char **argv, const struct option *opts, const char *cmd,
                  char *name, size_t namelen);
 
-/* The same for a number in the open interval (lo, hi). */
+/* A number in the open interval (lo, hi), or a message and GRAFT_EINVAL. */
 int cli_double(const char *opt, const char *val, double lo, double hi, double *out);
 
-/* Parses a non-negative integer option value or prints why not; returns 0/-1. */
+/* Parses an integer option value in [min, max] or prints why not; returns 0
+ * or GRAFT_EINVAL. */
 int cli_int(const char *opt, const char *val, long min, long max, long *out);
 
 /* ---- the client of graftd --------------------------------------------------- */

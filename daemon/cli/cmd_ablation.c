@@ -103,14 +103,14 @@ static int parse_args(int argc, char **argv, struct ablation_args *a)
 		case 't': bad = cli_int(o, optarg, 1, 256, &a->threads); break;
 		case 'l': bad = cli_double(o, optarg, 0, 100, &a->lr); break;
 		case 'h': fputs(usage, stdout); return 1;
-		default: return -1; /* cli_next_opt said why */
+		default: return GRAFT_EINVAL; /* cli_next_opt said why */
 		}
 		if (bad)
-			return -1;
+			return GRAFT_EINVAL;
 	}
 	if (optind != argc) {
 		fprintf(stderr, "graft ablation: unexpected argument '%s'\n\n%s", argv[optind], usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	return 0;
 }
@@ -129,11 +129,11 @@ static int split_sources(char *list, const char **out, const struct ablation_arg
 			fprintf(stderr, "graft ablation: --sources: %s '%s'; expected a list of "
 			        "none, random, synthetic, target, dataset\n",
 			        ok ? "too many sources at" : "unknown source", s);
-			return -1;
+			return GRAFT_EINVAL;
 		}
 		if (!strcmp(s, "dataset") && !a->graft_data) {
 			fprintf(stderr, "graft ablation: the source 'dataset' needs --graft-data DIR\n");
-			return -1;
+			return GRAFT_EINVAL;
 		}
 		out[n++] = s;
 	}
@@ -350,7 +350,7 @@ static int write_rows(const struct ablation *ab, const char *path)
 
 	if (!f) {
 		perror(path);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	if (csv)
 		fprintf(f, "candidate,source,steps,val_accuracy,val_loss,params,flops,cpu_s,wall_s\n");
@@ -396,7 +396,7 @@ static int sample_candidates(struct ablation *ab)
 	for (long i = 0; i < a->candidates; i++)
 		if (search_sample_arch(&space, &base, &r, &ab->cands[i])) {
 			fprintf(stderr, "graft ablation: cannot sample from the search space\n");
-			return -1;
+			return GRAFT_EINVAL;
 		}
 	return 0;
 }

@@ -79,7 +79,7 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 			if (need[k].ch == ch && !(c->opts & need[k].bit)) {
 				fprintf(stderr, "graft %s: %s is not an option of this command\n", c->name,
 				        name);
-				return -1;
+				return GRAFT_EINVAL;
 			}
 		int bad = 0;
 		switch (ch) {
@@ -95,26 +95,26 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 			    strcmp(optarg, "flops")) {
 				fprintf(stderr, "graft %s: --sort: expected accuracy, params or flops, got "
 				        "'%s'\n", c->name, optarg);
-				return -1;
+				return GRAFT_EINVAL;
 			}
 			o->sort = optarg;
 			break;
 		case 'h': print_help(c); return 1;
-		default: return -1;
+		default: return GRAFT_EINVAL;
 		}
 		if (bad)
-			return -1;
+			return GRAFT_EINVAL;
 	}
 	if (argc - optind != c->nargs) {
 		fprintf(stderr, "graft %s: expected %s\nusage: graft %s %s[options]\n", c->name,
 		        c->nargs ? c->args : "no arguments", c->name, c->args);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	o->arg = c->nargs ? argv[optind] : NULL;
 	if (c->nargs && strstr(c->args, "JOB")) {
 		long id;
 		if (cli_int("JOB", o->arg, 1, (1L << 62), &id))
-			return -1;
+			return GRAFT_EINVAL;
 	}
 	cli_socket_path(o->socket_flag, o->sock, sizeof(o->sock));
 	return 0;

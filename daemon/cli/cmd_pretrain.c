@@ -89,18 +89,18 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a)
 		case 't': bad = cli_int(o, optarg, 1, 256, &a->threads); break;
 		case 'l': bad = cli_double(o, optarg, 0, 100, &a->lr); break;
 		case 'h': fputs(usage, stdout); return 1;
-		default: return -1; /* cli_next_opt said why */
+		default: return GRAFT_EINVAL; /* cli_next_opt said why */
 		}
 		if (bad) {
 			if (c == 'k')
 				fprintf(stderr, "graft pretrain: --kernel must be odd\n");
-			return -1;
+			return GRAFT_EINVAL;
 		}
 	}
 	if (optind != argc || !a->req.source || !a->out) {
 		fprintf(stderr, "graft pretrain: --source and --out are required%s\n\n%s",
 		        optind != argc ? ", and nothing else" : "", usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	return 0;
 }

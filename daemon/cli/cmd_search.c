@@ -184,15 +184,15 @@ static int parse_args(int argc, char **argv, struct search_args *a)
 		case 't': bad = cli_int(o, optarg, 1, 256, &a->threads); break;
 		case 'k': bad = cli_int(o, optarg, 0, 100000, &a->top); break;
 		case 'h': fputs(usage, stdout); return 1;
-		default: return -1;
+		default: return GRAFT_EINVAL;
 		}
 		if (bad)
-			return -1;
+			return GRAFT_EINVAL;
 	}
 	if (optind != argc - 1 || !a->db) {
 		fprintf(stderr, "graft search: %s\n\n%s", optind >= argc ? "a job spec is required"
 		        : optind < argc - 1 ? "one job spec only" : "--db FILE is required", usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	a->spec = argv[optind];
 	return 0;

@@ -125,14 +125,14 @@ static int parse_args(int argc, char **argv, struct train_args *a)
 			}
 			break;
 		case 'h': fputs(usage, stdout); return 1;
-		default: return -1; /* cli_next_opt said why */
+		default: return GRAFT_EINVAL; /* cli_next_opt said why */
 		}
 		if (bad)
-			return -1;
+			return GRAFT_EINVAL;
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "graft train: expected one ARCH.yaml\n\n%s", usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	a->arch = argv[optind];
 	return 0;
@@ -159,7 +159,7 @@ static int check_shape(const nn_arch *arch, const nn_dataset *ds, const char *da
 	fprintf(stderr, "graft train: %s holds %dx%dx%d images of %d classes, but the "
 	        "architecture expects %dx%dx%d and %d classes\n", data, ds->c, ds->h, ds->w,
 	        ds->classes, arch->in_c, arch->in_h, arch->in_w, arch->classes);
-	return -1;
+	return GRAFT_EINVAL;
 }
 
 static char *default_out(const char *arch)
@@ -185,7 +185,7 @@ static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *
 	                       train, val, err, sizeof(err)) ||
 	    nn_dataset_load_dir(test, a->data, 1, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s\n", err);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	return 0;
 }
@@ -309,7 +309,7 @@ static int graft_from_cache(nn_net *net, const char *sha, char *path, size_t pat
 		if (dp)
 			closedir(dp);
 	}
-	return -1;
+	return GRAFT_EINVAL;
 }
 
 /* Gives net the graft's weights: from --graft-file, else from the --init

@@ -42,7 +42,7 @@ int cli_int(const char *opt, const char *val, long min, long max, long *out)
 	if (!val || errno || *end || end == val || v < min || v > max) {
 		fprintf(stderr, "graft: %s: expected an integer %ld..%ld, got '%s'\n", opt, min,
 		        max, val ? val : "");
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	*out = v;
 	return 0;
@@ -79,7 +79,7 @@ int cli_double(const char *opt, const char *val, double lo, double hi, double *o
 	if (!val || errno || *end || end == val || !(v > lo && v < hi)) {
 		fprintf(stderr, "graft: %s: expected a number in (%g, %g), got '%s'\n", opt, lo, hi,
 		        val ? val : "");
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	*out = v;
 	return 0;
@@ -106,19 +106,19 @@ static int global_options(int argc, char **argv, char **global, int *nglobal)
 		} else if (!strcmp(o, "--socket")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "graft: --socket needs a value (see graft --help)\n");
-				return -1;
+				return GRAFT_EINVAL;
 			}
 			global[(*nglobal)++] = argv[i];
 			global[(*nglobal)++] = argv[++i];
 		} else {
 			fprintf(stderr, "graft: unknown option '%s' before the command (see graft "
 			        "--help)\n", o);
-			return -1;
+			return GRAFT_EINVAL;
 		}
 	}
 	if (i == argc) {
 		fprintf(stderr, "graft: no command after the options\n\n%s", usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	if (!cli_client_command(argv[i])) {
 		static const char *const local[] = { "train", "pretrain", "ablation", "search" };
@@ -126,10 +126,10 @@ static int global_options(int argc, char **argv, char **global, int *nglobal)
 			if (!strcmp(argv[i], local[k])) {
 				fprintf(stderr, "graft: %s applies to the commands that talk to graftd, "
 				        "not to '%s'\n", global[0], argv[i]);
-				return -1;
+				return GRAFT_EINVAL;
 			}
 		fprintf(stderr, "graft: unknown command '%s'\n\n%s", argv[i], usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	return i;
 }

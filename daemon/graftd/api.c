@@ -42,11 +42,11 @@ static void not_found(gd_conn *c, const char *what)
 static int parse_id(const char *s, size_t n, int64_t *id)
 {
 	if (n == 0 || n > 18)
-		return -1;
+		return GRAFT_EINVAL;
 	int64_t v = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] < '0' || s[i] > '9')
-			return -1;
+			return GRAFT_EINVAL;
 		v = v * 10 + (s[i] - '0');
 	}
 	*id = v;
@@ -109,7 +109,7 @@ static int query_int(gd_conn *c, const proto_http_req *r, const char *key, int l
 	if (!*buf || *end || v < lo || v > hi) {
 		snprintf(msg, sizeof(msg), "%s must be an integer %d..%d", key, lo, hi);
 		gd_server_reply_error(c, 400, "bad_parameter", msg, key, 0, 0);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	*out = (int)v;
 	return 0;

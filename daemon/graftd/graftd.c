@@ -100,13 +100,13 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 		size_t len;
 		if (proto_read_file(*config, &text, &len, err, sizeof(err))) {
 			fprintf(stderr, "graftd: %s\n", err);
-			return -1;
+			return GRAFT_EINVAL;
 		}
 		int rc = proto_daemon_config_parse(text, len, c, err, sizeof(err));
 		free(text);
 		if (rc) {
 			fprintf(stderr, "graftd: %s: %s\n", *config, err);
-			return -1;
+			return GRAFT_EINVAL;
 		}
 	}
 	opterr = 1;
@@ -122,7 +122,7 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 			if (gd_log_level_parse(optarg) < 0) {
 				fprintf(stderr, "graftd: --log-level: expected debug, info, warn or "
 				        "error, got '%s'\n", optarg);
-				return -1;
+				return GRAFT_EINVAL;
 			}
 			snprintf(c->log_level, sizeof(c->log_level), "%s", optarg);
 			break;
@@ -131,16 +131,16 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 			if (*end || c->workers < 1 || c->workers > 256) {
 				fprintf(stderr, "graftd: --workers: expected an integer 1..256, got "
 				        "'%s'\n", optarg);
-				return -1;
+				return GRAFT_EINVAL;
 			}
 			break;
 		case 'h': fputs(usage, stdout); return 1;
-		default: fprintf(stderr, "%s", usage); return -1;
+		default: fprintf(stderr, "%s", usage); return GRAFT_EINVAL;
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "graftd: unexpected argument '%s'\n%s", argv[optind], usage);
-		return -1;
+		return GRAFT_EINVAL;
 	}
 	return 0;
 }

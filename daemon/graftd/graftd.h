@@ -24,10 +24,10 @@
 
 enum gd_log_level { GD_LOG_DEBUG, GD_LOG_INFO, GD_LOG_WARN, GD_LOG_ERROR };
 
-/* Parses "debug", "info", "warn", "error"; -1 otherwise. */
+/* Parses "debug", "info", "warn", "error"; GRAFT_EINVAL otherwise. */
 int gd_log_level_parse(const char *name);
 void gd_log_set_level(int level);
-/* Logs to path (appending) instead of stderr; NULL: stderr.  0 or -1. */
+/* Logs to path (appending) instead of stderr; NULL: stderr.  0 or GRAFT_EIO. */
 int gd_log_open(const char *path);
 /* Reopens the file given to gd_log_open (after a rotation). */
 int gd_log_reopen(void);

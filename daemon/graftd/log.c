@@ -18,7 +18,7 @@ int gd_log_level_parse(const char *name)
 	for (int i = 0; i < 4; i++)
 		if (!strcmp(name, names[i]))
 			return i;
-	return -1;
+	return GRAFT_EINVAL;
 }
 
 void gd_log_set_level(int level)
@@ -42,7 +42,7 @@ int gd_log_reopen(void)
 		return 0;
 	FILE *f = fopen(path_buf, "a");
 	if (!f)
-		return -1;
+		return GRAFT_EIO;
 	setvbuf(f, NULL, _IOLBF, 0);
 	if (out)
 		fclose(out);
