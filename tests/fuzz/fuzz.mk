@@ -17,7 +17,8 @@
 # Everything is compiled with clang into build-fuzz/, never into build/: the
 # library sources a parser needs are instrumented for coverage, address and
 # undefined-behaviour checks, and linked to each harness with libFuzzer.  The
-# parsers use no OpenMP, so neither does this build (no libomp needed).
+# parsers use no OpenMP, so neither does this build (no libomp needed).  The
+# harnesses always build with -Werror; WERROR=1 (CI) holds the library to it too.
 
 FUZZ_CC   ?= clang
 FUZZ_TIME ?= 60
