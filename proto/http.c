@@ -22,6 +22,7 @@ struct proto_http {
 	char field[64];
 	size_t field_len;
 	enum header current;
+	int content_types;        /* Content-Type headers seen in this request */
 	int in_request, complete;
 	int status;               /* set by a callback that refuses */
 	char why[200];
@@ -52,6 +53,7 @@ static int on_begin(http_parser *p)
 	free(h->req.body);
 	memset(&h->req, 0, sizeof(h->req));
 	h->body_cap = h->head_bytes = h->url_len = h->field_len = 0;
+	h->content_types = 0;
 	h->in_request = 1;
 	h->complete = 0;
 	return 0;
@@ -89,8 +91,12 @@ static int on_value(http_parser *p, const char *at, size_t n)
 	proto_http *h = p->data;
 	if (count_head(h, n))
 		return -1;
-	if (h->current == H_NONE)
+	if (h->current == H_NONE) {
 		h->current = !strcasecmp(h->field, "content-type") ? H_CONTENT_TYPE : H_OTHER;
+		/* Two would be read as one value glued together (found by fuzzing). */
+		if (h->current == H_CONTENT_TYPE && h->content_types++)
+			return refuse(h, 400, "Content-Type is given more than once");
+	}
 	if (h->current == H_CONTENT_TYPE) {
 		size_t have = strlen(h->req.content_type);
 		size_t room = sizeof(h->req.content_type) - 1 - have;

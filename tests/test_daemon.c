@@ -235,6 +235,10 @@ Test(daemon, hostile_input_gets_a_4xx_and_the_daemon_keeps_serving)
 	const char *chunked = "POST /v1/jobs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 	                      "zz\r\nnot hex\r\n0\r\n\r\n";
 	expect_refused(dir, "chunked garbage", chunked, strlen(chunked), 400);
+	/* Two Content-Types were read as one, glued together (found by fuzzing). */
+	const char *two_types = "POST /v1/jobs HTTP/1.1\r\nContent-Type: application/yaml\r\n"
+	                        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+	expect_refused(dir, "two Content-Types", two_types, strlen(two_types), 400);
 	const char *v2 = "GET /v1/health HTTP/2.0\r\n\r\n";
 	expect_refused(dir, "HTTP/2 request line", v2, strlen(v2), 505);
 
