@@ -13,7 +13,7 @@ PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lpthread -lm -fopenmp
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldnnl -lhttp_parser -lpthread -lm -fopenmp
 ifneq ($(WERROR),)
 CFLAGS  += -Werror
 endif

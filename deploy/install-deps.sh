@@ -9,6 +9,7 @@ build-essential pkg-config
 libopenblas-dev zlib1g-dev
 libuv1-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
 libjansson-dev libhttp-parser-dev nettle-dev
+libdnnl-dev
 libcriterion-dev
 dataset-fashion-mnist
 python3-torch python3-yaml python3-numpy

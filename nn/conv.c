@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "nn/conv_internal.h"
 #include "nn/nn.h"
 
 int nn_conv_shape_init(nn_conv_shape *s)
@@ -307,6 +308,8 @@ static void share(int n, int t, int nt, int *lo, int *hi)
 void nn_conv_forward(const nn_conv_shape *s, int n, const float *x, const float *w,
                      float *y, float *ws)
 {
+	if (nn_conv_engine() == NN_ENGINE_ONEDNN && nn__dnnl_conv_forward(s, n, x, w, y) == 0)
+		return;
 	size_t xs = (size_t)s->cin * s->h * s->w, ys = (size_t)s->cout * s->oh * s->ow;
 	int nt = nn_threads(), chunk = chunk_images(s);
 
@@ -384,6 +387,9 @@ static void gemm_backward_chunk(const nn_conv_shape *s, const float *x, int c,
 void nn_conv_backward(const nn_conv_shape *s, int n, const float *x, const float *w,
                       const float *dy, float *dx, float *dw, float *ws)
 {
+	if (nn_conv_engine() == NN_ENGINE_ONEDNN &&
+	    nn__dnnl_conv_backward(s, n, x, w, dy, dx, dw) == 0)
+		return;
 	size_t xs = (size_t)s->cin * s->h * s->w, ys = (size_t)s->cout * s->oh * s->ow;
 	size_t pt = per_thread(s), wgs = wgrad_size(s);
 	int nt = nn_threads(), chunk = chunk_images(s);

@@ -258,6 +258,15 @@ void nn_conv_forward(const nn_conv_shape *s, int n, const float *x, const float 
 /* dy: (n,cout,oh,ow); dx (may be NULL) and dw (may be NULL) accumulate. */
 void nn_conv_backward(const nn_conv_shape *s, int n, const float *x, const float *w,
                       const float *dy, float *dx, float *dw, float *ws);
+/* Which path nn_conv_forward and nn_conv_backward take: oneDNN's JIT
+ * convolutions (the default where oneDNN runs), or the reference im2col +
+ * cblas_sgemm path of conv.c (the environment variable
+ * GRAFT_ENGINE=reference, or nn_conv_set_engine).  Both compute the same
+ * convolution; tests run each. */
+enum nn_engine { NN_ENGINE_REFERENCE, NN_ENGINE_ONEDNN };
+enum nn_engine nn_conv_engine(void);
+void nn_conv_set_engine(enum nn_engine e);
+
 /* Direct loops, the reference the fast path is tested against. */
 void nn_conv_forward_naive(const nn_conv_shape *s, int n, const float *x,
                            const float *w, float *y);

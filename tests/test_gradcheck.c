@@ -31,6 +31,7 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,8 +258,16 @@ Test(gradcheck, conv_naive)
 	conv_gradcheck(0);
 }
 
-Test(gradcheck, conv_fast)
+Test(gradcheck, conv_onednn)
 {
+	nn_conv_set_engine(NN_ENGINE_ONEDNN);
+	cr_assert_eq(nn_conv_engine(), NN_ENGINE_ONEDNN, "oneDNN is not available");
+	conv_gradcheck(1);
+}
+
+Test(gradcheck, conv_reference)
+{
+	nn_conv_set_engine(NN_ENGINE_REFERENCE);
 	conv_gradcheck(1);
 }
 
@@ -809,14 +818,95 @@ static void fast_vs_naive(int threads)
 	          ngrouped, nstride2);
 }
 
-Test(gradcheck, conv_fast_vs_naive_1_thread)
+Test(gradcheck, conv_onednn_vs_naive_1_thread)
 {
+	nn_conv_set_engine(NN_ENGINE_ONEDNN);
+	cr_assert_eq(nn_conv_engine(), NN_ENGINE_ONEDNN, "oneDNN is not available");
 	fast_vs_naive(1);
 }
 
-Test(gradcheck, conv_fast_vs_naive_2_threads)
+Test(gradcheck, conv_onednn_vs_naive_2_threads)
 {
+	nn_conv_set_engine(NN_ENGINE_ONEDNN);
+	cr_assert_eq(nn_conv_engine(), NN_ENGINE_ONEDNN, "oneDNN is not available");
 	fast_vs_naive(2);
+}
+
+Test(gradcheck, conv_reference_vs_naive_1_thread)
+{
+	nn_conv_set_engine(NN_ENGINE_REFERENCE);
+	fast_vs_naive(1);
+}
+
+Test(gradcheck, conv_reference_vs_naive_2_threads)
+{
+	nn_conv_set_engine(NN_ENGINE_REFERENCE);
+	fast_vs_naive(2);
+}
+
+/* ---- threads ---------------------------------------------------------- */
+
+/* graftd pretrains the grafts of two jobs at once, on two threads: the
+ * oneDNN path keeps its primitives and stream per thread (a shared cache
+ * corrupted itself and hung a job).  Two threads, each its own shapes, many
+ * times: every result equals the naive one. */
+struct conv_job {
+	nn_conv_shape s;
+	int n, bad;
+	float *x, *w, *want, *y;
+};
+
+static void *conv_thread(void *arg)
+{
+	struct conv_job *j = arg;
+	size_t ny = (size_t)j->n * j->s.cout * j->s.oh * j->s.ow;
+	for (int it = 0; it < 100; it++) {
+		/* Alternate two batch sizes, so that primitives are looked up and
+		 * made while the other thread does the same. */
+		int n = it % 2 ? j->n : 1;
+		nn_conv_forward(&j->s, n, j->x, j->w, j->y, NULL);
+		size_t len = n == j->n ? ny : ny / (size_t)j->n;
+		for (size_t i = 0; i < len; i++)
+			j->bad += fabsf(j->y[i] - j->want[i]) > 1e-3f * (1.0f + fabsf(j->want[i]));
+	}
+	return NULL;
+}
+
+Test(gradcheck, conv_onednn_on_two_threads_at_once)
+{
+	nn_conv_set_engine(NN_ENGINE_ONEDNN);
+	cr_assert_eq(nn_conv_engine(), NN_ENGINE_ONEDNN, "oneDNN is not available");
+	nn_set_threads(1);
+	rng_seed(99);
+	struct conv_job jobs[2] = {
+		{ .s = { .cin = 8, .h = 12, .w = 12, .cout = 16, .k = 3, .stride = 1, .pad = 1,
+		         .groups = 1 }, .n = 4 },
+		{ .s = { .cin = 16, .h = 9, .w = 9, .cout = 16, .k = 5, .stride = 2, .pad = 2,
+		         .groups = 16 }, .n = 3 },
+	};
+	pthread_t th[2];
+	for (int k = 0; k < 2; k++) {
+		struct conv_job *j = &jobs[k];
+		cr_assert_eq(nn_conv_shape_init(&j->s), 0);
+		size_t nx = (size_t)j->n * j->s.cin * j->s.h * j->s.w;
+		size_t nw = (size_t)j->s.cout * (j->s.cin / j->s.groups) * j->s.k * j->s.k;
+		size_t ny = (size_t)j->n * j->s.cout * j->s.oh * j->s.ow;
+		j->x = randn(nx, 1.0);
+		j->w = randn(nw, 1.0);
+		j->want = alloc_floats(ny);
+		j->y = alloc_floats(ny);
+		nn_conv_forward_naive(&j->s, j->n, j->x, j->w, j->want);
+	}
+	for (int k = 0; k < 2; k++)
+		pthread_create(&th[k], NULL, conv_thread, &jobs[k]);
+	for (int k = 0; k < 2; k++) {
+		pthread_join(th[k], NULL);
+		cr_assert_eq(jobs[k].bad, 0, "thread %d: %d wrong outputs", k, jobs[k].bad);
+		free(jobs[k].x);
+		free(jobs[k].w);
+		free(jobs[k].want);
+		free(jobs[k].y);
+	}
 }
 
 /* ---- determinism ------------------------------------------------------- */

@@ -293,17 +293,41 @@ static void run_conv(int fast, int null_grads)
 	fixture_free(f);
 }
 
-Test(torch_layers, conv_fast_1_thread)
+/* The fast paths: oneDNN's convolutions (the default) and the reference
+ * im2col + sgemm twin, each against PyTorch. */
+static void use_engine(enum nn_engine e)
 {
+	nn_conv_set_engine(e);
+	cr_assert_eq(nn_conv_engine(), e, "oneDNN is not available");
+}
+
+Test(torch_layers, conv_onednn_1_thread)
+{
+	use_engine(NN_ENGINE_ONEDNN);
 	nn_set_threads(1);
 	cr_assert_eq(nn_threads(), 1);
 	run_conv(1, 0);
 }
 
-Test(torch_layers, conv_fast_2_threads)
+Test(torch_layers, conv_onednn_2_threads)
 {
+	use_engine(NN_ENGINE_ONEDNN);
 	nn_set_threads(2);
 	cr_assert_eq(nn_threads(), 2);
+	run_conv(1, 0);
+}
+
+Test(torch_layers, conv_reference_1_thread)
+{
+	use_engine(NN_ENGINE_REFERENCE);
+	nn_set_threads(1);
+	run_conv(1, 0);
+}
+
+Test(torch_layers, conv_reference_2_threads)
+{
+	use_engine(NN_ENGINE_REFERENCE);
+	nn_set_threads(2);
 	run_conv(1, 0);
 }
 
@@ -316,6 +340,9 @@ Test(torch_layers, conv_naive)
 Test(torch_layers, conv_null_gradients)
 {
 	nn_set_threads(2);
+	use_engine(NN_ENGINE_ONEDNN);
+	run_conv(1, 1);
+	use_engine(NN_ENGINE_REFERENCE);
 	run_conv(1, 1);
 	run_conv(0, 1);
 }

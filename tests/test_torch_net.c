@@ -365,6 +365,19 @@ Test(torch_net, small_net_matches_pytorch_2_threads)
 	matches_pytorch(&SMALL, 2);
 }
 
+/* The same nets on the reference convolutions (the default is oneDNN). */
+Test(torch_net, full_arch_matches_pytorch_on_the_reference_path)
+{
+	nn_conv_set_engine(NN_ENGINE_REFERENCE);
+	matches_pytorch(&FULL, 2);
+}
+
+Test(torch_net, small_net_matches_pytorch_on_the_reference_path)
+{
+	nn_conv_set_engine(NN_ENGINE_REFERENCE);
+	matches_pytorch(&SMALL, 1);
+}
+
 /* ---- nn_net_load refuses a file that does not fit the net ---------------- */
 
 /* A temporary directory for rewritten weight files, removed by tmp_done. */

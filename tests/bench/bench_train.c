@@ -90,8 +90,9 @@ static double bench_net(const char *name, nn_net *net, int batch, double seconds
 				runs[j] = t;
 			}
 	best = runs[1];
-	printf("graft net=%s batch=%d threads=%d img_s=%.1f mflop_per_img=%.2f kernels=%s\n",
-	       name, batch, threads, best, 3.0 * nn_net_flops(net) / 1e6,
+	printf("graft net=%s batch=%d threads=%d img_s=%.1f mflop_per_img=%.2f engine=%s "
+	       "kernels=%s\n", name, batch, threads, best, 3.0 * nn_net_flops(net) / 1e6,
+	       nn_conv_engine() == NN_ENGINE_ONEDNN ? "onednn" : "reference",
 	       openblas_get_corename());
 	fflush(stdout);
 	free(x);

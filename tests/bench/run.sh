@@ -55,12 +55,16 @@ if [ -x "$bin" ]; then
 		echo "!! $bin exited with status $rc"
 		status=1
 	fi
+	# The reference path (im2col + OpenBLAS sgemm) beside the default oneDNN one.
+	echo "== graft again, GRAFT_ENGINE=reference"
+	GRAFT_ENGINE=reference "$bin" "$@" 2>&1 | grep -v '^# peak' | tee -a "$tmp/graft.out"
 	# The machines pin OpenBLAS to its Haswell (AVX2) kernels; a second run
 	# with the pin lifted shows what the AVX-512 kernels would give.  Each
 	# line names its kernels, so the table keeps the two apart.
 	if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
 		echo "== graft again, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset"
-		env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$bin" "$@" 2>&1 | tee -a "$tmp/graft.out"
+		env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE GRAFT_ENGINE=reference "$bin" "$@" 2>&1 |
+			tee -a "$tmp/graft.out"
 	fi
 	if ! grep -q '^graft ' "$tmp/graft.out"; then
 		echo "!! $bin printed no result lines"
