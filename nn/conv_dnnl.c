@@ -57,6 +57,7 @@ static struct {
 	pthread_once_t once;
 	int ok;
 	dnnl_engine_t eng;
+	pthread_key_t key;       /* its destructor frees an ending thread's primitives */
 } g = { .once = PTHREAD_ONCE_INIT };
 
 static _Thread_local struct {
@@ -66,9 +67,24 @@ static _Thread_local struct {
 	unsigned long clock;
 } t;
 
+static void prim_free(struct prim *p);
+
+/* A thread ends: what it kept goes with it. */
+static void thread_done(void *unused)
+{
+	(void)unused;
+	for (int i = 0; i < t.nkept; i++)
+		prim_free(t.kept[i]);
+	t.nkept = 0;
+	if (t.stream)
+		dnnl_stream_destroy(t.stream);
+	t.stream = NULL;
+}
+
 static void init(void)
 {
-	g.ok = dnnl_engine_create(&g.eng, dnnl_cpu, 0) == dnnl_success;
+	g.ok = dnnl_engine_create(&g.eng, dnnl_cpu, 0) == dnnl_success &&
+	       pthread_key_create(&g.key, thread_done) == 0;
 }
 
 int nn__dnnl_available(void)
@@ -80,9 +96,12 @@ int nn__dnnl_available(void)
 /* This thread's stream, made on first use. */
 static dnnl_stream_t stream(void)
 {
-	if (!t.stream && dnnl_stream_create(&t.stream, g.eng, dnnl_stream_default_flags) !=
-	                     dnnl_success)
-		t.stream = NULL;
+	if (!t.stream) {
+		if (dnnl_stream_create(&t.stream, g.eng, dnnl_stream_default_flags) != dnnl_success)
+			return t.stream = NULL;
+		/* Any non-NULL value: the destructor runs at this thread's end. */
+		pthread_setspecific(g.key, &t);
+	}
 	return t.stream;
 }
 
