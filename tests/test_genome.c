@@ -125,7 +125,9 @@ Test(genome, sampled_archs_are_valid_and_build)
 	}
 }
 
-Test(genome, mutation_chains_stay_valid_and_hash_right)
+/* 17 s in an optimized build; several times that under the sanitizers
+ * (make SAN=address,undefined test), hence its own timeout. */
+Test(genome, mutation_chains_stay_valid_and_hash_right, .timeout = 600)
 {
 	search_space s;
 	nn_arch base, parent, child;
