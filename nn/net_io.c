@@ -67,7 +67,7 @@ int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-static void shape_str(const nn_tensor *t, char *buf, size_t len)
+const char *nn_tensor_shape_str(const nn_tensor *t, char *buf, size_t len)
 {
 	size_t off = 0;
 	off += snprintf(buf + off, len - off, "(");
@@ -76,6 +76,7 @@ static void shape_str(const nn_tensor *t, char *buf, size_t len)
 		                (long long)t->shape[i]);
 	if (off < len)
 		snprintf(buf + off, len - off, ")");
+	return buf;
 }
 
 /* Checks every wanted tensor first and copies only when all are present and
@@ -110,8 +111,8 @@ int nn_net_load(nn_net *net, const char *path, const char *prefix, char *err,
 			}
 			if (!nn_tensor_same_shape(f, &t[i])) {
 				char want[64], got[64];
-				shape_str(&t[i], want, sizeof(want));
-				shape_str(f, got, sizeof(got));
+				nn_tensor_shape_str(&t[i], want, sizeof(want));
+				nn_tensor_shape_str(f, got, sizeof(got));
 				snprintf(err, errlen, "%s: tensor '%s' has shape %s, the network needs %s",
 				         path, t[i].name, got, want);
 				rc = GRAFT_EFORMAT;

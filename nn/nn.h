@@ -162,6 +162,8 @@ int64_t nn_tensor_numel(const nn_tensor *t);
 
 /* Whether a and b have the same ndim and dimensions. */
 int nn_tensor_same_shape(const nn_tensor *a, const nn_tensor *b);
+/* Writes t's shape as "(2,3,3,3)" into buf (len bytes) for messages; buf. */
+const char *nn_tensor_shape_str(const nn_tensor *t, char *buf, size_t len);
 
 /* Limits on the metadata the writer accepts: pairs, and bytes of each key or
  * value (without its terminating NUL). */

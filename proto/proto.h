@@ -216,7 +216,6 @@ typedef struct proto_wmsg {
 } proto_wmsg;
 
 const char *proto_wmsg_type_name(enum proto_wmsg_type t);
-void proto_wmsg_clear(proto_wmsg *m);
 int proto_wmsg_decode(const char *line, size_t len, proto_wmsg *out, char *err,
                       size_t errlen);
 /* The message as one line ending in "\n", malloc'd; NULL when out of memory

@@ -315,12 +315,6 @@ char *proto_task_encode(const proto_task *t)
 
 /* ---- worker messages ------------------------------------------------------------ */
 
-void proto_wmsg_clear(proto_wmsg *m)
-{
-	if (m)
-		memset(m, 0, sizeof(*m));
-}
-
 static int decode_result(struct dec *d, proto_result *r)
 {
 	static const char *const keys[] = {

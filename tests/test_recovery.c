@@ -12,7 +12,6 @@
 #include <linux/fs.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,13 +66,9 @@ static int set_immutable(const char *path, int on)
 	return rc;
 }
 
-static pid_t watched;
-
 static void teardown(void)
 {
 	graftd_kill_all();
-	if (watched > 0 && kill(watched, SIGKILL) == 0)
-		waitpid(watched, NULL, 0);
 	while (nimmutable > 0)
 		set_immutable(immutable[--nimmutable], 0);
 	while (nmounted > 0)
@@ -356,29 +351,6 @@ static void loop_kill(struct loop *L)
 	L->pid = 0;
 }
 
-/* A graftd started without waiting for it to listen (graftd_start_with's
- * arguments, its config file as the last start wrote it); teardown kills
- * it (watched) if the test does not. */
-static pid_t spawn_watched(const char *dir)
-{
-	char cfg[720], log[720], dirbuf[700], out[720];
-	snprintf(cfg, sizeof(cfg), "%.680s/graftd.yaml", dir);
-	snprintf(log, sizeof(log), "%s", log_path(dir));
-	snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
-	snprintf(out, sizeof(out), "%.680s/stderr.txt", dir);
-	char *argv[] = { GRAFTD_BIN, "--config", cfg, "--data-dir", dirbuf, "--workers", "1",
-	                 "--log-file", log, NULL };
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	int rc = posix_spawn(&watched, GRAFTD_BIN, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(rc, 0, "cannot run %s", GRAFTD_BIN);
-	return watched;
-}
-
 /* Kills graftd at moment p; returns a label of the moment reached, checked
  * after the kill where the moment is a race. */
 static const char *kill_at(struct loop *L, const struct kill_plan *p)
@@ -415,12 +387,12 @@ static const char *kill_at(struct loop *L, const struct kill_plan *p)
 		 * moment is made here, and watched from its first instant. */
 		cr_assert_eq(L->pid, 0);
 		L->log_mark = file_size(log_path(L->dir));
-		L->pid = spawn_watched(L->dir);
+		L->pid = graftd_spawn(L->dir, 1, L->config);
 		double t0 = test_now();
 		while (!log_has(L->dir, L->log_mark, ": opening") && test_now() - t0 < 60)
 			;
-		cr_assert(kill(L->pid, SIGKILL) == 0 && waitpid(L->pid, NULL, 0) == L->pid);
-		watched = L->pid = 0;
+		cr_assert(WIFSIGNALED(graftd_stop(L->pid, SIGKILL)));
+		L->pid = 0;
 		if (log_has(L->dir, L->log_mark, "open,"))
 			snprintf(label, sizeof(label), "opening(missed:open)");
 		else if (graft_cache_state(L->dir) != 1)

@@ -190,16 +190,6 @@ static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *
 	return 0;
 }
 
-static void shape_str(const nn_tensor *t, char *buf, size_t len)
-{
-	size_t off = (size_t)snprintf(buf, len, "(");
-	for (int i = 0; i < t->ndim && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? "," : "",
-		                        (long long)t->shape[i]);
-	if (off < len)
-		snprintf(buf + off, len - off, ")");
-}
-
 static int is_graft_tensor(const char *name)
 {
 	return !strncmp(name, "graft.", 6) || !strncmp(name, "graft_proj.", 11);
@@ -234,9 +224,9 @@ static int load_init(nn_net *net, const char *path, int graft_dropped, char *err
 			continue;
 		if (!f && !strncmp(t[i].name, "graft.", 6))
 			continue;
-		shape_str(&t[i], want, sizeof(want));
+		nn_tensor_shape_str(&t[i], want, sizeof(want));
 		if (f)
-			shape_str(f, got, sizeof(got));
+			nn_tensor_shape_str(f, got, sizeof(got));
 		if (!bad++ && f)
 			snprintf(err, errlen, "%s: tensor '%s' has shape %s there, the network "
 			         "needs %s", path, t[i].name, got, want);
@@ -250,7 +240,7 @@ static int load_init(nn_net *net, const char *path, int graft_dropped, char *err
 			found = !strcmp(w.t[i].name, t[k].name);
 		if (found || (graft_dropped && is_graft_tensor(w.t[i].name)))
 			continue;
-		shape_str(&w.t[i], got, sizeof(got));
+		nn_tensor_shape_str(&w.t[i], got, sizeof(got));
 		if (!bad++)
 			snprintf(err, errlen, "%s: tensor '%s' %s is not in the network", path,
 			         w.t[i].name, got);

@@ -562,11 +562,6 @@ void gd_sched_control(gd_sched *s, int64_t id, const char *action, gd_sched_answ
 
 /* ---- reporting ------------------------------------------------------------------- */
 
-static const char *state_name(const struct job *j)
-{
-	return store_job_state_name(j->state);
-}
-
 /* j's figures with the live parts added. */
 static json_t *job_json(gd_sched *s, struct job *j)
 {
@@ -579,7 +574,7 @@ static json_t *job_json(gd_sched *s, struct job *j)
 	if (j->jr)
 		rt_jobrun_get_stats(j->jr, &st);
 	/* Memory is ahead of the store when the store could not record a pause. */
-	json_object_set_new(o, "state", json_string(state_name(j)));
+	json_object_set_new(o, "state", json_string(store_job_state_name(j->state)));
 	if (j->error[0])
 		json_object_set_new(o, "error", json_string(j->error));
 	json_t *p = json_object_get(o, "progress");

@@ -236,17 +236,7 @@ int rt_driver_busy(const rt_driver *d)
 	return busy;
 }
 
-int rt_driver_workers(const rt_driver *d)
-{
-	return d->workers;
-}
-
 int rt_driver_restarts(const rt_driver *d)
 {
 	return d->pool ? rt_pool_restarts(d->pool) : 0;
-}
-
-int rt_driver_stopping(const rt_driver *d)
-{
-	return d->stopping;
 }

@@ -200,11 +200,6 @@ const proto_job *rt_jobrun_input_spec(const rt_jobrun_input *in)
 	return &in->spec;
 }
 
-const char *rt_jobrun_input_text(const rt_jobrun_input *in)
-{
-	return in->spec_text;
-}
-
 void rt_jobrun_input_free(rt_jobrun_input *in)
 {
 	if (!in)

@@ -132,7 +132,6 @@ int rt_jobrun_input_load(const char *text, size_t len, const rt_jobrun_dirs *dir
                          rt_jobrun_input **out, enum rt_jobrun_refusal *why, char *err,
                          size_t errlen);
 const proto_job *rt_jobrun_input_spec(const rt_jobrun_input *in);
-const char *rt_jobrun_input_text(const rt_jobrun_input *in);   /* the spec as given */
 void rt_jobrun_input_free(rt_jobrun_input *in);
 
 /* Opens job_id of st from in (taken, freed on failure too), or, when in is
@@ -265,8 +264,6 @@ void rt_driver_stop(rt_driver *d, double grace_s, void (*done)(void *ctx), void 
 void rt_driver_free(rt_driver *d);
 
 int rt_driver_busy(const rt_driver *d);       /* workers holding a task */
-int rt_driver_workers(const rt_driver *d);
 int rt_driver_restarts(const rt_driver *d);   /* workers started to replace lost ones */
-int rt_driver_stopping(const rt_driver *d);
 
 #endif

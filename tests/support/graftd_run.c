@@ -90,14 +90,14 @@ int graftd_connect(const char *dir)
 	return fd;
 }
 
-/* Starts graftd on dir; config (may be NULL) is the text of a config file. */
-pid_t graftd_start_with(const char *dir, int workers, const char *config)
+pid_t graftd_spawn(const char *dir, int workers, const char *config)
 {
-	char w[16], log[700], dirbuf[700], cfg[700];
+	char w[16], log[700], dirbuf[700], cfg[700], out[700];
 	snprintf(w, sizeof(w), "%d", workers);
 	snprintf(log, sizeof(log), "%.680s/graftd.log", dir);
 	snprintf(dirbuf, sizeof(dirbuf), "%s", dir);
 	snprintf(cfg, sizeof(cfg), "%.680s/graftd.yaml", dir);
+	snprintf(out, sizeof(out), "%.680s/stderr.txt", dir);
 	mkdir(dir, 0700);
 	FILE *f = fopen(cfg, "w");
 	cr_assert_not_null(f);
@@ -105,11 +105,8 @@ pid_t graftd_start_with(const char *dir, int workers, const char *config)
 	fclose(f);
 	char *argv[] = { GRAFTD_BIN, "--config", cfg, "--data-dir", dirbuf, "--workers", w,
 	                 "--log-file", log, NULL };
-	char out[700];
-	snprintf(out, sizeof(out), "%.680s/stderr.txt", dir);
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
-	mkdir(dir, 0700);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -119,6 +116,12 @@ pid_t graftd_start_with(const char *dir, int workers, const char *config)
 	cr_assert_eq(rc, 0, "cannot run %s (run from the repository root)", GRAFTD_BIN);
 	if (ndaemons < 8)
 		daemons[ndaemons++] = pid;
+	return pid;
+}
+
+pid_t graftd_start_with(const char *dir, int workers, const char *config)
+{
+	pid_t pid = graftd_spawn(dir, workers, config);
 	for (int i = 0; i < 200; i++) {
 		int fd = graftd_connect(dir);
 		if (fd >= 0) {

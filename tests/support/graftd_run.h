@@ -25,6 +25,9 @@ int graftd_connect(const char *dir);
  * config (may be NULL) is the text of its config file.  Returns once it
  * listens; asserts otherwise. */
 pid_t graftd_start_with(const char *dir, int workers, const char *config);
+/* The same without waiting for it to listen, for a test that must watch
+ * graftd from its first instant; graftd_stop and graftd_kill_all know it. */
+pid_t graftd_spawn(const char *dir, int workers, const char *config);
 pid_t graftd_start(const char *dir, int workers);
 /* Sends sig and waits; returns the wait status. */
 int graftd_stop(pid_t pid, int sig);
