@@ -39,6 +39,7 @@ TEST_LIB  := $(wildcard tests/support/*.c)
 TEST_LIB_OBJ := $(TEST_LIB:%.c=$(B)/%.o)
 BENCH_BIN := $(B)/bench/bench_train
 BENCH_API := $(B)/bench/bench_api
+BENCH_CAND := $(B)/bench/bench_candidate
 
 .PHONY: all test bench demo clean deps fixtures
 all: bin/graft bin/graftd
@@ -77,6 +78,10 @@ $(BENCH_BIN): $(B)/tests/bench/bench_train.o $(B)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BENCH_CAND): $(B)/tests/bench/bench_candidate.o $(B)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BENCH_API): $(B)/tests/bench/bench_api.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -92,8 +97,10 @@ test: deps
 	exit $$fail
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_API) all
+	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_CAND) $(BENCH_API) all
 	@sh tests/bench/run.sh $(BENCH_BIN)
+	@echo "== a candidate's fixed cost (default space, 300 steps, Fashion-MNIST)"
+	@$(BENCH_CAND)
 	@echo "== graftd API latency while workers train"
 	@$(BENCH_API)
 

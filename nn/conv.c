@@ -14,7 +14,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "nn/conv_internal.h"
+#include "nn/dnnl_internal.h"
 #include "nn/nn.h"
 
 int nn_conv_shape_init(nn_conv_shape *s)

@@ -14,13 +14,12 @@
  * primitive's own for the call and back.  Keeping activations blocked
  * from layer to layer is the next step; this is the per-layer one.
  */
-#include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/conv_internal.h"
+#include "nn/dnnl_internal.h"
 #include "nn/nn.h"
 
 /* Primitives kept: a search trains many networks in one worker, each of
@@ -93,8 +92,13 @@ int nn__dnnl_available(void)
 	return g.ok;
 }
 
+dnnl_engine_t nn__dnnl_engine(void)
+{
+	return g.eng;
+}
+
 /* This thread's stream, made on first use. */
-static dnnl_stream_t stream(void)
+dnnl_stream_t nn__dnnl_stream(void)
 {
 	if (!t.stream) {
 		if (dnnl_stream_create(&t.stream, g.eng, dnnl_stream_default_flags) != dnnl_success)
@@ -295,7 +299,7 @@ static int same_shape(const nn_conv_shape *a, const nn_conv_shape *b)
  * cannot do it (the caller falls back to the reference path). */
 static struct prim *get(const nn_conv_shape *s, int n, int kind)
 {
-	if (!nn__dnnl_available() || !stream())
+	if (!nn__dnnl_available() || !nn__dnnl_stream())
 		return NULL;
 	for (int i = 0; i < t.nkept; i++) {
 		struct prim *p = t.kept[i];

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/dnnl_internal.h"
 #include "nn/net_internal.h"
 
 #define GRAFT_FORMAT "graft-module/1"
@@ -228,9 +229,13 @@ int nn_graft_features(nn_net *net, const nn_dataset *ds, const float *mean,
 		nn_dataset_batch(ds, idx, n, mean, std, NULL, NULL, x, y);
 		net->input = x;
 		net->batch = n;
-		/* Only the graft's own nodes: the rest of the net is not needed. */
-		for (int i = net->graft_first; i <= net->graft_last; i++)
-			nn__forward_node(net, i, n);
+		/* Only the graft's own nodes: the rest of the net is not needed.
+		 * On oneDNN, the plan's, so that the cache holds the numbers an
+		 * uncached forward pass would compute. */
+		struct nn__plan *plan = nn__plan_get(net, n, 0);
+		if (!plan || nn__plan_graft_forward(plan, net))
+			for (int i = net->graft_first; i <= net->graft_last; i++)
+				nn__forward_node(net, i, n);
 		memcpy(cache + (size_t)start * feat, net->node[net->graft_last].y,
 		       sizeof(float) * feat * n);
 	}

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/dnnl_internal.h"
 #include "nn/net_internal.h"
 
 nn_net *nn_net_new(int c, int h, int w)
@@ -35,6 +36,7 @@ void nn_net_free(nn_net *net)
 {
 	if (!net)
 		return;
+	nn__plans_free(net);
 	free(net->node);
 	free(net->params);
 	free(net->grads);

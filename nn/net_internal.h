@@ -41,9 +41,20 @@ struct nn_net {
 	const float *graft_feats;        /* borrowed: the graft's output for this
 	                                    batch, precomputed; NULL: compute it */
 	size_t nparams, nfixed, nact;
+	struct nn__plan *plan;           /* the last forward pass's, or NULL */
+	struct nn__plan *plans[4];       /* oneDNN plans by batch and mode (net_dnnl.c) */
+	unsigned long plan_clock;
+	int plan_failed;                 /* 1: this net runs node by node */
+	double plan_seconds;             /* spent making plans */
 };
 
 size_t nn__node_size(const struct nn__node *d);
+
+/* While nn_net_profile_step runs on this thread: the seconds of each part
+ * (NULL otherwise), and whether only the convolutions run. */
+extern _Thread_local double *nn__prof;
+extern _Thread_local int nn__prof_convs_only;
+double nn__now(void);
 
 /* Runs node i alone, in eval mode, on the net's current input. */
 void nn__forward_node(nn_net *net, int i, int n);

@@ -434,14 +434,44 @@ int nn_net_finalize(nn_net *net, int max_batch, uint64_t seed);
  * owned by the net.  train selects batch statistics for unfrozen batch norms. */
 const float *nn_net_forward(nn_net *net, const float *x, int n, int train);
 
-/* Gradients of the last forward pass given dout = dL/d(last node's output);
- * parameter gradients are overwritten, not accumulated across calls. */
+/* Gradients of the last forward pass, which must have been a training one
+ * (train = 1), given dout = dL/d(last node's output); parameter gradients
+ * are overwritten, not accumulated across calls. */
 void nn_net_backward(nn_net *net, const float *dout);
 
 /* One SGD step on a batch: forward (train mode), softmax cross-entropy,
  * backward, update.  Returns the batch's mean loss. */
 double nn_net_train_step(nn_net *net, const float *x, const int *y, int n,
                          const nn_sgd *opt, float lr);
+
+/* ---- where a training step's time goes (make bench) ----------------------- */
+
+enum nn_prof_part {
+	NN_PROF_CONV_FWD, NN_PROF_CONV_BWD_DATA, NN_PROF_CONV_BWD_WEIGHTS,
+	NN_PROF_BN_FWD, NN_PROF_BN_BWD, NN_PROF_RELU, NN_PROF_POOL, NN_PROF_ADD,
+	NN_PROF_REORDER, NN_PROF_GRAD_SUM, NN_PROF_HEAD, NN_PROF_SGD, NN_PROF_PARTS
+};
+
+/* A part's name ("conv forward", ...). */
+const char *nn_prof_part_name(enum nn_prof_part part);
+
+/* One nn_net_train_step, adding the seconds each part takes to
+ * seconds[NN_PROF_PARTS].  Node by node (the reference engine), a
+ * convolution's whole backward counts as NN_PROF_CONV_BWD_DATA, and BN's as
+ * NN_PROF_BN_BWD whatever its ReLU.  convs_only: only the convolutions of
+ * the oneDNN plan run, forward and both backwards (the numbers left in the
+ * net are then meaningless): the step's conv-only ceiling.  Returns 0, or
+ * GRAFT_EINVAL (convs_only on a net without a plan). */
+int nn_net_profile_step(nn_net *net, const float *x, const int *y, int n,
+                        const nn_sgd *opt, float lr, int convs_only, double *seconds);
+
+/* Seconds spent making the net's oneDNN plans so far (primitive creation
+ * and JIT compilation; the first step of each batch size and mode pays it). */
+double nn_net_setup_seconds(const nn_net *net);
+
+/* Whether the net's last forward pass ran on a oneDNN plan (activations
+ * blocked from layer to layer) rather than node by node. */
+int nn_net_planned(const nn_net *net);
 
 /* Whether the net has a frozen graft, and the shape (per image) of its
  * output G(x).  G is frozen, so G(x) of an un-augmented image never changes:

@@ -4,8 +4,33 @@
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
+#include "nn/dnnl_internal.h"
 #include "nn/net_internal.h"
+
+_Thread_local double *nn__prof;
+_Thread_local int nn__prof_convs_only;
+
+double nn__now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* What node d's forward or backward counts as in a profile. */
+static enum nn_prof_part prof_part(const struct nn__node *d, int backward)
+{
+	switch (d->kind) {
+	case NODE_CONV: return backward ? NN_PROF_CONV_BWD_DATA : NN_PROF_CONV_FWD;
+	case NODE_BN: return backward ? NN_PROF_BN_BWD : NN_PROF_BN_FWD;
+	case NODE_RELU: return NN_PROF_RELU;
+	case NODE_MAXPOOL: return NN_PROF_POOL;
+	case NODE_ADD: return NN_PROF_ADD;
+	default: return NN_PROF_HEAD;
+	}
+}
 
 static const float *out_of(const nn_net *net, int i)
 {
@@ -16,7 +41,20 @@ static const float *out_of(const nn_net *net, int i)
 	return net->node[i].y;
 }
 
+static void do_forward(nn_net *net, struct nn__node *d, int n, int train);
+
 static void forward_node(nn_net *net, struct nn__node *d, int n, int train)
+{
+	if (nn__prof) {
+		double t0 = nn__now();
+		do_forward(net, d, n, train);
+		nn__prof[prof_part(d, 0)] += nn__now() - t0;
+	} else {
+		do_forward(net, d, n, train);
+	}
+}
+
+static void do_forward(nn_net *net, struct nn__node *d, int n, int train)
 {
 	const struct nn__node *x = &net->node[d->in];
 	const float *xin = out_of(net, d->in);
@@ -65,7 +103,15 @@ const float *nn_net_forward(nn_net *net, const float *x, int n, int train)
 		return NULL;
 	net->input = x;
 	net->batch = n;
-	for (int i = 1; i < net->n; i++) {
+	/* On oneDNN, the layers up to the pool run as one plan, blocked. */
+	net->plan = nn__plan_get(net, n, train);
+	int first = 1;
+	if (net->plan) {
+		if (nn__plan_forward(net->plan, net))
+			return NULL;
+		first = nn__plan_last(net->plan) + 1;
+	}
+	for (int i = first; i < net->n; i++) {
 		/* A cached graft output makes the graft's own layers unnecessary. */
 		if (net->graft_feats && i >= net->graft_first && i <= net->graft_last)
 			continue;
@@ -80,7 +126,20 @@ static float *grad_of(nn_net *net, int i)
 	return i >= 0 && net->node[i].needs_grad ? net->node[i].dy : NULL;
 }
 
+static void do_backward(nn_net *net, struct nn__node *d, int n);
+
 static void backward_node(nn_net *net, struct nn__node *d, int n)
+{
+	if (nn__prof) {
+		double t0 = nn__now();
+		do_backward(net, d, n);
+		nn__prof[prof_part(d, 1)] += nn__now() - t0;
+	} else {
+		do_backward(net, d, n);
+	}
+}
+
+static void do_backward(nn_net *net, struct nn__node *d, int n)
 {
 	const struct nn__node *x = &net->node[d->in];
 	const float *xin = out_of(net, d->in);
@@ -142,14 +201,26 @@ void nn_net_backward(nn_net *net, const float *dout)
 
 	if (!last->needs_grad)
 		return;
+	/* The plan of the last forward pass, if it was a training one. */
+	struct nn__plan *plan = net->plan && nn__plan_training(net->plan) ? net->plan : NULL;
+	int first = plan ? nn__plan_last(plan) + 1 : 1;
 	memset(net->grads, 0, net->nparams * sizeof(float));
-	for (int i = 1; i < net->n - 1; i++)
-		if (net->node[i].needs_grad)
-			memset(net->node[i].dy, 0, nn__node_size(&net->node[i]) * n * sizeof(float));
+	/* Plain gradients accumulate: zero those the plain nodes add to
+	 * (with a plan, the plain nodes' and those of the nodes they read). */
+	for (int i = 1; i < net->n - 1; i++) {
+		const struct nn__node *d = &net->node[i];
+		int read_plain = 0;
+		for (int k = first; k < net->n && i < first; k++)
+			read_plain |= net->node[k].in == i || net->node[k].in2 == i;
+		if (d->needs_grad && (i >= first || read_plain))
+			memset(d->dy, 0, nn__node_size(d) * n * sizeof(float));
+	}
 	memcpy(last->dy, dout, nn__node_size(last) * n * sizeof(float));
-	for (int i = net->n - 1; i >= 1; i--)
+	for (int i = net->n - 1; i >= first; i--)
 		if (net->node[i].needs_grad)
 			backward_node(net, &net->node[i], n);
+	if (plan)
+		nn__plan_backward(plan, net);
 }
 
 void nn_net_set_graft_features(nn_net *net, const float *feats)
@@ -167,4 +238,63 @@ double nn_net_train_step(nn_net *net, const float *x, const int *y, int n,
 	nn_net_backward(net, net->dlogits);
 	nn_sgd_step(opt, lr, net->nparams, net->params, net->grads, net->moments);
 	return loss;
+}
+
+/* ---- profiling ---------------------------------------------------------------- */
+
+const char *nn_prof_part_name(enum nn_prof_part part)
+{
+	static const char *const names[NN_PROF_PARTS] = {
+		[NN_PROF_CONV_FWD] = "conv forward",
+		[NN_PROF_CONV_BWD_DATA] = "conv backward data",
+		[NN_PROF_CONV_BWD_WEIGHTS] = "conv backward weights",
+		[NN_PROF_BN_FWD] = "batch norm (+ReLU) forward",
+		[NN_PROF_BN_BWD] = "batch norm (+ReLU) backward",
+		[NN_PROF_RELU] = "ReLU",
+		[NN_PROF_POOL] = "max-pool",
+		[NN_PROF_ADD] = "residual add",
+		[NN_PROF_REORDER] = "layout reorders",
+		[NN_PROF_GRAD_SUM] = "gradient sums",
+		[NN_PROF_HEAD] = "GAP + linear + loss",
+		[NN_PROF_SGD] = "SGD",
+	};
+	return part >= 0 && part < NN_PROF_PARTS ? names[part] : "?";
+}
+
+double nn_net_setup_seconds(const nn_net *net)
+{
+	return net->plan_seconds;
+}
+
+int nn_net_planned(const nn_net *net)
+{
+	return net->plan != NULL;
+}
+
+int nn_net_profile_step(nn_net *net, const float *x, const int *y, int n,
+                        const nn_sgd *opt, float lr, int convs_only, double *seconds)
+{
+	if (!net->finalized || n < 1 || n > net->max_batch)
+		return GRAFT_EINVAL;
+	nn__prof = seconds;
+	nn__prof_convs_only = convs_only;
+	int rc = 0;
+	if (convs_only) {
+		net->input = x;
+		net->batch = n;
+		struct nn__plan *p = nn__plan_get(net, n, 1);
+		rc = p && !nn__plan_forward(p, net) && !nn__plan_backward(p, net) ? 0 : GRAFT_EINVAL;
+	} else {
+		const float *logits = nn_net_forward(net, x, n, 1);
+		double t0 = nn__now();
+		nn_softmax_xent(n, net->node[net->n - 1].c, logits, y, net->dlogits);
+		seconds[NN_PROF_HEAD] += nn__now() - t0;
+		nn_net_backward(net, net->dlogits);
+		t0 = nn__now();
+		nn_sgd_step(opt, lr, net->nparams, net->params, net->grads, net->moments);
+		seconds[NN_PROF_SGD] += nn__now() - t0;
+	}
+	nn__prof = NULL;
+	nn__prof_convs_only = 0;
+	return rc;
 }

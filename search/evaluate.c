@@ -120,6 +120,7 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	const float *std = in->std ? in->std : a->std;
 	int graft = a->graft_nlayers > 0;
 
+	double t = clock_s(CLOCK_MONOTONIC);
 	rc = nn_net_from_arch(&net, a, a->train.batch, a->train.seed, err, errlen);
 	if (rc)
 		goto out;
@@ -145,19 +146,27 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	                                    : a->train.steps > 0 ? a->train.steps : 1,
 	                    .graft_cache = graft ? in->train_feats : NULL };
 	out->feature_cache = o.graft_cache && !a->train.crop && !a->train.flip;
+	out->build_s = clock_s(CLOCK_MONOTONIC) - t;
+	t = clock_s(CLOCK_MONOTONIC);
 	rc = nn_train(net, in->train, &o, &tr);
+	out->train_s = clock_s(CLOCK_MONOTONIC) - t;
+	out->setup_s = nn_net_setup_seconds(net);
 	if (rc) {
 		snprintf(err, errlen, "training failed: %s", graft_strerror(rc));
 		goto out;
 	}
+	t = clock_s(CLOCK_MONOTONIC);
 	out->val_accuracy = nn_evaluate(net, in->val, mean, std,
 	                                graft ? in->val_feats : NULL, &out->val_loss);
+	out->score_s = clock_s(CLOCK_MONOTONIC) - t;
 	out->train_loss = tr.final_loss;
 	out->steps = a->train.steps;
 	out->params = nn_net_params(net);
 	out->flops = nn_net_flops(net);
+	t = clock_s(CLOCK_MONOTONIC);
 	if (in->save_path)
 		rc = nn_net_save(net, in->save_path, err, errlen);
+	out->save_s = clock_s(CLOCK_MONOTONIC) - t;
 out:
 	nn_net_free(net);
 	out->cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;

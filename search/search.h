@@ -317,6 +317,12 @@ typedef struct search_eval_out {
 	int inherited;                       /* tensors taken from the parent */
 	int feature_cache;                   /* the graft's features came from the
 	                                        cache (no augmentation to defeat it) */
+	/* Where wall_s went: building the net (inheritance and the graft's
+	 * weights included), training (of which setup_s making oneDNN's
+	 * plans, JIT compilation included), scoring the validation split,
+	 * writing the weights.  All but the training steps is the
+	 * candidate's fixed cost. */
+	double build_s, train_s, setup_s, score_s, save_s;
 } search_eval_out;
 
 /* Copies into child every tensor (nn_net_tensors: weights and BN running

@@ -341,6 +341,11 @@ static void matches_pytorch(const net_ref *ref, int threads)
 	rig_open(&r, ref, threads);
 	check_layout(&r);
 	forward_backward(&r);
+	/* On oneDNN the whole net runs as one plan, blocked from layer to
+	 * layer; a plan that failed to build would fall back unseen. */
+	int planned = nn_conv_engine() == NN_ENGINE_ONEDNN;
+	cr_assert_eq(nn_net_planned(r.net), planned, "%s: the net ran %s", ref->yaml,
+	             planned ? "node by node, not on a oneDNN plan" : "on a plan");
 	train_step(&r);
 	rig_close(&r);
 }

@@ -1,11 +1,23 @@
 /*
- * bench_train.c - graft's side of `make bench`: training throughput of the two
- * reference nets of issue 2, in the line format tests/bench/run.sh joins with
- * PyTorch's, plus the rate of cblas_sgemm itself and peak memory.
+ * bench_train.c - graft's side of `make bench`: training and inference
+ * throughput of the reference nets of issue 2 (S and M) and of a net with
+ * every op of the search space (A, examples/full.yaml), in the line format
+ * tests/bench/run.sh joins with PyTorch's; where each step's time goes, op
+ * by op, on the oneDNN plan and on the reference path; the conv-only
+ * ceiling; the machine's FMA peak and cblas_sgemm rate; peak memory.
  *
- *   bench_train [--threads T] [--batch 64,128] [--seconds S]
+ *   bench_train [--threads T] [--batch 64,128] [--seconds S] [--nets S,M,A]
+ *               [--arch-a examples/full.yaml]
+ *
+ * Lines for run.sh:
+ *   graft net=M batch=64 threads=2 img_s=... mflop_per_img=... engine=... kernels=...
+ *   graft-infer net=M batch=64 threads=2 img_s=...
+ *   graft-ceiling net=M batch=64 conv_only_img_s=... step_fraction=...
+ * and `#` comments, passed through.
  */
 #include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +25,7 @@
 #include <time.h>
 
 #include "nn/nn.h"
+#include "proto/proto.h"
 
 static double now(void)
 {
@@ -53,61 +66,152 @@ static nn_net *net_m(void)
 	return net;
 }
 
-static double bench_net(const char *name, nn_net *net, int batch, double seconds,
-                        int threads)
-{
-	float *x = malloc(sizeof(float) * 28 * 28 * batch);
-	int *y = malloc(sizeof(int) * batch);
-	nn_sgd opt = { 0.9f, 5e-4f, 0 };
-	nn_rng r;
-	double best = 0.0;
+/* Every op of the search space (conv3, conv5, sep3, res3, pool, skip_from,
+ * a frozen graft), from a graft-arch/1 file; torch_bench.py builds the
+ * same file with the fixtures' independent reader. */
+static const char *arch_a = "examples/full.yaml";
 
-	nn_rng_seed(&r, 1);
-	for (int i = 0; i < 28 * 28 * batch; i++)
-		x[i] = (float)nn_rng_normal(&r);
-	for (int i = 0; i < batch; i++)
-		y[i] = (int)nn_rng_below(&r, 10);
-	nn_net_finalize(net, batch, 1);
-	/* The first step pays for what is made once per shape (oneDNN's
-	 * primitives, JIT-compiled); a new candidate pays it too. */
-	double t_first = now();
-	nn_net_train_step(net, x, y, batch, &opt, 0.05f);
-	t_first = now() - t_first;
-	double t_next = now();
-	for (int i = 0; i < 4; i++)
-		nn_net_train_step(net, x, y, batch, &opt, 0.05f);
-	t_next = (now() - t_next) / 4;
-	printf("# net=%s batch=%d: first step %.1f ms, later steps %.1f ms (setup %.1f ms)\n",
-	       name, batch, t_first * 1e3, t_next * 1e3, (t_first - t_next) * 1e3);
-	/* Median of three timed runs, as the PyTorch side does. */
+static nn_net *net_a(int batch)
+{
+	nn_arch a;
+	char err[GRAFT_ERRLEN];
+	nn_net *net = NULL;
+	if (proto_arch_load(arch_a, &a, err, sizeof err) ||
+	    nn_net_from_arch(&net, &a, batch, 1, err, sizeof err)) {
+		fprintf(stderr, "bench_train: net A (%s): %s\n", arch_a, err);
+		return NULL;
+	}
+	return net;
+}
+
+static double median3(double *v)
+{
+	for (int i = 0; i < 3; i++)
+		for (int j = i + 1; j < 3; j++)
+			if (v[j] < v[i]) {
+				double t = v[i];
+				v[i] = v[j];
+				v[j] = t;
+			}
+	return v[1];
+}
+
+struct batch_data {
+	float *x;
+	int *y;
+	int n;
+};
+
+/* Median of three timed runs (as the PyTorch side does) of images per
+ * second: training steps, or forward passes in evaluation mode. */
+static double rate(nn_net *net, const struct batch_data *b, double seconds, int train)
+{
+	nn_sgd opt = { 0.9f, 5e-4f, 0 };
 	double runs[3];
 	for (int rep = 0; rep < 3; rep++) {
 		int steps = 0;
 		double t0 = now(), el;
 		do {
-			nn_net_train_step(net, x, y, batch, &opt, 0.05f);
+			if (train)
+				nn_net_train_step(net, b->x, b->y, b->n, &opt, 0.05f);
+			else
+				nn_net_forward(net, b->x, b->n, 0);
 			steps++;
 			el = now() - t0;
 		} while (el < seconds / 3);
-		runs[rep] = steps * batch / el;
+		runs[rep] = steps * b->n / el;
 	}
-	for (int i = 0; i < 3; i++)
-		for (int j = i + 1; j < 3; j++)
-			if (runs[j] < runs[i]) {
-				double t = runs[i];
-				runs[i] = runs[j];
-				runs[j] = t;
-			}
-	best = runs[1];
+	return median3(runs);
+}
+
+/* Where a step's time goes: mean ms per part over some steps, on the
+ * current engine; convs_only gives the conv-only ceiling's parts. */
+static double profile(nn_net *net, const struct batch_data *b, int convs_only, double *ms)
+{
+	nn_sgd opt = { 0.9f, 5e-4f, 0 };
+	double sec[NN_PROF_PARTS] = { 0 }, total = 0;
+	int steps = 0;
+	double t0 = now();
+	do {
+		double t1 = now();
+		if (nn_net_profile_step(net, b->x, b->y, b->n, &opt, 0.05f, convs_only, sec))
+			return -1;
+		total += now() - t1;
+		steps++;
+	} while (now() - t0 < 1.0 || steps < 5);
+	for (int i = 0; i < NN_PROF_PARTS; i++)
+		ms[i] = sec[i] / steps * 1e3;
+	return total / steps * 1e3;
+}
+
+/* One net at one batch size: training and inference rates, then the
+ * per-op profile on both paths and the conv-only ceiling. */
+static void bench_net(const char *name, nn_net *net, int batch, double seconds, int threads)
+{
+	int c, h, w;
+	nn_net_shape(net, 0, &c, &h, &w);
+	size_t img = (size_t)c * h * w;
+	struct batch_data b = { malloc(sizeof(float) * img * batch), malloc(sizeof(int) * batch),
+		                batch };
+	nn_sgd opt = { 0.9f, 5e-4f, 0 };
+	nn_rng r;
+	nn_rng_seed(&r, 1);
+	for (size_t i = 0; i < img * batch; i++)
+		b.x[i] = (float)nn_rng_normal(&r);
+	for (int i = 0; i < batch; i++)
+		b.y[i] = (int)nn_rng_below(&r, 10);
+
+	/* The first step pays for what is made once per shape (oneDNN's
+	 * primitives, JIT-compiled); a new candidate pays it too. */
+	double t_first = now();
+	nn_net_train_step(net, b.x, b.y, batch, &opt, 0.05f);
+	t_first = now() - t_first;
+	double t_next = now();
+	for (int i = 0; i < 4; i++)
+		nn_net_train_step(net, b.x, b.y, batch, &opt, 0.05f);
+	t_next = (now() - t_next) / 4;
+	printf("# net=%s batch=%d: first step %.1f ms, later steps %.1f ms (setup %.1f ms)%s\n",
+	       name, batch, t_first * 1e3, t_next * 1e3, (t_first - t_next) * 1e3,
+	       nn_net_planned(net) ? ", on a oneDNN plan" : ", node by node");
+	double mflop = 3.0 * nn_net_flops(net) / 1e6;
+	const char *engine = nn_conv_engine() == NN_ENGINE_ONEDNN ? "onednn" : "reference";
 	printf("graft net=%s batch=%d threads=%d img_s=%.1f mflop_per_img=%.2f engine=%s "
-	       "kernels=%s\n", name, batch, threads, best, 3.0 * nn_net_flops(net) / 1e6,
-	       nn_conv_engine() == NN_ENGINE_ONEDNN ? "onednn" : "reference",
+	       "kernels=%s\n", name, batch, threads, rate(net, &b, seconds, 1), mflop, engine,
 	       openblas_get_corename());
+	nn_net_forward(net, b.x, batch, 0); /* the evaluation plan's setup, untimed */
+	printf("graft-infer net=%s batch=%d threads=%d img_s=%.1f engine=%s\n", name, batch,
+	       threads, rate(net, &b, seconds / 2, 0), engine);
 	fflush(stdout);
-	free(x);
-	free(y);
+
+	/* Per op, both ways, and the ceiling (oneDNN runs only). */
+	if (nn_conv_engine() == NN_ENGINE_ONEDNN) {
+		double plan[NN_PROF_PARTS], ref[NN_PROF_PARTS], conv[NN_PROF_PARTS];
+		double t_plan = profile(net, &b, 0, plan);
+		double t_conv = profile(net, &b, 1, conv);
+		nn_conv_set_engine(NN_ENGINE_REFERENCE);
+		double t_ref = profile(net, &b, 0, ref);
+		nn_conv_set_engine(NN_ENGINE_ONEDNN);
+		printf("# net=%s batch=%d ms per training step, by part: oneDNN plan (blocked) | "
+		       "reference path (plain NCHW, im2col + sgemm, graft's loops)\n", name, batch);
+		for (int i = 0; i < NN_PROF_PARTS; i++)
+			if (plan[i] > 0.0005 || ref[i] > 0.0005)
+				printf("#   %-28s %8.2f | %8.2f\n", nn_prof_part_name(i), plan[i], ref[i]);
+		printf("#   %-28s %8.2f | %8.2f\n", "whole step (timed)", t_plan, t_ref);
+		double cf = conv[NN_PROF_CONV_FWD] + conv[NN_PROF_CONV_BWD_DATA] +
+		            conv[NN_PROF_CONV_BWD_WEIGHTS];
+		printf("# net=%s batch=%d conv-only ceiling: forward %.2f + backward data %.2f + "
+		       "backward weights %.2f = %.2f ms a step, %.0f GFLOP/s\n", name, batch,
+		       conv[NN_PROF_CONV_FWD], conv[NN_PROF_CONV_BWD_DATA],
+		       conv[NN_PROF_CONV_BWD_WEIGHTS], cf,
+		       mflop * batch / cf / 1e3);
+		(void)t_conv;
+		printf("graft-ceiling net=%s batch=%d conv_only_img_s=%.1f step_fraction=%.3f\n",
+		       name, batch, batch / (cf / 1e3), cf / t_plan);
+	}
+	fflush(stdout);
+	free(b.x);
+	free(b.y);
 	nn_net_free(net);
-	return best;
 }
 
 static void bench_sgemm(int threads)
@@ -118,7 +222,7 @@ static void bench_sgemm(int threads)
 	openblas_set_num_threads(threads);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
 	double t0 = now();
-	int reps = 5;
+	int reps = 3;
 	for (int i = 0; i < reps; i++)
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0,
 		            c, n);
@@ -130,11 +234,67 @@ static void bench_sgemm(int threads)
 	free(c);
 }
 
+/* The FMA peak: independent chains of fused multiply-adds on every
+ * thread, 512-bit where the CPU has AVX-512, else 256-bit. */
+#define CHAINS 12
+__attribute__((target("avx512f"))) static float fma_avx512(long iters)
+{
+	__m512 acc[CHAINS], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+	for (int i = 0; i < CHAINS; i++)
+		acc[i] = _mm512_set1_ps((float)i);
+	for (long k = 0; k < iters; k++)
+		for (int i = 0; i < CHAINS; i++)
+			acc[i] = _mm512_fmadd_ps(acc[i], m, a);
+	float s = 0;
+	for (int i = 0; i < CHAINS; i++)
+		s += _mm512_reduce_add_ps(acc[i]);
+	return s;
+}
+
+__attribute__((target("avx2,fma"))) static float fma_avx2(long iters)
+{
+	__m256 acc[CHAINS], m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+	for (int i = 0; i < CHAINS; i++)
+		acc[i] = _mm256_set1_ps((float)i);
+	for (long k = 0; k < iters; k++)
+		for (int i = 0; i < CHAINS; i++)
+			acc[i] = _mm256_fmadd_ps(acc[i], m, a);
+	float v[8], s = 0;
+	for (int i = 0; i < CHAINS; i++) {
+		_mm256_storeu_ps(v, acc[i]);
+		for (int j = 0; j < 8; j++)
+			s += v[j];
+	}
+	return s;
+}
+
+static void bench_fma(int threads)
+{
+	int wide = __builtin_cpu_supports("avx512f");
+	int lanes = wide ? 16 : 8;
+	long iters = 20000000;
+	volatile float sink = 0;
+	double best = 0;
+	for (int rep = 0; rep < 3; rep++) {
+		double t0 = now();
+#pragma omp parallel num_threads(threads)
+		{
+			float s = wide ? fma_avx512(iters) : fma_avx2(iters);
+#pragma omp atomic
+			sink += s;
+		}
+		double gflops = 2.0 * lanes * CHAINS * iters * threads / (now() - t0) / 1e9;
+		best = gflops > best ? gflops : best;
+	}
+	printf("# FMA peak (%s, %d threads): %.0f GFLOP/s\n", wide ? "AVX-512" : "AVX2", threads,
+	       best);
+}
+
 int main(int argc, char **argv)
 {
 	int threads = 2;
 	double seconds = 6.0;
-	const char *batches = "64,128";
+	const char *batches = "64,128", *nets = "S,M,A";
 
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--threads"))
@@ -143,14 +303,25 @@ int main(int argc, char **argv)
 			batches = argv[i + 1];
 		else if (!strcmp(argv[i], "--seconds"))
 			seconds = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--nets"))
+			nets = argv[i + 1];
+		else if (!strcmp(argv[i], "--arch-a"))
+			arch_a = argv[i + 1];
 	}
+	bench_fma(threads);
 	bench_sgemm(threads);
 	nn_set_threads(threads);
 	for (const char *p = batches; *p;) {
 		int b = atoi(p);
-		bench_net("S", net_s(), b, seconds, threads);
-		if (!getenv("BENCH_ONLY_S"))
-			bench_net("M", net_m(), b, seconds, threads);
+		for (const char *q = nets; *q; q++) {
+			nn_net *net = *q == 'S' ? net_s() : *q == 'M' ? net_m() : *q == 'A' ? net_a(b)
+			                                                                     : NULL;
+			if (!net)
+				continue;
+			if (*q != 'A')
+				nn_net_finalize(net, b, 1);
+			bench_net((char[2]){ *q, 0 }, net, b, seconds, threads);
+		}
 		p = strchr(p, ',');
 		if (!p)
 			break;

@@ -150,4 +150,43 @@ END {
 			row(tnet[tk[i]], tbat[tk[i]], "", "", tips[tk[i]], tmf[tk[i]], "")
 }' "$tmp/graft.out" "$tmp/torch.out"
 
+echo
+echo "== inference (evaluation mode, images/s)"
+awk '
+function field(line, key,    n, i, a) {
+	n = split(line, a, /[ \t]+/)
+	for (i = 1; i <= n; i++)
+		if (index(a[i], key "=") == 1)
+			return substr(a[i], length(key) + 2)
+	return ""
+}
+$1 == "graft-infer" { g[++ng] = $0 }
+$1 == "torch-infer" { t[field($0, "net") SUBSEP field($0, "batch")] = field($0, "img_s") }
+END {
+	fmt = "%-4s %6s %12s %12s %12s  %s\n"
+	printf fmt, "net", "batch", "graft img/s", "torch img/s", "graft/torch", ""
+	for (i = 1; i <= ng; i++) {
+		net = field(g[i], "net"); b = field(g[i], "batch"); v = field(g[i], "img_s")
+		tv = t[net SUBSEP b]
+		printf fmt, net, b, v, tv == "" ? "-" : tv,
+			tv == "" ? "-" : sprintf("%.2f", v / tv), "engine=" field(g[i], "engine")
+	}
+}' "$tmp/graft.out" "$tmp/torch.out"
+
+echo
+echo "== the conv-only ceiling (the net's convolutions alone on oneDNN, forward and both backwards)"
+awk '
+function field(line, key,    n, i, a) {
+	n = split(line, a, /[ \t]+/)
+	for (i = 1; i <= n; i++)
+		if (index(a[i], key "=") == 1)
+			return substr(a[i], length(key) + 2)
+	return ""
+}
+$1 == "graft-ceiling" {
+	printf "%-4s %6s  conv-only %9.1f img/s; the whole step at %4.1f%% of it\n",
+		field($0, "net"), field($0, "batch"), field($0, "conv_only_img_s"),
+		100 * field($0, "step_fraction")
+}' "$tmp/graft.out"
+
 exit $status

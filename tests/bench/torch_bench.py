@@ -50,7 +50,41 @@ def conv_bn_relu(cin, cout, stride=1):
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+ARCH_A = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                      "full.yaml")
+
+
+def arch_net(path):
+    """A graft-arch/1 file as a PyTorch module, built by the fixtures' independent
+    reader; its graft frozen as graft trains it (no gradients, BN in eval mode)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "fixtures"))
+    import yaml
+    from make_net_fixture import build_from_arch
+    with open(path) as f:
+        arch = yaml.safe_load(f)
+    net = build_from_arch(arch)
+    if net.graft is not None:
+        for p in net.graft.parameters():
+            p.requires_grad_(False)
+    shape = (arch["input"]["channels"], arch["input"]["height"], arch["input"]["width"])
+    return net, shape
+
+
+def input_shape(name):
+    return arch_net(ARCH_A)[1] if name == "A" else (1, 28, 28)
+
+
+def set_train(net):
+    """Training mode, except a frozen graft's batch norms."""
+    net.train()
+    if getattr(net, "graft", None) is not None:
+        net.graft.eval()
+
+
 def make_net(name):
+    if name == "A":
+        return arch_net(ARCH_A)[0]
     if name == "S":
         layers = (conv_bn_relu(1, 16) + conv_bn_relu(16, 32, 2)
                   + conv_bn_relu(32, 64, 2))
@@ -61,12 +95,12 @@ def make_net(name):
                   + conv_bn_relu(64, 128))
         width = 128
     else:
-        raise ValueError("unknown net %r (S or M)" % name)
+        raise ValueError("unknown net %r (S, M or A)" % name)
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(width, 10))
 
 
-def forward_flops(net, shape=(1, 1, 28, 28)):
+def forward_flops(net, shape):
     """Forward FLOPs for one image, counted from the layers' actual output shapes."""
     total = [0]
 
@@ -120,10 +154,10 @@ def train_step(net, opt, x, y):
 def bench(name, batch, seconds, repeats, warmup):
     torch.manual_seed(0)
     net = make_net(name)
-    net.train()
+    set_train(net)
     opt = make_sgd(net)
     g = torch.Generator().manual_seed(1234)
-    x = torch.randn(batch, 1, 28, 28, generator=g)
+    x = torch.randn(batch, *input_shape(name), generator=g)
     y = torch.randint(0, 10, (batch,), generator=g)
     for _ in range(warmup):
         train_step(net, opt, x, y)
@@ -147,6 +181,28 @@ def bench(name, batch, seconds, repeats, warmup):
         print("# warning: net %s batch %d loss is %r" % (name, batch, loss),
               file=sys.stderr)
     return statistics.median(rates), rates, cpu_share
+
+
+def bench_infer(name, batch, seconds, repeats, warmup):
+    """Forward passes in evaluation mode without autograd, images per second."""
+    torch.manual_seed(0)
+    net = make_net(name)
+    net.eval()
+    x = torch.randn(batch, *input_shape(name), generator=torch.Generator().manual_seed(1))
+    rates = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            net(x)
+        for _ in range(repeats):
+            steps, t0 = 0, time.perf_counter()
+            while True:
+                net(x)
+                steps += 1
+                el = time.perf_counter() - t0
+                if el >= seconds:
+                    break
+            rates.append(steps * batch / el)
+    return statistics.median(rates)
 
 
 # ---- Fashion-MNIST ---------------------------------------------------------
@@ -236,7 +292,8 @@ def main():
     p.add_argument("threads_pos", nargs="?", type=int, help="threads (same as --threads)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     p.add_argument("--batch", default="64,128", help="comma-separated batch sizes")
-    p.add_argument("--nets", default="S,M", help="comma-separated nets (S, M)")
+    p.add_argument("--nets", default="S,M,A",
+                   help="comma-separated nets (S, M, A: examples/full.yaml, every op)")
     p.add_argument("--seconds", type=float, default=None,
                    help="minimum seconds per measurement (default 3, 1 with --quick)")
     p.add_argument("--repeats", type=int, default=3, help="measurements; median reported")
@@ -267,7 +324,7 @@ def main():
     batches = [int(b) for b in args.batch.split(",") if b.strip()]
     nets = [n.strip().upper() for n in args.nets.split(",") if n.strip()]
     for name in nets:
-        mflop = 3 * forward_flops(make_net(name)) / 1e6
+        mflop = 3 * forward_flops(make_net(name), (1,) + tuple(input_shape(name))) / 1e6
         for batch in batches:
             med, rates, share = bench(name, batch, seconds, args.repeats, args.warmup)
             print("# torch net=%s batch=%d runs img/s: %s (cpu share %s)" % (
@@ -284,6 +341,9 @@ def main():
                           name, batch, 100 * min(share), threads), file=sys.stderr)
             print("torch net=%s batch=%d threads=%d img_s=%.1f mflop_per_img=%.1f"
                   % (name, batch, threads, med, mflop), flush=True)
+            inf = bench_infer(name, batch, seconds / 2, args.repeats, args.warmup)
+            print("torch-infer net=%s batch=%d threads=%d img_s=%.1f"
+                  % (name, batch, threads, inf), flush=True)
 
 
 if __name__ == "__main__":
