@@ -202,20 +202,22 @@ int nn_graft_load(nn_net *net, const char *path, const char *expect_sha, char sh
 	return rc;
 }
 
-int nn_graft_features(nn_net *net, const nn_dataset *ds, const float *mean,
-                      const float *std, float **out)
+size_t nn_graft_feature_size(const nn_net *net)
 {
-	int c, h, w, b = net->max_batch;
+	int c, h, w;
+	return nn_net_graft_shape(net, &c, &h, &w) ? (size_t)c * h * w : 0;
+}
 
-	*out = NULL;
-	if (!nn_net_graft_shape(net, &c, &h, &w))
+int nn_graft_features(nn_net *net, const nn_dataset *ds, const float *mean,
+                      const float *std, nn_half *out)
+{
+	int b = net->max_batch;
+	size_t feat = nn_graft_feature_size(net), img = (size_t)ds->c * ds->h * ds->w;
+	if (!feat)
 		return GRAFT_EINVAL;
-	size_t feat = (size_t)c * h * w, img = (size_t)ds->c * ds->h * ds->w;
-	float *cache = malloc(sizeof(float) * feat * ds->n);
 	float *x = malloc(sizeof(float) * img * b);
 	int *y = malloc(sizeof(int) * b), *idx = malloc(sizeof(int) * b);
-	if (!cache || !x || !y || !idx) {
-		free(cache);
+	if (!x || !y || !idx) {
 		free(x);
 		free(y);
 		free(idx);
@@ -236,10 +238,9 @@ int nn_graft_features(nn_net *net, const nn_dataset *ds, const float *mean,
 		if (!plan || nn__plan_graft_forward(plan, net))
 			for (int i = net->graft_first; i <= net->graft_last; i++)
 				nn__forward_node(net, i, n);
-		memcpy(cache + (size_t)start * feat, net->node[net->graft_last].y,
-		       sizeof(float) * feat * n);
+		nn_half_from_floats(net->node[net->graft_last].y, out + (size_t)start * feat,
+		                    feat * n);
 	}
-	*out = cache;
 	free(x);
 	free(y);
 	free(idx);

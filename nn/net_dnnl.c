@@ -14,8 +14,8 @@
  *   batch norm + ReLU      oneDNN, ReLU fused (training: a workspace bitmask)
  *   ReLU alone             oneDNN eltwise, backward from its output
  *   max-pool 2x2           oneDNN, with the argmax workspace
- *   residual add (+ReLU)   forward oneDNN binary with a ReLU post-op; the
- *                          backward is a masked copy, graft's own loop
+ *   residual add (+ReLU)   graft's own loops, forward and backward (oneDNN's
+ *                          binary with a ReLU post-op is wrong on nChw8c)
  *   gradient sums          graft's own loop (a node read twice)
  *   GAP, linear, SGD       graft's own loops on plain buffers, as before
  *
@@ -33,6 +33,7 @@ enum step_kind {
 	STEP_PRIM,     /* a primitive's execution */
 	STEP_ACCUM,    /* dst += src */
 	STEP_RUNNING,  /* BN running statistics from the batch's */
+	STEP_ADD_FWD,  /* a residual add (+ReLU): dst = src + dst2 */
 	STEP_ADD_BWD,  /* a residual add's gradient into its two inputs */
 	STEP_ZERO      /* a gradient nothing writes */
 };
@@ -47,9 +48,11 @@ struct step {
 	int nargs;
 	dnnl_exec_arg_t args[10];
 	float *dst, *src, *mask; /* ACCUM, ZERO, ADD_BWD (mask: the add's output) */
-	float *dst2;         /* ADD_BWD: the second input's gradient */
+	float *dst2;         /* ADD_BWD: the second input's gradient; ADD_FWD:
+	                        the second input */
 	enum nn_prof_part prof; /* what nn_net_profile_step counts it as */
-	int first, first2;   /* ADD_BWD: whether dst, dst2 are written, not added */
+	int first, first2;   /* ADD_BWD: whether dst, dst2 are written, not added;
+	                        ADD_FWD: first is the ReLU */
 	size_t len;
 };
 
@@ -102,6 +105,7 @@ static enum nn_prof_part prof_part(enum nn__kind node, enum step_kind kind, int 
 	case STEP_ACCUM:
 	case STEP_ZERO: return NN_PROF_GRAD_SUM;
 	case STEP_RUNNING: return NN_PROF_BN_FWD;
+	case STEP_ADD_FWD:
 	case STEP_ADD_BWD: return NN_PROF_ADD;
 	case STEP_PRIM: break;
 	}
@@ -602,29 +606,20 @@ static void relu_bwd(struct nn__plan *p, nn_net *net, int i)
 	accum_after(p, j, to);
 }
 
+/* graft's own loop, not oneDNN's binary primitive: with a ReLU post-op,
+ * oneDNN 2.6's binary miscomputes nChw8c tensors on AVX-512 machines and
+ * writes past their end (tests/test_plan.c found it). */
 static void add_fwd(struct nn__plan *p, nn_net *net, int i)
 {
 	struct nn__node *d = &net->node[i];
-	dnnl_binary_desc_t bd;
-	dnnl_primitive_desc_t pd = NULL;
-	dnnl_primitive_attr_t attr = NULL;
-	dnnl_post_ops_t po = NULL;
-	if (d->relu && (dnnl_primitive_attr_create(&attr) != dnnl_success ||
-	                dnnl_post_ops_create(&po) != dnnl_success ||
-	                dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0) !=
-	                        dnnl_success ||
-	                dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
-		p->ok = 0;
-	if (p->ok && dnnl_binary_desc_init(&bd, dnnl_binary_add, &p->md[d->in], &p->md[d->in2],
-	                                   &p->md[i]) == dnnl_success)
-		pd = pd_of(&bd, attr, NULL);
-	dnnl_post_ops_destroy(po);
-	dnnl_primitive_attr_destroy(attr);
-	if (!pd)
-		p->ok = 0;
-	dnnl_exec_arg_t a[3] = { { DNNL_ARG_SRC_0, p->y[d->in] }, { DNNL_ARG_SRC_1, p->y[d->in2] },
-		                 { DNNL_ARG_DST, p->y[i] } };
-	prim_step(p, 0, i, pd, a, 3);
+	struct step *s = push_step(p, 0, STEP_ADD_FWD, i);
+	if (!s)
+		return;
+	s->dst = data_of(p->y[i]);
+	s->src = data_of(p->y[d->in]);
+	s->dst2 = data_of(p->y[d->in2]); /* read, not written: the second input */
+	s->first = d->relu;
+	s->len = floats_of(&p->md[i]);
 }
 
 /* The gradient is dy (masked where the ReLU was off) into both inputs,
@@ -984,6 +979,24 @@ static void add_backward(const struct step *s)
 	}
 }
 
+static void add_forward(const struct step *s)
+{
+	const float *a = s->src, *b = s->dst2;
+	float *y = s->dst;
+	size_t len = s->len;
+	if (s->first) {
+#pragma omp parallel for schedule(static) if (len > 32768)
+		for (size_t i = 0; i < len; i++) {
+			float v = a[i] + b[i];
+			y[i] = v > 0.0f ? v : 0.0f;
+		}
+	} else {
+#pragma omp parallel for schedule(static) if (len > 32768)
+		for (size_t i = 0; i < len; i++)
+			y[i] = a[i] + b[i];
+	}
+}
+
 static void accum(float *to, const float *from, size_t len)
 {
 #pragma omp parallel for schedule(static) if (len > 32768)
@@ -1034,6 +1047,9 @@ static int run(struct nn__plan *p, nn_net *net, const struct step *v, int nsteps
 			break;
 		case STEP_ACCUM:
 			accum(s->dst, s->src, s->len);
+			break;
+		case STEP_ADD_FWD:
+			add_forward(s);
 			break;
 		case STEP_ADD_BWD:
 			add_backward(s);

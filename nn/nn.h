@@ -517,13 +517,20 @@ typedef struct nn_progress {
 
 typedef void (*nn_progress_fn)(const nn_progress *p, void *ctx);
 
+/* IEEE half precision (binary16), as stored in the graft feature cache. */
+typedef uint16_t nn_half;
+
+/* Conversions, rounding to nearest (ties to even). */
+void nn_half_from_floats(const float *in, nn_half *out, size_t n);
+void nn_half_to_floats(const nn_half *in, float *out, size_t n);
+
 typedef struct nn_train_opts {
 	nn_recipe recipe;
 	const float *mean, *std;   /* per-channel normalization */
 	nn_progress_fn progress;   /* may be NULL */
 	void *ctx;
 	int report_every;          /* steps between progress calls (>= 1) */
-	const float *graft_cache;  /* G(x) of every image of ds (see
+	const nn_half *graft_cache; /* G(x) of every image of ds (see
 	                              nn_graft_features), or NULL; used only
 	                              without augmentation, since G of an
 	                              augmented image is not G of the image */
@@ -545,7 +552,7 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 /* Accuracy of net (eval mode) on every image of ds; *loss (may be NULL) gets
  * the mean cross-entropy.  graft_cache as in nn_train_opts, or NULL. */
 double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
-                   const float *std, const float *graft_cache, double *loss);
+                   const float *std, const nn_half *graft_cache, double *loss);
 
 /* ---- the graft ------------------------------------------------------------ */
 
@@ -575,9 +582,15 @@ int nn_graft_load(nn_net *net, const char *path, const char *expect_sha, char sh
                   char *err, size_t errlen);
 
 /* G(x) for every image of ds, in order: (ds->n, c, h, w) as nn_net_graft_shape
- * gives, malloc'd into *out.  Feeding it to nn_train and nn_evaluate spares
- * every candidate the graft's forward pass. */
+ * gives, in half precision (half float32's bytes; the accuracy it costs is
+ * within run-to-run noise, issue 11's note), into out (ds->n x that many
+ * values).  Feeding it to nn_train and nn_evaluate spares every candidate
+ * the graft's forward pass. */
 int nn_graft_features(nn_net *net, const nn_dataset *ds, const float *mean,
-                      const float *std, float **out);
+                      const float *std, nn_half *out);
+
+/* The number of values nn_graft_features writes per image (0: no frozen
+ * graft). */
+size_t nn_graft_feature_size(const nn_net *net);
 
 #endif

@@ -27,7 +27,7 @@ static void shuffle(int *idx, int n, nn_rng *r)
 }
 
 /* Floats per image of the graft output when a cache is to be used, else 0. */
-static size_t cached_size(const nn_net *net, const float *cache)
+static size_t cached_size(const nn_net *net, const nn_half *cache)
 {
 	int c, h, w;
 	if (!cache || !nn_net_graft_shape(net, &c, &h, &w))
@@ -35,11 +35,11 @@ static size_t cached_size(const nn_net *net, const float *cache)
 	return (size_t)c * h * w;
 }
 
-/* Copies the cached graft outputs of images idx[0..n) into a batch. */
-static void gather(const float *cache, size_t feat, const int *idx, int n, float *out)
+/* The cached graft outputs of images idx[0..n), widened into a batch. */
+static void gather(const nn_half *cache, size_t feat, const int *idx, int n, float *out)
 {
 	for (int i = 0; i < n; i++)
-		memcpy(out + i * feat, cache + (size_t)idx[i] * feat, sizeof(float) * feat);
+		nn_half_to_floats(cache + (size_t)idx[i] * feat, out + i * feat, feat);
 }
 
 int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
@@ -112,15 +112,16 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 }
 
 double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
-                   const float *std, const float *graft_cache, double *loss)
+                   const float *std, const nn_half *graft_cache, double *loss)
 {
 	int b = net->max_batch, k = net->node[net->n - 1].c, correct = 0;
 	size_t img = (size_t)ds->c * ds->h * ds->w, feat = cached_size(net, graft_cache);
-	float *x = malloc(sizeof(float) * img * b);
+	float *x = malloc(sizeof(float) * img * b), *f = malloc(sizeof(float) * (feat * b + 1));
 	int *y = malloc(sizeof(int) * b), *idx = malloc(sizeof(int) * b);
 	double total = 0.0;
 
-	if (!x || !y || !idx) {
+	if (!x || !f || !y || !idx) {
+		free(f);
 		free(x);
 		free(y);
 		free(idx);
@@ -132,8 +133,10 @@ double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
 			idx[i] = start + i;
 		nn_dataset_batch(ds, idx, n, mean, std, NULL, NULL, x, y);
 		/* The cache holds images in order, so a batch's rows are contiguous. */
-		if (feat)
-			nn_net_set_graft_features(net, graft_cache + (size_t)start * feat);
+		if (feat) {
+			nn_half_to_floats(graft_cache + (size_t)start * feat, f, feat * n);
+			nn_net_set_graft_features(net, f);
+		}
 		const float *z = nn_net_forward(net, x, n, 0);
 		total += nn_softmax_xent(n, k, z, y, NULL) * n;
 		for (int i = 0; i < n; i++) {
@@ -147,6 +150,7 @@ double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
 	nn_net_set_graft_features(net, NULL);
 	if (loss)
 		*loss = ds->n ? total / ds->n : 0.0;
+	free(f);
 	free(x);
 	free(y);
 	free(idx);

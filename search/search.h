@@ -297,7 +297,7 @@ typedef struct search_eval_in {
 	const float *mean, *std;             /* normalization; NULL: the arch's */
 	const char *graft_path, *graft_sha;  /* NULL when arch has no graft; a NULL
 	                                        or empty sha is not checked */
-	const float *train_feats, *val_feats;/* graft feature caches
+	const nn_half *train_feats, *val_feats; /* graft feature caches
 	                                        (nn_graft_features) or NULL */
 	const nn_weights *parent;            /* the parent's trained weights for
 	                                        inheritance, or NULL */

@@ -350,7 +350,6 @@ Test(evaluate, feature_cache_same_accuracy, .init = setup, .fini = teardown)
 {
 	char sha[65], err[GRAFT_ERRLEN] = "";
 	const char *gpath = scratch_path("g.safetensors");
-	float *tf = NULL, *vf = NULL;
 	nn_arch a;
 
 	make_graft(gpath, sha);
@@ -358,8 +357,12 @@ Test(evaluate, feature_cache_same_accuracy, .init = setup, .fini = teardown)
 	nn_net *net = build(&a);
 	int rc = nn_graft_load(net, gpath, sha, (char[65]){ 0 }, err, sizeof err);
 	cr_assert_eq(rc, 0, "nn_graft_load: %s", err);
-	cr_assert_eq(nn_graft_features(net, &train_ds, mean, stdv, &tf), 0);
-	cr_assert_eq(nn_graft_features(net, &val_ds, mean, stdv, &vf), 0);
+	size_t feat = nn_graft_feature_size(net);
+	nn_half *tf = malloc(sizeof(nn_half) * feat * train_ds.n);
+	nn_half *vf = malloc(sizeof(nn_half) * feat * val_ds.n);
+	cr_assert(tf && vf);
+	cr_assert_eq(nn_graft_features(net, &train_ds, mean, stdv, tf), 0);
+	cr_assert_eq(nn_graft_features(net, &val_ds, mean, stdv, vf), 0);
 	nn_net_free(net);
 
 	search_eval_in in = eval_in(&a);
@@ -369,11 +372,13 @@ Test(evaluate, feature_cache_same_accuracy, .init = setup, .fini = teardown)
 	in.train_feats = tf;
 	in.val_feats = vf;
 	search_eval_out cached = run(&in);
-	cr_expect(fabs(plain.val_accuracy - cached.val_accuracy) <= 1e-3,
+	/* The cache is half precision: within two images of the split, and
+	 * about a percent of the loss (Fashion-MNIST: issue 11's note). */
+	cr_expect(fabs(plain.val_accuracy - cached.val_accuracy) <= 2.0 / val_ds.n + 1e-9,
 	          "accuracy %.6f without the cache, %.6f with", plain.val_accuracy,
 	          cached.val_accuracy);
-	cr_expect(fabs(plain.val_loss - cached.val_loss) <= 1e-3, "loss %.6f vs %.6f",
-	          plain.val_loss, cached.val_loss);
+	cr_expect(fabs(plain.val_loss - cached.val_loss) <= 1e-2 * plain.val_loss,
+	          "loss %.6f vs %.6f", plain.val_loss, cached.val_loss);
 	free(tf);
 	free(vf);
 }

@@ -187,27 +187,56 @@ static void expect_same_params(nn_net *a, nn_net *b, const char *what)
 	free(tb);
 }
 
-static nn_train_opts topts(const nn_arch *a, const float *cache)
+/* The trainable parameters of a and b within tol of each other, relative to
+ * the largest of b's. */
+static void expect_close_params(nn_net *a, nn_net *b, double tol, const char *what)
+{
+	float *pa, *pb;
+	size_t la, lb;
+	nn_net_param_block(a, &pa, NULL, &la);
+	nn_net_param_block(b, &pb, NULL, &lb);
+	cr_assert_eq(la, lb, "%s: trainable blocks of %zu and %zu floats", what, la, lb);
+	double scale = 0, worst = 0;
+	for (size_t i = 0; i < la; i++) {
+		scale = fabs(pb[i]) > scale ? fabs(pb[i]) : scale;
+		worst = fabs(pa[i] - pb[i]) > worst ? fabs(pa[i] - pb[i]) : worst;
+	}
+	cr_assert(worst <= tol * scale, "%s: parameters differ by up to %g (largest %g)", what,
+	          worst, scale);
+}
+
+static nn_train_opts topts(const nn_arch *a, const nn_half *cache)
 {
 	return (nn_train_opts){ .recipe = a->train, .mean = mean, .std = stdv,
 	                        .report_every = 5, .graft_cache = cache };
 }
 
-static void train(nn_net *net, const nn_arch *a, const float *cache)
+static void train(nn_net *net, const nn_arch *a, const nn_half *cache)
 {
 	nn_train_opts o = topts(a, cache);
 	int rc = nn_train(net, &train_ds, &o, NULL);
 	cr_assert_eq(rc, 0, "nn_train: %s", graft_strerror(rc));
 }
 
-/* ---- 1. the feature cache is exact --------------------------------------- */
+/* ---- 1. the feature cache ------------------------------------------------ */
 
-Test(graft, cached_features_train_and_evaluate_bit_for_bit, .init = setup,
+/* The graft's outputs for every image, in half precision. */
+static nn_half *features(nn_net *net, const nn_dataset *ds)
+{
+	nn_half *f = malloc(sizeof(nn_half) * nn_graft_feature_size(net) * ds->n + 1);
+	cr_assert_not_null(f);
+	cr_assert_eq(nn_graft_features(net, ds, mean, stdv, f), 0);
+	return f;
+}
+
+/* Half precision rounds G(x) to 11 bits: training and scoring from the cache
+ * land within noise of computing G(x) every step (issue 11's note measures
+ * it on Fashion-MNIST). */
+Test(graft, cached_features_train_and_evaluate_within_rounding, .init = setup,
      .fini = teardown)
 {
 	char sha[65], sha2[65];
 	nn_arch a;
-	float *tf = NULL, *vf = NULL;
 	int c, h, w;
 
 	pretrain("target", 10, 3, scratch_path("g.safetensors"), sha);
@@ -220,15 +249,17 @@ Test(graft, cached_features_train_and_evaluate_bit_for_bit, .init = setup,
 	cr_assert_eq(nn_net_graft_shape(cached, &c, &h, &w), 1, "a frozen graft has no shape");
 	cr_assert(c == GCH && h == SIDE && w == SIDE, "graft shape %dx%dx%d, want %dx%dx%d",
 	          c, h, w, GCH, SIDE, SIDE);
-	cr_assert_eq(nn_graft_features(cached, &train_ds, mean, stdv, &tf), 0);
-	cr_assert_eq(nn_graft_features(cached, &val_ds, mean, stdv, &vf), 0);
+	cr_assert_eq(nn_graft_feature_size(cached), (size_t)c * h * w);
+	nn_half *tf = features(cached, &train_ds), *vf = features(cached, &val_ds);
 	size_t feat = (size_t)c * h * w;
 
-	/* Evaluating before training: from the cache or not, the same bits. */
+	/* Evaluating before training: from the cache or not, the same up to
+	 * the rounding. */
 	double l_plain, l_cached, l_zeros;
 	double a_plain = nn_evaluate(plain, &val_ds, mean, stdv, NULL, &l_plain);
 	double a_cached = nn_evaluate(cached, &val_ds, mean, stdv, vf, &l_cached);
-	cr_assert(a_plain == a_cached && l_plain == l_cached, "untrained: accuracy %.17g / "
+	cr_assert(fabs(a_plain - a_cached) <= 2.0 / val_ds.n &&
+	          fabs(l_plain - l_cached) <= 1e-3 * fabs(l_plain), "untrained: accuracy %.17g / "
 	          "%.17g, loss %.17g / %.17g with and without the cache", a_cached, a_plain,
 	          l_cached, l_plain);
 
@@ -241,12 +272,12 @@ Test(graft, cached_features_train_and_evaluate_bit_for_bit, .init = setup,
 
 	train(cached, &a, tf);
 	train(plain, &a, NULL);
-	expect_same_params(cached, plain, "trained with the cache vs without");
+	expect_close_params(cached, plain, 0.05, "trained with the cache vs without");
 	cr_assert_gt(count_diff(before, pa, np), np / 2, "training barely moved the "
 	             "parameters: the comparison would prove nothing");
 
 	/* The cache is really read: a cache of zeros (G(x) = 0) trains otherwise. */
-	float *zf = calloc(feat * train_ds.n, sizeof(float));
+	nn_half *zf = calloc(feat * train_ds.n, sizeof(nn_half));
 	cr_assert_not_null(zf);
 	train(zeros, &a, zf);
 	float *pz;
@@ -256,13 +287,13 @@ Test(graft, cached_features_train_and_evaluate_bit_for_bit, .init = setup,
 
 	a_plain = nn_evaluate(plain, &val_ds, mean, stdv, NULL, &l_plain);
 	a_cached = nn_evaluate(cached, &val_ds, mean, stdv, vf, &l_cached);
-	cr_assert(a_plain == a_cached && l_plain == l_cached, "trained: accuracy %.17g / "
-	          "%.17g, loss %.17g / %.17g with and without the cache", a_cached, a_plain,
-	          l_cached, l_plain);
+	cr_assert(fabs(a_plain - a_cached) <= 0.05 && fabs(l_plain - l_cached) <= 0.05 * l_plain,
+	          "trained: accuracy %.17g / %.17g, loss %.17g / %.17g with and without the "
+	          "cache", a_cached, a_plain, l_cached, l_plain);
 	cr_assert(a_plain >= 0 && a_plain <= 1 && isfinite(l_plain), "accuracy %g loss %g",
 	          a_plain, l_plain);
 	/* The same net, its cached features replaced by zeros: another loss. */
-	float *zv = calloc(feat * val_ds.n, sizeof(float));
+	nn_half *zv = calloc(feat * val_ds.n, sizeof(nn_half));
 	cr_assert_not_null(zv);
 	nn_evaluate(plain, &val_ds, mean, stdv, zv, &l_zeros);
 	cr_assert_neq(l_zeros, l_plain, "nn_evaluate ignores graft_cache");
@@ -288,7 +319,6 @@ Test(graft, cache_is_ignored_under_augmentation, .init = setup, .fini = teardown
 {
 	char sha[65], sha2[65];
 	nn_arch a;
-	float *tf = NULL;
 
 	pretrain("target", 10, 3, scratch_path("g.safetensors"), sha);
 	small_arch(&a, 1, 0);
@@ -296,7 +326,7 @@ Test(graft, cache_is_ignored_under_augmentation, .init = setup, .fini = teardown
 	load(cached, scratch_path("g.safetensors"), sha, sha2);
 	load(plain, scratch_path("g.safetensors"), sha, sha2);
 	load(noaug, scratch_path("g.safetensors"), sha, sha2);
-	cr_assert_eq(nn_graft_features(cached, &train_ds, mean, stdv, &tf), 0);
+	nn_half *tf = features(cached, &train_ds);
 
 	train(noaug, &a, NULL);
 	a.train.crop = 2;
@@ -335,15 +365,15 @@ Test(graft, cache_is_ignored_under_augmentation, .init = setup, .fini = teardown
 Test(graft, finetuned_graft_has_no_cache, .init = setup, .fini = teardown)
 {
 	nn_arch a;
-	float *f = (float *)1;
+	nn_half f[1];
 	int c = -1, h = -1, w = -1;
 
 	small_arch(&a, 1, 1);
 	nn_net *net = build(&a, 7);
 	cr_assert_eq(nn_net_graft_shape(net, &c, &h, &w), 0, "a fine-tuned graft reports a "
 	             "cacheable shape %dx%dx%d", c, h, w);
-	cr_assert_eq(nn_graft_features(net, &train_ds, mean, stdv, &f), GRAFT_EINVAL);
-	cr_assert_null(f, "*out is not NULL after a failure");
+	cr_assert_eq(nn_graft_feature_size(net), 0);
+	cr_assert_eq(nn_graft_features(net, &train_ds, mean, stdv, f), GRAFT_EINVAL);
 	nn_net_free(net);
 
 	small_arch(&a, 0, 0);

@@ -164,7 +164,7 @@ struct ablation {
  * validation images under it (NULL without the cache). */
 struct graft_use {
 	char path[4300], sha[65];
-	float *train_feats, *val_feats;
+	nn_half *train_feats, *val_feats;
 };
 
 /* Trains candidate i for steps and scores it on the validation split. */
@@ -233,10 +233,16 @@ static int prepare_graft(struct ablation *ab, const char *source, struct graft_u
 	rc = nn_net_from_arch(&net, &ab->cands[0], (int)a->batch, 0, err, sizeof(err));
 	if (!rc)
 		rc = nn_graft_load(net, g->path, g->sha, (char[65]){ 0 }, err, sizeof(err));
+	size_t feat = rc ? 0 : nn_graft_feature_size(net);
+	if (!rc) {
+		g->train_feats = malloc(sizeof(nn_half) * feat * ab->train.n);
+		g->val_feats = malloc(sizeof(nn_half) * feat * ab->val.n);
+		rc = g->train_feats && g->val_feats ? 0 : GRAFT_ENOMEM;
+	}
 	if (!rc)
-		rc = nn_graft_features(net, &ab->train, ab->mean, ab->std, &g->train_feats);
+		rc = nn_graft_features(net, &ab->train, ab->mean, ab->std, g->train_feats);
 	if (!rc)
-		rc = nn_graft_features(net, &ab->val, ab->mean, ab->std, &g->val_feats);
+		rc = nn_graft_features(net, &ab->val, ab->mean, ab->std, g->val_feats);
 	nn_net_free(net);
 	if (rc)
 		fprintf(stderr, "graft ablation: graft features: %s\n",

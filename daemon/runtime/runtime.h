@@ -48,6 +48,28 @@ void rt_data_sha256(const nn_dataset *train, const nn_dataset *val, char hex[65]
  * $XDG_DATA_HOME/graft, else $HOME/.local/share/graft. */
 void rt_data_dir_default(char *out, size_t len);
 
+/* ---- the graft feature cache (features.c) ---------------------------------- */
+
+/* The frozen graft's outputs for every training and validation image, in
+ * half precision, in a file under dir that every worker of every job with
+ * the same data and graft maps read-only: one copy in memory whatever the
+ * number of workers.  The first worker to need it computes it (the others
+ * wait on a lock), writes it beside its final name and renames it. */
+typedef struct rt_features {
+	const nn_half *train, *val;
+	void *map;
+	size_t map_len;
+	char path[4300];
+} rt_features;
+
+/* Opens (computing if need be) the cache of graft_path's graft (identity
+ * graft_sha) in a's network, for train and val as data_key names them.
+ * GRAFT_EIO names the file when it cannot be read or written. */
+int rt_features_open(rt_features *f, const char *dir, const char *data_key, const nn_arch *a,
+                     const char *graft_path, const char *graft_sha, const nn_dataset *train,
+                     const nn_dataset *val, char *err, size_t errlen);
+void rt_features_close(rt_features *f);
+
 /* ---- files by URL ---------------------------------------------------------- */
 
 /* Dataset files named by http(s) URL in a job spec, fetched with

@@ -29,7 +29,7 @@ struct worker {
 	char *data_key;            /* the task's data, as text */
 	nn_dataset train, val;
 	char feats_graft[65];      /* sha of the graft the features are of */
-	float *train_feats, *val_feats;
+	rt_features feats;         /* mapped from the file all workers share */
 	int64_t task;              /* the task in hand, for progress lines */
 };
 
@@ -74,9 +74,7 @@ static void emit_loading(int64_t id, const char *what)
 
 static void drop_features(struct worker *w)
 {
-	free(w->train_feats);
-	free(w->val_feats);
-	w->train_feats = w->val_feats = NULL;
+	rt_features_close(&w->feats);
 	w->feats_graft[0] = '\0';
 }
 
@@ -109,29 +107,24 @@ static int load_data(struct worker *w, const proto_task *t, char *err, size_t er
 	return 0;
 }
 
-/* Computes the graft's features of every image once per (data, graft). */
+/* Maps the graft's features of every image, computed once per (data,
+ * graft) by whichever worker needs them first, into the directory
+ * "features" beside the graft file. */
 static int load_features(struct worker *w, const nn_arch *a, const char *path,
                          const char *sha, char *err, size_t errlen)
 {
-	if (!strcmp(w->feats_graft, sha) && w->train_feats)
+	if (!strcmp(w->feats_graft, sha) && w->feats.map)
 		return 0;
 	drop_features(w);
 	emit_loading(w->task, "graft features");
-	nn_net *net = NULL;
-	int rc = nn_net_from_arch(&net, a, a->train.batch, 0, err, errlen);
-	if (!rc)
-		rc = nn_graft_load(net, path, sha, (char[65]){ 0 }, err, errlen);
-	if (!rc)
-		rc = nn_graft_features(net, &w->train, a->mean, a->std, &w->train_feats);
-	if (!rc)
-		rc = nn_graft_features(net, &w->val, a->mean, a->std, &w->val_feats);
-	nn_net_free(net);
-	if (rc) {
-		if (!*err)
-			snprintf(err, errlen, "graft features: %s", graft_strerror(rc));
-		drop_features(w);
+	char dir[4200];
+	const char *slash = strrchr(path, '/');
+	snprintf(dir, sizeof(dir), "%.*s/features", slash ? (int)(slash - path) : 1,
+	         slash ? path : ".");
+	int rc = rt_features_open(&w->feats, dir, w->data_key, a, path, sha, &w->train, &w->val,
+	                          err, errlen);
+	if (rc)
 		return rc;
-	}
 	snprintf(w->feats_graft, sizeof(w->feats_graft), "%s", sha);
 	return 0;
 }
@@ -174,8 +167,8 @@ static void run_task(struct worker *w, const proto_task *t)
 	search_eval_in in = { .arch = &a, .train = &w->train, .val = &w->val,
 	                      .graft_path = t->graft_path,
 	                      .graft_sha = t->graft_path ? t->graft_sha256 : NULL,
-	                      .train_feats = cache ? w->train_feats : NULL,
-	                      .val_feats = cache ? w->val_feats : NULL,
+	                      .train_feats = cache ? w->feats.train : NULL,
+	                      .val_feats = cache ? w->feats.val : NULL,
 	                      .parent = have_parent ? &parent : NULL, .save_path = t->save,
 	                      .progress = on_progress, .ctx = w,
 	                      .report_every = t->report_every };
