@@ -839,15 +839,16 @@ Test(cli, ablation_rows_csv_and_jsonl)
 			          jrow[c][s].loss);
 	run_free(&r);
 
-	/* The feature cache is exact: computing the graft every step changes
-	 * nothing. */
+	/* The feature cache is half precision: computing the graft every step
+	 * changes the numbers by its rounding only. */
 	r = ablation(nocache, "--no-feature-cache");
 	expect_code(&r, 0);
 	expect_in(r.out, "computed every step", "stdout");
 	check_rows(rows, read_csv(nocache, rows, 16), nrow);
 	for (int c = 0; c < 2; c++)
 		for (int s = 0; s < 4; s++)
-			cr_assert(crow[c][s].acc == nrow[c][s].acc && crow[c][s].loss == nrow[c][s].loss,
+			cr_assert(fabs(crow[c][s].acc - nrow[c][s].acc) <= 0.02 &&
+			          fabs(crow[c][s].loss - nrow[c][s].loss) <= 1e-2 * nrow[c][s].loss,
 			          "candidate %d under %s: accuracy %.6f / %.6f, loss %.6f / %.6f with "
 			          "and without the feature cache", c, ab_sources[s], crow[c][s].acc,
 			          nrow[c][s].acc, crow[c][s].loss, nrow[c][s].loss);
