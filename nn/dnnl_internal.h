@@ -58,4 +58,10 @@ int nn__plan_last(const struct nn__plan *p);
 
 void nn__plans_free(struct nn_net *net);
 
+/* graft's own loops on the plans' layouts (blocked.c): y = a + b (ReLU'd
+ * if relu); to = (first ? 0 : to) + g where y > 0 (everywhere if y is
+ * NULL). */
+void nn__add_forward(const float *a, const float *b, float *y, size_t len, int relu);
+void nn__grad_into(float *to, const float *g, const float *y, size_t len, int first);
+
 #endif

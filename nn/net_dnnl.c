@@ -1,28 +1,39 @@
 /*
  * net_dnnl.c - a network on oneDNN with its activations in oneDNN's blocked
- * layout (nChw16c: channels in blocks of 16, the layout its AVX-512
- * convolutions read and write) from the first convolution to the global
- * average pool, so that nothing is reordered between layers.  Only the
- * input batch (when a layer other than a convolution reads it), a cached
- * graft output, and the feature maps the plain head reads are reordered.
+ * layouts from the first convolution to the global average pool, so that
+ * nothing is reordered between layers: channels in blocks of 16 (nChw16c,
+ * what its AVX-512 convolutions read and write) when 16 divides them, of 8
+ * (nChw8c) when 8 does, else plain.  Only the input batch (when a layer
+ * other than a convolution reads it), a cached graft output, the feature
+ * maps the plain head reads, and the weights (plain in the parameter block,
+ * which SGD walks) are reordered; so is a convolution whose layouts would
+ * leave oneDNN only its reference loops (16 channels in, 24 out, say).
  *
  * A plan is made per network, batch size and mode: every primitive and
- * buffer it needs is created once, and a step is a list of executions.
- * Which op runs how (measured with bench_train's per-op figures, net M,
- * batch 64, 2 threads; see the note of issue 11):
- *   convolution            oneDNN (JIT), forward, backward data and weights
- *   batch norm + ReLU      oneDNN, ReLU fused (training: a workspace bitmask)
- *   ReLU alone             oneDNN eltwise, backward from its output
- *   max-pool 2x2           oneDNN, with the argmax workspace
- *   residual add (+ReLU)   graft's own loops, forward and backward (oneDNN's
- *                          binary with a ReLU post-op is wrong on nChw8c)
- *   gradient sums          graft's own loop (a node read twice)
- *   GAP, linear, SGD       graft's own loops on plain buffers, as before
+ * buffer it needs is created once (oneDNN's own primitive cache makes a
+ * shape seen before cheap: 3-8 ms a candidate), and a step is a list of
+ * executions.  Which op runs how, in ms per training step of net M at batch
+ * 64 on 2 threads (make bench: this plan | the reference path, plain NCHW,
+ * im2col + sgemm and graft's own loops; the note of issue 11 has the rest):
+ *   convolution forward     10.7 | 96.3   oneDNN JIT
+ *   conv backward d + w     23.2 | 187.1  oneDNN JIT
+ *   batch norm + ReLU fwd    1.9 | 4.7    oneDNN, ReLU fused (a workspace bitmask)
+ *   batch norm + ReLU bwd    3.2 | 6.7    oneDNN
+ *   max-pool 2x2             3.8 | 7.2    oneDNN, with the argmax workspace (graft's
+ *                                         own loop on the blocked layout: 7.4)
+ *   ReLU alone                            oneDNN eltwise, backward from its output
+ *   residual add (+ReLU)   11.9 | 18.1    graft's own loops, forward and backward
+ *                          (net A)        (oneDNN 2.6's binary with a ReLU
+ *                                         post-op is wrong on nChw8c)
+ *   gradient sums           1.5 |  -      graft's own loop (a node read twice)
+ *   reorders                0.7 |  -
+ *   GAP, linear, loss, SGD  0.6 | 0.9     graft's own loops on plain buffers
  *
  * Gradients: oneDNN overwrites its outputs, so the first gradient into a
  * node (in backward order) is written in place and any later one goes
  * through a scratch buffer and is added.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +46,8 @@ enum step_kind {
 	STEP_RUNNING,  /* BN running statistics from the batch's */
 	STEP_ADD_FWD,  /* a residual add (+ReLU): dst = src + dst2 */
 	STEP_ADD_BWD,  /* a residual add's gradient into its two inputs */
-	STEP_ZERO      /* a gradient nothing writes */
+	STEP_ZERO,     /* a gradient nothing writes */
+	STEP_FOLD      /* a BN folded into the convolution before it */
 };
 
 struct step {
@@ -52,7 +64,8 @@ struct step {
 	                        the second input */
 	enum nn_prof_part prof; /* what nn_net_profile_step counts it as */
 	int first, first2;   /* ADD_BWD: whether dst, dst2 are written, not added;
-	                        ADD_FWD: first is the ReLU */
+	                        ADD_FWD: first is the ReLU; FOLD: the BN node,
+	                        dst, dst2 the folded weights and bias */
 	size_t len;
 };
 
@@ -61,6 +74,7 @@ struct node_plan {
 	dnnl_primitive_desc_t hint;      /* the forward primitive's, for the backward */
 	dnnl_memory_t src, w, ws, mean, var, scale, shift;
 	dnnl_memory_t csrc;              /* a convolution's src in its own layout */
+	int folded;                      /* a BN folded into its convolution */
 	dnnl_memory_desc_t wplain;
 };
 
@@ -104,7 +118,8 @@ static enum nn_prof_part prof_part(enum nn__kind node, enum step_kind kind, int 
 	switch (kind) {
 	case STEP_ACCUM:
 	case STEP_ZERO: return NN_PROF_GRAD_SUM;
-	case STEP_RUNNING: return NN_PROF_BN_FWD;
+	case STEP_RUNNING:
+	case STEP_FOLD: return NN_PROF_BN_FWD;
 	case STEP_ADD_FWD:
 	case STEP_ADD_BWD: return NN_PROF_ADD;
 	case STEP_PRIM: break;
@@ -275,6 +290,22 @@ static dnnl_memory_t weights_for(struct nn__plan *p, int i, float *plain,
 	return m;
 }
 
+/* The block of a node's activations: channels in blocks of 16 (what the
+ * AVX-512 convolutions read and write) or 8 (the AVX2 ones) when they
+ * divide the channels, else 1 (plain NCHW): oneDNN pads a block with
+ * zeros, but its JIT convolutions refuse a padded input block (a reference
+ * loop, 10-100x slower, would run). */
+static int block_of(int c)
+{
+	return c % 16 == 0 ? 16 : c % 8 == 0 ? 8 : 1;
+}
+
+static dnnl_format_tag_t blocked_tag(int c)
+{
+	int b = block_of(c);
+	return b == 16 ? dnnl_aBcd16b : b == 8 ? dnnl_aBcd8b : dnnl_abcd;
+}
+
 /* ---- each kind of node: its forward steps, then (separately) its backward -- */
 
 static void conv_geometry(const nn_conv_shape *s, const struct nn__node *d, dnnl_dims_t wei,
@@ -362,48 +393,108 @@ static const dnnl_memory_desc_t *conv_md(int use_any, const dnnl_memory_desc_t *
 	return any;
 }
 
+/* The BN node that convolution i's output goes to alone and that runs on
+ * its running statistics in this plan (evaluation, or a frozen graft), when
+ * the convolution needs no backward: it can be folded into the convolution
+ * (weights scaled, a bias, the ReLU a post-op).  0: none. */
+static int foldable_bn(const struct nn__plan *p, const nn_net *net, int i)
+{
+	const struct nn__node *d = &net->node[i];
+	int k = i + 1, readers = 0;
+	if (k > p->last || net->node[k].kind != NODE_BN || net->node[k].in != i)
+		return 0;
+	for (int m = i + 1; m < net->n; m++)
+		readers += (net->node[m].in == i) + (net->node[m].in2 == i);
+	int stats = !p->train || net->node[k].frozen;
+	int no_backward = !p->train || (d->frozen && !d->needs_grad);
+	return readers == 1 && stats && no_backward ? k : 0;
+}
+
+/* Folds BN node k into convolution i's weights wf and bias bf. */
+static void fold(const nn_net *net, int i, int k, float *wf, float *bf)
+{
+	const struct nn__node *d = &net->node[i], *bn = &net->node[k];
+	size_t per = d->nw / (size_t)d->c;
+	for (int o = 0; o < d->c; o++) {
+		float s = bn->wt[o] / sqrtf(bn->rvar[o] + NN_BN_EPS);
+		for (size_t q = 0; q < per; q++)
+			wf[o * per + q] = d->wt[o * per + q] * s;
+		bf[o] = bn->bs[o] - bn->rmean[o] * s;
+	}
+}
+
 static void conv_fwd(struct nn__plan *p, nn_net *net, int i)
 {
 	struct nn__node *d = &net->node[i];
 	struct node_plan *np = &p->np[i];
 	dnnl_dims_t wei, strides, pad, pad_r;
-	dnnl_memory_desc_t wany, sany, dany;
-	int wnd;
+	dnnl_memory_desc_t wany, sany, dany, bias;
+	int wnd, k = foldable_bn(p, net, i);
 	conv_geometry(&d->conv, d, wei, &wnd, strides, pad, pad_r);
 	dnnl_memory_desc_init_by_tag(&np->wplain, wnd, wei, dnnl_f32,
 	                             wnd == 5 ? dnnl_goihw : dnnl_oihw);
 	dnnl_memory_desc_init_by_tag(&wany, wnd, wei, dnnl_f32, dnnl_format_tag_any);
+	dnnl_dims_t bd = { d->c };
+	dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a);
 	/* A convolution reads the input batch as it is, plain. */
 	np->src = d->in == 0 ? p->input : p->y[d->in];
 	const dnnl_memory_desc_t *src_md;
 	dnnl_memory_get_memory_desc(np->src, &src_md);
+	/* Folded, the BN's ReLU is the convolution's post-op. */
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t po = NULL;
+	if (k && net->node[k].relu &&
+	    (dnnl_primitive_attr_create(&attr) != dnnl_success ||
+	     dnnl_post_ops_create(&po) != dnnl_success ||
+	     dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0) != dnnl_success ||
+	     dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
+		p->ok = 0;
 	dnnl_primitive_desc_t pd = NULL;
-	for (int any = 0; any < 2 && !pd; any++) {
+	for (int any = 0; any < 2 && !pd && p->ok; any++) {
 		dnnl_convolution_desc_t cd;
 		if (dnnl_convolution_forward_desc_init(
-			    &cd, p->train ? dnnl_forward_training : dnnl_forward_inference,
-			    dnnl_convolution_direct, conv_md(any, src_md, &sany), &wany, NULL,
-			    conv_md(any, &p->md[i], &dany), strides, pad, pad_r) == dnnl_success)
-			pd = pd_of(&cd, NULL, NULL);
+			    &cd, p->train && !k ? dnnl_forward_training : dnnl_forward_inference,
+			    dnnl_convolution_direct, conv_md(any, src_md, &sany), &wany,
+			    k ? &bias : NULL, conv_md(any, &p->md[i], &dany), strides, pad,
+			    pad_r) == dnnl_success)
+			pd = pd_of(&cd, attr, NULL);
 		if (pd && !any && is_ref(pd)) {
 			dnnl_primitive_desc_destroy(pd);
 			pd = NULL;
 		}
 	}
+	dnnl_post_ops_destroy(po);
+	dnnl_primitive_attr_destroy(attr);
 	if (!pd) {
 		p->ok = 0;
 		return;
 	}
 	np->csrc = as_layout(p, 0, i, np->src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
 	                     NULL);
-	dnnl_memory_t dst = out_for(p, p->y[i], dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
-	np->w = weights_for(p, i, d->wt, pd, dnnl_query_weights_md, 0);
+	/* Folded, the convolution writes the BN's output; the BN runs no step. */
+	dnnl_memory_t out = k ? p->y[k] : p->y[i];
+	dnnl_memory_t dst = out_for(p, out, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
+	float *w = d->wt;
+	dnnl_memory_t b = NULL;
+	if (k) {
+		dnnl_memory_t wf = owned(p, &np->wplain);
+		b = owned(p, &bias);
+		struct step *s = push_step(p, 0, STEP_FOLD, i);
+		if (s) {
+			s->dst = data_of(wf);
+			s->dst2 = data_of(b);
+			s->first = k;
+		}
+		w = data_of(wf);
+		p->np[k].folded = 1;
+	}
+	np->w = weights_for(p, i, w, pd, dnnl_query_weights_md, 0);
 	if (p->train && d->needs_grad)
 		keep_hint(p, i, pd);
-	dnnl_exec_arg_t a[3] = { { DNNL_ARG_SRC, np->csrc }, { DNNL_ARG_WEIGHTS, np->w },
-		                 { DNNL_ARG_DST, dst } };
-	prim_step(p, 0, i, pd, a, 3);
-	out_done(p, 0, i, dst, p->y[i]);
+	dnnl_exec_arg_t a[4] = { { DNNL_ARG_SRC, np->csrc }, { DNNL_ARG_WEIGHTS, np->w },
+		                 { DNNL_ARG_DST, dst }, { DNNL_ARG_BIAS, b } };
+	prim_step(p, 0, i, pd, a, k ? 4 : 3);
+	out_done(p, 0, i, dst, out);
 }
 
 static void conv_bwd(struct nn__plan *p, nn_net *net, int i)
@@ -493,6 +584,8 @@ static void bn_fwd(struct nn__plan *p, nn_net *net, int i)
 {
 	struct nn__node *d = &net->node[i];
 	struct node_plan *np = &p->np[i];
+	if (np->folded)
+		return; /* into the convolution before it */
 	int train = p->train && !d->frozen;
 	dnnl_dims_t cd = { d->c };
 	dnnl_memory_desc_t vec;
@@ -751,16 +844,6 @@ static void plain_md(dnnl_memory_desc_t *md, int n, const struct nn__node *d)
 	dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw);
 }
 
-/* The layout of a node's activations: channels in blocks of 16 (what the
- * AVX-512 convolutions read and write) or 8 (the AVX2 ones) when they
- * divide the channels, else plain: oneDNN pads a block with zeros, but
- * its JIT convolutions refuse a padded input block (a reference loop,
- * 10-100x slower, would run). */
-static dnnl_format_tag_t blocked_tag(int c)
-{
-	return c % 16 == 0 ? dnnl_aBcd16b : c % 8 == 0 ? dnnl_aBcd8b : dnnl_abcd;
-}
-
 /* Every node's blocked buffers, the input's, the cached graft output's. */
 static void plan_buffers(struct nn__plan *p, nn_net *net)
 {
@@ -966,42 +1049,10 @@ int nn__plan_last(const struct nn__plan *p)
 
 static void add_backward(const struct step *s)
 {
-	const float *g = s->src, *y = s->mask;
-	float *a = s->dst, *b = s->dst2;
-	size_t len = s->len;
-#pragma omp parallel for schedule(static) if (len > 32768)
-	for (size_t i = 0; i < len; i++) {
-		float v = !y || y[i] > 0.0f ? g[i] : 0.0f;
-		if (a)
-			a[i] = s->first ? v : a[i] + v;
-		if (b)
-			b[i] = s->first2 ? v : b[i] + v;
-	}
-}
-
-static void add_forward(const struct step *s)
-{
-	const float *a = s->src, *b = s->dst2;
-	float *y = s->dst;
-	size_t len = s->len;
-	if (s->first) {
-#pragma omp parallel for schedule(static) if (len > 32768)
-		for (size_t i = 0; i < len; i++) {
-			float v = a[i] + b[i];
-			y[i] = v > 0.0f ? v : 0.0f;
-		}
-	} else {
-#pragma omp parallel for schedule(static) if (len > 32768)
-		for (size_t i = 0; i < len; i++)
-			y[i] = a[i] + b[i];
-	}
-}
-
-static void accum(float *to, const float *from, size_t len)
-{
-#pragma omp parallel for schedule(static) if (len > 32768)
-	for (size_t i = 0; i < len; i++)
-		to[i] += from[i];
+	if (s->dst)
+		nn__grad_into(s->dst, s->src, s->mask, s->len, s->first);
+	if (s->dst2)
+		nn__grad_into(s->dst2, s->src, s->mask, s->len, s->first2);
 }
 
 /* PyTorch's running statistics: the unbiased batch variance goes in. */
@@ -1046,10 +1097,11 @@ static int run(struct nn__plan *p, nn_net *net, const struct step *v, int nsteps
 				return GRAFT_EINVAL;
 			break;
 		case STEP_ACCUM:
-			accum(s->dst, s->src, s->len);
+			nn__grad_into(s->dst, s->src, NULL, s->len, 0);
 			break;
+
 		case STEP_ADD_FWD:
-			add_forward(s);
+			nn__add_forward(s->src, s->dst2, s->dst, s->len, s->first);
 			break;
 		case STEP_ADD_BWD:
 			add_backward(s);
@@ -1059,6 +1111,9 @@ static int run(struct nn__plan *p, nn_net *net, const struct step *v, int nsteps
 			break;
 		case STEP_RUNNING:
 			running_stats(&net->node[s->node], p->n, s->src, s->mask);
+			break;
+		case STEP_FOLD:
+			fold(net, s->node, s->first, s->dst, s->dst2);
 			break;
 		}
 		if (prof)

@@ -21,7 +21,7 @@
 
 int main(int argc, char **argv)
 {
-	int k = 8, steps = 300, threads = 2;
+	int k = 4, steps = 300, threads = 2;
 	const char *data = "/usr/share/datasets/fashion-mnist";
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--candidates"))

@@ -125,22 +125,29 @@ static double rate(nn_net *net, const struct batch_data *b, double seconds, int 
 }
 
 /* Where a step's time goes: mean ms per part over some steps, on the
- * current engine; convs_only gives the conv-only ceiling's parts. */
-static double profile(nn_net *net, const struct batch_data *b, int convs_only, double *ms)
+ * current engine; with conv (not NULL), each step is followed by one of
+ * the convolutions alone, whose parts go there: the ceiling, measured
+ * interleaved with the steps so that both see the same machine. */
+static double profile(nn_net *net, const struct batch_data *b, double *ms, double *conv)
 {
 	nn_sgd opt = { 0.9f, 5e-4f, 0 };
-	double sec[NN_PROF_PARTS] = { 0 }, total = 0;
+	double sec[NN_PROF_PARTS] = { 0 }, csec[NN_PROF_PARTS] = { 0 }, total = 0;
 	int steps = 0;
 	double t0 = now();
 	do {
 		double t1 = now();
-		if (nn_net_profile_step(net, b->x, b->y, b->n, &opt, 0.05f, convs_only, sec))
+		if (nn_net_profile_step(net, b->x, b->y, b->n, &opt, 0.05f, 0, sec))
 			return -1;
 		total += now() - t1;
+		if (conv && nn_net_profile_step(net, b->x, b->y, b->n, &opt, 0.05f, 1, csec))
+			return -1;
 		steps++;
-	} while (now() - t0 < 1.0 || steps < 5);
-	for (int i = 0; i < NN_PROF_PARTS; i++)
+	} while (now() - t0 < 2.0 || steps < 5);
+	for (int i = 0; i < NN_PROF_PARTS; i++) {
 		ms[i] = sec[i] / steps * 1e3;
+		if (conv)
+			conv[i] = csec[i] / steps * 1e3;
+	}
 	return total / steps * 1e3;
 }
 
@@ -186,10 +193,9 @@ static void bench_net(const char *name, nn_net *net, int batch, double seconds, 
 	/* Per op, both ways, and the ceiling (oneDNN runs only). */
 	if (nn_conv_engine() == NN_ENGINE_ONEDNN) {
 		double plan[NN_PROF_PARTS], ref[NN_PROF_PARTS], conv[NN_PROF_PARTS];
-		double t_plan = profile(net, &b, 0, plan);
-		double t_conv = profile(net, &b, 1, conv);
+		double t_plan = profile(net, &b, plan, conv);
 		nn_conv_set_engine(NN_ENGINE_REFERENCE);
-		double t_ref = profile(net, &b, 0, ref);
+		double t_ref = profile(net, &b, ref, NULL);
 		nn_conv_set_engine(NN_ENGINE_ONEDNN);
 		printf("# net=%s batch=%d ms per training step, by part: oneDNN plan (blocked) | "
 		       "reference path (plain NCHW, im2col + sgemm, graft's loops)\n", name, batch);
@@ -202,9 +208,7 @@ static void bench_net(const char *name, nn_net *net, int batch, double seconds, 
 		printf("# net=%s batch=%d conv-only ceiling: forward %.2f + backward data %.2f + "
 		       "backward weights %.2f = %.2f ms a step, %.0f GFLOP/s\n", name, batch,
 		       conv[NN_PROF_CONV_FWD], conv[NN_PROF_CONV_BWD_DATA],
-		       conv[NN_PROF_CONV_BWD_WEIGHTS], cf,
-		       mflop * batch / cf / 1e3);
-		(void)t_conv;
+		       conv[NN_PROF_CONV_BWD_WEIGHTS], cf, mflop * batch / cf);
 		printf("graft-ceiling net=%s batch=%d conv_only_img_s=%.1f step_fraction=%.3f\n",
 		       name, batch, batch / (cf / 1e3), cf / t_plan);
 	}
@@ -242,9 +246,11 @@ __attribute__((target("avx512f"))) static float fma_avx512(long iters)
 	__m512 acc[CHAINS], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
 	for (int i = 0; i < CHAINS; i++)
 		acc[i] = _mm512_set1_ps((float)i);
-	for (long k = 0; k < iters; k++)
+	for (long k = 0; k < iters; k++) {
+#pragma GCC unroll 12
 		for (int i = 0; i < CHAINS; i++)
 			acc[i] = _mm512_fmadd_ps(acc[i], m, a);
+	}
 	float s = 0;
 	for (int i = 0; i < CHAINS; i++)
 		s += _mm512_reduce_add_ps(acc[i]);
@@ -256,9 +262,11 @@ __attribute__((target("avx2,fma"))) static float fma_avx2(long iters)
 	__m256 acc[CHAINS], m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
 	for (int i = 0; i < CHAINS; i++)
 		acc[i] = _mm256_set1_ps((float)i);
-	for (long k = 0; k < iters; k++)
+	for (long k = 0; k < iters; k++) {
+#pragma GCC unroll 12
 		for (int i = 0; i < CHAINS; i++)
 			acc[i] = _mm256_fmadd_ps(acc[i], m, a);
+	}
 	float v[8], s = 0;
 	for (int i = 0; i < CHAINS; i++) {
 		_mm256_storeu_ps(v, acc[i]);
