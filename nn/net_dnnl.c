@@ -59,7 +59,8 @@ struct step {
 	dnnl_primitive_t p;
 	int nargs;
 	dnnl_exec_arg_t args[10];
-	float *dst, *src, *mask; /* ACCUM, ZERO, ADD_BWD (mask: the add's output) */
+	float *dst, *src, *mask; /* ACCUM, ZERO, ADD_BWD (mask: the add's output);
+	                            RUNNING: src, mask the batch's mean, variance */
 	float *dst2;         /* ADD_BWD: the second input's gradient; ADD_FWD:
 	                        the second input */
 	enum nn_prof_part prof; /* what nn_net_profile_step counts it as */
@@ -97,8 +98,6 @@ struct nn__plan {
 	const nn_net *net;         /* while building */
 	int ok;
 };
-
-#define MAX_PLANS 4
 
 static void *grow(void *p, int *cap, int n, size_t size)
 {
@@ -1006,7 +1005,7 @@ struct nn__plan *nn__plan_get(nn_net *net, int n, int train)
 		return NULL;
 	struct nn__plan **kept = net->plans;
 	int slot = -1;
-	for (int i = 0; i < MAX_PLANS; i++) {
+	for (int i = 0; i < NN__MAX_PLANS; i++) {
 		if (kept[i] && kept[i]->n == n && kept[i]->train == train) {
 			kept[i]->used = ++net->plan_clock;
 			return kept[i];
@@ -1031,7 +1030,7 @@ struct nn__plan *nn__plan_get(nn_net *net, int n, int train)
 
 void nn__plans_free(nn_net *net)
 {
-	for (int i = 0; i < MAX_PLANS; i++) {
+	for (int i = 0; i < NN__MAX_PLANS; i++) {
 		plan_free(net->plans[i]);
 		net->plans[i] = NULL;
 	}

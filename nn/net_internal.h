@@ -27,6 +27,10 @@ struct nn__node {
 	float *y, *dy;        /* (max_batch, c, h, w) */
 };
 
+/* oneDNN plans kept per net: training, evaluation, and the evaluation of a
+ * last partial batch, at most two batch sizes at once. */
+#define NN__MAX_PLANS 4
+
 struct nn_net {
 	struct nn__node *node;
 	int n, cap;
@@ -42,7 +46,7 @@ struct nn_net {
 	                                    batch, precomputed; NULL: compute it */
 	size_t nparams, nfixed, nact;
 	struct nn__plan *plan;           /* the last forward pass's, or NULL */
-	struct nn__plan *plans[4];       /* oneDNN plans by batch and mode (net_dnnl.c) */
+	struct nn__plan *plans[NN__MAX_PLANS]; /* by batch and mode (net_dnnl.c) */
 	unsigned long plan_clock;
 	int plan_failed;                 /* 1: this net runs node by node */
 	double plan_seconds;             /* spent making plans */
