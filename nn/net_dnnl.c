@@ -392,6 +392,51 @@ static const dnnl_memory_desc_t *conv_md(int use_any, const dnnl_memory_desc_t *
 	return any;
 }
 
+enum conv_kind { CONV_FWD_TRAINING, CONV_FWD_INFERENCE, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
+
+/* Convolution i's primitive of the given kind between src and dst (for the
+ * backward kinds: the forward's src and dst, whose diffs they are): in
+ * those layouts, or, when that leaves only oneDNN's reference loops, in
+ * layouts of its choosing (the caller reorders to and from them).  bias
+ * and attr only for the forward. */
+static dnnl_primitive_desc_t conv_pd(const nn_net *net, int i, enum conv_kind kind,
+                                     const dnnl_memory_desc_t *src,
+                                     const dnnl_memory_desc_t *dst,
+                                     const dnnl_memory_desc_t *bias,
+                                     const_dnnl_primitive_attr_t attr,
+                                     const_dnnl_primitive_desc_t hint)
+{
+	const struct nn__node *d = &net->node[i];
+	dnnl_dims_t wei, strides, pad, pad_r;
+	dnnl_memory_desc_t wany, sany, dany;
+	int wnd;
+	conv_geometry(&d->conv, d, wei, &wnd, strides, pad, pad_r);
+	dnnl_memory_desc_init_by_tag(&wany, wnd, wei, dnnl_f32, dnnl_format_tag_any);
+	dnnl_primitive_desc_t pd = NULL;
+	for (int any = 0; any < 2 && !pd; any++) {
+		const dnnl_memory_desc_t *sm = conv_md(any, src, &sany), *dm = conv_md(any, dst, &dany);
+		dnnl_convolution_desc_t cd;
+		dnnl_status_t st =
+			kind == CONV_BWD_DATA
+				? dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, sm,
+				                                           &wany, dm, strides, pad, pad_r)
+			: kind == CONV_BWD_WEIGHTS
+				? dnnl_convolution_backward_weights_desc_init(
+					  &cd, dnnl_convolution_direct, sm, &wany, NULL, dm, strides, pad, pad_r)
+				: dnnl_convolution_forward_desc_init(
+					  &cd, kind == CONV_FWD_TRAINING ? dnnl_forward_training
+					                                 : dnnl_forward_inference,
+					  dnnl_convolution_direct, sm, &wany, bias, dm, strides, pad, pad_r);
+		if (st == dnnl_success)
+			pd = pd_of(&cd, attr, hint);
+		if (pd && !any && is_ref(pd)) {
+			dnnl_primitive_desc_destroy(pd);
+			pd = NULL;
+		}
+	}
+	return pd;
+}
+
 /* The BN node that convolution i's output goes to alone and that runs on
  * its running statistics in this plan (evaluation, or a frozen graft), when
  * the convolution needs no backward: it can be folded into the convolution
@@ -427,12 +472,11 @@ static void conv_fwd(struct nn__plan *p, nn_net *net, int i)
 	struct nn__node *d = &net->node[i];
 	struct node_plan *np = &p->np[i];
 	dnnl_dims_t wei, strides, pad, pad_r;
-	dnnl_memory_desc_t wany, sany, dany, bias;
+	dnnl_memory_desc_t bias;
 	int wnd, k = foldable_bn(p, net, i);
 	conv_geometry(&d->conv, d, wei, &wnd, strides, pad, pad_r);
 	dnnl_memory_desc_init_by_tag(&np->wplain, wnd, wei, dnnl_f32,
 	                             wnd == 5 ? dnnl_goihw : dnnl_oihw);
-	dnnl_memory_desc_init_by_tag(&wany, wnd, wei, dnnl_f32, dnnl_format_tag_any);
 	dnnl_dims_t bd = { d->c };
 	dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a);
 	/* A convolution reads the input batch as it is, plain. */
@@ -449,19 +493,9 @@ static void conv_fwd(struct nn__plan *p, nn_net *net, int i)
 	     dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success))
 		p->ok = 0;
 	dnnl_primitive_desc_t pd = NULL;
-	for (int any = 0; any < 2 && !pd && p->ok; any++) {
-		dnnl_convolution_desc_t cd;
-		if (dnnl_convolution_forward_desc_init(
-			    &cd, p->train && !k ? dnnl_forward_training : dnnl_forward_inference,
-			    dnnl_convolution_direct, conv_md(any, src_md, &sany), &wany,
-			    k ? &bias : NULL, conv_md(any, &p->md[i], &dany), strides, pad,
-			    pad_r) == dnnl_success)
-			pd = pd_of(&cd, attr, NULL);
-		if (pd && !any && is_ref(pd)) {
-			dnnl_primitive_desc_destroy(pd);
-			pd = NULL;
-		}
-	}
+	if (p->ok)
+		pd = conv_pd(net, i, p->train && !k ? CONV_FWD_TRAINING : CONV_FWD_INFERENCE, src_md,
+		             &p->md[i], k ? &bias : NULL, attr, NULL);
 	dnnl_post_ops_destroy(po);
 	dnnl_primitive_attr_destroy(attr);
 	if (!pd) {
@@ -501,28 +535,13 @@ static void conv_bwd(struct nn__plan *p, nn_net *net, int i)
 	struct nn__node *d = &net->node[i];
 	struct node_plan *np = &p->np[i];
 	int j = d->in;
-	dnnl_dims_t wei, strides, pad, pad_r;
-	dnnl_memory_desc_t wany, sany, dany;
 	dnnl_memory_t dd = NULL; /* dy in the convolution's layout, when another */
-	int wnd;
-	conv_geometry(&d->conv, d, wei, &wnd, strides, pad, pad_r);
-	dnnl_memory_desc_init_by_tag(&wany, wnd, wei, dnnl_f32, dnnl_format_tag_any);
 	const dnnl_memory_desc_t *src_md;
 	dnnl_memory_get_memory_desc(np->src, &src_md);
-	dnnl_convolution_desc_t cd;
 
 	if (j > 0 && net->node[j].needs_grad) {
-		dnnl_primitive_desc_t pd = NULL;
-		for (int any = 0; any < 2 && !pd; any++) {
-			if (dnnl_convolution_backward_data_desc_init(
-				    &cd, dnnl_convolution_direct, conv_md(any, &p->md[j], &sany), &wany,
-				    conv_md(any, &p->md[i], &dany), strides, pad, pad_r) == dnnl_success)
-				pd = pd_of(&cd, NULL, np->hint);
-			if (pd && !any && is_ref(pd)) {
-				dnnl_primitive_desc_destroy(pd);
-				pd = NULL;
-			}
-		}
+		dnnl_primitive_desc_t pd =
+			conv_pd(net, i, CONV_BWD_DATA, &p->md[j], &p->md[i], NULL, NULL, np->hint);
 		if (!pd) {
 			p->ok = 0;
 			return;
@@ -541,17 +560,8 @@ static void conv_bwd(struct nn__plan *p, nn_net *net, int i)
 		accum_after(p, j, to);
 	}
 	if (!d->frozen) {
-		dnnl_primitive_desc_t pd = NULL;
-		for (int any = 0; any < 2 && !pd; any++) {
-			if (dnnl_convolution_backward_weights_desc_init(
-				    &cd, dnnl_convolution_direct, conv_md(any, src_md, &sany), &wany, NULL,
-				    conv_md(any, &p->md[i], &dany), strides, pad, pad_r) == dnnl_success)
-				pd = pd_of(&cd, NULL, np->hint);
-			if (pd && !any && is_ref(pd)) {
-				dnnl_primitive_desc_destroy(pd);
-				pd = NULL;
-			}
-		}
+		dnnl_primitive_desc_t pd =
+			conv_pd(net, i, CONV_BWD_WEIGHTS, src_md, &p->md[i], NULL, NULL, np->hint);
 		if (!pd) {
 			p->ok = 0;
 			return;

@@ -46,6 +46,17 @@ echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENB
 
 status=0
 
+# The value of key=value in a result line, for the tables' awk programs.
+awk_field='
+function field(line, key,    n, i, a) {
+	n = split(line, a, /[ \t]+/)
+	for (i = 1; i <= n; i++)
+		if (index(a[i], key "=") == 1)
+			return substr(a[i], length(key) + 2)
+	return ""
+}
+'
+
 echo
 echo "== graft ($bin${1:+ $*})"
 if [ -x "$bin" ]; then
@@ -96,17 +107,10 @@ fi
 
 echo
 echo "== graft vs PyTorch (training images/s; GFLOP/s = img/s x MFLOP per image / 1000)"
-awk '
+awk "$awk_field"'
 # One row per graft result line (several lines for one (net, batch), e.g. two
 # OpenBLAS settings, each get a row, told apart by their extra key=value fields),
 # then a row for each (net, batch) only PyTorch measured.
-function field(line, key,    n, i, a) {
-	n = split(line, a, /[ \t]+/)
-	for (i = 1; i <= n; i++)
-		if (index(a[i], key "=") == 1)
-			return substr(a[i], length(key) + 2)
-	return ""
-}
 function extras(line,    n, i, a, out) {
 	n = split(line, a, /[ \t]+/); out = ""
 	for (i = 2; i <= n; i++)
@@ -152,14 +156,7 @@ END {
 
 echo
 echo "== inference (evaluation mode, images/s)"
-awk '
-function field(line, key,    n, i, a) {
-	n = split(line, a, /[ \t]+/)
-	for (i = 1; i <= n; i++)
-		if (index(a[i], key "=") == 1)
-			return substr(a[i], length(key) + 2)
-	return ""
-}
+awk "$awk_field"'
 $1 == "graft-infer" { g[++ng] = $0 }
 $1 == "torch-infer" { t[field($0, "net") SUBSEP field($0, "batch")] = field($0, "img_s") }
 END {
@@ -175,14 +172,7 @@ END {
 
 echo
 echo "== the conv-only ceiling (the net's convolutions alone on oneDNN, forward and both backwards)"
-awk '
-function field(line, key,    n, i, a) {
-	n = split(line, a, /[ \t]+/)
-	for (i = 1; i <= n; i++)
-		if (index(a[i], key "=") == 1)
-			return substr(a[i], length(key) + 2)
-	return ""
-}
+awk "$awk_field"'
 $1 == "graft-ceiling" {
 	printf "%-4s %6s  conv-only %9.1f img/s; the whole step at %4.1f%% of it\n",
 		field($0, "net"), field($0, "batch"), field($0, "conv_only_img_s"),
