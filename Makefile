@@ -2,7 +2,8 @@
 #
 #   make              build bin/graft and bin/graftd
 #   make test         build and run every test (installs missing Debian packages first)
-#   make bench        training throughput beside PyTorch's; graftd's API latency
+#   make bench        graft beside PyTorch (training, inference, per op), a candidate's
+#                     fixed cost, graftd's API latency; about 20 minutes
 #   make demo         the quick start: install, build, run a short search with graftd
 #   make SAN=address,undefined test     the same under sanitizers
 #   make fuzz FUZZ_TIME=60   libFuzzer on every parser, FUZZ_TIME seconds each
