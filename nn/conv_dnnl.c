@@ -136,6 +136,18 @@ static int plain_md(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
 	                                                                                   : -1;
 }
 
+/* A reorder primitive from layout from to layout to. */
+static int make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                        dnnl_primitive_t *out)
+{
+	dnnl_primitive_desc_t rpd;
+	if (dnnl_reorder_primitive_desc_create(&rpd, from, g.eng, to, g.eng, NULL) != dnnl_success)
+		return -1;
+	int rc = dnnl_primitive_create(out, rpd);
+	dnnl_primitive_desc_destroy(rpd);
+	return rc == dnnl_success ? 0 : -1;
+}
+
 /* Sets up argument a: the plain layout user, the layout the primitive
  * wants (queried from pd), and reorders between them when they differ.
  * to_want and to_user say which way data has to go. */
@@ -158,65 +170,49 @@ static int arg_init(struct arg *a, int id, const dnnl_memory_desc_t *user,
 	if (dnnl_memory_create(&a->want_mem, &a->want, g.eng, DNNL_MEMORY_ALLOCATE) !=
 	    dnnl_success)
 		return -1;
-	dnnl_primitive_desc_t rpd;
-	if (to_want) {
-		if (dnnl_reorder_primitive_desc_create(&rpd, &a->user, g.eng, &a->want, g.eng, NULL) !=
-		    dnnl_success)
-			return -1;
-		int rc = dnnl_primitive_create(&a->to_want, rpd);
-		dnnl_primitive_desc_destroy(rpd);
-		if (rc != dnnl_success)
-			return -1;
-	}
-	if (to_user) {
-		if (dnnl_reorder_primitive_desc_create(&rpd, &a->want, g.eng, &a->user, g.eng, NULL) !=
-		    dnnl_success)
-			return -1;
-		int rc = dnnl_primitive_create(&a->to_user, rpd);
-		dnnl_primitive_desc_destroy(rpd);
-		if (rc != dnnl_success)
-			return -1;
-	}
+	if (to_want && make_reorder(&a->user, &a->want, &a->to_want))
+		return -1;
+	if (to_user && make_reorder(&a->want, &a->user, &a->to_user))
+		return -1;
 	return 0;
 }
 
-static void conv_dims(const nn_conv_shape *s, int n, dnnl_dims_t src, dnnl_dims_t wei,
-                      dnnl_dims_t dst, int *wnd, dnnl_format_tag_t *wtag)
+void nn__dnnl_conv_geometry(const nn_conv_shape *s, nn__dnnl_conv_geom *out)
 {
-	src[0] = n, src[1] = s->cin, src[2] = s->h, src[3] = s->w;
-	dst[0] = n, dst[1] = s->cout, dst[2] = s->oh, dst[3] = s->ow;
 	if (s->groups > 1) {
-		*wnd = 5;
-		*wtag = dnnl_goihw;
-		wei[0] = s->groups, wei[1] = s->cout / s->groups, wei[2] = s->cin / s->groups;
-		wei[3] = wei[4] = s->k;
+		out->wnd = 5;
+		out->wtag = dnnl_goihw;
+		out->wei[0] = s->groups, out->wei[1] = s->cout / s->groups;
+		out->wei[2] = s->cin / s->groups, out->wei[3] = out->wei[4] = s->k;
 	} else {
-		*wnd = 4;
-		*wtag = dnnl_oihw;
-		wei[0] = s->cout, wei[1] = s->cin, wei[2] = wei[3] = s->k;
+		out->wnd = 4;
+		out->wtag = dnnl_oihw;
+		out->wei[0] = s->cout, out->wei[1] = s->cin, out->wei[2] = out->wei[3] = s->k;
 	}
+	out->strides[0] = out->strides[1] = s->stride;
+	out->pad[0] = out->pad[1] = s->pad;
+	/* The right padding that gives oh, ow exactly (the sizes oneDNN checks). */
+	out->pad_r[0] = (s->oh - 1) * s->stride + s->k - s->h - s->pad;
+	out->pad_r[1] = (s->ow - 1) * s->stride + s->k - s->w - s->pad;
 }
 
 /* Creates the primitive of one kind for shape s and batch n. */
 static struct prim *prim_new(const nn_conv_shape *s, int n, int kind)
 {
-	dnnl_dims_t src, wei, dst, strides = { s->stride, s->stride }, pad = { s->pad, s->pad };
+	dnnl_dims_t src = { n, s->cin, s->h, s->w }, dst = { n, s->cout, s->oh, s->ow };
 	dnnl_memory_desc_t src_u, wei_u, dst_u, src_a, wei_a, dst_a;
-	dnnl_format_tag_t wtag;
-	int wnd;
+	nn__dnnl_conv_geom geo;
 	struct prim *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	p->s = *s;
 	p->n = n;
 	p->kind = kind;
-	conv_dims(s, n, src, wei, dst, &wnd, &wtag);
-	/* The right padding that gives oh, ow exactly (the sizes oneDNN checks). */
-	dnnl_dims_t pad_r = { (dst[2] - 1) * s->stride + s->k - s->h - s->pad,
-	                      (dst[3] - 1) * s->stride + s->k - s->w - s->pad };
-	if (plain_md(&src_u, 4, src, dnnl_nchw) || plain_md(&wei_u, wnd, wei, wtag) ||
+	nn__dnnl_conv_geometry(s, &geo);
+	const dnnl_dim_t *strides = geo.strides, *pad = geo.pad, *pad_r = geo.pad_r;
+	if (plain_md(&src_u, 4, src, dnnl_nchw) || plain_md(&wei_u, geo.wnd, geo.wei, geo.wtag) ||
 	    plain_md(&dst_u, 4, dst, dnnl_nchw) || plain_md(&src_a, 4, src, dnnl_format_tag_any) ||
-	    plain_md(&wei_a, wnd, wei, dnnl_format_tag_any) ||
+	    plain_md(&wei_a, geo.wnd, geo.wei, dnnl_format_tag_any) ||
 	    plain_md(&dst_a, 4, dst, dnnl_format_tag_any))
 		goto fail;
 

@@ -19,6 +19,16 @@ int nn__dnnl_available(void);
 dnnl_engine_t nn__dnnl_engine(void);
 dnnl_stream_t nn__dnnl_stream(void);
 
+/* A convolution's geometry in oneDNN's terms: weights dims (OIHW, or GOIHW
+ * with groups: wnd of them, plain tag wtag), strides, and the paddings that
+ * give s's output size exactly. */
+typedef struct nn__dnnl_conv_geom {
+	dnnl_dims_t wei, strides, pad, pad_r;
+	int wnd;
+	dnnl_format_tag_t wtag;
+} nn__dnnl_conv_geom;
+void nn__dnnl_conv_geometry(const nn_conv_shape *s, nn__dnnl_conv_geom *g);
+
 /* The oneDNN convolutions, with nn_conv_forward's and nn_conv_backward's
  * meaning (dx and dw accumulate); 0, or -1 when oneDNN cannot run this
  * shape (the caller then runs the reference path). */

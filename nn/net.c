@@ -184,6 +184,14 @@ int nn_net_graft_shape(const nn_net *net, int *c, int *h, int *w)
 	return 1;
 }
 
+int nn__readers(const nn_net *net, int j, int from)
+{
+	int r = 0;
+	for (int i = from; i < net->n; i++)
+		r += (net->node[i].in == j) + (net->node[i].in2 == j);
+	return r;
+}
+
 size_t nn__node_size(const struct nn__node *d)
 {
 	return (size_t)d->c * d->h * d->w;

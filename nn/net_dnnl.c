@@ -265,31 +265,6 @@ static void accum_after(struct nn__plan *p, int j, dnnl_memory_t target)
 	}
 }
 
-/* A weights tensor in the layout primitive pd wants: the plain one when
- * it is that, else a blocked one, filled from the plain one by a step. */
-static dnnl_memory_t weights_for(struct nn__plan *p, int i, float *plain,
-                                 const_dnnl_primitive_desc_t pd, dnnl_query_t what, int backward)
-{
-	const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, what, 0);
-	const dnnl_memory_desc_t *wp = &p->np[i].wplain;
-	if (!want) {
-		p->ok = 0;
-		return NULL;
-	}
-	if (dnnl_memory_desc_equal(want, wp))
-		return mem(p, wp, plain);
-	if (what == dnnl_query_weights_md && p->np[i].w) {
-		const dnnl_memory_desc_t *have;
-		dnnl_memory_get_memory_desc(p->np[i].w, &have);
-		if (dnnl_memory_desc_equal(want, have))
-			return p->np[i].w; /* the forward's copy, made this step */
-	}
-	dnnl_memory_t m = owned(p, want);
-	if (m && what == dnnl_query_weights_md)
-		reorder_step(p, backward, i, mem(p, wp, plain), m);
-	return m;
-}
-
 /* The block of a node's activations: channels in blocks of 16 (what the
  * AVX-512 convolutions read and write) or 8 (the AVX2 ones) when they
  * divide the channels, else 1 (plain NCHW): oneDNN pads a block with
@@ -307,24 +282,6 @@ static dnnl_format_tag_t blocked_tag(int c)
 }
 
 /* ---- each kind of node: its forward steps, then (separately) its backward -- */
-
-static void conv_geometry(const nn_conv_shape *s, const struct nn__node *d, dnnl_dims_t wei,
-                          int *wnd, dnnl_dims_t strides, dnnl_dims_t pad, dnnl_dims_t pad_r)
-{
-	if (s->groups > 1) {
-		*wnd = 5;
-		wei[0] = s->groups, wei[1] = s->cout / s->groups, wei[2] = s->cin / s->groups;
-		wei[3] = wei[4] = s->k;
-	} else {
-		*wnd = 4;
-		wei[0] = s->cout, wei[1] = s->cin, wei[2] = wei[3] = s->k;
-	}
-	strides[0] = strides[1] = s->stride;
-	pad[0] = pad[1] = s->pad;
-	/* The right padding that gives oh, ow exactly (the sizes oneDNN checks). */
-	pad_r[0] = (d->h - 1) * s->stride + s->k - s->h - s->pad;
-	pad_r[1] = (d->w - 1) * s->stride + s->k - s->w - s->pad;
-}
 
 /* Whether oneDNN gave pd its reference implementation (plain loops, 10-100x
  * slower than its JIT kernels): it does so for a convolution between
@@ -407,12 +364,11 @@ static dnnl_primitive_desc_t conv_pd(const nn_net *net, int i, enum conv_kind ki
                                      const_dnnl_primitive_attr_t attr,
                                      const_dnnl_primitive_desc_t hint)
 {
-	const struct nn__node *d = &net->node[i];
-	dnnl_dims_t wei, strides, pad, pad_r;
+	nn__dnnl_conv_geom g;
 	dnnl_memory_desc_t wany, sany, dany;
-	int wnd;
-	conv_geometry(&d->conv, d, wei, &wnd, strides, pad, pad_r);
-	dnnl_memory_desc_init_by_tag(&wany, wnd, wei, dnnl_f32, dnnl_format_tag_any);
+	nn__dnnl_conv_geometry(&net->node[i].conv, &g);
+	const dnnl_dim_t *strides = g.strides, *pad = g.pad, *pad_r = g.pad_r;
+	dnnl_memory_desc_init_by_tag(&wany, g.wnd, g.wei, dnnl_f32, dnnl_format_tag_any);
 	dnnl_primitive_desc_t pd = NULL;
 	for (int any = 0; any < 2 && !pd; any++) {
 		const dnnl_memory_desc_t *sm = conv_md(any, src, &sany), *dm = conv_md(any, dst, &dany);
@@ -445,14 +401,12 @@ static dnnl_primitive_desc_t conv_pd(const nn_net *net, int i, enum conv_kind ki
 static int foldable_bn(const struct nn__plan *p, const nn_net *net, int i)
 {
 	const struct nn__node *d = &net->node[i];
-	int k = i + 1, readers = 0;
+	int k = i + 1;
 	if (k > p->last || net->node[k].kind != NODE_BN || net->node[k].in != i)
 		return 0;
-	for (int m = i + 1; m < net->n; m++)
-		readers += (net->node[m].in == i) + (net->node[m].in2 == i);
 	int stats = !p->train || net->node[k].frozen;
 	int no_backward = !p->train || (d->frozen && !d->needs_grad);
-	return readers == 1 && stats && no_backward ? k : 0;
+	return nn__readers(net, i, i + 1) == 1 && stats && no_backward ? k : 0;
 }
 
 /* Folds BN node k into convolution i's weights wf and bias bf. */
@@ -472,12 +426,11 @@ static void conv_fwd(struct nn__plan *p, nn_net *net, int i)
 {
 	struct nn__node *d = &net->node[i];
 	struct node_plan *np = &p->np[i];
-	dnnl_dims_t wei, strides, pad, pad_r;
+	nn__dnnl_conv_geom g;
 	dnnl_memory_desc_t bias;
-	int wnd, k = foldable_bn(p, net, i);
-	conv_geometry(&d->conv, d, wei, &wnd, strides, pad, pad_r);
-	dnnl_memory_desc_init_by_tag(&np->wplain, wnd, wei, dnnl_f32,
-	                             wnd == 5 ? dnnl_goihw : dnnl_oihw);
+	int k = foldable_bn(p, net, i);
+	nn__dnnl_conv_geometry(&d->conv, &g);
+	dnnl_memory_desc_init_by_tag(&np->wplain, g.wnd, g.wei, dnnl_f32, g.wtag);
 	dnnl_dims_t bd = { d->c };
 	dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a);
 	/* A convolution reads the input batch as it is, plain. */
@@ -522,7 +475,8 @@ static void conv_fwd(struct nn__plan *p, nn_net *net, int i)
 		w = data_of(wf);
 		p->np[k].folded = 1;
 	}
-	np->w = weights_for(p, i, w, pd, dnnl_query_weights_md, 0);
+	np->w = as_layout(p, 0, i, mem(p, &np->wplain, w),
+	                  dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), NULL);
 	if (p->train && d->needs_grad)
 		keep_hint(p, i, pd);
 	dnnl_exec_arg_t a[4] = { { DNNL_ARG_SRC, np->csrc }, { DNNL_ARG_WEIGHTS, np->w },
@@ -547,7 +501,10 @@ static void conv_bwd(struct nn__plan *p, nn_net *net, int i)
 			p->ok = 0;
 			return;
 		}
-		dnnl_memory_t w = weights_for(p, i, d->wt, pd, dnnl_query_weights_md, 1);
+		/* The forward's copy of the weights when it is in this layout too. */
+		dnnl_memory_t w = as_layout(p, 1, i, mem(p, &np->wplain, d->wt),
+		                            dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+		                            &np->w);
 		dnnl_memory_t g = as_layout(p, 1, i, p->dy[i],
 		                            dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0),
 		                            &dd);
@@ -567,7 +524,9 @@ static void conv_bwd(struct nn__plan *p, nn_net *net, int i)
 			p->ok = 0;
 			return;
 		}
-		dnnl_memory_t dw = weights_for(p, i, d->dwt, pd, dnnl_query_diff_weights_md, 1);
+		dnnl_memory_t dw_plain = mem(p, &np->wplain, d->dwt);
+		dnnl_memory_t dw = out_for(p, dw_plain, dnnl_primitive_desc_query_md(
+		                                                pd, dnnl_query_diff_weights_md, 0));
 		dnnl_memory_t src = as_layout(p, 1, i, np->csrc,
 		                              dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0),
 		                              NULL);
@@ -579,8 +538,7 @@ static void conv_bwd(struct nn__plan *p, nn_net *net, int i)
 		struct step *s = prim_step(p, 1, i, pd, a, 3);
 		if (s)
 			s->prof = NN_PROF_CONV_BWD_WEIGHTS;
-		if (p->ok && data_of(dw) != d->dwt)
-			reorder_step(p, 1, i, dw, mem(p, &np->wplain, d->dwt));
+		out_done(p, 1, i, dw, dw_plain);
 	}
 }
 
@@ -921,10 +879,7 @@ static void plan_forward_steps(struct nn__plan *p, nn_net *net)
 	}
 	/* The feature maps the plain nodes read, into their plain buffers. */
 	for (int j = 1; j <= p->last && p->ok; j++) {
-		int read = 0;
-		for (int i = p->last + 1; i < net->n; i++)
-			read |= net->node[i].in == j || net->node[i].in2 == j;
-		if (!read)
+		if (!nn__readers(net, j, p->last + 1))
 			continue;
 		dnnl_memory_desc_t md;
 		plain_md(&md, p->n, &net->node[j]);
@@ -940,10 +895,7 @@ static void plan_forward_steps(struct nn__plan *p, nn_net *net)
 static void plan_backward_steps(struct nn__plan *p, nn_net *net)
 {
 	for (int j = 1; j <= p->last && p->ok; j++) {
-		int read = 0;
-		for (int i = p->last + 1; i < net->n; i++)
-			read += (net->node[i].in == j) + (net->node[i].in2 == j);
-		if (!read || !net->node[j].needs_grad)
+		if (!nn__readers(net, j, p->last + 1) || !net->node[j].needs_grad)
 			continue;
 		dnnl_memory_desc_t md;
 		plain_md(&md, p->n, &net->node[j]);
@@ -1109,7 +1061,6 @@ static int run(struct nn__plan *p, nn_net *net, const struct step *v, int nsteps
 		case STEP_ACCUM:
 			nn__grad_into(s->dst, s->src, NULL, s->len, 0);
 			break;
-
 		case STEP_ADD_FWD:
 			nn__add_forward(s->src, s->dst2, s->dst, s->len, s->first);
 			break;

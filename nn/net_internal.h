@@ -54,6 +54,10 @@ struct nn_net {
 
 size_t nn__node_size(const struct nn__node *d);
 
+/* How many times nodes from .. n-1 read node j (an add of it to itself
+ * twice). */
+int nn__readers(const nn_net *net, int j, int from);
+
 /* While nn_net_profile_step runs on this thread: the seconds of each part
  * (NULL otherwise), and whether only the convolutions run. */
 extern _Thread_local double *nn__prof;

@@ -209,10 +209,7 @@ void nn_net_backward(nn_net *net, const float *dout)
 	 * (with a plan, the plain nodes' and those of the nodes they read). */
 	for (int i = 1; i < net->n - 1; i++) {
 		const struct nn__node *d = &net->node[i];
-		int read_plain = 0;
-		for (int k = first; k < net->n && i < first; k++)
-			read_plain |= net->node[k].in == i || net->node[k].in2 == i;
-		if (d->needs_grad && (i >= first || read_plain))
+		if (d->needs_grad && (i >= first || nn__readers(net, i, first)))
 			memset(d->dy, 0, nn__node_size(d) * n * sizeof(float));
 	}
 	memcpy(last->dy, dout, nn__node_size(last) * n * sizeof(float));

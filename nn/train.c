@@ -26,15 +26,6 @@ static void shuffle(int *idx, int n, nn_rng *r)
 	}
 }
 
-/* Floats per image of the graft output when a cache is to be used, else 0. */
-static size_t cached_size(const nn_net *net, const nn_half *cache)
-{
-	int c, h, w;
-	if (!cache || !nn_net_graft_shape(net, &c, &h, &w))
-		return 0;
-	return (size_t)c * h * w;
-}
-
 /* The cached graft outputs of images idx[0..n), widened into a batch. */
 static void gather(const nn_half *cache, size_t feat, const int *idx, int n, float *out)
 {
@@ -53,7 +44,7 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 	size_t img = (size_t)ds->c * ds->h * ds->w;
 	nn_augment aug = { rc->crop, rc->flip };
 	int augmented = aug.crop_pad || aug.flip;
-	size_t feat = cached_size(net, augmented ? NULL : o->graft_cache);
+	size_t feat = augmented || !o->graft_cache ? 0 : nn_graft_feature_size(net);
 	float *x = malloc(sizeof(float) * img * b), *f = malloc(sizeof(float) * (feat * b + 1));
 	int *y = malloc(sizeof(int) * b), *perm = malloc(sizeof(int) * ds->n);
 	if (!x || !f || !y || !perm) {
@@ -115,7 +106,7 @@ double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,
                    const float *std, const nn_half *graft_cache, double *loss)
 {
 	int b = net->max_batch, k = net->node[net->n - 1].c, correct = 0;
-	size_t img = (size_t)ds->c * ds->h * ds->w, feat = cached_size(net, graft_cache);
+	size_t img = (size_t)ds->c * ds->h * ds->w, feat = graft_cache ? nn_graft_feature_size(net) : 0;
 	float *x = malloc(sizeof(float) * img * b), *f = malloc(sizeof(float) * (feat * b + 1));
 	int *y = malloc(sizeof(int) * b), *idx = malloc(sizeof(int) * b);
 	double total = 0.0;

@@ -176,6 +176,7 @@ int rt_features_open(rt_features *f, const char *dir, const char *data_key, cons
 			         "written", f->path);
 			rc = GRAFT_EIO;
 		}
+		f->computed = !rc;
 	}
 	close(lfd); /* releases the lock */
 	return rc;

@@ -60,6 +60,7 @@ typedef struct rt_features {
 	void *map;
 	size_t map_len;
 	char path[4300];
+	int computed;              /* this open computed the file (else it mapped one) */
 } rt_features;
 
 /* Opens (computing if need be) the cache of graft_path's graft (identity
