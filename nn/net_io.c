@@ -124,3 +124,45 @@ out:
 	nn_weights_free(&wf);
 	return rc;
 }
+
+/* The optimizer's state beside the weights: SGD's momentum, one tensor over
+ * the net's flat parameter block (net.c keeps every trainable parameter in
+ * one block and its momentum in a block of the same layout), and the step
+ * training stopped at.  Weights and momentum together let a training run
+ * stop and go on as if it had not stopped. */
+#define OPTIM_TENSOR "sgd.momentum"
+
+int nn_net_save_optim(const nn_net *net, const char *path, int step, char *err, size_t errlen)
+{
+	char steps[24];
+	const char *meta[] = { "format", "graft-optim/1", "step", steps };
+	nn_tensor t = { .name = OPTIM_TENSOR, .ndim = 1, .shape = { (int64_t)net->nparams },
+	                .data = net->moments };
+
+	snprintf(steps, sizeof(steps), "%d", step);
+	return nn_safetensors_write_meta(path, &t, 1, meta, 2, err, errlen);
+}
+
+int nn_net_load_optim(nn_net *net, const char *path, int *step, char *err, size_t errlen)
+{
+	nn_weights w = { 0 };
+	int rc = nn_safetensors_read(path, &w, err, errlen);
+	if (rc)
+		return rc;
+	const nn_tensor *t = nn_weights_find(&w, OPTIM_TENSOR);
+	const char *s = nn_weights_meta(&w, "step");
+	char *end = NULL;
+	long v = s ? strtol(s, &end, 10) : -1;
+	if (!t || t->ndim != 1 || t->shape[0] != (int64_t)net->nparams || !s || *end || v < 0 ||
+	    v > 1000000000L) {
+		snprintf(err, errlen, "%s: not the optimizer state of this network (expected "
+		         "graft-optim/1 with %zu momentum values and a step)", path, net->nparams);
+		rc = GRAFT_EFORMAT;
+	} else {
+		memcpy(net->moments, t->data, sizeof(float) * net->nparams);
+		if (step)
+			*step = (int)v;
+	}
+	nn_weights_free(&w);
+	return rc;
+}

@@ -501,6 +501,14 @@ int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen);
 int nn_net_load(nn_net *net, const char *path, const char *prefix, char *err,
                 size_t errlen);
 
+/* The optimizer's state (SGD momentum of every trainable parameter) and
+ * the step training stopped at, as a safetensors file of format
+ * graft-optim/1: with the weights, what a stopped run needs to go on.
+ * Loading checks that the file is the state of a net of this layout
+ * (GRAFT_EFORMAT otherwise) and sets *step (may be NULL). */
+int nn_net_save_optim(const nn_net *net, const char *path, int step, char *err, size_t errlen);
+int nn_net_load_optim(nn_net *net, const char *path, int *step, char *err, size_t errlen);
+
 /* Builds the network an architecture describes (ARCH-FORMAT.md), graft
  * layers frozen, finalized for max_batch. */
 int nn_net_from_arch(nn_net **out, const nn_arch *a, int max_batch, uint64_t seed,
@@ -534,6 +542,13 @@ typedef struct nn_train_opts {
 	                              nn_graft_features), or NULL; used only
 	                              without augmentation, since G of an
 	                              augmented image is not G of the image */
+	int start_step;            /* a resumed run: steps [0, start_step) are done;
+	                              the schedule and progress go on from it, and
+	                              its batches come from a stream seeded by the
+	                              recipe's seed and start_step */
+	int checkpoint_every;      /* steps between checkpoint calls (0: none) */
+	int (*checkpoint)(nn_net *net, int step, void *ctx); /* steps done; a
+	                              nonzero return stops training with it */
 } nn_train_opts;
 
 typedef struct nn_train_result {

@@ -39,7 +39,8 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 	const nn_recipe *rc = &o->recipe;
 	int b = rc->batch, every = o->report_every > 0 ? o->report_every : 50;
 
-	if (b < 1 || b > net->max_batch || b > ds->n || rc->steps < 0)
+	if (b < 1 || b > net->max_batch || b > ds->n || rc->steps < 0 || o->start_step < 0 ||
+	    o->start_step > rc->steps)
 		return GRAFT_EINVAL;
 	size_t img = (size_t)ds->c * ds->h * ds->w;
 	nn_augment aug = { rc->crop, rc->flip };
@@ -55,14 +56,17 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 		return GRAFT_ENOMEM;
 	}
 	nn_rng data_rng, aug_rng;
-	nn_rng_seed(&data_rng, rc->seed);
-	nn_rng_seed(&aug_rng, rc->seed ^ 0x5eed0f0a6u);
+	/* A resumed run draws from streams of its own rather than replaying the
+	 * first start_step batches to reach the same place. */
+	uint64_t seed = rc->seed ^ ((uint64_t)o->start_step * 0x9e3779b97f4a7c15u);
+	nn_rng_seed(&data_rng, seed);
+	nn_rng_seed(&aug_rng, seed ^ 0x5eed0f0a6u);
 	nn_sgd opt = { rc->momentum, rc->weight_decay, rc->nesterov };
 	double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
 	double window = 0.0, last = 0.0;
-	int pos = ds->n, inwin = 0;
+	int pos = ds->n, inwin = 0, stopped = 0;
 
-	for (int step = 0; step < rc->steps; step++) {
+	for (int step = o->start_step; step < rc->steps && !stopped; step++) {
 		if (pos + b > ds->n) {
 			shuffle(perm, ds->n, &data_rng);
 			pos = 0;
@@ -83,23 +87,28 @@ int nn_train(nn_net *net, const nn_dataset *ds, const nn_train_opts *o,
 			if (o->progress) {
 				double el = now(CLOCK_MONOTONIC) - t0;
 				nn_progress p = { step + 1, rc->steps, last,
-				                  (double)(step + 1) * b / (el > 0 ? el : 1e-9), el };
+				                  (double)(step + 1 - o->start_step) * b /
+				                  (el > 0 ? el : 1e-9), el };
 				o->progress(&p, o->ctx);
 			}
 		}
+		if (o->checkpoint && o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 &&
+		    step + 1 < rc->steps)
+			stopped = o->checkpoint(net, step + 1, o->ctx);
 	}
 	nn_net_set_graft_features(net, NULL);
 	if (res) {
 		res->final_loss = last;
 		res->wall_s = now(CLOCK_MONOTONIC) - t0;
 		res->cpu_s = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
-		res->images_per_s = res->wall_s > 0 ? (double)rc->steps * b / res->wall_s : 0;
+		res->images_per_s = res->wall_s > 0 ? (double)(rc->steps - o->start_step) * b /
+		                    res->wall_s : 0;
 	}
 	free(x);
 	free(f);
 	free(y);
 	free(perm);
-	return 0;
+	return stopped;
 }
 
 double nn_evaluate(nn_net *net, const nn_dataset *ds, const float *mean,

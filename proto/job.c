@@ -5,6 +5,7 @@
  * message carries the line and column of the offending value).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/proto.h"
@@ -22,14 +23,24 @@
 
 static const char *const top_keys[] = {
 	"name", "dataset", "search", "space", "train", "graft", "workers", "threads",
-	"limits", NULL,
+	"limits", "final", NULL,
 };
 static const char *const dataset_keys[] = {
 	"dir", "format", "train_images", "train_labels", "test_images", "test_labels",
 	"validation", NULL,
 };
 static const char *const search_keys[] = {
-	"strategy", "population", "sample", "candidates", "seed", NULL,
+	"strategy", "population", "sample", "candidates", "seed", "fidelity", "max_time",
+	"max_cpu", NULL,
+};
+static const char *const fidelity_keys[] = { "rungs", "eta", "slice", NULL };
+static const char *const final_keys[] = {
+	"top", "steps", "batch", "lr", "momentum", "weight_decay", "warmup", "augment", "graft",
+	NULL,
+};
+static const char *const final_grafts[] = {
+	[PROTO_FINAL_FROZEN] = "frozen", [PROTO_FINAL_FINETUNE] = "finetune",
+	[PROTO_FINAL_DROP] = "drop", [PROTO_FINAL_BEST] = "best", NULL,
 };
 static const char *const space_keys[] = {
 	"ops", "min_blocks", "max_blocks", "widths", "min_width", "max_width", "min_stem",
@@ -81,6 +92,15 @@ static void defaults(proto_job *j)
 	j->threads = 1;
 	j->time_limit = 3600;
 	j->retries = 2;
+	j->fidelity.eta = 3;
+	j->fidelity.slice = 2000;
+	j->final.train = j->train;
+	j->final.train.steps = 8000;
+	j->final.train.lr = 0.1f;
+	j->final.train.crop = 1;
+	j->final.train.flip = 1;
+	j->final.train.warmup = 200;
+	j->final.graft = PROTO_FINAL_BEST;
 }
 
 static int parse_path(const proto__ymap *m, const char *key, char *buf)
@@ -175,6 +195,74 @@ static int bounds(const proto__ymap *m, const char *lo_key, int lo, const char *
 	return proto__ymap_conflict(m, lo_key, a, hi_key, b);
 }
 
+/* A duration: seconds as a number, or a string of a number and a unit,
+ * "90s", "30m", "2h", "1.5h", "1d". */
+static int parse_duration(const proto__ymap *m, const char *key, double *out)
+{
+	static const char what[] = "a duration: seconds, or a number with s, m, h or d "
+	                           "(\"90m\", \"2h\"), more than 0 and at most 365 days";
+	char text[64];
+	yaml_node_t *v;
+	int rc;
+
+	if ((rc = proto__ymap_node(m, key, PROTO__OPTIONAL, &v)) || !v)
+		return rc;
+	if (v->type != YAML_SCALAR_NODE || v->data.scalar.length >= sizeof(text))
+		return proto__ymap_expected(m, key, what);
+	memcpy(text, v->data.scalar.value, v->data.scalar.length);
+	text[v->data.scalar.length] = '\0';
+	char *end;
+	double x = strtod(text, &end), unit = 1;
+	if (end == text)
+		return proto__ymap_expected(m, key, what);
+	if (*end && !end[1]) {
+		switch (*end++) {
+		case 's': unit = 1; break;
+		case 'm': unit = 60; break;
+		case 'h': unit = 3600; break;
+		case 'd': unit = 86400; break;
+		default: end--; break;
+		}
+	}
+	x *= unit;
+	if (*end || !(x > 0 && x <= 365 * 86400.0))
+		return proto__ymap_expected(m, key, what);
+	*out = x;
+	return 0;
+}
+
+/* search.fidelity: rungs of cumulative steps, strictly increasing. */
+static int parse_fidelity(const proto__ymap *search, proto_job *j)
+{
+	char path[PROTO_YAML_PATH_MAX], item_path[PROTO_YAML_PATH_MAX + 16];
+	search_fidelity *f = &j->fidelity;
+	yaml_node_t *v;
+	proto__ymap m;
+	int n, rc;
+
+	if ((rc = proto__ymap_map(search, "fidelity", PROTO__OPTIONAL, fidelity_keys, &m)) ||
+	    m.node == NULL)
+		return rc;
+	if ((rc = proto__ymap_node(&m, "rungs", PROTO__REQUIRED, &v)))
+		return rc;
+	proto__ymap_path(&m, "rungs", path, sizeof(path));
+	if ((rc = proto__yseq(m.d, v, path, 2, SEARCH_MAX_RUNGS, &n)))
+		return rc;
+	for (int i = 0; i < n; i++) {
+		snprintf(item_path, sizeof(item_path), "%s[%d]", path, i);
+		if ((rc = proto__yread_int(m.d, proto__yseq_at(m.d, v, i), item_path,
+		                           i ? f->rungs[i - 1] + 1 : 1, 10000000,
+		                           i ? "more steps than the rung before (rungs count the "
+		                               "steps from the start)" : NULL, &f->rungs[i])))
+			return rc;
+	}
+	f->nrungs = n;
+	if ((rc = proto__ymap_int(&m, "eta", PROTO__OPTIONAL, 2, 100, NULL, &f->eta)) ||
+	    (rc = proto__ymap_int(&m, "slice", PROTO__OPTIONAL, 0, 10000000, NULL, &f->slice)))
+		return rc;
+	return 0;
+}
+
 static int parse_search(const proto__ymap *top, proto_job *j)
 {
 	proto__ymap m;
@@ -195,7 +283,10 @@ static int parse_search(const proto__ymap *top, proto_job *j)
 	j->strategy = (enum search_kind)kind;
 	if (j->sample > j->population)
 		return bounds(&m, "sample", j->sample, "population", j->population);
-	return 0;
+	if ((rc = parse_duration(&m, "max_time", &j->max_time_s)) ||
+	    (rc = parse_duration(&m, "max_cpu", &j->max_cpu_s)))
+		return rc;
+	return parse_fidelity(&m, j);
 }
 
 /* A list of distinct names from names, as a bit set. */
@@ -368,6 +459,41 @@ static int parse_graft(const proto__ymap *top, proto_job *j)
 	return 0;
 }
 
+/* final: the recipe the best architectures are trained to the end with. */
+static int parse_final(const proto__ymap *top, proto_job *j)
+{
+	nn_recipe *r = &j->final.train;
+	double lr = r->lr, mom = r->momentum, wd = r->weight_decay;
+	int aug = (r->crop ? 1 : 0) | (r->flip ? 2 : 0), graft = (int)j->final.graft, rc;
+	proto__ymap m;
+
+	if ((rc = proto__ymap_map(top, "final", PROTO__OPTIONAL, final_keys, &m)) ||
+	    m.node == NULL)
+		return rc;
+	j->final.top = 3;
+	if ((rc = proto__ymap_int(&m, "top", PROTO__OPTIONAL, 0, 100, NULL, &j->final.top)) ||
+	    (rc = proto__ymap_int(&m, "steps", PROTO__OPTIONAL, 1, 10000000, NULL, &r->steps)) ||
+	    (rc = proto__ymap_int(&m, "batch", PROTO__OPTIONAL, 1, 4096, NULL, &r->batch)) ||
+	    (rc = proto__ymap_double(&m, "lr", PROTO__OPTIONAL, 1e-6, 10, NULL, &lr)) ||
+	    (rc = proto__ymap_double(&m, "momentum", PROTO__OPTIONAL, 0, 1, NULL, &mom)) ||
+	    (rc = proto__ymap_double(&m, "weight_decay", PROTO__OPTIONAL, 0, 1, NULL, &wd)) ||
+	    (rc = parse_name_set(&m, "augment", augments, &aug)) ||
+	    (rc = proto__ymap_enum(&m, "graft", PROTO__OPTIONAL, final_grafts, &graft)))
+		return rc;
+	if (r->warmup > r->steps / 4)
+		r->warmup = r->steps / 4;
+	if ((rc = proto__ymap_int(&m, "warmup", PROTO__OPTIONAL, 0, r->steps,
+	                          "an integer from 0 to final.steps", &r->warmup)))
+		return rc;
+	r->lr = (float)lr;
+	r->momentum = (float)mom;
+	r->weight_decay = (float)wd;
+	r->crop = (aug & 1) != 0;
+	r->flip = (aug & 2) != 0;
+	j->final.graft = (enum proto_final_graft)graft;
+	return 0;
+}
+
 static int parse_doc(proto__ydoc *d, proto_job *j)
 {
 	proto__ymap top, lim;
@@ -380,6 +506,7 @@ static int parse_doc(proto__ydoc *d, proto_job *j)
 	    (rc = parse_space(&top, j)) ||
 	    (rc = parse_train(&top, j)) ||
 	    (rc = parse_graft(&top, j)) ||
+	    (rc = parse_final(&top, j)) ||
 	    (rc = proto__ymap_int(&top, "workers", PROTO__OPTIONAL, 1, MAX_WORKERS, NULL,
 	                          &j->workers)) ||
 	    (rc = proto__ymap_int(&top, "threads", PROTO__OPTIONAL, 1, 256, NULL, &j->threads)) ||
@@ -391,6 +518,22 @@ static int parse_doc(proto__ydoc *d, proto_job *j)
 	     (rc = proto__ymap_int(&lim, "retries", PROTO__OPTIONAL, 0, 100, NULL,
 	                           &j->retries))))
 		return rc;
+	if (j->fidelity.nrungs) {
+		/* With rungs, a candidate's whole budget is the top rung. */
+		int topr = j->fidelity.rungs[j->fidelity.nrungs - 1];
+		yaml_node_t *steps = NULL;
+		proto__ymap tr;
+		if (proto__ymap_get(&top, "train") &&
+		    !proto__ymap_map(&top, "train", PROTO__OPTIONAL, train_keys, &tr))
+			steps = proto__ymap_get(&tr, "steps");
+		if (steps && j->train.steps != topr)
+			return proto__ydoc_fail(d, steps, "train.steps: %d differs from the top rung of "
+			                        "search.fidelity.rungs (%d), which is a candidate's whole "
+			                        "budget; leave train.steps out", j->train.steps, topr);
+		j->train.steps = topr;
+		if (j->train.warmup > j->fidelity.rungs[0])
+			j->train.warmup = j->fidelity.rungs[0];
+	}
 	if (j->inherit_steps < 0)
 		j->inherit_steps = j->train.steps > 1 ? j->train.steps / 2 : 1;
 	return 0;

@@ -71,6 +71,14 @@ enum proto_graft_source {
 	PROTO_GRAFT_STORED    /* a graft already in the store, named by sha256 */
 };
 
+/* What the final stage does with the graft of the architectures it
+ * trains to the end: keep it frozen, fine-tune it with the rest, drop it
+ * (the network without the branch), or try fine-tune and drop on the
+ * winner and keep the better on validation. */
+enum proto_final_graft {
+	PROTO_FINAL_FROZEN, PROTO_FINAL_FINETUNE, PROTO_FINAL_DROP, PROTO_FINAL_BEST
+};
+
 typedef struct proto_job {
 	char name[128];                    /* default "search" */
 	struct {
@@ -93,6 +101,20 @@ typedef struct proto_job {
 	search_space space;                /* search_space_defaults */
 	nn_recipe train;                   /* steps 300, batch 128, lr 0.08, momentum 0.9,
 	                                      weight_decay 5e-4, cosine; seed = the job's */
+	search_fidelity fidelity;          /* search.fidelity {rungs, eta, slice}: off
+	                                      (nrungs 0) by default; with it,
+	                                      train.steps is the top rung */
+	double max_time_s, max_cpu_s;      /* search.max_time, max_cpu: the search
+	                                      phase's budget in wall and CPU seconds
+	                                      (0: none) */
+	struct {
+		int top;                       /* architectures trained to the end; 0:
+		                                  no final stage (the default) */
+		nn_recipe train;               /* final.steps 8000, batch 128, lr 0.1,
+		                                  momentum, weight_decay as train's,
+		                                  augment [crop, flip], cosine, warmup */
+		enum proto_final_graft graft;  /* default best */
+	} final;
 	int inherit;                       /* train.inherit: children start from their
 	                                      parent's weights (default true) */
 	int inherit_steps;                 /* train.inherit_steps: their budget
@@ -147,7 +169,8 @@ int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config 
  *
  *   in:  {"type":"task", "id", "data":{"dir"|"train_images","train_labels",
  *         "validation"}, "graft":{"path","sha256"}|null, "threads", "arch",
- *         "parent", "save", "report_every"}
+ *         "parent", "save", "report_every", "optim", "save_optim",
+ *         "val_images"}
  *   out: {"type":"ready", "pid"}                  once, at the start
  *        {"type":"loading", "id", "what"}         heartbeats while loading
  *        {"type":"progress", "id", "step", "steps", "loss"}
@@ -161,7 +184,8 @@ int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config 
  *                                                 write), not the candidate
  *
  * Decoding validates everything: every key of a type is required (but
- * "validation", "threads", "report_every", "parent" and "save" of a task
+ * "validation", "threads", "report_every", "parent", "save", "optim",
+ * "save_optim" and "val_images" of a task
  * and "pid" of ready and "io" of error), types and ranges are checked (an accuracy is a
  * finite number in [0, 1]), and unknown keys are errors.  A line that does
  * not decode is GRAFT_EINVAL with the reason in err; nothing is filled. */
@@ -177,6 +201,10 @@ typedef struct proto_task {
 	char *parent;                /* weights to start from, or NULL */
 	char *save;                  /* where the trained weights go, or NULL */
 	int report_every;            /* steps between progress lines, >= 1 */
+	char *optim;                 /* optimizer state to go on from (with parent,
+	                                the weights of the same run), or NULL */
+	char *save_optim;            /* where the optimizer state goes, or NULL */
+	int val_images;              /* score on the first val_images only; 0: all */
 } proto_task;
 
 /* The strings of a task are malloc'd and owned by it. */

@@ -167,6 +167,8 @@ void proto_task_clear(proto_task *t)
 	free(t->arch);
 	free(t->parent);
 	free(t->save);
+	free(t->optim);
+	free(t->save_optim);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -226,10 +228,11 @@ int proto_task_decode(const char *line, size_t len, proto_task *out, char *err,
                       size_t errlen)
 {
 	static const char *const keys[] = { "type", "id", "data", "graft", "threads", "arch",
-	                                    "parent", "save", "report_every", NULL };
+	                                    "parent", "save", "report_every", "optim",
+	                                    "save_optim", "val_images", NULL };
 	const char *type = NULL;
 	proto_task t = { 0 };
-	long long id = 0, threads = 1, every = 50;
+	long long id = 0, threads = 1, every = 50, val_images = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -248,8 +251,12 @@ int proto_task_decode(const char *line, size_t len, proto_task *out, char *err,
 	           !(rc = get_str(&d, "arch", 0, &t.arch)) &&
 	           !(rc = get_str(&d, "parent", 1, &t.parent)) &&
 	           !(rc = get_str(&d, "save", 1, &t.save)) &&
-	           !(rc = get_int(&d, "report_every", 1, 1, 1 << 30, &every))) {
+	           !(rc = get_int(&d, "report_every", 1, 1, 1 << 30, &every)) &&
+	           !(rc = get_str(&d, "optim", 1, &t.optim)) &&
+	           !(rc = get_str(&d, "save_optim", 1, &t.save_optim)) &&
+	           !(rc = get_int(&d, "val_images", 1, 0, INT32_MAX, &val_images))) {
 		t.id = id;
+		t.val_images = (int)val_images;
 		t.threads = (int)threads;
 		t.report_every = (int)every;
 	}
@@ -305,12 +312,25 @@ char *proto_task_encode(const proto_task *t)
 		json_decref(graft);
 		return NULL;
 	}
-	return dump_line(json_pack("{s:s, s:I, s:o, s:o, s:i, s:s, s:o, s:o, s:i}", "type", "task",
-	                           "id", (json_int_t)t->id, "data", data, "graft", graft,
-	                           "threads", t->threads > 0 ? t->threads : 1, "arch", t->arch,
-	                           "parent", str_or_null(t->parent), "save",
-	                           str_or_null(t->save), "report_every",
-	                           t->report_every > 0 ? t->report_every : 50));
+	json_t *o = json_pack("{s:s, s:I, s:o, s:o, s:i, s:s, s:o, s:o, s:i}", "type", "task",
+	                      "id", (json_int_t)t->id, "data", data, "graft", graft,
+	                      "threads", t->threads > 0 ? t->threads : 1, "arch", t->arch,
+	                      "parent", str_or_null(t->parent), "save", str_or_null(t->save),
+	                      "report_every", t->report_every > 0 ? t->report_every : 50);
+	/* The keys of multi-fidelity and final training only when used, so a
+	 * plain task reads as before. */
+	if (o && t->optim)
+		json_object_set_new(o, "optim", json_string(t->optim));
+	if (o && t->save_optim)
+		json_object_set_new(o, "save_optim", json_string(t->save_optim));
+	if (o && t->val_images > 0)
+		json_object_set_new(o, "val_images", json_integer(t->val_images));
+	if (o && ((t->optim && !json_object_get(o, "optim")) ||
+	          (t->save_optim && !json_object_get(o, "save_optim")))) {
+		json_decref(o);
+		return NULL;
+	}
+	return dump_line(o);
 }
 
 /* ---- worker messages ------------------------------------------------------------ */

@@ -139,6 +139,8 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 		if (rc)
 			goto out;
 	}
+	if (in->optim_in && (rc = nn_net_load_optim(net, in->optim_in, NULL, err, errlen)))
+		goto out;
 
 	nn_train_opts o = { .recipe = a->train, .mean = mean, .std = std,
 	                    .progress = in->progress, .ctx = in->ctx,
@@ -156,8 +158,14 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 		goto out;
 	}
 	t = clock_s(CLOCK_MONOTONIC);
-	out->val_accuracy = nn_evaluate(net, in->val, mean, std,
-	                                graft ? in->val_feats : NULL, &out->val_loss);
+	/* A slice is the split's first images, and the feature cache holds
+	 * them in order, so the same cache serves it. */
+	nn_dataset val = *in->val;
+	if (in->val_images > 0 && in->val_images < val.n)
+		val.n = in->val_images;
+	out->val_images = val.n;
+	out->val_accuracy = nn_evaluate(net, &val, mean, std, graft ? in->val_feats : NULL,
+	                                &out->val_loss);
 	out->score_s = clock_s(CLOCK_MONOTONIC) - t;
 	out->train_loss = tr.final_loss;
 	out->steps = a->train.steps;
@@ -166,6 +174,8 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	t = clock_s(CLOCK_MONOTONIC);
 	if (in->save_path)
 		rc = nn_net_save(net, in->save_path, err, errlen);
+	if (!rc && in->optim_save)
+		rc = nn_net_save_optim(net, in->optim_save, a->train.steps, err, errlen);
 	out->save_s = clock_s(CLOCK_MONOTONIC) - t;
 out:
 	nn_net_free(net);

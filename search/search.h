@@ -272,6 +272,13 @@ int search_ask(search_strategy *st, nn_arch *out, int *parent);
  * for an id never asked or already told. */
 int search_tell(search_strategy *st, int id, double fitness);
 
+/* Replaces the fitness of candidate id, told before, with a better-founded
+ * one: its score at a higher fidelity rung (fidelity.c).  The member keeps
+ * its place and age in the population; only what a tournament sees of it
+ * changes.  An update is part of the sequence a replay must repeat in
+ * order, like a tell.  GRAFT_EINVAL for an id not told yet. */
+int search_tell_update(search_strategy *st, int id, double fitness);
+
 /* The number of candidates asked so far (the next id). */
 int search_strategy_asked(const search_strategy *st);
 
@@ -286,6 +293,29 @@ int search_strategy_told(const search_strategy *st);
  * ids[0..max) and returns how many members there are (which may exceed max;
  * ids may be NULL when max is 0).  For tests and progress reports. */
 int search_strategy_population(const search_strategy *st, int *ids, int max);
+
+/* ---- multi-fidelity: asynchronous successive halving (fidelity.c) ----------- */
+
+/* A job's rungs: every candidate trains rungs[0] steps; the best 1/eta of a
+ * rung go on to the next, continuing from their own weights and optimizer
+ * state, until rungs[nrungs - 1] steps in all.  Rungs below the top are
+ * scored on the first `slice` validation images, the top on all of them. */
+#define SEARCH_MAX_RUNGS 8
+typedef struct search_fidelity {
+	int nrungs;                    /* 0: off, every candidate trains train.steps */
+	int rungs[SEARCH_MAX_RUNGS];   /* cumulative steps, strictly increasing */
+	int eta;                       /* >= 2 */
+	int slice;                     /* validation images below the top rung;
+	                                  0: all */
+} search_fidelity;
+
+/* ASHA's rule for one rung (Li et al. 2020): of the n candidates that
+ * finished the rung, with score[i] (NAN: failed) and promoted[i] (already
+ * sent up), the best one not promoted yet among the top floor(n / eta),
+ * ranked by score, equal scores by index.  Returns its index, -1 when no
+ * candidate qualifies, GRAFT_EINVAL (eta < 2, NULL arrays) or GRAFT_ENOMEM.
+ * Depends only on the arrays, not on the order results came in. */
+int search_asha_pick(const double *score, const unsigned char *promoted, int n, int eta);
 
 /* ---- evaluating one candidate (evaluate.c) --------------------------------- */
 
@@ -303,6 +333,12 @@ typedef struct search_eval_in {
 	                                        inheritance, or NULL */
 	const char *save_path;               /* write the trained weights here
 	                                        (safetensors), or NULL */
+	const char *optim_in;                /* the optimizer state to go on from
+	                                        (nn_net_save_optim of the run
+	                                        whose weights parent holds), or NULL */
+	const char *optim_save;              /* write the optimizer state here, or NULL */
+	int val_images;                      /* score on the first val_images of
+	                                        val only (a rung's slice); 0: all */
 	nn_progress_fn progress;             /* training progress, may be NULL */
 	void *ctx;
 	int report_every;                    /* steps between calls; <= 0: at the end */
@@ -315,6 +351,7 @@ typedef struct search_eval_out {
 	int steps;
 	int64_t params, flops;               /* as nn_net_params / nn_net_flops */
 	int inherited;                       /* tensors taken from the parent */
+	int val_images;                      /* images scored */
 	int feature_cache;                   /* the graft's features came from the
 	                                        cache (no augmentation to defeat it) */
 	/* Where wall_s went: building the net (inheritance and the graft's
@@ -336,7 +373,8 @@ int search_inherit(nn_net *child, const nn_weights *parent);
  * recipe's seed, finalized for its batch), inherits from in->parent
  * (search_inherit), loads the graft file (checked against graft_sha), trains
  * for the recipe (with the training feature cache when given), scores on
- * in->val, and saves the trained weights to save_path when given.  The same
+ * in->val (or its first val_images), and saves the trained weights to
+ * save_path and the optimizer state to optim_save when given.  The same
  * input gives the same metrics (on one thread, bit for bit).  Returns 0, or
  * a GRAFT_E* code with a sentence in err (may be NULL when errlen is 0):
  * GRAFT_EINVAL for an architecture that does not build, a graft without a

@@ -174,6 +174,14 @@ int search_tell(search_strategy *st, int id, double fitness)
 	return 0;
 }
 
+int search_tell_update(search_strategy *st, int id, double fitness)
+{
+	if (!st || id < 0 || id >= st->nasked || !st->cands[id].told)
+		return GRAFT_EINVAL;
+	st->cands[id].fitness = fitness;
+	return 0;
+}
+
 int search_strategy_last_mutation(const search_strategy *st)
 {
 	return st->last_mutation;

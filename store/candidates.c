@@ -57,8 +57,24 @@ int store_candidate_tell(store *s, int64_t id, int tell_seq, double fitness)
 	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
 }
 
+int store_candidate_climb(store *s, int64_t id, int rung, double fitness)
+{
+	sqlite3_stmt *st = store__prepare(s, "UPDATE candidates SET rung = ?, fitness = ? "
+	                                  "WHERE id = ? AND tell_seq IS NOT NULL");
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int(st, 1, rung);
+	if (isnan(fitness))
+		sqlite3_bind_null(st, 2);
+	else
+		sqlite3_bind_double(st, 2, fitness);
+	sqlite3_bind_int64(st, 3, id);
+	int rc = store__done(s, st, "recording a promotion's result");
+	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
+}
+
 #define CANDIDATE_COLS "id, job_id, seq, told_before, genome, genome_sha256, parent_seq, " \
-	"generation, mutation, params, flops, tell_seq, fitness"
+	"generation, mutation, params, flops, tell_seq, fitness, rung"
 
 static int read_candidate(sqlite3_stmt *st, store_candidate *c)
 {
@@ -77,6 +93,7 @@ static int read_candidate(sqlite3_stmt *st, store_candidate *c)
 	c->tell_seq = sqlite3_column_type(st, 11) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 11);
 	c->fitness = sqlite3_column_type(st, 12) == SQLITE_NULL ? NAN
 	             : sqlite3_column_double(st, 12);
+	c->rung = sqlite3_column_int(st, 13);
 	return c->genome ? 0 : GRAFT_ENOMEM;
 }
 
@@ -145,6 +162,11 @@ void store_eval_key(store_eval *e)
 	int n = snprintf(text, sizeof(text), "graft-eval-key/1 %s %" PRId64 " %s %d %" PRIu64 " %s",
 	                 e->genome_sha256, e->dataset_id, e->graft_sha256, e->steps, e->seed,
 	                 e->init);
+	/* A rung and a slice only when used, so the keys of single-budget
+	 * evaluations stay what they were and old results keep answering. */
+	if (e->rung || e->val_images)
+		n += snprintf(text + n, sizeof(text) - (size_t)n, " rung %d val %d", e->rung,
+		              e->val_images);
 	nn_sha256_hex(text, (size_t)n, e->key);
 }
 
@@ -152,8 +174,8 @@ int store_eval_start(store *s, store_eval *e)
 {
 	sqlite3_stmt *st = store__prepare(s, "INSERT INTO evaluations (candidate_id, status, "
 	                                  "genome_sha256, dataset_id, graft_sha256, steps, seed, "
-	                                  "init, key, worker, attempt, started) "
-	                                  "VALUES (?, 'running', ?,?,?,?,?,?,?,?,?,?)");
+	                                  "init, key, worker, attempt, started, rung, val_images) "
+	                                  "VALUES (?, 'running', ?,?,?,?,?,?,?,?,?,?,?,?)");
 	if (!st)
 		return GRAFT_ESQL;
 	store_eval_key(e);
@@ -170,6 +192,8 @@ int store_eval_start(store *s, store_eval *e)
 	store__text(st, 9, e->worker);
 	sqlite3_bind_int(st, 10, e->attempt > 0 ? e->attempt : 1);
 	sqlite3_bind_double(st, 11, e->started);
+	sqlite3_bind_int(st, 12, e->rung);
+	sqlite3_bind_int(st, 13, e->val_images);
 	int rc = store__done(s, st, "starting an evaluation");
 	if (!rc)
 		e->id = sqlite3_last_insert_rowid(s->db);
@@ -184,7 +208,7 @@ int store_eval_finish(store *s, store_eval *e)
 	                                  "val_loss = ?, train_loss = ?, wall_s = ?, cpu_s = ?, "
 	                                  "params = ?, flops = ?, cached = ?, cached_from = ?, "
 	                                  "inherited = ?, feature_cache = ?, error = ?, "
-	                                  "weights = ?, worker = ?, finished = ? "
+	                                  "weights = ?, worker = ?, finished = ?, tell_seq = ? "
 	                                  "WHERE id = ? AND status = 'running'");
 	if (!st)
 		return GRAFT_ESQL;
@@ -209,7 +233,8 @@ int store_eval_finish(store *s, store_eval *e)
 	store__text(st, 14, e->weights);
 	store__text(st, 15, e->worker);
 	sqlite3_bind_double(st, 16, e->finished);
-	sqlite3_bind_int64(st, 17, e->id);
+	sqlite3_bind_int(st, 17, done && e->tell_seq >= 0 ? e->tell_seq : -1);
+	sqlite3_bind_int64(st, 18, e->id);
 	int rc = store__done(s, st, "finishing an evaluation");
 	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
 }
@@ -246,7 +271,7 @@ int store_eval_interrupt(store *s, int64_t eval_id, const char *reason)
 #define EVAL_COLS "id, candidate_id, status, genome_sha256, dataset_id, graft_sha256, " \
 	"steps, seed, init, key, val_accuracy, val_loss, train_loss, wall_s, cpu_s, params, " \
 	"flops, cached, cached_from, inherited, feature_cache, worker, attempt, error, " \
-	"weights, started, finished, interrupted"
+	"weights, started, finished, interrupted, rung, val_images, tell_seq"
 
 static void read_eval(sqlite3_stmt *st, store_eval *e)
 {
@@ -283,6 +308,9 @@ static void read_eval(sqlite3_stmt *st, store_eval *e)
 	e->started = sqlite3_column_double(st, 25);
 	e->finished = sqlite3_column_double(st, 26);
 	e->interrupted = sqlite3_column_int(st, 27);
+	e->rung = sqlite3_column_int(st, 28);
+	e->val_images = sqlite3_column_int(st, 29);
+	e->tell_seq = sqlite3_column_int(st, 30);
 }
 
 /* The first row of a query with one int64 or text parameter, into *out. */
@@ -348,14 +376,15 @@ int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n)
 	return 0;
 }
 
-int store_eval_failures(store *s, int64_t candidate_id)
+int store_eval_failures(store *s, int64_t candidate_id, int rung)
 {
 	sqlite3_stmt *st = store__prepare(s, "SELECT count(*) FROM evaluations WHERE "
-	                                  "candidate_id = ? AND status = 'failed' AND "
-	                                  "interrupted = 0");
+	                                  "candidate_id = ? AND rung = ? AND status = 'failed' "
+	                                  "AND interrupted = 0");
 	if (!st)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, candidate_id);
+	sqlite3_bind_int(st, 2, rung);
 	int rc = sqlite3_step(st);
 	int n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : store__fail(s, "counting failures");
 	sqlite3_finalize(st);

@@ -97,6 +97,39 @@ static const char *const migrations[] = {
 	"ALTER TABLE evaluations ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;"
 	"UPDATE evaluations SET interrupted = 1 WHERE status = 'failed' AND "
 	"  error LIKE 'interrupted%';",
+	/* 3: multi-fidelity.  An evaluation is one rung of a candidate's climb,
+	 * scored on val_images validation images (0: all); a rung above the
+	 * first is a promotion, recorded (a running row) before it runs, and
+	 * its result updates the search in the order tell_seq gives.  A
+	 * running job is in its search or its final phase.  The final stage's
+	 * trainings are a table of their own: they are not
+	 * candidates of the search, and only they ever see the test split. */
+	"ALTER TABLE evaluations ADD COLUMN rung INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE evaluations ADD COLUMN val_images INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE evaluations ADD COLUMN tell_seq INTEGER NOT NULL DEFAULT -1;"
+	"ALTER TABLE candidates ADD COLUMN rung INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE finals ("
+	"  id INTEGER PRIMARY KEY,"
+	"  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+	"  candidate_id INTEGER NOT NULL REFERENCES candidates(id),"
+	"  rank INTEGER NOT NULL,"
+	"  graft TEXT NOT NULL CHECK (graft IN ('frozen','finetune','drop')),"
+	"  arch TEXT NOT NULL,"
+	"  status TEXT NOT NULL CHECK (status IN ('pending','running','done','failed')),"
+	"  step INTEGER NOT NULL DEFAULT 0,"
+	"  steps INTEGER NOT NULL,"
+	"  checkpoint TEXT NOT NULL DEFAULT '',"
+	"  weights TEXT NOT NULL DEFAULT '',"
+	"  val_accuracy REAL, test_accuracy REAL,"
+	"  params INTEGER, flops INTEGER,"
+	"  cpu_s REAL NOT NULL DEFAULT 0, wall_s REAL NOT NULL DEFAULT 0,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  winner INTEGER NOT NULL DEFAULT 0,"
+	"  error TEXT,"
+	"  UNIQUE (job_id, candidate_id, graft));"
+	"ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'search'"
+	"  CHECK (phase IN ('search','final'));"
+	"ALTER TABLE jobs ADD COLUMN search_wall_s REAL NOT NULL DEFAULT 0;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(*migrations)))
 

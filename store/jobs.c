@@ -149,7 +149,8 @@ int store_job_get(store *s, int64_t id, store_job *j)
 {
 	sqlite3_stmt *st = store__prepare(s, "SELECT name, spec, spec_sha256, state, error, total, "
 	                                  "steps, dataset_id, graft_sha256, overhead_cpu_s, "
-	                                  "created, updated FROM jobs WHERE id = ?");
+	                                  "created, updated, phase, search_wall_s FROM jobs "
+	                                  "WHERE id = ?");
 	if (!st)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, id);
@@ -174,6 +175,9 @@ int store_job_get(store *s, int64_t id, store_job *j)
 	j->overhead_cpu_s = sqlite3_column_double(st, 9);
 	j->created = sqlite3_column_double(st, 10);
 	j->updated = sqlite3_column_double(st, 11);
+	const char *phase = (const char *)sqlite3_column_text(st, 12);
+	j->final_phase = phase && !strcmp(phase, "final");
+	j->search_wall_s = sqlite3_column_double(st, 13);
 	sqlite3_finalize(st);
 	return j->spec ? 0 : GRAFT_ENOMEM;
 }
@@ -232,6 +236,29 @@ int store_job_set_state(store *s, int64_t id, int state, const char *error)
 	sqlite3_bind_double(st, 3, store__now());
 	sqlite3_bind_int64(st, 4, id);
 	int rc = store__done(s, st, "setting a job's state");
+	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
+}
+
+int store_job_set_phase(store *s, int64_t id, int final)
+{
+	sqlite3_stmt *st = store__prepare(s, "UPDATE jobs SET phase = ?, updated = ? WHERE id = ?");
+	if (!st)
+		return GRAFT_ESQL;
+	store__text(st, 1, final ? "final" : "search");
+	sqlite3_bind_double(st, 2, store__now());
+	sqlite3_bind_int64(st, 3, id);
+	int rc = store__done(s, st, "setting a job's phase");
+	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
+}
+
+int store_job_set_search_wall(store *s, int64_t id, double seconds)
+{
+	sqlite3_stmt *st = store__prepare(s, "UPDATE jobs SET search_wall_s = ? WHERE id = ?");
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_double(st, 1, seconds);
+	sqlite3_bind_int64(st, 2, id);
+	int rc = store__done(s, st, "recording a job's search time");
 	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
 }
 

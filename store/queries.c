@@ -14,12 +14,13 @@
  * weights, is one entry, not several. */
 #define SCORED \
 	"WITH scored AS (SELECT c.id, c.seq, c.generation, c.genome_sha256, e.val_accuracy, " \
-	"  e.cpu_s, c.params, c.flops, e.cached, row_number() OVER " \
-	"  (PARTITION BY c.genome_sha256 ORDER BY e.val_accuracy DESC, c.seq) AS k FROM candidates c " \
+	"  e.cpu_s, c.params, c.flops, e.cached, e.rung, row_number() OVER " \
+	"  (PARTITION BY c.genome_sha256 ORDER BY e.rung DESC, e.val_accuracy DESC, c.seq) AS k " \
+	"  FROM candidates c " \
 	"  JOIN evaluations e ON e.id = (SELECT max(id) FROM evaluations " \
 	"  WHERE candidate_id = c.id AND status = 'done') WHERE c.job_id = ?1) " \
 	"SELECT id, seq, generation, genome_sha256, val_accuracy, cpu_s, params, flops, " \
-	"cached FROM scored WHERE k = 1 "
+	"cached, rung FROM scored WHERE k = 1 "
 
 static int ranks(store *s, const char *sql, int64_t job_id, int limit, store_rank **out,
                  int *n)
@@ -50,6 +51,7 @@ static int ranks(store *s, const char *sql, int64_t job_id, int limit, store_ran
 		r->params = sqlite3_column_int64(st, 6);
 		r->flops = sqlite3_column_int64(st, 7);
 		r->cached = sqlite3_column_int(st, 8);
+		r->rung = sqlite3_column_int(st, 9);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
@@ -65,9 +67,12 @@ int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
                       store_rank **out, int *n)
 {
 	static const char *const sql[] = {
-		[STORE_SORT_ACCURACY] = SCORED "ORDER BY val_accuracy DESC, params, seq LIMIT ?2",
-		[STORE_SORT_PARAMS] = SCORED "ORDER BY params, val_accuracy DESC, seq LIMIT ?2",
-		[STORE_SORT_FLOPS] = SCORED "ORDER BY flops, val_accuracy DESC, seq LIMIT ?2",
+		[STORE_SORT_ACCURACY] = SCORED "ORDER BY rung DESC, val_accuracy DESC, params, seq "
+		                        "LIMIT ?2",
+		[STORE_SORT_PARAMS] = SCORED "ORDER BY params, rung DESC, val_accuracy DESC, seq "
+		                      "LIMIT ?2",
+		[STORE_SORT_FLOPS] = SCORED "ORDER BY flops, rung DESC, val_accuracy DESC, seq "
+		                     "LIMIT ?2",
 	};
 	if ((int)sort < 0 || sort > STORE_SORT_FLOPS)
 		return GRAFT_EINVAL;
@@ -107,7 +112,9 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 		"  WHERE candidate_id = c.id AND cached = 0), "
 		"(SELECT count(*) FROM evaluations WHERE candidate_id = c.id AND status = 'failed'), "
 		"e.id IS NOT NULL, e.cached, e.inherited, e.feature_cache, e.steps, e.cpu_s, "
-		"(SELECT cpu_s FROM evaluations WHERE id = e.cached_from) "
+		"(SELECT cpu_s FROM evaluations WHERE id = e.cached_from), e.rung, "
+		"(SELECT coalesce(sum(steps), 0) FROM evaluations WHERE candidate_id = c.id AND "
+		"  status = 'done' AND cached = 0) "
 		"FROM candidates c LEFT JOIN evaluations e ON e.id = (SELECT max(id) FROM "
 		"  evaluations WHERE candidate_id = c.id AND status = 'done') "
 		"WHERE c.job_id = ? AND c.tell_seq IS NOT NULL ORDER BY c.seq");
@@ -144,9 +151,11 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 			c->saved_cache_s += sqlite3_column_double(st, 9);
 			continue;
 		}
-		c->mean_steps += steps;
+		c->mean_steps += sqlite3_column_int(st, 11);
 		c->feature_cache += sqlite3_column_int(st, 6);
-		if (sqlite3_column_int(st, 5) > 0) {
+		/* A promotion's evaluation takes its own weights from the rung
+		 * below: that is the climb, not inheritance from a parent. */
+		if (sqlite3_column_int(st, 5) > 0 && sqlite3_column_int(st, 10) == 0) {
 			c->inherited++;
 			if (steps > 0 && steps < job.steps)
 				c->saved_inherit_s += cpu * (job.steps - steps) / steps;

@@ -23,7 +23,7 @@
 #include "nn/nn.h"
 
 #define STORE_NOTFOUND 1
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct store store;
 
@@ -89,6 +89,9 @@ typedef struct store_job {
 	int64_t dataset_id;    /* 0 until known */
 	char graft_sha256[65]; /* "" without a graft or until known */
 	double overhead_cpu_s; /* one-time costs: graft pretraining, features */
+	int final_phase;       /* running its final stage, the search over */
+	double search_wall_s;  /* wall seconds the search phase has run, over
+	                          every process that ran it */
 	double created, updated;
 } store_job;
 
@@ -103,6 +106,10 @@ int store_job_find_spec(store *s, const char *spec_sha256, int64_t *id);
 int store_job_ids(store *s, int64_t **ids, int *n);
 /* Sets the state (and the error, may be NULL). */
 int store_job_set_state(store *s, int64_t id, int state, const char *error);
+/* Moves a job into its final phase (final 1) or back to its search. */
+int store_job_set_phase(store *s, int64_t id, int final);
+/* Records how long the search phase has run (for search.max_time). */
+int store_job_set_search_wall(store *s, int64_t id, double seconds);
 /* Records what the job runs on and its one-time cost so far. */
 int store_job_set_inputs(store *s, int64_t id, int64_t dataset_id,
                          const char *graft_sha256, double overhead_cpu_s);
@@ -123,13 +130,17 @@ typedef struct store_candidate {
 	char mutation[16];     /* search_mutation_name, "" for random samples */
 	int64_t params, flops;
 	int tell_seq;          /* -1 until told */
-	double fitness;        /* NAN until told, or for a failed candidate */
+	double fitness;        /* NAN until told, or for a failed candidate; with
+	                          rungs, the score of its highest rung */
+	int rung;              /* the highest rung it has been scored at */
 } store_candidate;
 
 /* Adds c (sets c->id).  (job_id, seq) is unique. */
 int store_candidate_add(store *s, store_candidate *c);
 /* Records the tell of candidate id. */
 int store_candidate_tell(store *s, int64_t id, int tell_seq, double fitness);
+/* Records candidate id's score at a higher rung (a promotion's result). */
+int store_candidate_climb(store *s, int64_t id, int rung, double fitness);
 /* The job's candidates by seq (malloc'd; store_candidates_free). */
 int store_candidates(store *s, int64_t job_id, store_candidate **out, int *n);
 void store_candidates_free(store_candidate *c, int n);
@@ -140,10 +151,12 @@ int store_candidate_get(store *s, int64_t id, store_candidate *c);
 
 enum store_eval_status { STORE_EVAL_RUNNING, STORE_EVAL_DONE, STORE_EVAL_FAILED };
 
-/* One attempt at scoring a candidate.  The cache key is (genome_sha256,
- * dataset_id, graft_sha256, steps, seed, init): the genome's hash covers the
- * network and its whole recipe; init is "" for a fresh start or the key hash
- * of the parent's evaluation the weights were inherited from. */
+/* One attempt at scoring a candidate at one rung.  The cache key is
+ * (genome_sha256, dataset_id, graft_sha256, steps, seed, init, rung,
+ * val_images): the genome's hash covers the network and its whole recipe;
+ * init is "" for a fresh start or the key hash of the evaluation whose
+ * weights it started from (its parent's, or its own rung below); steps are
+ * the steps it trains itself. */
 typedef struct store_eval {
 	int64_t id, candidate_id;
 	int status;
@@ -153,6 +166,8 @@ typedef struct store_eval {
 	int steps;
 	uint64_t seed;
 	char init[65];
+	int rung;               /* 0, or the rung a promotion took it to */
+	int val_images;         /* validation images it is scored on; 0: all */
 	char key[65];           /* sha256 of the whole key, set by the store */
 	double val_accuracy, val_loss, train_loss, wall_s, cpu_s;
 	int64_t params, flops;
@@ -165,6 +180,8 @@ typedef struct store_eval {
 	int interrupted;        /* failed because its process stopped, not by itself */
 	char error[512];
 	char weights[4096];     /* the trained weights file, "" if none */
+	int tell_seq;           /* a promotion's result: its place in the
+	                           sequence of tells and updates (-1: none) */
 	double started, finished;
 } store_eval;
 
@@ -172,7 +189,7 @@ typedef struct store_eval {
 void store_eval_key(store_eval *e);
 /* Starts a running evaluation (sets key, id, started). */
 int store_eval_start(store *s, store_eval *e);
-/* Ends it: status, metrics, error, weights (sets finished). */
+/* Ends it: status, metrics, error, weights, tell_seq (sets finished). */
 int store_eval_finish(store *s, store_eval *e);
 /* Marks every running evaluation of the job interrupted with the reason
  * (they were in flight when the process that ran them died); returns how
@@ -185,12 +202,14 @@ int store_eval_interrupt(store *s, int64_t eval_id, const char *reason);
 int store_cache_find(store *s, store_eval *key_and_out);
 /* The candidate's evaluations, oldest first (malloc'd). */
 int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n);
-/* The evaluation that scored a candidate (its last done one). */
+/* The evaluation that scored a candidate (its last done one: its highest
+ * rung). */
 int store_eval_of(store *s, int64_t candidate_id, store_eval *out);
-/* Number of failed attempts at candidate id that count against its retries:
- * an attempt "interrupted" (its error starts so) because the process running
- * it stopped is not the candidate's fault and does not count. */
-int store_eval_failures(store *s, int64_t candidate_id);
+/* Number of failed attempts at candidate id's rung that count against its
+ * retries: an attempt "interrupted" (its error starts so) because the
+ * process running it stopped is not the candidate's fault and does not
+ * count. */
+int store_eval_failures(store *s, int64_t candidate_id, int rung);
 
 /* ---- queries ------------------------------------------------------------------ */
 
@@ -203,11 +222,13 @@ typedef struct store_rank {
 	double val_accuracy, cpu_s;
 	int64_t params, flops;
 	int cached;
+	int rung;              /* the rung val_accuracy is of */
 } store_rank;
 
 /* The job's scored candidates, one per distinct genome (its best-scoring
- * candidate, the first of equals), by
- * accuracy (highest first), params or FLOPs (fewest first; ties by accuracy).
+ * candidate, the first of equals), by accuracy (the highest rung first,
+ * then the highest accuracy), params or FLOPs (fewest first; ties by rung
+ * and accuracy).
  * At most limit rows (limit <= 0: all).  malloc'd. */
 int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
                       store_rank **out, int *n);

@@ -214,13 +214,13 @@ Test(store, the_cache_answers_the_same_key_from_any_job)
 	cr_assert_eq(store_cache_find(s, &probe), STORE_NOTFOUND);
 	/* The reason's wording does not matter: the column says interrupted. */
 	cr_assert_eq(store_eval_abandon(s, job2, "graftd stopped"), 1);
-	cr_assert_eq(store_eval_failures(s, c2), 0, "an interruption is not the candidate's fault");
+	cr_assert_eq(store_eval_failures(s, c2, 0), 0, "an interruption is not the candidate's fault");
 	store_eval crash = r;
 	cr_assert_eq(store_eval_start(s, &crash), 0);
 	crash.status = STORE_EVAL_FAILED;
 	snprintf(crash.error, sizeof(crash.error), "the worker died of signal 9");
 	cr_assert_eq(store_eval_finish(s, &crash), 0);
-	cr_assert_eq(store_eval_failures(s, c2), 1);
+	cr_assert_eq(store_eval_failures(s, c2, 0), 1);
 	cr_assert_eq(store_cache_find(s, &probe), STORE_NOTFOUND);
 	store_eval *ev;
 	int n;
@@ -234,7 +234,7 @@ Test(store, the_cache_answers_the_same_key_from_any_job)
 	store_eval third = r;
 	cr_assert_eq(store_eval_start(s, &third), 0);
 	cr_assert_eq(store_eval_interrupt(s, third.id, "stopping"), 0);
-	cr_assert_eq(store_eval_failures(s, c2), 1, "one interruption more is no failure more");
+	cr_assert_eq(store_eval_failures(s, c2, 0), 1, "one interruption more is no failure more");
 	store_close(s);
 }
 

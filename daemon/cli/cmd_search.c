@@ -67,10 +67,17 @@ static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 		       st.total, e->hits, st.cache_hits);
 		break;
 	case RT_RESULT:
-		printf("[%4d/%d] candidate %d: val acc %.4f after %d steps, %.1f CPU-s%s; best "
-		       "%.4f\n", st.told, st.total, e->seq, e->result->val_accuracy,
-		       e->result->steps, e->result->cpu_s,
-		       e->result->inherited > 0 ? " (inherited)" : "", st.best_accuracy);
+		if (st.rungs > 1)
+			printf("[%4d/%d] candidate %d, rung %d: val acc %.4f after %d steps, %.1f "
+			       "CPU-s%s; best %.4f (rung %d)\n", st.told, st.total, e->seq, e->rung,
+			       e->result->val_accuracy, e->result->steps, e->result->cpu_s,
+			       e->rung > 0 ? " (climbed)" : e->result->inherited > 0 ? " (inherited)" : "",
+			       st.best_accuracy, st.best_rung);
+		else
+			printf("[%4d/%d] candidate %d: val acc %.4f after %d steps, %.1f CPU-s%s; best "
+			       "%.4f\n", st.told, st.total, e->seq, e->result->val_accuracy,
+			       e->result->steps, e->result->cpu_s,
+			       e->result->inherited > 0 ? " (inherited)" : "", st.best_accuracy);
 		break;
 	case RT_RETRY:
 	case RT_FAILED:

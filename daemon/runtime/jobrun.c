@@ -26,14 +26,26 @@
 
 #include "daemon/runtime/runtime.h"
 
-/* What the job remembers of each candidate, by seq. */
+/* What the job remembers of each candidate, by seq.  Without rungs a
+ * candidate has one rung, 0. */
 struct cand {
 	int64_t id;
 	int parent, generation, told;
-	double fitness;
-	char key[65];      /* the key of the evaluation that scored it */
-	char *weights;     /* its trained weights, NULL if none */
+	double fitness;                        /* what the strategy holds: the score
+	                                          of its highest rung */
+	int rung;                              /* the highest rung scored, -1: none */
+	double score[SEARCH_MAX_RUNGS];        /* per rung, NAN until scored */
+	unsigned char ended[SEARCH_MAX_RUNGS]; /* scored, or failed for good */
+	unsigned char promoted[SEARCH_MAX_RUNGS]; /* sent on from this rung */
+	char key[SEARCH_MAX_RUNGS][65];        /* the evaluation that scored a rung */
+	char *weights[SEARCH_MAX_RUNGS];       /* its trained weights, NULL if none */
 	char genome_sha256[65];
+};
+
+/* An evaluation to run before anything new: a rung of a candidate that
+ * was interrupted, or failed with attempts left. */
+struct pending {
+	int seq, rung;
 };
 
 /* What a job is before it runs: its spec, and its dataset loaded, split,
@@ -58,10 +70,28 @@ struct rt_jobrun {
 	char weights_dir[4096];
 	struct cand *c;
 	int ncand, cap;
-	int *pending, npending;   /* seqs to run before asking new ones */
-	int in_flight, cache_hits, failed;
+	struct pending *pending;  /* to run before asking new ones */
+	int npending;
+	int in_flight, cache_hits, failed, promotions;
+	int events;                /* tells and updates so far: the clock that
+	                              told_before and tell_seq read */
 	double overhead_cpu_s;
+	double cpu_spent;          /* CPU seconds of the job's trained evaluations */
+	double wall_before;        /* search seconds of the processes before this one */
+	double opened;             /* when this process opened it (monotonic) */
 };
+
+static int nrungs(const rt_jobrun *jr)
+{
+	return jr->spec.fidelity.nrungs > 0 ? jr->spec.fidelity.nrungs : 1;
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static double cpu_now(void)
 {
@@ -81,7 +111,7 @@ static struct cand *cand_add(rt_jobrun *jr)
 	if (jr->ncand == jr->cap) {
 		int cap = jr->cap ? 2 * jr->cap : 256;
 		struct cand *c = realloc(jr->c, sizeof(*c) * (size_t)cap);
-		int *p = realloc(jr->pending, sizeof(int) * (size_t)cap);
+		struct pending *p = realloc(jr->pending, sizeof(*p) * (size_t)cap);
 		if (c)
 			jr->c = c;
 		if (p)
@@ -94,6 +124,9 @@ static struct cand *cand_add(rt_jobrun *jr)
 	memset(c, 0, sizeof(*c));
 	c->fitness = NAN;
 	c->parent = -1;
+	c->rung = -1;
+	for (int r = 0; r < SEARCH_MAX_RUNGS; r++)
+		c->score[r] = NAN;
 	return c;
 }
 
@@ -352,32 +385,96 @@ static int obtain_graft(rt_jobrun *jr, const char *dir, FILE *log, char *err, si
 
 /* ---- opening: replay ------------------------------------------------------- */
 
-static int cmp_tell(const void *a, const void *b)
+/* One tell of the strategy, or one update (a promotion's result), at its
+ * place in the order the store recorded. */
+struct event {
+	int order, seq, update;
+	double fitness;
+};
+
+static int cmp_event(const void *a, const void *b)
 {
-	const store_candidate *x = *(store_candidate *const *)a, *y = *(store_candidate *const *)b;
-	return (x->tell_seq > y->tell_seq) - (x->tell_seq < y->tell_seq);
+	const struct event *x = a, *y = b;
+	return (x->order > y->order) - (x->order < y->order);
 }
 
-static int replay_tell(rt_jobrun *jr, const store_candidate *c)
+static int apply_event(rt_jobrun *jr, const struct event *ev)
 {
-	struct cand *k = &jr->c[c->seq];
+	struct cand *k = &jr->c[ev->seq];
+	k->fitness = ev->fitness;
+	if (ev->update)
+		return search_tell_update(jr->strat, ev->seq, ev->fitness);
 	k->told = 1;
-	k->fitness = c->fitness;
-	if (isnan(c->fitness))
+	if (isnan(ev->fitness))
 		jr->failed++;
-	return search_tell(jr->strat, c->seq, c->fitness);
+	return search_tell(jr->strat, ev->seq, ev->fitness);
+}
+
+/* What the store holds of candidate k's climb (c its row): per rung its
+ * score, key and weights, which rungs are over, and which evaluation is to
+ * run again; its tell and updates go to ev. */
+static int restore_climb(rt_jobrun *jr, struct cand *k, int seq, const store_candidate *c,
+                         struct event *ev, int *nev, char *err, size_t errlen)
+{
+	int rows[SEARCH_MAX_RUNGS] = { 0 }, fails[SEARCH_MAX_RUNGS] = { 0 }, n, R = nrungs(jr);
+	store_eval *e;
+	int rc = store_evals_of(jr->st, c->id, &e, &n);
+	if (rc)
+		return fail(err, errlen, rc, "reading evaluations: %s", store_errmsg(jr->st));
+	for (int i = 0; i < n; i++) {
+		int r = e[i].rung;
+		if (r < 0 || r >= R) {
+			snprintf(err, errlen, "candidate %d has an evaluation at rung %d, but the job "
+			         "has %d rung%s: the store was changed", seq, r, R, R > 1 ? "s" : "");
+			free(e);
+			return GRAFT_EFORMAT;
+		}
+		rows[r]++;
+		if (!e[i].cached)
+			jr->cpu_spent += e[i].cpu_s;
+		if (e[i].status == STORE_EVAL_DONE) {
+			k->score[r] = e[i].val_accuracy;
+			k->ended[r] = 1;
+			k->rung = r > k->rung ? r : k->rung;
+			memcpy(k->key[r], e[i].key, sizeof(e[i].key));
+			free(k->weights[r]);
+			k->weights[r] = e[i].weights[0] ? strdup(e[i].weights) : NULL;
+			jr->cache_hits += e[i].cached;
+			if (r > 0 && e[i].tell_seq >= 0)
+				ev[(*nev)++] = (struct event){ e[i].tell_seq, seq, 1, e[i].val_accuracy };
+		} else if (e[i].status == STORE_EVAL_FAILED && !e[i].interrupted) {
+			fails[r]++;
+		}
+	}
+	free(e);
+	if (c->tell_seq >= 0) {
+		ev[(*nev)++] = (struct event){ c->tell_seq, seq, 0, k->score[0] };
+		k->ended[0] = 1;
+	}
+	for (int r = 1; r < R; r++) {
+		if (rows[r])
+			k->promoted[r - 1] = 1;
+		if (rows[r] && !k->ended[r] && fails[r] > jr->spec.retries)
+			k->ended[r] = 1; /* failed for good: it stays at the rung below */
+	}
+	/* At most one rung of a candidate is unfinished: the one it climbs. */
+	for (int r = 0; r < R; r++)
+		if (!k->ended[r] && (r == 0 || rows[r]))
+			jr->pending[jr->npending++] = (struct pending){ seq, r };
+	return 0;
 }
 
 static int replay(rt_jobrun *jr, char *err, size_t errlen)
 {
-	store_candidate *c = NULL, **told = NULL;
-	int n = 0, ntold = 0, ti = 0, rc;
+	store_candidate *c = NULL;
+	struct event *ev = NULL;
+	int n = 0, nev = 0, ti = 0, rc;
 
 	rc = store_candidates(jr->st, jr->job_id, &c, &n);
 	if (rc)
 		return fail(err, errlen, rc, "reading candidates: %s", store_errmsg(jr->st));
-	told = calloc((size_t)n + 1, sizeof(*told));
-	if (!told) {
+	ev = calloc((size_t)n * (size_t)nrungs(jr) + 1, sizeof(*ev));
+	if (!ev) {
 		rc = GRAFT_ENOMEM;
 		goto out;
 	}
@@ -387,22 +484,29 @@ static int replay(rt_jobrun *jr, char *err, size_t errlen)
 			          "job are not numbered 0, 1, ...: the file was edited by hand?");
 			goto out;
 		}
-		if (c[i].tell_seq >= 0)
-			told[ntold++] = &c[i];
-	}
-	qsort(told, (size_t)ntold, sizeof(*told), cmp_tell);
-	for (int i = 0; i < n; i++) {
-		nn_arch a;
-		int parent;
-		char sha[65];
-		while (ti < ntold && ti < c[i].told_before)
-			if ((rc = replay_tell(jr, told[ti++])))
-				goto bad;
 		struct cand *k = cand_add(jr);
 		if (!k) {
 			rc = GRAFT_ENOMEM;
 			goto out;
 		}
+		k->id = c[i].id;
+		if ((rc = restore_climb(jr, k, i, &c[i], ev, &nev, err, errlen)))
+			goto out;
+	}
+	qsort(ev, (size_t)nev, sizeof(*ev), cmp_event);
+	for (int i = 0; i < nev; i++)
+		if (ev[i].order != i) {
+			rc = fail(err, errlen, GRAFT_EFORMAT, "%s", "the store's results of this job "
+			          "are not numbered 0, 1, ...: the file was edited by hand?");
+			goto out;
+		}
+	for (int i = 0; i < n; i++) {
+		nn_arch a;
+		int parent;
+		char sha[65];
+		while (ti < nev && ti < c[i].told_before)
+			if ((rc = apply_event(jr, &ev[ti++])))
+				goto bad;
 		int seq = search_ask(jr->strat, &a, &parent);
 		if (seq < 0) {
 			rc = seq;
@@ -416,38 +520,20 @@ static int replay(rt_jobrun *jr, char *err, size_t errlen)
 			rc = GRAFT_EFORMAT;
 			goto out;
 		}
-		k->id = c[i].id;
+		struct cand *k = &jr->c[i];
 		k->parent = parent;
 		k->generation = c[i].generation;
 		memcpy(k->genome_sha256, sha, sizeof(sha));
 	}
-	while (ti < ntold)
-		if ((rc = replay_tell(jr, told[ti++])))
+	while (ti < nev)
+		if ((rc = apply_event(jr, &ev[ti++])))
 			goto bad;
-	rc = 0;
-	/* What scored each told candidate: its parent key and weights for children. */
-	for (int i = 0; i < n; i++) {
-		store_eval e;
-		if (!jr->c[i].told) {
-			jr->pending[jr->npending++] = i;
-			continue;
-		}
-		rc = store_eval_of(jr->st, c[i].id, &e);
-		if (rc == STORE_NOTFOUND) {
-			rc = 0;
-			continue;
-		}
-		if (rc)
-			goto out;
-		memcpy(jr->c[i].key, e.key, sizeof(e.key));
-		jr->c[i].weights = e.weights[0] ? strdup(e.weights) : NULL;
-		jr->cache_hits += e.cached;
-	}
+	jr->events = nev;
 	goto out;
 bad:
 	snprintf(err, errlen, "replaying the job's search: %s", graft_strerror(rc));
 out:
-	free(told);
+	free(ev);
 	store_candidates_free(c, n);
 	return rc;
 }
@@ -475,6 +561,7 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 		goto fail;
 	}
 	jr->overhead_cpu_s = job.overhead_cpu_s;
+	jr->wall_before = job.search_wall_s;
 	if (!jr->in) {
 		/* After a restart: the same checks as at submission, on the spec the
 		 * job was submitted with. */
@@ -504,6 +591,7 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 	}
 	if ((rc = replay(jr, err, errlen)))
 		goto fail;
+	jr->opened = mono_now();
 	if ((rc = store_begin(st)) ||
 	    (rc = store_eval_abandon(st, job_id, "interrupted: the process running it stopped")) < 0 ||
 	    (rc = store_job_set_inputs(st, job_id, jr->dataset_id, jr->graft_sha,
@@ -525,7 +613,8 @@ void rt_jobrun_free(rt_jobrun *jr)
 	if (!jr)
 		return;
 	for (int i = 0; i < jr->ncand; i++)
-		free(jr->c[i].weights);
+		for (int r = 0; r < SEARCH_MAX_RUNGS; r++)
+			free(jr->c[i].weights[r]);
 	free(jr->c);
 	free(jr->pending);
 	search_strategy_free(jr->strat);
@@ -557,20 +646,54 @@ static int file_exists(const char *path)
 	return path && stat(path, &sb) == 0;
 }
 
-/* The evaluation a candidate runs as: its cache key, the recipe it trains
- * with, and the parent weights it starts from (NULL for a fresh start). */
-static const char *plan_eval(rt_jobrun *jr, int seq, nn_arch *a, store_eval *e)
+/* The optimizer state saved beside a weights file. */
+static void optim_path(const char *weights, char *out, size_t len)
 {
+	if (snprintf(out, len, "%s.optim", weights) >= (int)len)
+		out[0] = '\0'; /* too long a path: the climb starts its momentum afresh */
+}
+
+/* The evaluation rung `rung` of candidate seq runs as: its cache key, the
+ * recipe it trains with, the weights it starts from (NULL: a fresh start)
+ * and, for a climb, the optimizer state that goes with them.
+ *
+ * Rung 0 is the candidate's first training: rungs[0] steps (without rungs,
+ * train.steps), from its parent's rung-0 weights when it inherits (then,
+ * without rungs, for train.inherit_steps).  Rung r > 0 goes on from its own
+ * rung r-1: the weights and momentum it ended with, rungs[r] - rungs[r-1]
+ * steps more on a cosine of their own (a warm restart), batches from a
+ * stream of that rung's.  Rungs below the top score on the slice. */
+static const char *plan_eval(rt_jobrun *jr, int seq, int rung, nn_arch *a, store_eval *e,
+                             char *optim, size_t optimlen)
+{
+	const search_fidelity *f = &jr->spec.fidelity;
 	const struct cand *k = &jr->c[seq];
 	const struct cand *p = k->parent >= 0 ? &jr->c[k->parent] : NULL;
-	const char *parent_weights = NULL;
+	const char *from = NULL, *init = "";
+	int R = nrungs(jr);
 
-	if (jr->spec.inherit && p && p->key[0] && file_exists(p->weights)) {
-		parent_weights = p->weights;
-		a->train.steps = jr->spec.inherit_steps;
-		if (a->train.warmup > a->train.steps)
-			a->train.warmup = a->train.steps;
+	optim[0] = '\0';
+	if (f->nrungs)
+		a->train.steps = f->rungs[rung];
+	if (rung == 0 && jr->spec.inherit && p && p->key[0][0] && file_exists(p->weights[0])) {
+		from = p->weights[0];
+		init = p->key[0];
+		if (!f->nrungs)
+			a->train.steps = jr->spec.inherit_steps;
+	} else if (rung > 0 && file_exists(k->weights[rung - 1])) {
+		from = k->weights[rung - 1];
+		init = k->key[rung - 1];
+		a->train.steps = f->rungs[rung] - f->rungs[rung - 1];
+		a->train.warmup = 0;
+		a->train.seed += (uint64_t)rung;
+		optim_path(from, optim, optimlen);
+		if (!file_exists(optim))
+			optim[0] = '\0';
 	}
+	/* (A climb whose weights are gone trains its rung's whole budget from
+	 * scratch: slower, but the same kind of result.) */
+	if (a->train.warmup > a->train.steps)
+		a->train.warmup = a->train.steps;
 	memset(e, 0, sizeof(*e));
 	e->candidate_id = k->id;
 	memcpy(e->genome_sha256, k->genome_sha256, sizeof(e->genome_sha256));
@@ -578,15 +701,19 @@ static const char *plan_eval(rt_jobrun *jr, int seq, nn_arch *a, store_eval *e)
 	snprintf(e->graft_sha256, sizeof(e->graft_sha256), "%s", jr->graft_sha);
 	e->steps = a->train.steps;
 	e->seed = a->train.seed;
-	snprintf(e->init, sizeof(e->init), "%s", parent_weights ? p->key : "");
-	return parent_weights;
+	e->rung = rung;
+	e->val_images = R > 1 && rung < R - 1 ? f->slice : 0;
+	e->tell_seq = -1;
+	snprintf(e->init, sizeof(e->init), "%s", init);
+	return from;
 }
 
 /* The worker's task for evaluation e of a, in t (its strings malloc'd). */
 static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const char *parent,
-                     const char *save, proto_task *t)
+                     const char *optim, const char *save, proto_task *t)
 {
 	const proto_job *j = &jr->spec;
+	char save_optim[4400];
 
 	memset(t, 0, sizeof(*t));
 	t->id = e->id;
@@ -595,6 +722,7 @@ static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const
 	t->report_every = a->train.steps >= 20 ? a->train.steps / 20 : 1;
 	t->arch = proto_arch_emit(a);
 	t->save = strdup(save);
+	t->val_images = e->val_images;
 	if (j->dataset.dir[0]) {
 		t->data_dir = strdup(j->dataset.dir);
 	} else {
@@ -607,8 +735,16 @@ static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const
 	}
 	if (parent)
 		t->parent = strdup(parent);
+	if (optim && optim[0])
+		t->optim = strdup(optim);
+	/* A rung below the top keeps its optimizer state for the climb. */
+	if (e->rung < nrungs(jr) - 1) {
+		optim_path(save, save_optim, sizeof(save_optim));
+		t->save_optim = strdup(save_optim);
+	}
 	if (!t->arch || !t->save || !(t->data_dir || (t->train_images && t->train_labels)) ||
-	    (jr->graft_sha[0] && !t->graft_path) || (parent && !t->parent)) {
+	    (jr->graft_sha[0] && !t->graft_path) || (parent && !t->parent) ||
+	    (optim && optim[0] && !t->optim) || (e->rung < nrungs(jr) - 1 && !t->save_optim)) {
 		proto_task_clear(t);
 		return GRAFT_ENOMEM;
 	}
@@ -628,27 +764,49 @@ static int genome_of(rt_jobrun *jr, int seq, nn_arch *a, char *err, size_t errle
 	return rc;
 }
 
-static void tell_local(rt_jobrun *jr, int seq, double fitness, const store_eval *e)
+/* Records in the store, inside the caller's transaction, what a scored
+ * rung says: rung 0 is the candidate's tell, a higher rung an update of
+ * its fitness (e->tell_seq must be set before e is finished). */
+static int record_score(rt_jobrun *jr, int seq, int rung, double accuracy)
+{
+	if (rung == 0)
+		return store_candidate_tell(jr->st, jr->c[seq].id, jr->events, accuracy);
+	return store_candidate_climb(jr->st, jr->c[seq].id, rung, accuracy);
+}
+
+/* After the commit: the candidate's rung is over, with e's result (NULL:
+ * failed for good), and the strategy learns it. */
+static void score_local(rt_jobrun *jr, int seq, int rung, const store_eval *e)
 {
 	struct cand *k = &jr->c[seq];
-	k->told = 1;
-	k->fitness = fitness;
+	double accuracy = e ? e->val_accuracy : NAN;
+
+	k->ended[rung] = 1;
+	k->score[rung] = accuracy;
 	if (e) {
-		memcpy(k->key, e->key, sizeof(k->key));
-		free(k->weights);
-		k->weights = e->weights[0] ? strdup(e->weights) : NULL;
+		memcpy(k->key[rung], e->key, sizeof(k->key[rung]));
+		free(k->weights[rung]);
+		k->weights[rung] = e->weights[0] ? strdup(e->weights) : NULL;
+		if (rung > k->rung)
+			k->rung = rung;
 	}
-	search_tell(jr->strat, seq, fitness);
+	if (rung == 0) {
+		k->told = 1;
+		k->fitness = accuracy;
+		search_tell(jr->strat, seq, accuracy);
+		jr->events++;
+	} else if (e) {
+		k->fitness = accuracy;
+		search_tell_update(jr->strat, seq, accuracy);
+		jr->events++;
+	}
 }
 
-static int told_count(const rt_jobrun *jr)
-{
-	return search_strategy_told(jr->strat);
-}
-
-/* Answers seq from the store if its key was evaluated before: records a
- * cached evaluation and the tell in one transaction.  1 if answered. */
-static int try_cache(rt_jobrun *jr, int seq, store_eval *e, char *err, size_t errlen)
+/* Answers rung `rung` of seq from the store if its key was evaluated
+ * before: records a cached evaluation and the score in one transaction.
+ * 1 if answered. */
+static int try_cache(rt_jobrun *jr, int seq, int rung, store_eval *e, char *err,
+                     size_t errlen)
 {
 	store_eval hit = *e;
 	int rc = store_cache_find(jr->st, &hit);
@@ -666,27 +824,31 @@ static int try_cache(rt_jobrun *jr, int seq, store_eval *e, char *err, size_t er
 	mine.flops = hit.flops;
 	mine.inherited = hit.inherited;
 	mine.feature_cache = hit.feature_cache;
+	mine.tell_seq = rung > 0 ? jr->events : -1;
 	snprintf(mine.weights, sizeof(mine.weights), "%s", hit.weights);
 	snprintf(mine.worker, sizeof(mine.worker), "cache");
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_start(jr->st, &mine)) ||
 	    (mine.status = STORE_EVAL_DONE, rc = store_eval_finish(jr->st, &mine)) ||
-	    (rc = store_candidate_tell(jr->st, jr->c[seq].id, told_count(jr), hit.val_accuracy)) ||
+	    (rc = record_score(jr, seq, rung, hit.val_accuracy)) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		return fail(err, errlen, rc, "recording a cache hit: %s", store_errmsg(jr->st));
 	}
-	tell_local(jr, seq, hit.val_accuracy, &mine);
+	score_local(jr, seq, rung, &mine);
 	jr->cache_hits++;
 	return 1;
 }
 
-/* Makes seq's task, or answers it from the cache (returns 0 then). */
-static int prepare(rt_jobrun *jr, int seq, nn_arch *a, int new_candidate,
+/* Makes the task of seq's rung, or answers it from the cache (returns 0
+ * then).  The evaluation's row is written before the task exists: for a
+ * promotion, that row is the record of the decision. */
+static int prepare(rt_jobrun *jr, int seq, int rung, nn_arch *a, int new_candidate,
                    const store_candidate *rec, rt_jobrun_task *t, int *hits, char *err,
                    size_t errlen)
 {
+	char optim[4400];
 	store_eval e;
-	const char *parent = plan_eval(jr, seq, a, &e);
+	const char *parent = plan_eval(jr, seq, rung, a, &e, optim, sizeof(optim));
 	int rc;
 
 	/* A new candidate's row and its first evaluation (or cache hit) are one
@@ -702,7 +864,7 @@ static int prepare(rt_jobrun *jr, int seq, nn_arch *a, int new_candidate,
 		jr->c[seq].id = rec->id;
 		e.candidate_id = rec->id;
 	}
-	rc = try_cache(jr, seq, &e, err, errlen);
+	rc = try_cache(jr, seq, rung, &e, err, errlen);
 	if (rc > 0) {
 		if ((rc = store_commit(jr->st))) {
 			store_rollback(jr->st);
@@ -712,7 +874,7 @@ static int prepare(rt_jobrun *jr, int seq, nn_arch *a, int new_candidate,
 			(*hits)++;
 		return 0;
 	}
-	int failures = rc < 0 ? rc : store_eval_failures(jr->st, e.candidate_id);
+	int failures = rc < 0 ? rc : store_eval_failures(jr->st, e.candidate_id, rung);
 	if (failures < 0) {
 		store_rollback(jr->st);
 		return rc < 0 ? rc : fail(err, errlen, failures, "counting failures: %s",
@@ -729,29 +891,98 @@ static int prepare(rt_jobrun *jr, int seq, nn_arch *a, int new_candidate,
 	t->candidate_id = e.candidate_id;
 	t->eval_id = e.id;
 	t->seq = seq;
+	t->rung = rung;
 	t->attempt = e.attempt;
-	if (make_task(jr, &e, a, parent, save, &t->task))
+	if (make_task(jr, &e, a, parent, optim, save, &t->task))
 		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
 	t->live = 1;
 	jr->in_flight++;
 	return 1;
 }
 
+/* Seconds the search phase has run, this process and those before. */
+static double search_wall(const rt_jobrun *jr)
+{
+	return jr->wall_before + (jr->opened > 0 ? mono_now() - jr->opened : 0);
+}
+
+int rt_jobrun_budget_spent(const rt_jobrun *jr)
+{
+	const proto_job *j = &jr->spec;
+	return (j->max_time_s > 0 && search_wall(jr) >= j->max_time_s) ||
+	       (j->max_cpu_s > 0 && jr->cpu_spent + jr->overhead_cpu_s >= j->max_cpu_s);
+}
+
+/* The candidate ASHA sends up next, from the highest rung that has one:
+ * its seq and the rung it goes from, or -1. */
+static int promotable(const rt_jobrun *jr, int *from)
+{
+	int R = nrungs(jr), pick = -1;
+	if (R < 2 || jr->ncand == 0)
+		return -1;
+	double *score = malloc(sizeof(double) * (size_t)jr->ncand);
+	unsigned char *promoted = malloc((size_t)jr->ncand);
+	int *seqs = malloc(sizeof(int) * (size_t)jr->ncand);
+	for (int r = R - 2; r >= 0 && pick < 0 && score && promoted && seqs; r--) {
+		int n = 0;
+		for (int i = 0; i < jr->ncand; i++)
+			if (jr->c[i].ended[r]) {
+				score[n] = jr->c[i].score[r];
+				promoted[n] = jr->c[i].promoted[r];
+				seqs[n++] = i;
+			}
+		int k = search_asha_pick(score, promoted, n, jr->spec.fidelity.eta);
+		if (k >= 0) {
+			pick = seqs[k];
+			*from = r;
+		}
+	}
+	free(score);
+	free(promoted);
+	free(seqs);
+	return pick;
+}
+
+/* Sends up the candidates ASHA picks until one needs a worker (1, t
+ * filled) or none is left (0). */
+static int promote(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
+{
+	int from, seq, rc;
+
+	while ((seq = promotable(jr, &from)) >= 0) {
+		nn_arch a;
+		jr->c[seq].promoted[from] = 1;
+		jr->promotions++;
+		if ((rc = genome_of(jr, seq, &a, err, errlen)) ||
+		    (rc = prepare(jr, seq, from + 1, &a, 0, NULL, t, hits, err, errlen)))
+			return rc;
+	}
+	return 0;
+}
+
 int rt_jobrun_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
 {
 	int rc;
 
+	/* When the budget is spent nothing new starts, reruns included: what
+	 * is in flight finishes and the job moves on. */
+	if (rt_jobrun_budget_spent(jr))
+		return 0;
 	while (jr->npending > 0) {
-		int seq = jr->pending[0];
+		struct pending p = jr->pending[0];
 		nn_arch a;
-		memmove(jr->pending, jr->pending + 1, sizeof(int) * (size_t)--jr->npending);
-		if ((rc = genome_of(jr, seq, &a, err, errlen)) ||
-		    (rc = prepare(jr, seq, &a, 0, NULL, t, hits, err, errlen)))
+		memmove(jr->pending, jr->pending + 1, sizeof(*jr->pending) * (size_t)--jr->npending);
+		if ((rc = genome_of(jr, p.seq, &a, err, errlen)) ||
+		    (rc = prepare(jr, p.seq, p.rung, &a, 0, NULL, t, hits, err, errlen)))
 			return rc;
 	}
+	/* A promotion before a new candidate: the climb of the best is what
+	 * the job's answer rests on. */
+	if ((rc = promote(jr, t, hits, err, errlen)))
+		return rc;
 	while (search_strategy_asked(jr->strat) < jr->spec.candidates) {
 		nn_arch a;
-		int parent, told = told_count(jr);
+		int parent;
 		int seq = search_ask(jr->strat, &a, &parent);
 		if (seq < 0)
 			return fail(err, errlen, seq, "%s", "the strategy cannot propose a candidate "
@@ -762,7 +993,7 @@ int rt_jobrun_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_
 		k->parent = parent;
 		k->generation = parent >= 0 ? jr->c[parent].generation + 1 : 0;
 		search_arch_hash(&a, k->genome_sha256);
-		store_candidate rec = { .job_id = jr->job_id, .seq = seq, .told_before = told,
+		store_candidate rec = { .job_id = jr->job_id, .seq = seq, .told_before = jr->events,
 		                        .genome = proto_arch_emit(&a), .parent_seq = parent,
 		                        .generation = k->generation,
 		                        .params = search_arch_params(&a),
@@ -773,9 +1004,12 @@ int rt_jobrun_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_
 		         m >= 0 ? search_mutation_name((enum search_mutation)m) : "");
 		if (!rec.genome)
 			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
-		rc = prepare(jr, seq, &a, 1, &rec, t, hits, err, errlen);
+		rc = prepare(jr, seq, 0, &a, 1, &rec, t, hits, err, errlen);
 		free(rec.genome);
 		if (rc)
+			return rc;
+		/* A cache hit may have made someone promotable. */
+		if ((rc = promote(jr, t, hits, err, errlen)))
 			return rc;
 	}
 	return 0;
@@ -808,13 +1042,16 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 	e.flops = r->flops;
 	e.inherited = r->inherited;
 	e.feature_cache = r->feature_cache;
+	e.tell_seq = t->rung > 0 ? jr->events : -1;
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
 	snprintf(e.weights, sizeof(e.weights), "%s", t->task.save ? t->task.save : "");
 	double overhead = jr->overhead_cpu_s + r->setup_cpu_s;
+	double wall = search_wall(jr);
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
-	    (rc = store_candidate_tell(jr->st, t->candidate_id, told_count(jr), e.val_accuracy)) ||
+	    (rc = record_score(jr, t->seq, t->rung, e.val_accuracy)) ||
 	    (rc = store_job_set_inputs(jr->st, jr->job_id, jr->dataset_id, jr->graft_sha,
 	                               overhead)) ||
+	    (rc = store_job_set_search_wall(jr->st, jr->job_id, wall)) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		fail(err, errlen, rc, "recording a result: %s", store_errmsg(jr->st));
@@ -822,11 +1059,12 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 		return rc < 0 ? rc : GRAFT_ESQL;
 	}
 	jr->overhead_cpu_s = overhead;
+	jr->cpu_spent += r->cpu_s;
 	/* The key as the store computed it at the start. */
 	store_eval full;
 	if (store_eval_of(jr->st, t->candidate_id, &full) == 0)
 		e = full;
-	tell_local(jr, t->seq, e.val_accuracy, &e);
+	score_local(jr, t->seq, t->rung, &e);
 	end_task(jr, t);
 	return 0;
 }
@@ -834,7 +1072,7 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, const char *worker,
                       char *err, size_t errlen)
 {
-	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED };
+	store_eval e = { .id = t->eval_id, .status = STORE_EVAL_FAILED, .tell_seq = -1 };
 	int rc, retry;
 
 	if (!t->live)
@@ -842,8 +1080,11 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 	snprintf(e.error, sizeof(e.error), "%s", reason && reason[0] ? reason : "unknown error");
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
 	retry = t->attempt <= jr->spec.retries;
+	/* A rung above the first that fails for good leaves the candidate
+	 * where it was: its tell stands. */
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
-	    (!retry && (rc = store_candidate_tell(jr->st, t->candidate_id, told_count(jr), NAN))) ||
+	    (!retry && t->rung == 0 &&
+	     (rc = store_candidate_tell(jr->st, t->candidate_id, jr->events, NAN))) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		fail(err, errlen, rc, "recording a failure: %s", store_errmsg(jr->st));
@@ -851,11 +1092,12 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 		return rc < 0 ? rc : GRAFT_ESQL;
 	}
 	if (retry) {
-		memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
-		jr->pending[0] = t->seq;
+		memmove(jr->pending + 1, jr->pending, sizeof(*jr->pending) * (size_t)jr->npending++);
+		jr->pending[0] = (struct pending){ t->seq, t->rung };
 	} else {
-		tell_local(jr, t->seq, NAN, NULL);
-		jr->failed++;
+		score_local(jr, t->seq, t->rung, NULL);
+		if (t->rung == 0)
+			jr->failed++;
 	}
 	end_task(jr, t);
 	return retry;
@@ -868,31 +1110,58 @@ void rt_jobrun_abandon(rt_jobrun *jr, rt_jobrun_task *t)
 	/* If this cannot be written, the evaluation stays running in the
 	 * store, and the next open marks it interrupted all the same. */
 	store_eval_interrupt(jr->st, t->eval_id, "interrupted: the job was stopped");
-	memmove(jr->pending + 1, jr->pending, sizeof(int) * (size_t)jr->npending++);
-	jr->pending[0] = t->seq;
+	memmove(jr->pending + 1, jr->pending, sizeof(*jr->pending) * (size_t)jr->npending++);
+	jr->pending[0] = (struct pending){ t->seq, t->rung };
 	end_task(jr, t);
 }
 
 void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s)
 {
+	const proto_job *j = &jr->spec;
+
 	memset(s, 0, sizeof(*s));
-	s->told = told_count(jr);
+	s->told = search_strategy_told(jr->strat);
 	s->asked = search_strategy_asked(jr->strat);
-	s->total = jr->spec.candidates;
+	s->total = j->candidates;
 	s->in_flight = jr->in_flight;
 	s->cache_hits = jr->cache_hits;
 	s->failed = jr->failed;
+	s->promotions = jr->promotions;
+	s->rungs = nrungs(jr);
 	s->best_accuracy = NAN;
 	s->best_seq = -1;
-	for (int i = 0; i < jr->ncand; i++)
-		if (jr->c[i].told && !isnan(jr->c[i].fitness) &&
-		    (isnan(s->best_accuracy) || jr->c[i].fitness > s->best_accuracy)) {
-			s->best_accuracy = jr->c[i].fitness;
+	s->best_rung = -1;
+	for (int i = 0; i < jr->ncand; i++) {
+		const struct cand *k = &jr->c[i];
+		if (k->rung >= 0)
+			s->at_rung[k->rung]++;
+		/* The best as the leaderboard ranks: the highest rung, then the
+		 * highest score there. */
+		if (k->rung < 0 || isnan(k->score[k->rung]))
+			continue;
+		double f = k->score[k->rung];
+		if (s->best_seq < 0 || k->rung > s->best_rung ||
+		    (k->rung == s->best_rung && f > s->best_accuracy)) {
+			s->best_accuracy = f;
 			s->best_seq = i;
+			s->best_rung = k->rung;
 		}
+	}
+	s->search_wall_s = search_wall(jr);
+	s->cpu_s = jr->cpu_spent + jr->overhead_cpu_s;
+	s->time_left_s = j->max_time_s > 0 ? fmax(0, j->max_time_s - s->search_wall_s) : NAN;
+	s->cpu_left_s = j->max_cpu_s > 0 ? fmax(0, j->max_cpu_s - s->cpu_s) : NAN;
+	s->budget_spent = rt_jobrun_budget_spent(jr);
 }
 
 int rt_jobrun_complete(const rt_jobrun *jr)
 {
-	return told_count(jr) >= jr->spec.candidates;
+	int from;
+
+	if (jr->in_flight)
+		return 0;
+	if (rt_jobrun_budget_spent(jr))
+		return 1;
+	return jr->npending == 0 && search_strategy_asked(jr->strat) >= jr->spec.candidates &&
+	       promotable(jr, &from) < 0;
 }

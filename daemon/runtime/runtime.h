@@ -117,7 +117,7 @@ typedef struct rt_jobrun rt_jobrun;
  * no-op, so no path can count it twice. */
 typedef struct rt_jobrun_task {
 	int64_t candidate_id, eval_id;
-	int seq, attempt;
+	int seq, rung, attempt;
 	int live;
 	proto_task task;   /* what the worker is sent; owned by the task */
 } rt_jobrun_task;
@@ -198,16 +198,30 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
  * is marked interrupted and the candidate re-runs on the next open.  Ends t. */
 void rt_jobrun_abandon(rt_jobrun *jr, rt_jobrun_task *t);
 
-/* Progress: candidates told, asked and wanted; the best accuracy so far. */
+/* Progress: candidates told, asked and wanted; the best accuracy so far;
+ * the climb (with search.fidelity) and the budget. */
 typedef struct rt_jobrun_stats {
 	int told, asked, total, in_flight, cache_hits, failed;
-	double best_accuracy;     /* NAN before the first result */
-	int best_seq;
+	double best_accuracy;     /* NAN before the first result; the best of the
+	                             highest rung reached, as the leaderboard ranks */
+	int best_seq, best_rung;
+	int rungs;                /* 1 without search.fidelity */
+	int promotions;           /* made by this process */
+	int at_rung[SEARCH_MAX_RUNGS]; /* candidates whose highest rung is r */
+	double search_wall_s, cpu_s;   /* spent by the search so far (cpu_s: trained
+	                                  evaluations and one-time costs) */
+	double time_left_s, cpu_left_s; /* of search.max_time / max_cpu; NAN: none */
+	int budget_spent;
 } rt_jobrun_stats;
 void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s);
 
-/* Whether every candidate has been told. */
+/* Whether the search is over: nothing in flight, and either its budget
+ * (search.max_time, max_cpu) is spent or every candidate is asked and told
+ * and no rung has a candidate left to promote. */
 int rt_jobrun_complete(const rt_jobrun *jr);
+
+/* Whether search.max_time or max_cpu is spent: no new evaluation starts. */
+int rt_jobrun_budget_spent(const rt_jobrun *jr);
 
 /* ---- the worker process ---------------------------------------------------- */
 
@@ -256,6 +270,7 @@ enum rt_event_kind {
 typedef struct rt_event {
 	enum rt_event_kind kind;
 	int seq;                      /* -1 when not about one candidate */
+	int rung;                     /* the rung of seq's evaluation */
 	int hits;                     /* RT_CACHED */
 	const proto_result *result;   /* RT_RESULT */
 	const char *message;          /* RT_RETRY, RT_FAILED, RT_JOB_ERROR */

@@ -170,6 +170,8 @@ static void run_task(struct worker *w, const proto_task *t)
 	                      .train_feats = cache ? w->feats.train : NULL,
 	                      .val_feats = cache ? w->feats.val : NULL,
 	                      .parent = have_parent ? &parent : NULL, .save_path = t->save,
+	                      .optim_in = t->optim, .optim_save = t->save_optim,
+	                      .val_images = t->val_images,
 	                      .progress = on_progress, .ctx = w,
 	                      .report_every = t->report_every };
 	search_eval_out out;
