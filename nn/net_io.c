@@ -166,3 +166,23 @@ int nn_net_load_optim(nn_net *net, const char *path, int *step, char *err, size_
 	nn_weights_free(&w);
 	return rc;
 }
+
+int nn_net_save_checkpoint(const nn_net *net, const char *path, int step, char *err,
+                           size_t errlen)
+{
+	char steps[24];
+	const char *meta[] = { "format", "graft-checkpoint/1", "step", steps };
+	nn_tensor *t;
+	int n = nn_net_tensors(net, &t);
+	if (n < 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		free(t);
+		return n;
+	}
+	t[n++] = (nn_tensor){ .name = OPTIM_TENSOR, .ndim = 1, .shape = { (int64_t)net->nparams },
+	                      .data = net->moments };
+	snprintf(steps, sizeof(steps), "%d", step);
+	int rc = nn_safetensors_write_meta(path, t, n, meta, 2, err, errlen);
+	free(t);
+	return rc;
+}

@@ -509,6 +509,13 @@ int nn_net_load(nn_net *net, const char *path, const char *prefix, char *err,
 int nn_net_save_optim(const nn_net *net, const char *path, int step, char *err, size_t errlen);
 int nn_net_load_optim(nn_net *net, const char *path, int *step, char *err, size_t errlen);
 
+/* A checkpoint: the net's tensors and its optimizer state in one file
+ * (written whole or not at all, as every safetensors file), so that a
+ * training killed at any moment resumes from its last checkpoint.  Read it
+ * back with nn_net_load (prefix "") and nn_net_load_optim. */
+int nn_net_save_checkpoint(const nn_net *net, const char *path, int step, char *err,
+                           size_t errlen);
+
 /* Builds the network an architecture describes (ARCH-FORMAT.md), graft
  * layers frozen, finalized for max_batch. */
 int nn_net_from_arch(nn_net **out, const nn_arch *a, int max_batch, uint64_t seed,

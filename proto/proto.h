@@ -170,23 +170,27 @@ int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config 
  *   in:  {"type":"task", "id", "data":{"dir"|"train_images","train_labels",
  *         "validation"}, "graft":{"path","sha256"}|null, "threads", "arch",
  *         "parent", "save", "report_every", "optim", "save_optim",
- *         "val_images"}
+ *         "val_images", "test", "graft_trainable", "weights_in", "checkpoint",
+ *         "checkpoint_every", "resume", "score_only"}   (data may name "test_images",
+ *         "test_labels")
  *   out: {"type":"ready", "pid"}                  once, at the start
  *        {"type":"loading", "id", "what"}         heartbeats while loading
  *        {"type":"progress", "id", "step", "steps", "loss"}
  *        {"type":"result", "id", "val_accuracy", "val_loss", "train_loss",
  *         "steps", "wall_s", "cpu_s", "params", "flops", "inherited",
- *         "feature_cache", "images_per_s", "setup_cpu_s"}
+ *         "feature_cache", "images_per_s", "setup_cpu_s", "test_accuracy",
+ *         "start_step"}   (the last two optional)
  *        {"type":"error", "id", "message", "io"}  the candidate failed; "io"
  *                                                 (optional, true) when the
  *                                                 cause is the worker's files
  *                                                 (a weights file it cannot
  *                                                 write), not the candidate
  *
- * Decoding validates everything: every key of a type is required (but
- * "validation", "threads", "report_every", "parent", "save", "optim",
- * "save_optim" and "val_images" of a task
- * and "pid" of ready and "io" of error), types and ranges are checked (an accuracy is a
+ * Decoding validates everything: every key of a type is required but the
+ * optional ones (a task's "validation", "threads", "report_every",
+ * "parent", "save" and every key after them, which multi-fidelity and the
+ * final stage use; ready's "pid"; error's "io"; result's "test_accuracy"
+ * and "start_step"), types and ranges are checked (an accuracy is a
  * finite number in [0, 1]), and unknown keys are errors.  A line that does
  * not decode is GRAFT_EINVAL with the reason in err; nothing is filled. */
 typedef struct proto_task {
@@ -205,6 +209,16 @@ typedef struct proto_task {
 	                                the weights of the same run), or NULL */
 	char *save_optim;            /* where the optimizer state goes, or NULL */
 	int val_images;              /* score on the first val_images only; 0: all */
+	/* The final stage's trainings and scoring: */
+	char *test_images, *test_labels; /* data: the test split's IDX files (a data
+	                                dir holds its own), or NULL */
+	int test;                    /* also score the test split */
+	int graft_trainable;         /* fine-tune the graft instead of freezing it */
+	char *weights_in;            /* every tensor, the graft's too, from here */
+	char *checkpoint;            /* write a checkpoint here every */
+	int checkpoint_every;        /*   this many steps */
+	char *resume;                /* go on from this checkpoint */
+	int score_only;              /* no training: score weights_in */
 } proto_task;
 
 /* The strings of a task are malloc'd and owned by it. */
@@ -228,6 +242,8 @@ typedef struct proto_result {
 	int inherited;               /* tensors taken from the parent's weights */
 	int feature_cache;           /* the graft's features were precomputed */
 	double images_per_s, setup_cpu_s;
+	double test_accuracy;        /* NAN when the test split was not scored */
+	int start_step;              /* a resumed training began here */
 } proto_result;
 
 typedef struct proto_wmsg {

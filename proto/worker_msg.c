@@ -121,6 +121,12 @@ static int get_bool(struct dec *d, const char *key, int *out)
 	return 0;
 }
 
+/* An optional boolean: *out keeps its value when the key is absent. */
+static int get_opt_bool(struct dec *d, const char *key, int *out)
+{
+	return json_object_get(d->o, key) ? get_bool(d, key, out) : 0;
+}
+
 static int is_hex64(const char *s)
 {
 	if (!s || strlen(s) != 64)
@@ -169,13 +175,18 @@ void proto_task_clear(proto_task *t)
 	free(t->save);
 	free(t->optim);
 	free(t->save_optim);
+	free(t->test_images);
+	free(t->test_labels);
+	free(t->weights_in);
+	free(t->checkpoint);
+	free(t->resume);
 	memset(t, 0, sizeof(*t));
 }
 
 static int decode_data(json_t *data, proto_task *t, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "dir", "train_images", "train_labels", "validation",
-	                                    NULL };
+	                                    "test_images", "test_labels", NULL };
 	struct dec d = { data, "task.data", err, errlen };
 	long long v = -1;
 	int rc;
@@ -187,8 +198,14 @@ static int decode_data(json_t *data, proto_task *t, char *err, size_t errlen)
 	if ((rc = only_keys(&d, keys)) || (rc = get_str(&d, "dir", 1, &t->data_dir)) ||
 	    (rc = get_str(&d, "train_images", 1, &t->train_images)) ||
 	    (rc = get_str(&d, "train_labels", 1, &t->train_labels)) ||
-	    (rc = get_int(&d, "validation", 1, -1, INT32_MAX, &v)))
+	    (rc = get_int(&d, "validation", 1, -1, INT32_MAX, &v)) ||
+	    (rc = get_str(&d, "test_images", 1, &t->test_images)) ||
+	    (rc = get_str(&d, "test_labels", 1, &t->test_labels)))
 		return rc;
+	if (!t->test_images != !t->test_labels) {
+		snprintf(err, errlen, "task: \"data\" needs test_images and test_labels together");
+		return GRAFT_EINVAL;
+	}
 	t->validation = (long)v;
 	if (!t->data_dir == !(t->train_images && t->train_labels) ||
 	    (t->data_dir && (t->train_images || t->train_labels))) {
@@ -229,10 +246,12 @@ int proto_task_decode(const char *line, size_t len, proto_task *out, char *err,
 {
 	static const char *const keys[] = { "type", "id", "data", "graft", "threads", "arch",
 	                                    "parent", "save", "report_every", "optim",
-	                                    "save_optim", "val_images", NULL };
+	                                    "save_optim", "val_images", "test", "graft_trainable",
+	                                    "weights_in", "checkpoint", "checkpoint_every",
+	                                    "resume", "score_only", NULL };
 	const char *type = NULL;
 	proto_task t = { 0 };
-	long long id = 0, threads = 1, every = 50, val_images = 0;
+	long long id = 0, threads = 1, every = 50, val_images = 0, ckpt_every = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -254,9 +273,17 @@ int proto_task_decode(const char *line, size_t len, proto_task *out, char *err,
 	           !(rc = get_int(&d, "report_every", 1, 1, 1 << 30, &every)) &&
 	           !(rc = get_str(&d, "optim", 1, &t.optim)) &&
 	           !(rc = get_str(&d, "save_optim", 1, &t.save_optim)) &&
-	           !(rc = get_int(&d, "val_images", 1, 0, INT32_MAX, &val_images))) {
+	           !(rc = get_int(&d, "val_images", 1, 0, INT32_MAX, &val_images)) &&
+	           !(rc = get_opt_bool(&d, "test", &t.test)) &&
+	           !(rc = get_opt_bool(&d, "graft_trainable", &t.graft_trainable)) &&
+	           !(rc = get_str(&d, "weights_in", 1, &t.weights_in)) &&
+	           !(rc = get_str(&d, "checkpoint", 1, &t.checkpoint)) &&
+	           !(rc = get_int(&d, "checkpoint_every", 1, 0, 1 << 30, &ckpt_every)) &&
+	           !(rc = get_str(&d, "resume", 1, &t.resume)) &&
+	           !(rc = get_opt_bool(&d, "score_only", &t.score_only))) {
 		t.id = id;
 		t.val_images = (int)val_images;
+		t.checkpoint_every = (int)ckpt_every;
 		t.threads = (int)threads;
 		t.report_every = (int)every;
 	}
@@ -304,6 +331,10 @@ char *proto_task_encode(const proto_task *t)
 	                           "train_labels", t->train_labels);
 	if (data && t->validation >= 0)
 		json_object_set_new(data, "validation", json_integer(t->validation));
+	if (data && t->test_images && t->test_labels) {
+		json_object_set_new(data, "test_images", json_string(t->test_images));
+		json_object_set_new(data, "test_labels", json_string(t->test_labels));
+	}
 	json_t *graft = t->graft_path ? json_pack("{s:s, s:s}", "path", t->graft_path, "sha256",
 	                                          t->graft_sha256)
 	                              : json_null();
@@ -325,8 +356,26 @@ char *proto_task_encode(const proto_task *t)
 		json_object_set_new(o, "save_optim", json_string(t->save_optim));
 	if (o && t->val_images > 0)
 		json_object_set_new(o, "val_images", json_integer(t->val_images));
+	if (o && t->test)
+		json_object_set_new(o, "test", json_true());
+	if (o && t->graft_trainable)
+		json_object_set_new(o, "graft_trainable", json_true());
+	if (o && t->weights_in)
+		json_object_set_new(o, "weights_in", json_string(t->weights_in));
+	if (o && t->checkpoint) {
+		json_object_set_new(o, "checkpoint", json_string(t->checkpoint));
+		json_object_set_new(o, "checkpoint_every", json_integer(t->checkpoint_every));
+	}
+	if (o && t->resume)
+		json_object_set_new(o, "resume", json_string(t->resume));
+	if (o && t->score_only)
+		json_object_set_new(o, "score_only", json_true());
+	/* A string that is not UTF-8 makes json_string fail: no key then. */
 	if (o && ((t->optim && !json_object_get(o, "optim")) ||
-	          (t->save_optim && !json_object_get(o, "save_optim")))) {
+	          (t->save_optim && !json_object_get(o, "save_optim")) ||
+	          (t->weights_in && !json_object_get(o, "weights_in")) ||
+	          (t->checkpoint && !json_object_get(o, "checkpoint")) ||
+	          (t->resume && !json_object_get(o, "resume")))) {
 		json_decref(o);
 		return NULL;
 	}
@@ -339,7 +388,8 @@ static int decode_result(struct dec *d, proto_result *r)
 {
 	static const char *const keys[] = {
 		"type", "id", "val_accuracy", "val_loss", "train_loss", "steps", "wall_s", "cpu_s",
-		"params", "flops", "inherited", "feature_cache", "images_per_s", "setup_cpu_s", NULL
+		"params", "flops", "inherited", "feature_cache", "images_per_s", "setup_cpu_s",
+		"test_accuracy", "start_step", NULL
 	};
 	long long steps, params, flops, inherited;
 	int rc;
@@ -358,6 +408,13 @@ static int decode_result(struct dec *d, proto_result *r)
 	    (rc = get_num(d, "images_per_s", 0, 1e15, &r->images_per_s)) ||
 	    (rc = get_num(d, "setup_cpu_s", 0, 1e12, &r->setup_cpu_s)))
 		return rc;
+	long long start = 0;
+	r->test_accuracy = NAN;
+	if ((json_object_get(d->o, "test_accuracy") &&
+	     (rc = get_num(d, "test_accuracy", 0, 1, &r->test_accuracy))) ||
+	    (rc = get_int(d, "start_step", 1, 0, 1 << 30, &start)))
+		return rc;
+	r->start_step = (int)start;
 	r->steps = (int)steps;
 	r->params = params;
 	r->flops = flops;
@@ -496,6 +553,10 @@ char *proto_wmsg_encode(const proto_wmsg *m)
 		              (json_int_t)r->flops, "inherited", r->inherited, "feature_cache",
 		              r->feature_cache, "images_per_s", number(r->images_per_s),
 		              "setup_cpu_s", number(r->setup_cpu_s));
+		if (o && !isnan(r->test_accuracy))
+			json_object_set_new(o, "test_accuracy", number(r->test_accuracy));
+		if (o && r->start_step > 0)
+			json_object_set_new(o, "start_step", json_integer(r->start_step));
 		break;
 	case PROTO_WMSG_ERROR:
 		o = json_pack("{s:s, s:I, s:s}", "type", "error", "id", (json_int_t)m->id, "message",

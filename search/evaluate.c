@@ -11,6 +11,7 @@
  * the graft file, whose SHA-256 is the graft's identity, so a parent saved
  * with other graft values cannot change which graft a child runs with.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,27 @@ int search_inherit(nn_net *child, const nn_weights *parent)
 	}
 	free(t);
 	return count;
+}
+
+/* A training that checkpoints: the caller's progress callback and context
+ * travel beside what the checkpoint needs. */
+struct ckpt {
+	const search_eval_in *in;
+	void *ctx;
+	nn_progress_fn progress;
+	char err[GRAFT_ERRLEN];
+};
+
+static void relay_progress(const nn_progress *p, void *ctx)
+{
+	struct ckpt *c = ctx;
+	c->progress(p, c->ctx);
+}
+
+static int write_checkpoint(nn_net *net, int step, void *ctx)
+{
+	struct ckpt *c = ctx;
+	return nn_net_save_checkpoint(net, c->in->checkpoint, step, c->err, sizeof(c->err));
 }
 
 /* Checks what the call needs before anything is built, so that a bad request
@@ -141,12 +163,34 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	}
 	if (in->optim_in && (rc = nn_net_load_optim(net, in->optim_in, NULL, err, errlen)))
 		goto out;
+	if (in->weights_in && (rc = nn_net_load(net, in->weights_in, "", err, errlen)))
+		goto out;
+	int start = 0;
+	if (in->resume && ((rc = nn_net_load(net, in->resume, "", err, errlen)) ||
+	                   (rc = nn_net_load_optim(net, in->resume, &start, err, errlen))))
+		goto out;
+	if (start > a->train.steps) {
+		snprintf(err, errlen, "%s: a checkpoint at step %d of a %d-step training",
+		         in->resume, start, a->train.steps);
+		rc = GRAFT_EFORMAT;
+		goto out;
+	}
+	out->start_step = start;
 
 	nn_train_opts o = { .recipe = a->train, .mean = mean, .std = std,
 	                    .progress = in->progress, .ctx = in->ctx,
 	                    .report_every = in->report_every > 0 ? in->report_every
 	                                    : a->train.steps > 0 ? a->train.steps : 1,
-	                    .graft_cache = graft ? in->train_feats : NULL };
+	                    .graft_cache = graft ? in->train_feats : NULL,
+	                    .start_step = start,
+	                    .checkpoint_every = in->checkpoint ? in->checkpoint_every : 0,
+	                    .checkpoint = in->checkpoint ? write_checkpoint : NULL };
+	struct ckpt ck = { .in = in, .ctx = o.ctx, .progress = o.progress, .err = "" };
+	if (in->checkpoint) {
+		/* The checkpoint rides on the progress context. */
+		o.ctx = &ck;
+		o.progress = in->progress ? relay_progress : NULL;
+	}
 	out->feature_cache = o.graft_cache && !a->train.crop && !a->train.flip;
 	out->build_s = clock_s(CLOCK_MONOTONIC) - t;
 	t = clock_s(CLOCK_MONOTONIC);
@@ -154,7 +198,10 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	out->train_s = clock_s(CLOCK_MONOTONIC) - t;
 	out->setup_s = nn_net_setup_seconds(net);
 	if (rc) {
-		snprintf(err, errlen, "training failed: %s", graft_strerror(rc));
+		if (ck.err[0])
+			snprintf(err, errlen, "%s", ck.err);
+		else
+			snprintf(err, errlen, "training failed: %s", graft_strerror(rc));
 		goto out;
 	}
 	t = clock_s(CLOCK_MONOTONIC);
@@ -166,6 +213,7 @@ int search_evaluate(const search_eval_in *in, search_eval_out *out, char *err,
 	out->val_images = val.n;
 	out->val_accuracy = nn_evaluate(net, &val, mean, std, graft ? in->val_feats : NULL,
 	                                &out->val_loss);
+	out->test_accuracy = in->test ? nn_evaluate(net, in->test, mean, std, NULL, NULL) : NAN;
 	out->score_s = clock_s(CLOCK_MONOTONIC) - t;
 	out->train_loss = tr.final_loss;
 	out->steps = a->train.steps;

@@ -339,6 +339,15 @@ typedef struct search_eval_in {
 	const char *optim_save;              /* write the optimizer state here, or NULL */
 	int val_images;                      /* score on the first val_images of
 	                                        val only (a rung's slice); 0: all */
+	const char *weights_in;              /* every tensor of the net, the graft's
+	                                        too, from this file (a trained model
+	                                        to score), or NULL */
+	const char *checkpoint;              /* write a checkpoint here (nn_net_save_
+	                                        checkpoint) every checkpoint_every */
+	int checkpoint_every;                /* steps; or NULL / 0 */
+	const char *resume;                  /* a checkpoint to go on from: its
+	                                        tensors, optimizer state and step */
+	const nn_dataset *test;              /* also score this split, or NULL */
 	nn_progress_fn progress;             /* training progress, may be NULL */
 	void *ctx;
 	int report_every;                    /* steps between calls; <= 0: at the end */
@@ -352,6 +361,8 @@ typedef struct search_eval_out {
 	int64_t params, flops;               /* as nn_net_params / nn_net_flops */
 	int inherited;                       /* tensors taken from the parent */
 	int val_images;                      /* images scored */
+	int start_step;                      /* where a resumed training began */
+	double test_accuracy;                /* NAN without in->test */
 	int feature_cache;                   /* the graft's features came from the
 	                                        cache (no augmentation to defeat it) */
 	/* Where wall_s went: building the net (inheritance and the graft's

@@ -173,3 +173,24 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 	}
 	return 0;
 }
+
+int store_rung_counts(store *s, int64_t job_id, int *counts, int max)
+{
+	sqlite3_stmt *st = store__prepare(s, "SELECT rung, count(*) FROM candidates WHERE "
+	                                  "job_id = ? AND tell_seq IS NOT NULL GROUP BY rung");
+	int rc, top = 0;
+
+	if (!st)
+		return GRAFT_ESQL;
+	memset(counts, 0, sizeof(*counts) * (size_t)max);
+	sqlite3_bind_int64(st, 1, job_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = sqlite3_column_int(st, 0);
+		if (r >= 0 && r < max) {
+			counts[r] = sqlite3_column_int(st, 1);
+			top = r + 1 > top ? r + 1 : top;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? top : store__fail(s, "counting rungs");
+}

@@ -211,6 +211,47 @@ int store_eval_of(store *s, int64_t candidate_id, store_eval *out);
  * count. */
 int store_eval_failures(store *s, int64_t candidate_id, int rung);
 
+/* ---- the final stage ---------------------------------------------------------- */
+
+/* One training of the final stage: an architecture of the search's
+ * leaderboard trained to the end with the job's final recipe, the graft
+ * frozen, fine-tuned or dropped.  The winner (on validation) is the only
+ * model whose test accuracy is ever measured. */
+enum store_final_status {
+	STORE_FINAL_PENDING, STORE_FINAL_RUNNING, STORE_FINAL_DONE, STORE_FINAL_FAILED
+};
+
+typedef struct store_final {
+	int64_t id, job_id, candidate_id;
+	int rank;              /* its candidate's place on the search's leaderboard */
+	char graft[16];        /* frozen | finetune | drop */
+	char *arch;            /* graft-arch/1 of what is trained, final recipe
+	                          included (malloc'd by the store on reads) */
+	int status, attempts;
+	int step, steps;       /* steps done (at the last checkpoint or the end) */
+	int resumed_from;      /* the step its last run went on from (its
+	                          checkpoint's), 0 for a run from the start */
+	char weights[4096];    /* the trained weights, "" until done */
+	double val_accuracy;   /* NAN until done */
+	double test_accuracy;  /* NAN unless it won and a test split exists */
+	int64_t params, flops;
+	double cpu_s, wall_s;
+	int winner;
+	char error[512];
+} store_final;
+
+/* "pending", "running", "done", "failed"; "?" out of range. */
+const char *store_final_status_name(int status);
+/* Adds f (sets f->id); (job, candidate, graft) is unique. */
+int store_final_add(store *s, store_final *f);
+/* Writes every mutable field of f (status through error) to its row. */
+int store_final_update(store *s, const store_final *f);
+/* One final training by id (f->arch malloc'd), or STORE_NOTFOUND. */
+int store_final_get(store *s, int64_t id, store_final *f);
+/* The job's final trainings, oldest first (malloc'd; store_finals_free). */
+int store_finals(store *s, int64_t job_id, store_final **out, int *n);
+void store_finals_free(store_final *f, int n);
+
 /* ---- queries ------------------------------------------------------------------ */
 
 enum store_sort { STORE_SORT_ACCURACY, STORE_SORT_PARAMS, STORE_SORT_FLOPS };
@@ -235,6 +276,10 @@ int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
 /* The accuracy/params Pareto front: no other scored candidate has at least
  * the accuracy with fewer params or more accuracy with as many; by params. */
 int store_pareto(store *s, int64_t job_id, store_rank **out, int *n);
+
+/* How many of the job's told candidates stopped at each rung (their
+ * highest), into counts[0..max); returns the number of rungs reached. */
+int store_rung_counts(store *s, int64_t job_id, int *counts, int max);
 
 /* What candidates cost over a slice of the job (by seq), and where the
  * saving came from.  cpu_s sums the trained evaluations' CPU time (all

@@ -708,3 +708,98 @@ Test(daemon, fifty_clients_while_two_workers_train)
 	        all[n * 99 / 100] * 1e3, all[n - 1] * 1e3, n);
 	graftd_stop(pid, SIGTERM);
 }
+
+/* The path of a final training's checkpoint in dir's weights, or "". */
+static void find_checkpoint(const char *dir, char *out, size_t len)
+{
+	char wdir[800];
+	snprintf(wdir, sizeof(wdir), "%s/weights", dir);
+	out[0] = '\0';
+	DIR *d = opendir(wdir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, "final-", 6) && strstr(e->d_name, ".ckpt") &&
+		    !strstr(e->d_name, ".tmp"))
+			snprintf(out, len, "%s/%s", wdir, e->d_name);
+	closedir(d);
+}
+
+Test(daemon, rungs_then_a_final_stage_that_survives_kill9_and_exports_a_tested_model)
+{
+	char dir[700], ckpt[1200] = "", spec[1600];
+	idx_write_part(data, "t10k", 300, 12, 3, 0, 5, 0, 3); /* a test split, for the winner */
+	snprintf(spec, sizeof(spec),
+	         "name: climb\n"
+	         "dataset: {dir: %s, validation: 300}\n"
+	         "search: {strategy: evolution, population: 3, sample: 2, candidates: 9, seed: 5,\n"
+	         "         fidelity: {rungs: [10, 30, 60], eta: 3, slice: 100}}\n"
+	         "space: {max_blocks: 3, widths: [8, 16], min_stem: 8, max_stem: 16, "
+	         "max_flops: 2000000}\n"
+	         "train: {batch: 32, lr: 0.05}\n"
+	         "graft: {source: target, channels: 8, pretrain_steps: 30}\n"
+	         "final: {top: 2, steps: 1500, batch: 32, lr: 0.05, graft: best}\n", data);
+	snprintf(dir, sizeof(dir), "%s", scratch_path("final"));
+	pid_t pid = graftd_start(dir, 2);
+	int64_t id = graftd_submit(dir, spec);
+	wait_state(dir, id, "final", 240);
+
+	/* Killed once a final training has checkpointed. */
+	for (int i = 0; i < 6000 && !ckpt[0]; i++) {
+		find_checkpoint(dir, ckpt, sizeof(ckpt));
+		if (!ckpt[0])
+			usleep(20000);
+	}
+	cr_assert(ckpt[0], "no final training checkpointed");
+	int status = graftd_stop(pid, SIGKILL);
+	cr_assert(WIFSIGNALED(status));
+	pid = graftd_start(dir, 2);
+	wait_state(dir, id, "done", 300);
+
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
+	json_t *j = graftd_get_json(dir, path, 200);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "phase")), "final");
+	json_t *at = json_object_get(j, "stopped_at_rung");
+	cr_assert_eq(json_array_size(at), 3, "candidates climbed to the top rung");
+	json_t *fin = json_object_get(j, "final"), *w = json_object_get(fin, "winner");
+	cr_assert(json_is_object(w), "no winner");
+	double test = json_number_value(json_object_get(w, "test_accuracy"));
+	cr_assert(test > 0.34 && test <= 1, "test accuracy %g", test);
+	json_t *list = json_object_get(fin, "trainings");
+	int resumed = 0, tested = 0;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *t = json_array_get(list, i);
+		cr_assert_str_eq(json_string_value(json_object_get(t, "status")), "done");
+		resumed += json_integer_value(json_object_get(t, "resumed_from")) > 0;
+		tested += json_is_number(json_object_get(t, "test_accuracy"));
+		cr_assert_eq(json_integer_value(json_object_get(t, "attempts")), 1,
+		             "a kill spent an attempt");
+	}
+	cr_assert_eq(json_array_size(list), 3, "the top 2, and the winner without its graft");
+	cr_assert_eq(tested, 1, "the test split is scored for the winner alone");
+	cr_assert_geq(resumed, 1, "the killed training started again from step 0");
+	int64_t fid = json_integer_value(json_object_get(w, "id"));
+	json_decref(j);
+
+	json_t *lb = graftd_get_json(dir, "/v1/jobs/1/leaderboard?limit=1", 200);
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(
+	             json_object_get(lb, "candidates"), 0), "rung")), 2, "the top rung ranks first");
+	json_decref(lb);
+
+	snprintf(path, sizeof(path), "/v1/finals/%lld/export", (long long)fid);
+	resp ex = graftd_http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(ex.status, 200, "%s", ex.body);
+	nn_arch a;
+	char err[GRAFT_ERRLEN];
+	cr_assert_eq(proto_arch_parse(ex.body, ex.len, &a, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(a.train.steps, 1500, "the export carries the final recipe");
+	free(ex.body);
+	snprintf(path, sizeof(path), "/v1/finals/%lld/weights", (long long)fid);
+	resp wt = graftd_http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(wt.status, 200);
+	cr_assert(wt.len > 8 && strstr(wt.body + 8, "stem.conv.weight"), "not safetensors");
+	free(wt.body);
+	graftd_stop(pid, SIGTERM);
+}

@@ -48,7 +48,8 @@ static void print_help(const struct command *c)
 	if (c->opts & O_SORT)
 		printf("  --sort KEY        accuracy (default), params or flops\n");
 	if (c->opts & O_RANK)
-		printf("  --rank N          which candidate of the leaderboard (default 1)\n");
+		printf("  --rank N          which candidate of the search's leaderboard (default:\n"
+		       "                    the final stage's winner, else rank 1)\n");
 	if (c->opts & O_OUT)
 		printf("  -o, --out FILE    write the architecture there (default stdout)\n");
 	if (c->opts & O_WEIGHTS)
@@ -240,6 +241,67 @@ static int cmd_jobs(struct copts *o)
 	return 0;
 }
 
+/* How many candidates stopped at each rung (a multi-fidelity search). */
+static void print_climb(json_t *j)
+{
+	json_t *at = json_object_get(j, "stopped_at_rung");
+	if (json_array_size(at) < 2)
+		return;
+	printf("rungs       stopped at each:");
+	for (size_t r = 0; r < json_array_size(at); r++)
+		printf(" %lld", (long long)json_integer_value(json_array_get(at, r)));
+	putchar('\n');
+}
+
+/* "1h 20m of 2h left" for the job's search budget, or "" without one. */
+static const char *budget_left(json_t *j, char *buf, size_t len)
+{
+	json_t *b = json_object_get(j, "budget");
+	char a[32], c[32];
+	buf[0] = '\0';
+	if (json_is_number(json_object_get(b, "max_time_s")))
+		snprintf(buf, len, "%s of %s left", duration(json_object_get(b, "time_left_s"), a,
+		         sizeof(a)), duration(json_object_get(b, "max_time_s"), c, sizeof(c)));
+	else if (json_is_number(json_object_get(b, "max_cpu_s")))
+		snprintf(buf, len, "%.0f of %.0f CPU-s left",
+		         json_number_value(json_object_get(b, "cpu_left_s")),
+		         json_number_value(json_object_get(b, "max_cpu_s")));
+	return buf;
+}
+
+static void print_budget(json_t *j)
+{
+	char buf[96];
+	if (*budget_left(j, buf, sizeof(buf)))
+		printf("budget      %s%s\n", buf,
+		       json_is_true(json_object_get(json_object_get(j, "budget"), "spent"))
+		       ? " (spent: nothing new starts)" : "");
+}
+
+/* The final stage's trainings, the winner marked. */
+static void print_finals(json_t *f)
+{
+	json_t *list = json_object_get(f, "trainings");
+	if (!json_array_size(list))
+		return;
+	printf("final       trained to the end (the test split is scored for the winner only):\n");
+	printf("  %4s %9s %9s %8s %9s %9s %9s\n", "RANK", "CANDIDATE", "GRAFT", "STATUS",
+	       "VAL", "TEST", "PARAMS");
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *t = json_array_get(list, i);
+		char val[16], test[16];
+		printf("  %4lld %9lld %9s %8s %9s %9s %9lld%s\n",
+		       (long long)json_integer_value(json_object_get(t, "rank")),
+		       (long long)json_integer_value(json_object_get(t, "candidate")),
+		       json_string_value(json_object_get(t, "graft")),
+		       json_string_value(json_object_get(t, "status")),
+		       num(t, "val_accuracy", "%.4f", val, sizeof(val)),
+		       num(t, "test_accuracy", "%.4f", test, sizeof(test)),
+		       (long long)json_integer_value(json_object_get(t, "params")),
+		       json_is_true(json_object_get(t, "winner")) ? "  <- winner" : "");
+	}
+}
+
 static int cmd_status(struct copts *o)
 {
 	char path[64], buf[32];
@@ -277,6 +339,9 @@ static int cmd_status(struct copts *o)
 	       json_number_value(json_object_get(c, "cpu_per_candidate")),
 	       json_number_value(json_object_get(c, "overhead_cpu_s")));
 	printf("eta         %s\n", duration(json_object_get(j, "eta_s"), buf, sizeof(buf)));
+	print_climb(j);
+	print_budget(j);
+	print_finals(json_object_get(j, "final"));
 	json_decref(j);
 	return 0;
 }
@@ -308,18 +373,21 @@ static int cmd_watch(struct copts *o)
 		const char *best = num(b, "val_accuracy", "%.4f", acc, sizeof(acc));
 		const char *per = num(c, "cpu_per_candidate", "%.2f", cpu, sizeof(cpu));
 		const char *left = duration(json_object_get(j, "eta_s"), eta, sizeof(eta));
+		char budget[96];
+		budget_left(j, budget, sizeof(budget));
 		if (tty) {
 			char bar[31];
 			int fill = total > 0 ? 30 * done / total : 0;
 			for (int i = 0; i < 30; i++)
 				bar[i] = i < fill ? '#' : '.';
 			bar[30] = '\0';
-			printf("\r[%s] %d/%d  best %s  %s CPU-s/cand  ETA %s  %-9s", bar, done, total,
-			       best, per, left, state);
+			printf("\r[%s] %d/%d  best %s  %s CPU-s/cand  ETA %s%s%s  %-9s", bar, done,
+			       total, best, per, left, *budget ? "  budget " : "", budget, state);
 			fflush(stdout);
 		} else if (done != last || strcmp(state, last_state)) {
-			printf("job %s: %s, %d/%d evaluated, best %s, %s CPU-s/cand, ETA %s\n", o->arg,
-			       state, done, total, best, per, left);
+			printf("job %s: %s, %d/%d evaluated, best %s, %s CPU-s/cand, ETA %s%s%s\n",
+			       o->arg, state, done, total, best, per, left, *budget ? ", budget " : "",
+			       budget);
 			fflush(stdout);
 		}
 		last = done;
@@ -359,19 +427,27 @@ static int cmd_leaderboard(struct copts *o)
 		if (!json_array_size(list))
 			printf("no candidate of job %s is scored yet\n", o->arg);
 		else
-			printf("%4s %9s %5s %9s %9s %8s %7s\n", "RANK", "CANDIDATE", "GEN", "ACCURACY",
-			       "PARAMS", "MFLOPS", "CPU-S");
+			printf("%4s %9s %5s %4s %9s %9s %8s %7s\n", "RANK", "CANDIDATE", "GEN", "RUNG",
+			       "ACCURACY", "PARAMS", "MFLOPS", "CPU-S");
 		for (size_t i = 0; i < json_array_size(list); i++) {
 			json_t *r = json_array_get(list, i);
-			printf("%4lld %9lld %5lld %9.4f %9lld %8.2f %7.1f%s\n",
+			printf("%4lld %9lld %5lld %4lld %9.4f %9lld %8.2f %7.1f%s\n",
 			       (long long)json_integer_value(json_object_get(r, "rank")),
 			       (long long)json_integer_value(json_object_get(r, "candidate")),
 			       (long long)json_integer_value(json_object_get(r, "generation")),
+			       (long long)json_integer_value(json_object_get(r, "rung")),
 			       json_number_value(json_object_get(r, "val_accuracy")),
 			       (long long)json_integer_value(json_object_get(r, "params")),
 			       json_number_value(json_object_get(r, "flops")) / 1e6,
 			       json_number_value(json_object_get(r, "cpu_s")),
 			       json_is_true(json_object_get(r, "cached")) ? "  (from the store)" : "");
+		}
+		json_decref(j);
+		snprintf(path, sizeof(path), "/v1/jobs/%s/final", o->arg);
+		j = get(o, path, &code);
+		if (j) {
+			putchar('\n');
+			print_finals(json_object_get(j, "final"));
 		}
 	}
 	json_decref(j);
@@ -403,11 +479,62 @@ static int fetch(struct copts *o, const char *path, cli_resp *r)
  * are then fetched by that id: ranks move while a job runs, and two lookups
  * of "rank N" could pair one candidate's architecture with another's
  * weights.  Nothing is written unless everything was fetched. */
+/* Writes arch (and w) where o says; what names what was written. */
+static int write_export(struct copts *o, cli_resp *arch, cli_resp *w, const char *what)
+{
+	int rc = o->out ? write_file(o->cmd, o->out, arch->body, arch->len)
+	                : (fwrite(arch->body, 1, arch->len, stdout) == arch->len ? 0 : 1);
+	if (!rc && o->weights)
+		rc = write_file(o->cmd, o->weights, w->body, w->len);
+	cli_resp_free(arch);
+	cli_resp_free(w);
+	if (!rc && o->out)
+		fprintf(stderr, "wrote %s%s%s (%s)\n", o->out, o->weights ? " and " : "",
+		        o->weights ? o->weights : "", what);
+	return rc;
+}
+
+/* The final stage's winner, when the job has one: 1 when there is none
+ * (the search's best is exported instead), else the exit code. */
+static int export_final(struct copts *o)
+{
+	char path[128], what[160];
+	int code = 0;
+	snprintf(path, sizeof(path), "/v1/jobs/%s/final", o->arg);
+	json_t *j = get(o, path, &code);
+	if (!j)
+		return code ? code : 1;
+	json_t *w = json_object_get(json_object_get(j, "final"), "winner");
+	long long id = json_is_object(w) ? (long long)json_integer_value(json_object_get(w, "id")) : 0;
+	char test[16];
+	snprintf(what, sizeof(what), "the final model: candidate %lld, %s graft, test accuracy %s",
+	         (long long)json_integer_value(json_object_get(w, "candidate")),
+	         json_string_value(json_object_get(w, "graft")),
+	         num(w, "test_accuracy", "%.4f", test, sizeof(test)));
+	json_decref(j);
+	if (id <= 0)
+		return -1;
+	cli_resp arch, wt = { 0 };
+	snprintf(path, sizeof(path), "/v1/finals/%lld/export", id);
+	if ((code = fetch(o, path, &arch)))
+		return code;
+	snprintf(path, sizeof(path), "/v1/finals/%lld/weights", id);
+	if (o->weights && (code = fetch(o, path, &wt))) {
+		cli_resp_free(&arch);
+		return code;
+	}
+	return write_export(o, &arch, &wt, what);
+}
+
 static int cmd_export(struct copts *o)
 {
-	char path[128];
+	char path[128], what[64];
 	long rank = o->rank ? o->rank : 1;
 	int code = 0;
+
+	/* Without --rank, the model the job was for: its final stage's winner. */
+	if (!o->rank && (code = export_final(o)) >= 0)
+		return code;
 	snprintf(path, sizeof(path), "/v1/jobs/%s/leaderboard?limit=%ld&sort=accuracy", o->arg,
 	         rank);
 	json_t *lb = get(o, path, &code);
@@ -430,16 +557,8 @@ static int cmd_export(struct copts *o)
 		cli_resp_free(&arch);
 		return code;
 	}
-	int rc = o->out ? write_file(o->cmd, o->out, arch.body, arch.len)
-	                : (fwrite(arch.body, 1, arch.len, stdout) == arch.len ? 0 : 1);
-	if (!rc && o->weights)
-		rc = write_file(o->cmd, o->weights, w.body, w.len);
-	cli_resp_free(&arch);
-	cli_resp_free(&w);
-	if (!rc && o->out)
-		fprintf(stderr, "wrote %s%s%s (candidate %lld)\n", o->out, o->weights ? " and " : "",
-		        o->weights ? o->weights : "", cand);
-	return rc;
+	snprintf(what, sizeof(what), "candidate %lld", cand);
+	return write_export(o, &arch, &w, what);
 }
 
 static int control(struct copts *o, const char *action)
@@ -498,7 +617,8 @@ static const struct command commands[] = {
 	  O_INTERVAL, 1, cmd_watch },
 	{ "leaderboard", "JOB ", "A job's best candidates.", O_JSON | O_LIMIT | O_SORT, 1,
 	  cmd_leaderboard },
-	{ "export", "JOB ", "Writes a ranked candidate's architecture (graft-arch/1 YAML), and\n"
+	{ "export", "JOB ", "Writes the job's final model (its final stage's winner) or, with --rank,\n"
+	  "a candidate of the search's leaderboard: its architecture (graft-arch/1 YAML), and\n"
 	  "with --weights its trained weights (safetensors), for `graft train` or PyTorch.",
 	  O_RANK | O_OUT | O_WEIGHTS, 1, cmd_export },
 	{ "cancel", "JOB ", "Cancels a job (what is running finishes and is kept).", O_JSON, 1,

@@ -67,7 +67,14 @@ static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 		       st.total, e->hits, st.cache_hits);
 		break;
 	case RT_RESULT:
-		if (st.rungs > 1)
+		if (e->task == RT_TASK_FINAL)
+			printf("[final %d/%d] candidate %d trained to the end: val acc %.4f, %.1f "
+			       "CPU-s\n", st.final_done, st.final_total, e->seq, e->result->val_accuracy,
+			       e->result->cpu_s);
+		else if (e->task == RT_TASK_SCORE)
+			printf("[final] the winner, candidate %d: val acc %.4f, test acc %.4f\n",
+			       e->seq, e->result->val_accuracy, e->result->test_accuracy);
+		else if (st.rungs > 1)
 			printf("[%4d/%d] candidate %d, rung %d: val acc %.4f after %d steps, %.1f "
 			       "CPU-s%s; best %.4f (rung %d)\n", st.told, st.total, e->seq, e->rung,
 			       e->result->val_accuracy, e->result->steps, e->result->cpu_s,
@@ -127,6 +134,31 @@ static void on_signal(uv_signal_t *h, int sig)
 	stop_all(s);
 }
 
+/* The final stage's trainings and which won. */
+static void print_finals(store *st, int64_t job)
+{
+	store_final *f;
+	int n;
+
+	if (store_finals(st, job, &f, &n) || n == 0) {
+		if (n == 0)
+			store_finals_free(f, n);
+		return;
+	}
+	printf("\nfinal stage (trained to the end; test scored for the winner only):\n"
+	       "%6s %9s %8s %9s %9s %10s %9s\n", "rank", "graft", "status", "val acc",
+	       "test acc", "params", "CPU-s");
+	for (int i = 0; i < n; i++) {
+		char test[16] = "-";
+		if (!isnan(f[i].test_accuracy))
+			snprintf(test, sizeof(test), "%.4f", f[i].test_accuracy);
+		printf("%6d %9s %8s %9.4f %9s %10lld %9.1f%s\n", f[i].rank, f[i].graft,
+		       store_final_status_name(f[i].status), f[i].val_accuracy, test,
+		       (long long)f[i].params, f[i].cpu_s, f[i].winner ? "  <- winner" : "");
+	}
+	store_finals_free(f, n);
+}
+
 static void print_summary(store *st, int64_t job, int top)
 {
 	store_rank *r;
@@ -135,11 +167,12 @@ static void print_summary(store *st, int64_t job, int top)
 	int n;
 
 	if (store_leaderboard(st, job, STORE_SORT_ACCURACY, top, &r, &n) == 0) {
-		printf("\nleaderboard (validation accuracy):\n%4s %6s %5s %9s %10s %12s\n", "rank",
-		       "cand", "gen", "accuracy", "params", "MFLOPs");
+		printf("\nleaderboard (validation accuracy):\n%4s %6s %5s %4s %9s %10s %12s\n",
+		       "rank", "cand", "gen", "rung", "accuracy", "params", "MFLOPs");
 		for (int i = 0; i < n; i++)
-			printf("%4d %6d %5d %9.4f %10lld %12.2f\n", i + 1, r[i].seq, r[i].generation,
-			       r[i].val_accuracy, (long long)r[i].params, r[i].flops / 1e6);
+			printf("%4d %6d %5d %4d %9.4f %10lld %12.2f\n", i + 1, r[i].seq,
+			       r[i].generation, r[i].rung, r[i].val_accuracy, (long long)r[i].params,
+			       r[i].flops / 1e6);
 		free(r);
 	}
 	if (store_pareto(st, job, &r, &n) == 0) {
@@ -305,6 +338,7 @@ int cli_search(int argc, char **argv)
 	printf("\ngraft search: done: %d candidates, %d answered from the store, %d failed\n",
 	       js.told, js.cache_hits, js.failed);
 	print_summary(s.st, job, (int)a.top);
+	print_finals(s.st, job);
 	rc = CLI_OK;
 out:
 	rt_driver_free(s.driver);

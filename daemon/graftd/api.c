@@ -143,14 +143,14 @@ static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t 
 	json_t *list = json_array();
 	for (int i = 0; i < n; i++)
 		json_array_append_new(list, json_pack("{s:i, s:I, s:i, s:i, s:f, s:I, s:I, s:f, s:b, "
-		                                      "s:s}", "rank", i + 1, "candidate",
+		                                      "s:s, s:i}", "rank", i + 1, "candidate",
 		                                      (json_int_t)rk[i].candidate_id, "seq", rk[i].seq,
 		                                      "generation", rk[i].generation, "val_accuracy",
 		                                      rk[i].val_accuracy, "params",
 		                                      (json_int_t)rk[i].params, "flops",
 		                                      (json_int_t)rk[i].flops, "cpu_s", rk[i].cpu_s,
 		                                      "cached", rk[i].cached, "genome_sha256",
-		                                      rk[i].genome_sha256));
+		                                      rk[i].genome_sha256, "rung", rk[i].rung));
 	free(rk);
 	reply_json(c, 200, json_pack("{s:I, s:s, s:o}", "job", (json_int_t)job, "sort",
 	                             sort == STORE_SORT_ACCURACY ? "accuracy"
@@ -210,6 +210,94 @@ static void export(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 	}
 }
 
+/* ---- the final stage --------------------------------------------------------------- */
+
+static json_t *real_or_null(double v)
+{
+	return isnan(v) ? json_null() : json_real(v);
+}
+
+json_t *gd_finals_json(store *st, int64_t job)
+{
+	store_final *f;
+	int n;
+
+	if (store_finals(st, job, &f, &n))
+		return json_null();
+	if (n == 0) {
+		store_finals_free(f, n);
+		return json_null();
+	}
+	json_t *list = json_array(), *winner = json_null();
+	for (int i = 0; i < n && list; i++) {
+		json_t *o = json_pack("{s:I, s:I, s:i, s:s, s:s, s:i, s:i, s:i, s:o, s:o, s:I, s:I, "
+		                      "s:f, s:f, s:b, s:i}", "id", (json_int_t)f[i].id, "candidate",
+		                      (json_int_t)f[i].candidate_id, "rank", f[i].rank, "graft",
+		                      f[i].graft, "status", store_final_status_name(f[i].status),
+		                      "attempts", f[i].attempts, "step", f[i].step, "steps",
+		                      f[i].steps, "val_accuracy", real_or_null(f[i].val_accuracy),
+		                      "test_accuracy", real_or_null(f[i].test_accuracy), "params",
+		                      (json_int_t)f[i].params, "flops", (json_int_t)f[i].flops,
+		                      "cpu_s", f[i].cpu_s, "wall_s", f[i].wall_s, "winner",
+		                      f[i].winner, "resumed_from", f[i].resumed_from);
+		if (o && f[i].error[0])
+			json_object_set_new(o, "error", json_string(f[i].error));
+		if (o && f[i].winner) {
+			json_decref(winner);
+			winner = json_incref(o);
+		}
+		json_array_append_new(list, o);
+	}
+	store_finals_free(f, n);
+	return json_pack("{s:o, s:o}", "trainings", list ? list : json_array(), "winner", winner);
+}
+
+/* /v1/finals/{id}/export and /weights: a model of the final stage, its
+ * architecture with the final recipe (YAML) and its trained weights. */
+static void final_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	store_final f;
+	int64_t id;
+
+	if (strcmp(r->method, "GET")) {
+		gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		return;
+	}
+	if (!slash || (strcmp(slash + 1, "export") && strcmp(slash + 1, "weights"))) {
+		not_found(c, "no such endpoint: /v1/finals/{id}/export or /weights");
+		return;
+	}
+	if (parse_id(rest, (size_t)(slash - rest), &id) || store_final_get(a->st, id, &f)) {
+		not_found(c, "no such final training");
+		return;
+	}
+	if (f.status != STORE_FINAL_DONE || !f.weights[0]) {
+		not_found(c, "this final training has not finished");
+	} else if (!strcmp(slash + 1, "weights")) {
+		gd_server_reply_file(c, 200, "application/octet-stream", f.weights);
+	} else {
+		nn_arch arch;
+		char err[GRAFT_ERRLEN];
+		if (proto_arch_parse(f.arch, strlen(f.arch), &arch, err, sizeof(err))) {
+			gd_server_reply_error(c, 500, "store", "the stored architecture does not parse",
+			                      NULL, 0, 0);
+		} else {
+			arch.has_result = 1;
+			arch.result_val_accuracy = f.val_accuracy;
+			arch.result_params = f.params;
+			arch.result_flops = f.flops;
+			char *yaml = proto_arch_emit(&arch);
+			if (yaml)
+				gd_server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
+			else
+				gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+			free(yaml);
+		}
+	}
+	free(f.arch);
+}
+
 static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char *rest)
 {
 	const char *slash = strchr(rest, '/');
@@ -248,7 +336,7 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 			reply_json(c, 200, gd_sched_job_json(a->sched, id));
 		return;
 	}
-	if (strcmp(sub, "leaderboard") && strcmp(sub, "export")) {
+	if (strcmp(sub, "leaderboard") && strcmp(sub, "export") && strcmp(sub, "final")) {
 		not_found(c, "no such endpoint");
 		return;
 	}
@@ -264,6 +352,9 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 	store_job_clear(&row);
 	if (!strcmp(sub, "leaderboard"))
 		leaderboard(a, c, r, id);
+	else if (!strcmp(sub, "final"))
+		reply_json(c, 200, json_pack("{s:I, s:o}", "job", (json_int_t)id, "final",
+		                             gd_finals_json(a->st, id)));
 	else
 		export(a, c, r, id);
 }
@@ -471,6 +562,8 @@ void gd_api_handle(gd_conn *c, const proto_http_req *r, void *ctx)
 		job_route(a, c, r, p + 5);
 	} else if (!strncmp(p, "candidates/", 11)) {
 		candidate(a, c, r, p + 11);
+	} else if (!strncmp(p, "finals/", 7)) {
+		final_route(a, c, r, p + 7);
 	} else {
 		not_found(c, "no such endpoint");
 	}

@@ -178,6 +178,10 @@ typedef struct gd_api {
 	const char *version;
 } gd_api;
 
+/* A job's final stage as the API shows it: {"trainings": [...], "winner":
+ * the winning training or null}, or null when the job has none (yet). */
+json_t *gd_finals_json(store *st, int64_t job);
+
 /* The gd_server_handler: ctx is an api. */
 void gd_api_handle(gd_conn *c, const proto_http_req *req, void *ctx);
 

@@ -107,6 +107,14 @@ static void refresh(gd_sched *s, struct job *j)
 	json_object_set_new(o, "cost", json_pack("{s:f, s:f, s:f}", "cpu_s", c.cpu_s,
 	                    "overhead_cpu_s", row.overhead_cpu_s, "cpu_per_candidate",
 	                                         c.cpu_per_candidate));
+	json_object_set_new(o, "phase", json_string(row.final_phase ? "final" : "search"));
+	json_object_set_new(o, "search_wall_s", json_real(row.search_wall_s));
+	int at[SEARCH_MAX_RUNGS], nr = store_rung_counts(s->st, j->id, at, SEARCH_MAX_RUNGS);
+	json_t *rungs = json_array();
+	for (int r = 0; r < nr && rungs; r++)
+		json_array_append_new(rungs, json_integer(at[r]));
+	json_object_set_new(o, "stopped_at_rung", rungs ? rungs : json_null());
+	json_object_set_new(o, "final", gd_finals_json(s->st, j->id));
 	j->evaluated = c.candidates;
 	j->total = row.total;
 	store_job_clear(&row);
@@ -562,6 +570,18 @@ void gd_sched_control(gd_sched *s, int64_t id, const char *action, gd_sched_answ
 
 /* ---- reporting ------------------------------------------------------------------- */
 
+/* A number, or null for NAN (none). */
+static json_t *maybe_real(double v)
+{
+	return isnan(v) ? json_null() : json_real(v);
+}
+
+/* A limit, or null when there is none (0). */
+static json_t *limit_json(double v)
+{
+	return v > 0 ? json_real(v) : json_null();
+}
+
 /* j's figures with the live parts added. */
 static json_t *job_json(gd_sched *s, struct job *j)
 {
@@ -573,8 +593,19 @@ static json_t *job_json(gd_sched *s, struct job *j)
 	rt_jobrun_stats st = { 0 };
 	if (j->jr)
 		rt_jobrun_get_stats(j->jr, &st);
-	/* Memory is ahead of the store when the store could not record a pause. */
-	json_object_set_new(o, "state", json_string(store_job_state_name(j->state)));
+	/* Memory is ahead of the store when the store could not record a pause.
+	 * A running job in its final phase is "final" to its users. */
+	json_object_set_new(o, "state", json_string(j->state == STORE_JOB_RUNNING && j->jr &&
+	                                            st.final_phase ? "final"
+	                                            : store_job_state_name(j->state)));
+	if (j->jr)
+		json_object_set_new(o, "budget", json_pack("{s:o, s:o, s:f, s:f, s:o, s:o, s:b}",
+		                    "max_time_s", limit_json(rt_jobrun_spec(j->jr)->max_time_s),
+		                    "max_cpu_s", limit_json(rt_jobrun_spec(j->jr)->max_cpu_s),
+		                    "search_wall_s", st.search_wall_s, "cpu_s", st.cpu_s,
+		                    "time_left_s", maybe_real(st.time_left_s),
+		                    "cpu_left_s", maybe_real(st.cpu_left_s),
+		                    "spent", st.budget_spent));
 	if (j->error[0])
 		json_object_set_new(o, "error", json_string(j->error));
 	json_t *p = json_object_get(o, "progress");

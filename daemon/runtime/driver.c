@@ -32,10 +32,12 @@ struct rt_driver {
 	void *stop_ctx;
 };
 
-static void event(rt_driver *d, rt_jobrun *jr, enum rt_event_kind kind, int seq, int rung,
+/* t: the task the event is about (its fields, not its liveness), or NULL. */
+static void event(rt_driver *d, rt_jobrun *jr, enum rt_event_kind kind, const rt_jobrun_task *t,
                   const char *message, int hits, const proto_result *r, int pid)
 {
-	rt_event e = { .kind = kind, .seq = seq, .rung = rung, .message = message, .hits = hits,
+	rt_event e = { .kind = kind, .seq = t ? t->seq : -1, .rung = t ? t->rung : 0,
+	               .task = t ? t->kind : RT_TASK_EVAL, .message = message, .hits = hits,
 	               .result = r, .worker_pid = pid };
 	if (d->cb.event)
 		d->cb.event(d->ctx, jr, &e);
@@ -66,17 +68,17 @@ void rt_driver_dispatch(rt_driver *d)
 			err[0] = '\0';
 			int rc = rt_jobrun_next(jobs[i], &t, &hits, err, sizeof(err));
 			if (hits)
-				event(d, jobs[i], RT_CACHED, -1, 0, NULL, hits, NULL, 0);
+				event(d, jobs[i], RT_CACHED, NULL, NULL, hits, NULL, 0);
 			if (rc < 0) {
 				job_error(d, jobs[i], -1, rc, err, 0);
 				continue;
 			}
 			if (rc == 0) {
-				event(d, jobs[i], RT_NOTHING, -1, 0, NULL, 0, NULL, 0);
+				event(d, jobs[i], RT_NOTHING, NULL, NULL, 0, NULL, 0);
 				continue;
 			}
 			char *line = proto_task_encode(&t.task);
-			if (!line || rt_pool_send(d->pool, w, line, rt_jobrun_spec(jobs[i])->time_limit)) {
+			if (!line || rt_pool_send(d->pool, w, line, t.time_limit)) {
 				/* Not sent: it runs again with the next worker or start. */
 				free(line);
 				rt_jobrun_abandon(jobs[i], &t);
@@ -84,7 +86,7 @@ void rt_driver_dispatch(rt_driver *d)
 			}
 			free(line);
 			d->owner[w] = (struct owner){ .jr = jobs[i], .task = t };
-			event(d, jobs[i], RT_SENT, t.seq, t.rung, NULL, 0, NULL, rt_pool_pid(d->pool, w));
+			event(d, jobs[i], RT_SENT, &t, NULL, 0, NULL, rt_pool_pid(d->pool, w));
 			sent = 1;
 		}
 		if (!sent)
@@ -105,7 +107,7 @@ static void fail_task(rt_driver *d, struct owner *o, const char *reason, int pid
 {
 	char err[GRAFT_ERRLEN] = "", worker[32] = "";
 	rt_jobrun *jr = o->jr;
-	int seq = o->task.seq, rung = o->task.rung;
+	int seq = o->task.seq;
 
 	if (pid)
 		snprintf(worker, sizeof(worker), "pid %d", pid);
@@ -113,7 +115,7 @@ static void fail_task(rt_driver *d, struct owner *o, const char *reason, int pid
 	if (rc < 0)
 		job_error(d, jr, seq, rc, err, pid);
 	else
-		event(d, jr, rc ? RT_RETRY : RT_FAILED, seq, rung, reason, 0, NULL, pid);
+		event(d, jr, rc ? RT_RETRY : RT_FAILED, &o->task, reason, 0, NULL, pid);
 }
 
 static void on_line(rt_pool *p, int w, const proto_wmsg *m, void *ctx)
@@ -129,7 +131,7 @@ static void on_line(rt_pool *p, int w, const proto_wmsg *m, void *ctx)
 	    (m->type != PROTO_WMSG_RESULT && m->type != PROTO_WMSG_ERROR))
 		return;
 	rt_jobrun *jr = o->jr;
-	int seq = o->task.seq, rung = o->task.rung;
+	int seq = o->task.seq;
 	if (m->type == PROTO_WMSG_RESULT) {
 		char worker[32];
 		snprintf(worker, sizeof(worker), "pid %d", pid);
@@ -137,7 +139,7 @@ static void on_line(rt_pool *p, int w, const proto_wmsg *m, void *ctx)
 		if (rc)
 			job_error(d, jr, seq, rc, err, pid);
 		else
-			event(d, jr, RT_RESULT, seq, rung, NULL, 0, &m->result, pid);
+			event(d, jr, RT_RESULT, &o->task, NULL, 0, &m->result, pid);
 	} else if (m->io) {
 		/* The worker's files failed (the disk is full, the weights directory
 		 * is read-only): not the candidate's fault, and every candidate
@@ -170,7 +172,7 @@ static void on_lost(rt_pool *p, int w, const char *reason, void *ctx)
 static void on_problem(rt_pool *p, const char *message, void *ctx)
 {
 	(void)p;
-	event(ctx, NULL, RT_WORKER_PROBLEM, -1, 0, message, 0, NULL, 0);
+	event(ctx, NULL, RT_WORKER_PROBLEM, NULL, message, 0, NULL, 0);
 }
 
 rt_driver *rt_driver_new(uv_loop_t *loop, const rt_pool_opts *po, const rt_driver_cb *cb,

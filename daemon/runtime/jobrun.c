@@ -1,5 +1,6 @@
 /*
- * jobrun.c - one search job in motion (see jobrun.h).
+ * jobrun.c - one search job in motion (runtime.h): its search phase; the
+ * final stage is final.c's.
  *
  * Resuming.  The strategy is deterministic given its asks and tells in
  * order (search.h), and the store records, for every candidate, its ask
@@ -24,62 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "daemon/runtime/runtime.h"
-
-/* What the job remembers of each candidate, by seq.  Without rungs a
- * candidate has one rung, 0. */
-struct cand {
-	int64_t id;
-	int parent, generation, told;
-	double fitness;                        /* what the strategy holds: the score
-	                                          of its highest rung */
-	int rung;                              /* the highest rung scored, -1: none */
-	double score[SEARCH_MAX_RUNGS];        /* per rung, NAN until scored */
-	unsigned char ended[SEARCH_MAX_RUNGS]; /* scored, or failed for good */
-	unsigned char promoted[SEARCH_MAX_RUNGS]; /* sent on from this rung */
-	char key[SEARCH_MAX_RUNGS][65];        /* the evaluation that scored a rung */
-	char *weights[SEARCH_MAX_RUNGS];       /* its trained weights, NULL if none */
-	char genome_sha256[65];
-};
-
-/* An evaluation to run before anything new: a rung of a candidate that
- * was interrupted, or failed with attempts left. */
-struct pending {
-	int seq, rung;
-};
-
-/* What a job is before it runs: its spec, and its dataset loaded, split,
- * identified and checked. */
-struct rt_jobrun_input {
-	char *spec_text;
-	proto_job spec;
-	nn_dataset train, val;
-	char data_sha[65];
-};
-
-struct rt_jobrun {
-	store *st;
-	int64_t job_id;
-	rt_jobrun_input *in;
-	proto_job spec;            /* in->spec, with the overrides of this run */
-	search_strategy *strat;
-	nn_dataset *train, *val;   /* in's */
-	int64_t dataset_id;
-	char graft_path[4096], graft_sha[65];
-	nn_arch base;
-	char weights_dir[4096];
-	struct cand *c;
-	int ncand, cap;
-	struct pending *pending;  /* to run before asking new ones */
-	int npending;
-	int in_flight, cache_hits, failed, promotions;
-	int events;                /* tells and updates so far: the clock that
-	                              told_before and tell_seq read */
-	double overhead_cpu_s;
-	double cpu_spent;          /* CPU seconds of the job's trained evaluations */
-	double wall_before;        /* search seconds of the processes before this one */
-	double opened;             /* when this process opened it (monotonic) */
-};
+#include "daemon/runtime/jobrun_internal.h"
 
 static int nrungs(const rt_jobrun *jr)
 {
@@ -104,6 +50,16 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, const char *w
 {
 	snprintf(err, errlen, fmt, what);
 	return rc ? rc : GRAFT_EINVAL;
+}
+
+int rt__fail(char *err, size_t errlen, int rc, const char *fmt, const char *what)
+{
+	return fail(err, errlen, rc, fmt, what);
+}
+
+int rt__crop_padding(int h, int w)
+{
+	return h <= 28 && w <= 28 ? 2 : 4;
 }
 
 static struct cand *cand_add(rt_jobrun *jr)
@@ -270,7 +226,7 @@ static void make_base(const proto_job *j, const nn_dataset *train, nn_arch *a)
 	/* The spec's crop is a flag; the padding follows the image size as
 	 * graft-arch/1 defines it (2 up to 28 pixels, else 4). */
 	if (a->train.crop)
-		a->train.crop = a->in_h <= 28 && a->in_w <= 28 ? 2 : 4;
+		a->train.crop = rt__crop_padding(a->in_h, a->in_w);
 }
 
 int rt_jobrun_check_space(const proto_job *j, const nn_dataset *train, char *err,
@@ -562,6 +518,7 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 	}
 	jr->overhead_cpu_s = job.overhead_cpu_s;
 	jr->wall_before = job.search_wall_s;
+	int final_phase = job.final_phase;
 	if (!jr->in) {
 		/* After a restart: the same checks as at submission, on the spec the
 		 * job was submitted with. */
@@ -589,7 +546,7 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 		rc = fail(err, errlen, GRAFT_EINVAL, "%s", "cannot make the search strategy");
 		goto fail;
 	}
-	if ((rc = replay(jr, err, errlen)))
+	if ((rc = replay(jr, err, errlen)) || (rc = rt__final_open(jr, final_phase, err, errlen)))
 		goto fail;
 	jr->opened = mono_now();
 	if ((rc = store_begin(st)) ||
@@ -618,6 +575,7 @@ void rt_jobrun_free(rt_jobrun *jr)
 	free(jr->c);
 	free(jr->pending);
 	search_strategy_free(jr->strat);
+	rt__final_free(jr);
 	rt_jobrun_input_free(jr->in);
 	free(jr);
 }
@@ -640,10 +598,18 @@ void rt_jobrun_set_threads(rt_jobrun *jr, int threads)
 
 /* ---- running --------------------------------------------------------------- */
 
-static int file_exists(const char *path)
+int rt__file_exists(const char *path)
 {
 	struct stat sb;
 	return path && stat(path, &sb) == 0;
+}
+
+int rt__seq_of(const rt_jobrun *jr, int64_t id)
+{
+	for (int i = 0; i < jr->ncand; i++)
+		if (jr->c[i].id == id)
+			return i;
+	return -1;
 }
 
 /* The optimizer state saved beside a weights file. */
@@ -675,19 +641,19 @@ static const char *plan_eval(rt_jobrun *jr, int seq, int rung, nn_arch *a, store
 	optim[0] = '\0';
 	if (f->nrungs)
 		a->train.steps = f->rungs[rung];
-	if (rung == 0 && jr->spec.inherit && p && p->key[0][0] && file_exists(p->weights[0])) {
+	if (rung == 0 && jr->spec.inherit && p && p->key[0][0] && rt__file_exists(p->weights[0])) {
 		from = p->weights[0];
 		init = p->key[0];
 		if (!f->nrungs)
 			a->train.steps = jr->spec.inherit_steps;
-	} else if (rung > 0 && file_exists(k->weights[rung - 1])) {
+	} else if (rung > 0 && rt__file_exists(k->weights[rung - 1])) {
 		from = k->weights[rung - 1];
 		init = k->key[rung - 1];
 		a->train.steps = f->rungs[rung] - f->rungs[rung - 1];
 		a->train.warmup = 0;
 		a->train.seed += (uint64_t)rung;
 		optim_path(from, optim, optimlen);
-		if (!file_exists(optim))
+		if (!rt__file_exists(optim))
 			optim[0] = '\0';
 	}
 	/* (A climb whose weights are gone trains its rung's whole budget from
@@ -708,31 +674,50 @@ static const char *plan_eval(rt_jobrun *jr, int seq, int rung, nn_arch *a, store
 	return from;
 }
 
-/* The worker's task for evaluation e of a, in t (its strings malloc'd). */
-static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const char *parent,
-                     const char *optim, const char *save, proto_task *t)
+int rt__task_base(rt_jobrun *jr, int64_t id, const nn_arch *a, const char *save,
+                  proto_task *t)
 {
 	const proto_job *j = &jr->spec;
-	char save_optim[4400];
 
 	memset(t, 0, sizeof(*t));
-	t->id = e->id;
+	t->id = id;
 	t->validation = j->dataset.validation;
 	t->threads = j->threads;
 	t->report_every = a->train.steps >= 20 ? a->train.steps / 20 : 1;
 	t->arch = proto_arch_emit(a);
-	t->save = strdup(save);
-	t->val_images = e->val_images;
+	t->save = save ? strdup(save) : NULL;
 	if (j->dataset.dir[0]) {
 		t->data_dir = strdup(j->dataset.dir);
 	} else {
 		t->train_images = strdup(j->dataset.train_images);
 		t->train_labels = strdup(j->dataset.train_labels);
+		if (j->dataset.test_images[0]) {
+			t->test_images = strdup(j->dataset.test_images);
+			t->test_labels = strdup(j->dataset.test_labels);
+		}
 	}
-	if (jr->graft_sha[0]) {
+	if (jr->graft_sha[0] && a->graft_nlayers > 0) {
 		t->graft_path = strdup(jr->graft_path);
 		memcpy(t->graft_sha256, jr->graft_sha, sizeof(t->graft_sha256));
 	}
+	if (!t->arch || (save && !t->save) || !(t->data_dir || (t->train_images && t->train_labels)) ||
+	    (j->dataset.test_images[0] && !j->dataset.dir[0] && !(t->test_images && t->test_labels)) ||
+	    (jr->graft_sha[0] && a->graft_nlayers > 0 && !t->graft_path)) {
+		proto_task_clear(t);
+		return GRAFT_ENOMEM;
+	}
+	return 0;
+}
+
+/* The worker's task for evaluation e of a, in t (its strings malloc'd). */
+static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const char *parent,
+                     const char *optim, const char *save, proto_task *t)
+{
+	char save_optim[4400];
+
+	if (rt__task_base(jr, e->id, a, save, t))
+		return GRAFT_ENOMEM;
+	t->val_images = e->val_images;
 	if (parent)
 		t->parent = strdup(parent);
 	if (optim && optim[0])
@@ -742,9 +727,8 @@ static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const
 		optim_path(save, save_optim, sizeof(save_optim));
 		t->save_optim = strdup(save_optim);
 	}
-	if (!t->arch || !t->save || !(t->data_dir || (t->train_images && t->train_labels)) ||
-	    (jr->graft_sha[0] && !t->graft_path) || (parent && !t->parent) ||
-	    (optim && optim[0] && !t->optim) || (e->rung < nrungs(jr) - 1 && !t->save_optim)) {
+	if ((parent && !t->parent) || (optim && optim[0] && !t->optim) ||
+	    (e->rung < nrungs(jr) - 1 && !t->save_optim)) {
 		proto_task_clear(t);
 		return GRAFT_ENOMEM;
 	}
@@ -752,7 +736,7 @@ static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const
 }
 
 /* Reads candidate seq's genome back from the store. */
-static int genome_of(rt_jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
+int rt__genome_of(rt_jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
 {
 	store_candidate c;
 	int rc = store_candidate_get(jr->st, jr->c[seq].id, &c);
@@ -888,8 +872,10 @@ static int prepare(rt_jobrun *jr, int seq, int rung, nn_arch *a, int new_candida
 	char save[4400];
 	snprintf(save, sizeof(save), "%s/%lld.safetensors", jr->weights_dir, (long long)e.id);
 	memset(t, 0, sizeof(*t));
+	t->kind = RT_TASK_EVAL;
 	t->candidate_id = e.candidate_id;
 	t->eval_id = e.id;
+	t->time_limit = jr->spec.time_limit;
 	t->seq = seq;
 	t->rung = rung;
 	t->attempt = e.attempt;
@@ -953,14 +939,43 @@ static int promote(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_
 		nn_arch a;
 		jr->c[seq].promoted[from] = 1;
 		jr->promotions++;
-		if ((rc = genome_of(jr, seq, &a, err, errlen)) ||
+		if ((rc = rt__genome_of(jr, seq, &a, err, errlen)) ||
 		    (rc = prepare(jr, seq, from + 1, &a, 0, NULL, t, hits, err, errlen)))
 			return rc;
 	}
 	return 0;
 }
 
+/* Whether the search phase is over: nothing of it in flight, and either
+ * its budget spent or every candidate asked and told and no rung with a
+ * candidate left to promote. */
+static int search_done(const rt_jobrun *jr)
+{
+	int from;
+
+	if (jr->in_flight)
+		return 0;
+	if (rt_jobrun_budget_spent(jr))
+		return 1;
+	return jr->npending == 0 && search_strategy_asked(jr->strat) >= jr->spec.candidates &&
+	       promotable(jr, &from) < 0;
+}
+
+static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen);
+
 int rt_jobrun_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
+{
+	if (!jr->final_phase) {
+		int rc = search_next(jr, t, hits, err, errlen);
+		if (rc || !search_done(jr) || jr->spec.final.top == 0)
+			return rc;
+		if ((rc = rt__final_begin(jr, err, errlen)))
+			return rc;
+	}
+	return rt__final_next(jr, t, err, errlen);
+}
+
+static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
 {
 	int rc;
 
@@ -972,7 +987,7 @@ int rt_jobrun_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_
 		struct pending p = jr->pending[0];
 		nn_arch a;
 		memmove(jr->pending, jr->pending + 1, sizeof(*jr->pending) * (size_t)--jr->npending);
-		if ((rc = genome_of(jr, p.seq, &a, err, errlen)) ||
+		if ((rc = rt__genome_of(jr, p.seq, &a, err, errlen)) ||
 		    (rc = prepare(jr, p.seq, p.rung, &a, 0, NULL, t, hits, err, errlen)))
 			return rc;
 	}
@@ -1033,6 +1048,8 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 
 	if (!t->live)
 		return 0;
+	if (t->kind != RT_TASK_EVAL)
+		return rt__final_result(jr, t, r, err, errlen);
 	e.val_accuracy = r->val_accuracy;
 	e.val_loss = r->val_loss;
 	e.train_loss = r->train_loss;
@@ -1077,6 +1094,8 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 
 	if (!t->live)
 		return 0;
+	if (t->kind != RT_TASK_EVAL)
+		return rt__final_failure(jr, t, reason, err, errlen);
 	snprintf(e.error, sizeof(e.error), "%s", reason && reason[0] ? reason : "unknown error");
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
 	retry = t->attempt <= jr->spec.retries;
@@ -1107,6 +1126,10 @@ void rt_jobrun_abandon(rt_jobrun *jr, rt_jobrun_task *t)
 {
 	if (!t->live)
 		return;
+	if (t->kind != RT_TASK_EVAL) {
+		rt__final_abandon(jr, t);
+		return;
+	}
 	/* If this cannot be written, the evaluation stays running in the
 	 * store, and the next open marks it interrupted all the same. */
 	store_eval_interrupt(jr->st, t->eval_id, "interrupted: the job was stopped");
@@ -1152,16 +1175,23 @@ void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s)
 	s->time_left_s = j->max_time_s > 0 ? fmax(0, j->max_time_s - s->search_wall_s) : NAN;
 	s->cpu_left_s = j->max_cpu_s > 0 ? fmax(0, j->max_cpu_s - s->cpu_s) : NAN;
 	s->budget_spent = rt_jobrun_budget_spent(jr);
+	s->final_phase = jr->final_phase;
+	s->final_total = jr->nfinals;
+	s->final_winner = -1;
+	for (int i = 0; i < jr->nfinals; i++) {
+		const store_final *f = &jr->finals[i];
+		s->final_done += f->status == STORE_FINAL_DONE || f->status == STORE_FINAL_FAILED;
+		if (f->winner) {
+			s->final_winner = rt__seq_of(jr, f->candidate_id);
+			s->final_val_accuracy = f->val_accuracy;
+			s->final_test_accuracy = f->test_accuracy;
+		}
+	}
 }
 
 int rt_jobrun_complete(const rt_jobrun *jr)
 {
-	int from;
-
-	if (jr->in_flight)
-		return 0;
-	if (rt_jobrun_budget_spent(jr))
-		return 1;
-	return jr->npending == 0 && search_strategy_asked(jr->strat) >= jr->spec.candidates &&
-	       promotable(jr, &from) < 0;
+	if (!jr->final_phase)
+		return jr->spec.final.top == 0 && search_done(jr);
+	return rt__final_done(jr);
 }

@@ -115,9 +115,18 @@ typedef struct rt_jobrun rt_jobrun;
  * from rt_jobrun_next until the one call that ends it (rt_jobrun_result,
  * rt_jobrun_failure or rt_jobrun_abandon); ending a task that is not live is a
  * no-op, so no path can count it twice. */
+enum rt_task_kind {
+	RT_TASK_EVAL,    /* a candidate's rung, in the search */
+	RT_TASK_FINAL,   /* a final training (final_id) */
+	RT_TASK_SCORE    /* the final winner's scoring on the test split */
+};
+
 typedef struct rt_jobrun_task {
-	int64_t candidate_id, eval_id;
+	enum rt_task_kind kind;
+	int64_t candidate_id, eval_id;   /* eval_id: the final training's id for
+	                                    the final stage's kinds */
 	int seq, rung, attempt;
+	double time_limit;               /* seconds the worker may take */
 	int live;
 	proto_task task;   /* what the worker is sent; owned by the task */
 } rt_jobrun_task;
@@ -212,12 +221,17 @@ typedef struct rt_jobrun_stats {
 	                                  evaluations and one-time costs) */
 	double time_left_s, cpu_left_s; /* of search.max_time / max_cpu; NAN: none */
 	int budget_spent;
+	int final_phase;          /* the search is over, the final stage runs */
+	int final_total, final_done; /* its trainings, and those ended */
+	int final_winner;         /* seq of the winning architecture, -1: none yet */
+	double final_val_accuracy, final_test_accuracy; /* the winner's */
 } rt_jobrun_stats;
 void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s);
 
-/* Whether the search is over: nothing in flight, and either its budget
- * (search.max_time, max_cpu) is spent or every candidate is asked and told
- * and no rung has a candidate left to promote. */
+/* Whether the job is over: its search (nothing in flight, and either its
+ * budget (search.max_time, max_cpu) spent or every candidate asked and
+ * told and no rung with a candidate left to promote) and, with a final
+ * stage, its final trainings and the winner's test score. */
 int rt_jobrun_complete(const rt_jobrun *jr);
 
 /* Whether search.max_time or max_cpu is spent: no new evaluation starts. */
@@ -271,6 +285,8 @@ typedef struct rt_event {
 	enum rt_event_kind kind;
 	int seq;                      /* -1 when not about one candidate */
 	int rung;                     /* the rung of seq's evaluation */
+	enum rt_task_kind task;       /* what the task was: a search evaluation, a
+	                                 final training, the winner's scoring */
 	int hits;                     /* RT_CACHED */
 	const proto_result *result;   /* RT_RESULT */
 	const char *message;          /* RT_RETRY, RT_FAILED, RT_JOB_ERROR */

@@ -28,6 +28,7 @@
 struct worker {
 	char *data_key;            /* the task's data, as text */
 	nn_dataset train, val;
+	nn_dataset test;           /* loaded when a task asks for it (n 0: not) */
 	char feats_graft[65];      /* sha of the graft the features are of */
 	rt_features feats;         /* mapped from the file all workers share */
 	int64_t task;              /* the task in hand, for progress lines */
@@ -97,6 +98,7 @@ static int load_data(struct worker *w, const proto_task *t, char *err, size_t er
 	w->data_key = NULL;
 	nn_dataset_free(&w->train);
 	nn_dataset_free(&w->val);
+	nn_dataset_free(&w->test);
 	drop_features(w);
 	int rc = rt_data_load_split(&src, &w->train, &w->val, err, errlen);
 	if (rc) {
@@ -105,6 +107,21 @@ static int load_data(struct worker *w, const proto_task *t, char *err, size_t er
 	}
 	w->data_key = key;
 	return 0;
+}
+
+/* Loads the test split of the task's data (once per data). */
+static int load_test(struct worker *w, const proto_task *t, char *err, size_t errlen)
+{
+	if (w->test.n > 0)
+		return 0;
+	emit_loading(w->task, "test split");
+	if (t->data_dir)
+		return nn_dataset_load_dir(&w->test, t->data_dir, 1, err, errlen);
+	if (!t->test_images) {
+		snprintf(err, errlen, "task: \"test\" needs the data's test_images and test_labels");
+		return GRAFT_EINVAL;
+	}
+	return nn_idx_load(&w->test, t->test_images, t->test_labels, err, errlen);
 }
 
 /* Maps the graft's features of every image, computed once per (data,
@@ -149,12 +166,19 @@ static void run_task(struct worker *w, const proto_task *t)
 	    (rc = load_data(w, t, err, sizeof(err))))
 		goto fail;
 	nn_set_threads(t->threads);
+	a.graft_trainable = t->graft_trainable;
+	if (t->score_only)
+		a.train.steps = 0;
+	if (t->test && (rc = load_test(w, t, err, sizeof(err))))
+		goto fail;
 	if (a.graft_nlayers > 0 && !t->graft_path) {
 		snprintf(err, sizeof(err), "task: the architecture has a graft; \"graft\" needs "
 		         "path and sha256");
 		goto fail;
 	}
-	int cache = a.graft_nlayers > 0 && !a.train.crop && !a.train.flip;
+	/* The features of a frozen graft on images as they are: not of a graft
+	 * being fine-tuned, nor of augmented images. */
+	int cache = a.graft_nlayers > 0 && !a.graft_trainable && !a.train.crop && !a.train.flip;
 	if (cache && (rc = load_features(w, &a, t->graft_path, t->graft_sha256, err, sizeof(err))))
 		goto fail;
 	double setup_cpu_s = cpu_now() - setup0;
@@ -171,7 +195,9 @@ static void run_task(struct worker *w, const proto_task *t)
 	                      .val_feats = cache ? w->feats.val : NULL,
 	                      .parent = have_parent ? &parent : NULL, .save_path = t->save,
 	                      .optim_in = t->optim, .optim_save = t->save_optim,
-	                      .val_images = t->val_images,
+	                      .val_images = t->val_images, .weights_in = t->weights_in,
+	                      .checkpoint = t->checkpoint, .checkpoint_every = t->checkpoint_every,
+	                      .resume = t->resume, .test = t->test ? &w->test : NULL,
 	                      .progress = on_progress, .ctx = w,
 	                      .report_every = t->report_every };
 	search_eval_out out;
@@ -192,7 +218,8 @@ static void run_task(struct worker *w, const proto_task *t)
 		.cpu_s = out.cpu_s, .params = out.params, .flops = out.flops,
 		.inherited = out.inherited, .feature_cache = out.feature_cache,
 		.images_per_s = out.wall_s > 0 ? (double)out.steps * a.train.batch / out.wall_s : 0,
-		.setup_cpu_s = setup_cpu_s,
+		.setup_cpu_s = setup_cpu_s, .test_accuracy = out.test_accuracy,
+		.start_step = out.start_step,
 	};
 	emit(&m);
 	return;
@@ -244,5 +271,6 @@ int rt_worker_main(int argc, char **argv)
 	drop_features(&w);
 	nn_dataset_free(&w.train);
 	nn_dataset_free(&w.val);
+	nn_dataset_free(&w.test);
 	return 0;
 }
