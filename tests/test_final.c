@@ -53,6 +53,7 @@ static void setup(void)
 	snprintf(graft_dir, sizeof(graft_dir), "%s", scratch_path("grafts"));
 	cr_assert_eq(mkdir(data_dir, 0755), 0);
 	idx_write_part(data_dir, "train", 600, 12, 3, 0, 5, 0, 3);
+	idx_write_part(data_dir, "t10k", 100, 12, 3, 0, 6, 0, 3);
 	snprintf(spec, sizeof(spec),
 	         "dataset: {dir: %s, validation: 100}\n"
 	         "search: {population: 4, sample: 2, candidates: 6, seed: 5}\n"
@@ -233,6 +234,27 @@ Test(final, a_kill_during_a_training_resumes_it_from_its_checkpoint)
 	          "it goes on from its checkpoint, not from step 0");
 	cr_assert_eq(again.attempt, 1, "an interruption spends no attempt");
 	rt_jobrun_abandon(jr, &again);
+}
+
+Test(final, without_a_test_split_the_winner_is_chosen_and_nothing_is_scored)
+{
+	char err[GRAFT_ERRLEN], path[800];
+	rt_jobrun_task t, u;
+
+	snprintf(path, sizeof(path), "%s/t10k-images-idx3-ubyte", data_dir);
+	cr_assert_eq(unlink(path), 0);
+	run_search();
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(rt_jobrun_next(jr, &t, NULL, err, sizeof(err)), 1, "%s", err);
+		cr_assert_eq(t.kind, RT_TASK_FINAL);
+		result(&t, 0.6 + i / 100.0, NAN);
+	}
+	cr_assert_eq(rt_jobrun_next(jr, &u, NULL, err, sizeof(err)), 0, "no scoring task");
+	cr_assert(rt_jobrun_complete(jr));
+	rt_jobrun_stats s;
+	rt_jobrun_get_stats(jr, &s);
+	cr_assert_geq(s.final_winner, 0);
+	cr_assert(isnan(s.final_test_accuracy));
 }
 
 Test(final, a_training_that_fails_for_good_leaves_the_others_to_win)
