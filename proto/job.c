@@ -366,6 +366,10 @@ static int parse_space(const proto__ymap *top, proto_job *j)
 	    (rc = proto__ymap_i64(&m, "max_flops", PROTO__OPTIONAL, 1, MAX_FLOPS_LIMIT, NULL,
 	                          &s->max_flops)))
 		return rc;
+	/* A range written without a list replaces the default list. */
+	if (!proto__ymap_get(&m, "widths") &&
+	    (proto__ymap_get(&m, "min_width") || proto__ymap_get(&m, "max_width")))
+		s->nwidths = 0;
 	if (s->ops == 0)
 		return proto__ymap_expected(&m, "ops", "at least one of conv3, conv5, sep3, res3, pool");
 	if (s->ops == (1 << NN_OP_POOL))

@@ -37,9 +37,9 @@ typedef struct search_space {
 	int64_t max_params, max_flops;      /* inclusive limits (FLOPs per image) */
 } search_space;
 
-/* Fills s with the default space: ops conv3|conv5|sep3|res3|pool, 2..5 blocks,
- * widths 16..96, stem 8..32, at most 2 downsamplings, at most 2,000,000
- * parameters and 200,000,000 FLOPs. */
+/* Fills s with the default space: ops conv3|conv5|sep3|res3|pool, 2..10
+ * blocks, widths 16, 24, 32, 48, 64, 96, 128, 192, 256, stem 8..64, at most 3
+ * downsamplings, at most 3,000,000 parameters and 150,000,000 FLOPs. */
 void search_space_defaults(search_space *s);
 
 /* Draws a random architecture from s into out, deterministically for the state

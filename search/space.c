@@ -25,16 +25,22 @@ void search_space_defaults(search_space *s)
 {
 	memset(s, 0, sizeof *s);
 	s->ops = ALL_OPS;
+	/* Room for the networks that do well on 28x28 and 32x32 images (a
+	 * VGG- or ResNet-like stack of 6-10 blocks, 32 to 256 wide, three
+	 * downsamplings to 4x4) while the FLOPs limit keeps a random draw
+	 * cheap enough to be worth a short budget. */
+	static const int widths[] = { 16, 24, 32, 48, 64, 96, 128, 192, 256 };
 	s->min_blocks = 2;
-	s->max_blocks = 5;
-	s->nwidths = 0;
+	s->max_blocks = 10;
+	s->nwidths = (int)(sizeof(widths) / sizeof(*widths));
+	memcpy(s->widths, widths, sizeof(widths));
 	s->min_width = 16;
-	s->max_width = 96;
+	s->max_width = 256;
 	s->stem_min = 8;
-	s->stem_max = 32;
-	s->max_downsamples = 2;
-	s->max_params = 2000000;
-	s->max_flops = 200000000;
+	s->stem_max = 64;
+	s->max_downsamples = 3;
+	s->max_params = 3000000;
+	s->max_flops = 150000000;
 }
 
 /* ---- cost ----------------------------------------------------------------- */

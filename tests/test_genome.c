@@ -21,6 +21,23 @@ TestSuite(genome, .timeout = 120);
 #define CHAIN_LEN 20
 
 /* A 1x28x28, 10-class base without blocks. */
+/* The space these tests were written for (graft's defaults before issue
+ * 12 widened them): 2..5 blocks, widths 16..96 by 8, stem 8..32, two
+ * downsamplings, 2M parameters, 200M FLOPs; the sampling and mutation
+ * rules they check are the same for any space. */
+static void small_space(search_space *s)
+{
+	search_space_defaults(s);
+	s->max_blocks = 5;
+	s->nwidths = 0;
+	s->min_width = 16;
+	s->max_width = 96;
+	s->stem_max = 32;
+	s->max_downsamples = 2;
+	s->max_params = 2000000;
+	s->max_flops = 200000000;
+}
+
 static void base_arch(nn_arch *a)
 {
 	nn_arch_defaults(a);
@@ -116,7 +133,7 @@ Test(genome, sampled_archs_are_valid_and_build)
 	nn_arch base, a;
 	nn_rng r;
 
-	search_space_defaults(&s);
+	small_space(&s);
 	base_arch(&base);
 	nn_rng_seed(&r, 11);
 	for (int i = 0; i < NSAMPLES; i++) {
@@ -135,7 +152,7 @@ Test(genome, mutation_chains_stay_valid_and_hash_right, .timeout = 600)
 	long seen[SEARCH_MUT_COUNT] = { 0 };
 	char hp[65], hc[65];
 
-	search_space_defaults(&s);
+	small_space(&s);
 	base_arch(&base);
 	nn_rng_seed(&r, 2024);
 	for (int c = 0; c < NCHAINS; c++) {
@@ -187,7 +204,7 @@ Test(genome, mutation_is_deterministic_for_a_seed)
 	char h[2][65];
 	int differs = 0;
 
-	search_space_defaults(&s);
+	small_space(&s);
 	base_arch(&base);
 	for (int t = 0; t < 2; t++) {
 		nn_rng_seed(&r[t], 99);
@@ -345,7 +362,7 @@ Test(genome, archs_outside_the_space_are_refused)
 	nn_arch a, b;
 	char err[GRAFT_ERRLEN];
 
-	search_space_defaults(&s);
+	small_space(&s);
 	fixed_arch(&a);
 	cr_assert_eq(search_arch_valid(&s, &a, err, sizeof err), 0, "%s", err);
 
@@ -370,13 +387,13 @@ Test(genome, archs_outside_the_space_are_refused)
 	         x->blocks[1].op = NN_OP_CONV5), "FLOPs");
 	s.ops &= ~(1 << NN_OP_SEP3);
 	REFUSED((void)x, "op");
-	search_space_defaults(&s);
+	small_space(&s);
 	s.max_params = 1000;
 	REFUSED((void)x, "parameters");
 #undef REFUSED
 
 	/* A parent outside the space cannot be mutated. */
-	search_space_defaults(&s);
+	small_space(&s);
 	nn_rng r;
 	nn_rng_seed(&r, 1);
 	b = a;
@@ -392,7 +409,7 @@ Test(genome, remove_drops_and_shifts_skips)
 	nn_rng r;
 	int removed_seen = 0, first_removed = 0;
 
-	search_space_defaults(&s);
+	small_space(&s);
 	base_arch(&a);
 	a.nblocks = 5; /* distinct widths identify the blocks; all 28x28 */
 	a.blocks[0] = (nn_block_spec){ NN_OP_CONV3, 16, 1, NN_SKIP_NONE };

@@ -224,8 +224,8 @@ Test(jobspec, a_bound_against_a_default_names_the_key_written)
 	             "search.sample: expected at most search.population (16, its default)");
 	expect_error("{dataset: {dir: D}, search: {population: 5, sample: 6}}",
 	             "search.sample: expected at most search.population (5)");
-	expect_error("{dataset: {dir: D}, space: {min_width: 200}}",
-	             "space.min_width: expected at most space.max_width (96, its default)");
+	expect_error("{dataset: {dir: D}, space: {min_width: 300}}",
+	             "space.min_width: expected at most space.max_width (256, its default)");
 	expect_error("{dataset: {dir: D}, space: {max_width: 4}}",
 	             "space.max_width: expected at least space.min_width");
 	expect_error("{dataset: {dir: D}, space: {max_stem: 2}}",

@@ -501,6 +501,14 @@ static int export_final(struct copts *o)
 	char path[128], what[160];
 	int code = 0;
 	snprintf(path, sizeof(path), "/v1/jobs/%s/final", o->arg);
+	/* A graftd from before the final stage has no such endpoint: 404 then
+	 * means "no final model", and the search's best is exported. */
+	cli_resp fr = cli_call(o->sock, "GET", path, NULL, NULL, 0);
+	if (fr.status == 404 && !strstr(fr.body ? fr.body : "", "no such job")) {
+		cli_resp_free(&fr);
+		return -1;
+	}
+	cli_resp_free(&fr);
 	json_t *j = get(o, path, &code);
 	if (!j)
 		return code ? code : 1;
