@@ -31,7 +31,7 @@ static const char *const dataset_keys[] = {
 };
 static const char *const search_keys[] = {
 	"strategy", "population", "sample", "candidates", "seed", "fidelity", "max_time",
-	"max_cpu", NULL,
+	"max_cpu", "warm_start", NULL,
 };
 static const char *const fidelity_keys[] = { "rungs", "eta", "slice", NULL };
 static const char *const final_keys[] = {
@@ -284,7 +284,10 @@ static int parse_search(const proto__ymap *top, proto_job *j)
 	if (j->sample > j->population)
 		return bounds(&m, "sample", j->sample, "population", j->population);
 	if ((rc = parse_duration(&m, "max_time", &j->max_time_s)) ||
-	    (rc = parse_duration(&m, "max_cpu", &j->max_cpu_s)))
+	    (rc = parse_duration(&m, "max_cpu", &j->max_cpu_s)) ||
+	    (rc = proto__ymap_int(&m, "warm_start", PROTO__OPTIONAL, 1, 2000000000,
+	                          "the id of an earlier job (a positive integer)",
+	                          &j->warm_start)))
 		return rc;
 	return parse_fidelity(&m, j);
 }

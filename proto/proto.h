@@ -104,6 +104,8 @@ typedef struct proto_job {
 	search_fidelity fidelity;          /* search.fidelity {rungs, eta, slice}: off
 	                                      (nrungs 0) by default; with it,
 	                                      train.steps is the top rung */
+	int warm_start;                    /* search.warm_start: a job whose best seed
+	                                      this one's population (0: none) */
 	double max_time_s, max_cpu_s;      /* search.max_time, max_cpu: the search
 	                                      phase's budget in wall and CPU seconds
 	                                      (0: none) */

@@ -244,6 +244,12 @@ search_strategy *search_strategy_new(enum search_kind kind, const search_space *
 /* Frees st; NULL is a no-op. */
 void search_strategy_free(search_strategy *st);
 
+/* A warm start: the next n asks (made before any other) return a[0..n)
+ * as they are, parent -1, with no draw from the rng; the candidates of an
+ * earlier search, say, whose results the cache already holds.  Copied.
+ * Call before the first ask; GRAFT_EINVAL after it, GRAFT_ENOMEM. */
+int search_strategy_warm(search_strategy *st, const nn_arch *a, int n);
+
 /* Fills *out with the next candidate and returns its id (0, 1, 2, ... in ask
  * order), with *parent (may be NULL) the parent's id or -1 when it was sampled
  * at random (search_sample_arch).
@@ -283,7 +289,8 @@ int search_tell_update(search_strategy *st, int id, double fitness);
 int search_strategy_asked(const search_strategy *st);
 
 /* The search_mutation the last ask applied, or -1 when it sampled at random
- * (or nothing was asked yet). */
+ * (or nothing was asked yet), or SEARCH_WARM for a warm start's. */
+#define SEARCH_WARM (-2)
 int search_strategy_last_mutation(const search_strategy *st);
 
 /* The number of results told so far. */

@@ -31,6 +31,8 @@ struct search_strategy {
 	int *ring;        /* the population: ring[(head + i) % population], */
 	int head, npop;   /* i in [0, npop), oldest admitted first */
 	int last_mutation; /* of the last ask: a search_mutation, or -1 */
+	nn_arch *warm;     /* the first asks, as given (search_strategy_warm) */
+	int nwarm;
 };
 
 search_strategy *search_strategy_new(enum search_kind kind, const search_space *s,
@@ -66,6 +68,7 @@ void search_strategy_free(search_strategy *st)
 		return;
 	free(st->cands);
 	free(st->ring);
+	free(st->warm);
 	free(st);
 }
 
@@ -134,9 +137,14 @@ int search_ask(search_strategy *st, nn_arch *out, int *parent)
 		return GRAFT_EINVAL;
 	if ((rc = reserve(st)) < 0)
 		return rc;
+	enum search_mutation m = SEARCH_MUT_COUNT;
+	if (st->nasked < st->nwarm) {
+		a = st->warm[st->nasked];
+		st->last_mutation = SEARCH_WARM;
+		goto asked;
+	}
 	if (st->kind == SEARCH_EVOLUTION && st->ntold >= st->population)
 		par = tournament(st);
-	enum search_mutation m = SEARCH_MUT_COUNT;
 	if (par >= 0)
 		rc = search_mutate(&st->space, &st->cands[par].arch, &st->rng, &a, &m);
 	else
@@ -144,7 +152,7 @@ int search_ask(search_strategy *st, nn_arch *out, int *parent)
 	if (rc < 0)
 		return rc;
 	st->last_mutation = par >= 0 ? (int)m : -1;
-
+asked:;
 	int id = st->nasked++;
 	st->cands[id].arch = a;
 	st->cands[id].fitness = NAN;
@@ -171,6 +179,21 @@ int search_tell(search_strategy *st, int id, double fitness)
 		st->ring[st->head] = id;
 		st->head = (st->head + 1) % st->population;
 	}
+	return 0;
+}
+
+int search_strategy_warm(search_strategy *st, const nn_arch *a, int n)
+{
+	if (!st || n < 0 || (n > 0 && !a) || st->nasked > 0)
+		return GRAFT_EINVAL;
+	nn_arch *w = n ? malloc(sizeof(*w) * (size_t)n) : NULL;
+	if (n && !w)
+		return GRAFT_ENOMEM;
+	if (n)
+		memcpy(w, a, sizeof(*w) * (size_t)n);
+	free(st->warm);
+	st->warm = w;
+	st->nwarm = n;
 	return 0;
 }
 

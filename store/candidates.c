@@ -339,6 +339,30 @@ int store_cache_find(store *s, store_eval *e)
 	                "status = 'done' AND cached = 0 ORDER BY id LIMIT 1", 0, e->key, e);
 }
 
+int store_cache_find_any_init(store *s, store_eval *e)
+{
+	sqlite3_stmt *st = store__prepare(s, "SELECT " EVAL_COLS " FROM evaluations WHERE "
+	                                  "genome_sha256 = ? AND dataset_id = ? AND graft_sha256 = ? "
+	                                  "AND steps = ? AND seed = ? AND rung = ? AND "
+	                                  "val_images = ? AND status = 'done' AND cached = 0 "
+	                                  "ORDER BY id LIMIT 1");
+	if (!st)
+		return GRAFT_ESQL;
+	store__text(st, 1, e->genome_sha256);
+	sqlite3_bind_int64(st, 2, e->dataset_id);
+	store__text(st, 3, e->graft_sha256);
+	sqlite3_bind_int(st, 4, e->steps);
+	sqlite3_bind_int64(st, 5, (int64_t)e->seed);
+	sqlite3_bind_int(st, 6, e->rung);
+	sqlite3_bind_int(st, 7, e->val_images);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		read_eval(st, e);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? STORE_NOTFOUND
+	       : store__fail(s, "reading an evaluation");
+}
+
 int store_eval_of(store *s, int64_t candidate_id, store_eval *out)
 {
 	return one_eval(s, "SELECT " EVAL_COLS " FROM evaluations WHERE candidate_id = ? AND "

@@ -200,6 +200,9 @@ int store_eval_interrupt(store *s, int64_t eval_id, const char *reason);
 /* The done evaluation with e->key's fields, from any job: STORE_NOTFOUND or
  * 0 with *out filled. */
 int store_cache_find(store *s, store_eval *key_and_out);
+/* The same look-up whatever the evaluation started from (its init): how a
+ * warm start finds an earlier job's candidate as that job evaluated it. */
+int store_cache_find_any_init(store *s, store_eval *key_and_out);
 /* The candidate's evaluations, oldest first (malloc'd). */
 int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n);
 /* The evaluation that scored a candidate (its last done one: its highest

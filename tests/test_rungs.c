@@ -407,3 +407,63 @@ Test(rungs, the_search_time_adds_up_over_processes)
 	cr_assert_eq(rt_jobrun_next(j.jr, &t, NULL, err, sizeof(err)), 0);
 	job_kill(&j);
 }
+
+/* search.warm_start: a second job on the same data starts from the first
+ * one's best, which the cache answers without a worker. */
+Test(rungs, a_warm_start_seeds_the_population_with_the_best_and_costs_nothing)
+{
+	struct job a;
+	static struct seen s;
+	rt_jobrun_task t;
+	char err[GRAFT_ERRLEN], spec[2000];
+
+	job_new(&a, "warm.db", NULL);
+	cr_assert_eq(drive(&a, &s, -1, &t), 0);
+	store_rank *lb;
+	int n;
+	cr_assert_eq(store_leaderboard(a.st, a.id, STORE_SORT_ACCURACY, 4, &lb, &n), 0);
+	cr_assert_eq(n, 4);
+
+	/* The same spec with a warm start, in the same store. */
+	spec_text(spec, sizeof(spec), ", warm_start: 1");
+	store_job sj = { .spec = spec, .total = CANDIDATES, .steps = 40,
+	                 .state = STORE_JOB_RUNNING };
+	snprintf(sj.name, sizeof(sj.name), "warm");
+	cr_assert_eq(store_job_add(a.st, &sj), 0);
+	rt_jobrun *jr;
+	rt_jobrun_dirs dirs = { .weights = a.weights };
+	cr_assert_eq(rt_jobrun_open(a.st, sj.id, &dirs, NULL, NULL, &jr, err, sizeof(err)), 0,
+	             "%s", err);
+	int hits = 0;
+	cr_assert_eq(rt_jobrun_next(jr, &t, &hits, err, sizeof(err)), 1, "%s", err);
+	cr_assert_geq(hits, 4, "the first job's best were not answered from the cache");
+	store_candidate *c;
+	int nc;
+	cr_assert_eq(store_candidates(a.st, sj.id, &c, &nc), 0);
+	for (int i = 0; i < 4; i++) {
+		store_candidate best;
+		cr_assert_eq(store_candidate_get(a.st, lb[i].candidate_id, &best), 0);
+		cr_assert_str_eq(c[i].genome_sha256, best.genome_sha256, "warm candidate %d", i);
+		cr_assert_str_eq(c[i].mutation, "warm");
+		free(best.genome);
+	}
+	store_candidates_free(c, nc);
+	rt_jobrun_abandon(jr, &t);
+	rt_jobrun_free(jr);
+
+	/* Reopened, it replays its own warm candidates whatever the first job
+	 * does next; a job that does not exist is refused with a sentence. */
+	cr_assert_eq(rt_jobrun_open(a.st, sj.id, &dirs, NULL, NULL, &jr, err, sizeof(err)), 0,
+	             "%s", err);
+	rt_jobrun_free(jr);
+	spec_text(spec, sizeof(spec), ", warm_start: 99");
+	store_job bad = { .spec = spec, .total = CANDIDATES, .steps = 40,
+	                  .state = STORE_JOB_RUNNING };
+	snprintf(bad.name, sizeof(bad.name), "bad");
+	cr_assert_eq(store_job_add(a.st, &bad), 0);
+	cr_assert_eq(rt_jobrun_open(a.st, bad.id, &dirs, NULL, NULL, &jr, err, sizeof(err)),
+	             GRAFT_EINVAL);
+	cr_assert(strstr(err, "no job 99"), "%s", err);
+	free(lb);
+	job_kill(&a);
+}

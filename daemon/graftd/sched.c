@@ -611,9 +611,15 @@ static json_t *job_json(gd_sched *s, struct job *j)
 	json_t *p = json_object_get(o, "progress");
 	json_object_set_new(p, "in_flight", json_integer(st.in_flight));
 	json_object_set_new(p, "opening", json_boolean(j->opening));
+	/* The search's ETA: its remaining candidates at the mean time each, or
+	 * its time budget if that ends it first; none in the final stage,
+	 * whose trainings are not like candidates. */
 	double eta = -1;
-	if (j->state == STORE_JOB_RUNNING && j->wall_n > 0)
+	if (j->state == STORE_JOB_RUNNING && j->wall_n > 0 && !st.final_phase) {
 		eta = (j->total - j->evaluated) * (j->wall_sum / j->wall_n) / s->o.workers;
+		if (!isnan(st.time_left_s) && st.time_left_s < eta)
+			eta = st.time_left_s;
+	}
 	json_object_set_new(o, "eta_s", eta >= 0 ? json_real(eta) : json_null());
 	return o;
 }

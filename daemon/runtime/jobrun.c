@@ -446,6 +446,7 @@ static int replay(rt_jobrun *jr, char *err, size_t errlen)
 			goto out;
 		}
 		k->id = c[i].id;
+		k->warm = !strcmp(c[i].mutation, "warm");
 		if ((rc = restore_climb(jr, k, i, &c[i], ev, &nev, err, errlen)))
 			goto out;
 	}
@@ -491,6 +492,78 @@ bad:
 out:
 	free(ev);
 	store_candidates_free(c, n);
+	return rc;
+}
+
+/* search.warm_start: the job's first candidates are the best of an earlier
+ * job on the same data and graft (its leaderboard, as many as the
+ * population, those inside this job's space), asked as they are, so the
+ * cache answers them.  Once asked they are this job's own candidates
+ * (mutation "warm"), and a reopened job takes them from there: the earlier
+ * job may have moved on. */
+static int warm_start(rt_jobrun *jr, char *err, size_t errlen)
+{
+	const proto_job *j = &jr->spec;
+	store_candidate *own = NULL;
+	store_rank *lb = NULL;
+	store_job from;
+	int nown = 0, nlb = 0, n = 0, rc;
+
+	if (j->warm_start <= 0)
+		return 0;
+	nn_arch *a = calloc((size_t)j->population, sizeof(*a));
+	if (!a)
+		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	if ((rc = store_candidates(jr->st, jr->job_id, &own, &nown)))
+		goto store_failed;
+	for (int i = 0; i < nown && n < j->population && !strcmp(own[i].mutation, "warm"); i++)
+		if ((rc = proto_arch_parse(own[i].genome, strlen(own[i].genome), &a[n++], err,
+		                           errlen)))
+			goto out;
+	if (n == 0 && nown == 0) {
+		rc = store_job_get(jr->st, j->warm_start, &from);
+		if (rc == STORE_NOTFOUND) {
+			snprintf(err, errlen, "search.warm_start: there is no job %d to start from",
+			         j->warm_start);
+			rc = GRAFT_EINVAL;
+			goto out;
+		}
+		if (rc)
+			goto store_failed;
+		store_job_clear(&from);
+		if (from.dataset_id != jr->dataset_id || strcmp(from.graft_sha256, jr->graft_sha)) {
+			snprintf(err, errlen, "search.warm_start: job %d ran on other %s; a warm start "
+			         "needs the same data and graft (its results would not apply)",
+			         j->warm_start, from.dataset_id != jr->dataset_id ? "data" : "graft");
+			rc = GRAFT_EINVAL;
+			goto out;
+		}
+		if ((rc = store_leaderboard(jr->st, j->warm_start, STORE_SORT_ACCURACY, 0, &lb, &nlb)))
+			goto store_failed;
+		for (int i = 0; i < nlb && n < j->population; i++) {
+			store_candidate c;
+			if ((rc = store_candidate_get(jr->st, lb[i].candidate_id, &c)))
+				goto store_failed;
+			rc = proto_arch_parse(c.genome, strlen(c.genome), &a[n], err, errlen);
+			free(c.genome);
+			if (rc)
+				goto out;
+			/* Another space may leave some out; the rest still help. */
+			if (search_arch_valid(&j->space, &a[n], NULL, 0) == 0)
+				n++;
+		}
+	}
+	rc = search_strategy_warm(jr->strat, a, n);
+	if (rc)
+		fail(err, errlen, rc, "%s", "starting the search warm");
+	goto out;
+store_failed:
+	fail(err, errlen, rc < 0 ? rc : GRAFT_ESQL, "starting the search warm: %s",
+	     store_errmsg(jr->st));
+out:
+	free(a);
+	free(lb);
+	store_candidates_free(own, nown);
 	return rc;
 }
 
@@ -546,7 +619,8 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 		rc = fail(err, errlen, GRAFT_EINVAL, "%s", "cannot make the search strategy");
 		goto fail;
 	}
-	if ((rc = replay(jr, err, errlen)) || (rc = rt__final_open(jr, final_phase, err, errlen)))
+	if ((rc = warm_start(jr, err, errlen)) || (rc = replay(jr, err, errlen)) ||
+	    (rc = rt__final_open(jr, final_phase, err, errlen)))
 		goto fail;
 	jr->opened = mono_now();
 	if ((rc = store_begin(st)) ||
@@ -794,6 +868,15 @@ static int try_cache(rt_jobrun *jr, int seq, int rung, store_eval *e, char *err,
 {
 	store_eval hit = *e;
 	int rc = store_cache_find(jr->st, &hit);
+	/* A warm start's candidate is the earlier job's, started as that job
+	 * started it (from its parent's weights, maybe): its first rung is
+	 * that evaluation, and the climb's keys follow from its. */
+	if (rc == STORE_NOTFOUND && rung == 0 && jr->c[seq].warm) {
+		hit = *e;
+		rc = store_cache_find_any_init(jr->st, &hit);
+		if (rc == 0)
+			memcpy(e->init, hit.init, sizeof(e->init));
+	}
 	if (rc == STORE_NOTFOUND)
 		return 0;
 	if (rc)
@@ -1007,6 +1090,7 @@ static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, s
 			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
 		k->parent = parent;
 		k->generation = parent >= 0 ? jr->c[parent].generation + 1 : 0;
+		k->warm = search_strategy_last_mutation(jr->strat) == SEARCH_WARM;
 		search_arch_hash(&a, k->genome_sha256);
 		store_candidate rec = { .job_id = jr->job_id, .seq = seq, .told_before = jr->events,
 		                        .genome = proto_arch_emit(&a), .parent_seq = parent,
@@ -1016,7 +1100,8 @@ static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, s
 		int m = search_strategy_last_mutation(jr->strat);
 		memcpy(rec.genome_sha256, k->genome_sha256, sizeof(rec.genome_sha256));
 		snprintf(rec.mutation, sizeof(rec.mutation), "%s",
-		         m >= 0 ? search_mutation_name((enum search_mutation)m) : "");
+		         m >= 0 ? search_mutation_name((enum search_mutation)m)
+		         : m == SEARCH_WARM ? "warm" : "");
 		if (!rec.genome)
 			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
 		rc = prepare(jr, seq, 0, &a, 1, &rec, t, hits, err, errlen);

@@ -23,6 +23,7 @@ struct cand {
 	char key[SEARCH_MAX_RUNGS][65];        /* the evaluation that scored a rung */
 	char *weights[SEARCH_MAX_RUNGS];       /* its trained weights, NULL if none */
 	char genome_sha256[65];
+	int warm;                              /* an earlier job's, by warm start */
 };
 
 /* An evaluation to run before anything new: a rung of a candidate that
