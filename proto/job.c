@@ -31,7 +31,7 @@ static const char *const dataset_keys[] = {
 };
 static const char *const search_keys[] = {
 	"strategy", "population", "sample", "candidates", "seed", "fidelity", "max_time",
-	"max_cpu", "warm_start", NULL,
+	"max_cpu", "warm_start", "lag", NULL,
 };
 static const char *const fidelity_keys[] = { "rungs", "eta", "slice", NULL };
 static const char *const final_keys[] = {
@@ -92,6 +92,7 @@ static void defaults(proto_job *j)
 	j->threads = 1;
 	j->time_limit = 3600;
 	j->retries = 2;
+	j->lag = 8;
 	j->fidelity.eta = 3;
 	j->fidelity.slice = 2000;
 	j->final.train = j->train;
@@ -285,6 +286,7 @@ static int parse_search(const proto__ymap *top, proto_job *j)
 		return bounds(&m, "sample", j->sample, "population", j->population);
 	if ((rc = parse_duration(&m, "max_time", &j->max_time_s)) ||
 	    (rc = parse_duration(&m, "max_cpu", &j->max_cpu_s)) ||
+	    (rc = proto__ymap_int(&m, "lag", PROTO__OPTIONAL, 0, 1000, NULL, &j->lag)) ||
 	    (rc = proto__ymap_int(&m, "warm_start", PROTO__OPTIONAL, 1, 2000000000,
 	                          "the id of an earlier job (a positive integer)",
 	                          &j->warm_start)))

@@ -104,6 +104,13 @@ typedef struct proto_job {
 	search_fidelity fidelity;          /* search.fidelity {rungs, eta, slice}: off
 	                                      (nrungs 0) by default; with it,
 	                                      train.steps is the top rung */
+	int lag;                           /* search.lag L (default 8): candidate k
+	                                      and each promotion are decided on the
+	                                      results of the decisions up to L
+	                                      before it, taken in order, so the
+	                                      search does not depend on the number
+	                                      of workers or their timing; 0: on
+	                                      every result as it comes */
 	int warm_start;                    /* search.warm_start: a job whose best seed
 	                                      this one's population (0: none) */
 	double max_time_s, max_cpu_s;      /* search.max_time, max_cpu: the search

@@ -239,6 +239,18 @@ int store_eval_finish(store *s, store_eval *e)
 	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
 }
 
+int store_eval_set_tell(store *s, int64_t eval_id, int tell_seq)
+{
+	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET tell_seq = ? WHERE id = ? "
+	                                  "AND status = 'done'");
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int(st, 1, tell_seq);
+	sqlite3_bind_int64(st, 2, eval_id);
+	int rc = store__done(s, st, "recording a result's place");
+	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
+}
+
 /* Marks the running evaluations that cond (binding ?3 to id) selects
  * interrupted with the reason; returns how many. */
 static int interrupt(store *s, const char *cond, int64_t id, const char *reason)

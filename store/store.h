@@ -191,6 +191,9 @@ void store_eval_key(store_eval *e);
 int store_eval_start(store *s, store_eval *e);
 /* Ends it: status, metrics, error, weights, tell_seq (sets finished). */
 int store_eval_finish(store *s, store_eval *e);
+/* Gives a done evaluation (a promotion's) its place among the job's tells
+ * and updates. */
+int store_eval_set_tell(store *s, int64_t eval_id, int tell_seq);
 /* Marks every running evaluation of the job interrupted with the reason
  * (they were in flight when the process that ran them died); returns how
  * many. */

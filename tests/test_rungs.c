@@ -38,16 +38,20 @@ static void make_data(void)
 	idx_write_part(data_dir, "train", 600, 12, 3, 0, 5, 0, 3);
 }
 
+/* The job's spec; extra goes into its search section.  Without a lag
+ * there, the tests check ASHA's rule on every result as it comes (lag 0);
+ * the determinism test sets one. */
 static void spec_text(char *buf, size_t len, const char *extra)
 {
 	snprintf(buf, len,
 	         "dataset: {dir: %s, validation: 100}\n"
 	         "search: {population: 4, sample: 2, candidates: %d, seed: 5,\n"
-	         "         fidelity: {rungs: " RUNGS_YAML ", eta: %d, slice: %d}%s}\n"
+	         "         fidelity: {rungs: " RUNGS_YAML ", eta: %d, slice: %d}%s%s}\n"
 	         "space: {max_blocks: 2, widths: [8, 16], min_stem: 8, max_stem: 8}\n"
 	         "train: {batch: 16}\n"
 	         "graft: {source: none}\n",
-	         data_dir, CANDIDATES, ETA, SLICE, extra ? extra : "");
+	         data_dir, CANDIDATES, ETA, SLICE, extra ? extra : "",
+	         extra && strstr(extra, "lag") ? "" : ", lag: 0");
 }
 
 /* A job in its own store file under the scratch directory. */
@@ -108,6 +112,23 @@ static void touch(const char *path)
 	fclose(f);
 }
 
+/* A made-up accuracy of the network a task trains (not of its seq): what a
+ * real, deterministic training gives, so that a candidate the cache
+ * answers and one trained again because its twin was still in flight
+ * score the same. */
+static int by_network;
+
+static double of_network(const rt_jobrun_task *t)
+{
+	nn_arch a;
+	char err[GRAFT_ERRLEN], sha[65];
+	cr_assert_eq(proto_arch_parse(t->task.arch, strlen(t->task.arch), &a, err, sizeof(err)), 0);
+	a.train.steps = a.train.warmup = 0;
+	a.train.seed = 0;
+	search_arch_hash(&a, sha);
+	return 0.30 + 0.4 * (double)strtoul(sha + 56, NULL, 16) / 4294967295.0 + 0.01 * t->rung;
+}
+
 /* Ends t as a worker would: its weights and optimizer state on disk, and
  * the made-up result with cpu_s seconds. */
 static void finish(struct job *j, rt_jobrun_task *t, double cpu_s)
@@ -116,7 +137,8 @@ static void finish(struct job *j, rt_jobrun_task *t, double cpu_s)
 	touch(t->task.save);
 	if (t->task.save_optim)
 		touch(t->task.save_optim);
-	proto_result r = { .val_accuracy = made_up(t->seq, t->rung), .val_loss = 1,
+	proto_result r = { .val_accuracy = by_network ? of_network(t) : made_up(t->seq, t->rung),
+	                   .val_loss = 1,
 	                   .train_loss = 1, .steps = 10, .cpu_s = cpu_s, .wall_s = cpu_s };
 	cr_assert_eq(rt_jobrun_result(j->jr, t, &r, "test", err, sizeof(err)), 0, "%s", err);
 }
@@ -466,4 +488,131 @@ Test(rungs, a_warm_start_seeds_the_population_with_the_best_and_costs_nothing)
 	cr_assert(strstr(err, "no job 99"), "%s", err);
 	free(lb);
 	job_kill(&a);
+}
+
+/* Ends tasks as up to `workers` workers would, in an order drawn from
+ * order_seed: each round fills the idle workers, then one busy worker,
+ * chosen at random, finishes.  The decisions in the order made, and the
+ * outcome. */
+static int drive_parallel(struct job *j, int workers, uint64_t order_seed, int *seqs,
+                          int *rungs_out, int max)
+{
+	char err[GRAFT_ERRLEN];
+	rt_jobrun_task busy[8];
+	int nbusy = 0, n = 0, rc;
+	nn_rng r;
+
+	nn_rng_seed(&r, order_seed);
+	for (;;) {
+		while (nbusy < workers &&
+		       (rc = rt_jobrun_next(j->jr, &busy[nbusy], NULL, err, sizeof(err))) == 1) {
+			cr_assert_lt(n, max);
+			seqs[n] = busy[nbusy].seq;
+			rungs_out[n++] = busy[nbusy].rung;
+			nbusy++;
+		}
+		cr_assert_geq(rc, 0, "%s", err);
+		if (nbusy == 0)
+			break;
+		int k = (int)nn_rng_below(&r, (uint32_t)nbusy);
+		finish(j, &busy[k], 1.0);
+		busy[k] = busy[--nbusy];
+	}
+	cr_assert(rt_jobrun_complete(j->jr));
+	return n;
+}
+
+Test(rungs, with_a_lag_the_search_is_the_same_for_one_and_three_workers_in_any_order)
+{
+	static int seqs[3][200], rs[3][200];
+	int n[3], rung[3][CANDIDATES];
+	double fit[3][CANDIDATES];
+	const int workers[3] = { 1, 3, 3 };
+
+	by_network = 1;
+	for (int run = 0; run < 3; run++) {
+		struct job j;
+		char name[32];
+		snprintf(name, sizeof(name), "lag%d.db", run);
+		job_new(&j, name, ", lag: 3");
+		n[run] = drive_parallel(&j, workers[run], 100 + (uint64_t)run, seqs[run], rs[run], 200);
+		outcome(&j, rung[run], fit[run]);
+		job_kill(&j);
+	}
+	for (int run = 1; run < 3; run++) {
+		cr_assert_eq(n[run], n[0], "run %d made %d decisions, one worker %d", run, n[run], n[0]);
+		for (int i = 0; i < n[0]; i++)
+			cr_assert(seqs[run][i] == seqs[0][i] && rs[run][i] == rs[0][i],
+			          "decision %d: candidate %d rung %d with one worker, %d rung %d in run "
+			          "%d", i, seqs[0][i], rs[0][i], seqs[run][i], rs[run][i], run);
+		for (int i = 0; i < CANDIDATES; i++) {
+			cr_assert_eq(rung[run][i], rung[0][i]);
+			cr_assert_float_eq(fit[run][i], fit[0][i], 1e-12);
+		}
+	}
+	/* Without a lag the same two orders disagree: the lag is what makes
+	 * them agree (else this test could pass by luck). */
+	int differ = 0;
+	for (int run = 0; run < 2; run++) {
+		struct job j;
+		char name[32];
+		static int s2[2][200], r2[2][200];
+		snprintf(name, sizeof(name), "nolag%d.db", run);
+		job_new(&j, name, ", lag: 0");
+		int m = drive_parallel(&j, workers[run], 100 + (uint64_t)run, s2[run], r2[run], 200);
+		if (run == 1)
+			for (int i = 0; i < m && !differ; i++)
+				differ = s2[0][i] != s2[1][i] || r2[0][i] != r2[1][i];
+		job_kill(&j);
+	}
+	cr_assert(differ, "one and three workers agree even without a lag");
+}
+
+Test(rungs, with_a_lag_a_kill_replays_to_the_same_decisions)
+{
+	static int want_s[200], want_r[200];
+	struct job a, b;
+	char err[GRAFT_ERRLEN];
+	rt_jobrun_task busy[3];
+
+	by_network = 1;
+	job_new(&a, "lagstraight.db", ", lag: 3");
+	int n = drive_parallel(&a, 3, 7, want_s, want_r, 200);
+	job_kill(&a);
+
+	/* Three in flight, finished in another order, killed every few results. */
+	job_new(&b, "lagkilled.db", ", lag: 3");
+	nn_rng r;
+	nn_rng_seed(&r, 8);
+	int nbusy = 0, done = 0, rc;
+	for (;;) {
+		while (nbusy < 3 && (rc = rt_jobrun_next(b.jr, &busy[nbusy], NULL, err,
+		                                         sizeof(err))) == 1)
+			nbusy++;
+		cr_assert_geq(rc, 0, "%s", err);
+		if (nbusy == 0)
+			break;
+		int k = (int)nn_rng_below(&r, (uint32_t)nbusy);
+		finish(&b, &busy[k], 1.0);
+		busy[k] = busy[--nbusy];
+		if (++done % 4 == 0) {
+			for (int i = 0; i < nbusy; i++)
+				proto_task_clear(&busy[i].task);
+			nbusy = 0; /* killed in flight: they run again, first */
+			job_kill(&b);
+			job_open(&b);
+		}
+	}
+	int rb[CANDIDATES], ra[CANDIDATES];
+	double fb[CANDIDATES], fa[CANDIDATES];
+	outcome(&b, rb, fb);
+	job_kill(&b);
+	job_open(&a);
+	outcome(&a, ra, fa);
+	job_kill(&a);
+	for (int i = 0; i < CANDIDATES; i++) {
+		cr_assert_eq(rb[i], ra[i], "candidate %d", i);
+		cr_assert_float_eq(fb[i], fa[i], 1e-12);
+	}
+	(void)n;
 }

@@ -32,6 +32,35 @@ static int nrungs(const rt_jobrun *jr)
 	return jr->spec.fidelity.nrungs > 0 ? jr->spec.fidelity.nrungs : 1;
 }
 
+/* Whether results wait for their turn (search.lag > 0). */
+static int lagged(const rt_jobrun *jr)
+{
+	return jr->spec.lag > 0;
+}
+
+/* Whether the search may use candidate seq's rung r yet: at once without
+ * a lag, else once every decision up to it has been fed in order. */
+static int visible(const rt_jobrun *jr, int seq, int r)
+{
+	const struct cand *k = &jr->c[seq];
+	return k->ended[r] && (!lagged(jr) || (k->item[r] >= 0 && k->item[r] < jr->fed));
+}
+
+static int add_item(rt_jobrun *jr, int seq, int rung)
+{
+	if (jr->nitems == jr->items_cap) {
+		int cap = jr->items_cap ? 2 * jr->items_cap : 256;
+		struct pending *v = realloc(jr->items, sizeof(*v) * (size_t)cap);
+		if (!v)
+			return GRAFT_ENOMEM;
+		jr->items = v;
+		jr->items_cap = cap;
+	}
+	jr->c[seq].item[rung] = jr->nitems;
+	jr->items[jr->nitems++] = (struct pending){ seq, rung };
+	return 0;
+}
+
 static double mono_now(void)
 {
 	struct timespec ts;
@@ -81,8 +110,10 @@ static struct cand *cand_add(rt_jobrun *jr)
 	c->fitness = NAN;
 	c->parent = -1;
 	c->rung = -1;
-	for (int r = 0; r < SEARCH_MAX_RUNGS; r++)
+	for (int r = 0; r < SEARCH_MAX_RUNGS; r++) {
 		c->score[r] = NAN;
+		c->item[r] = -1;
+	}
 	return c;
 }
 
@@ -366,13 +397,29 @@ static int apply_event(rt_jobrun *jr, const struct event *ev)
 	return search_tell(jr->strat, ev->seq, ev->fitness);
 }
 
+/* A decision as the store shows it: its first evaluation's id gives its
+ * place among the job's decisions. */
+struct decision {
+	int64_t first_eval;
+	int seq, rung, fed;
+};
+
+static int cmp_decision(const void *a, const void *b)
+{
+	const struct decision *x = a, *y = b;
+	return (x->first_eval > y->first_eval) - (x->first_eval < y->first_eval);
+}
+
 /* What the store holds of candidate k's climb (c its row): per rung its
  * score, key and weights, which rungs are over, and which evaluation is to
- * run again; its tell and updates go to ev. */
+ * run again; its tell and updates go to ev, its decisions to d. */
 static int restore_climb(rt_jobrun *jr, struct cand *k, int seq, const store_candidate *c,
-                         struct event *ev, int *nev, char *err, size_t errlen)
+                         struct event *ev, int *nev, struct decision *d, int *nd, char *err,
+                         size_t errlen)
 {
 	int rows[SEARCH_MAX_RUNGS] = { 0 }, fails[SEARCH_MAX_RUNGS] = { 0 }, n, R = nrungs(jr);
+	int64_t first[SEARCH_MAX_RUNGS] = { 0 };
+	int fed[SEARCH_MAX_RUNGS] = { 0 };
 	store_eval *e;
 	int rc = store_evals_of(jr->st, c->id, &e, &n);
 	if (rc)
@@ -385,19 +432,23 @@ static int restore_climb(rt_jobrun *jr, struct cand *k, int seq, const store_can
 			free(e);
 			return GRAFT_EFORMAT;
 		}
-		rows[r]++;
+		if (!rows[r]++)
+			first[r] = e[i].id;
 		if (!e[i].cached)
 			jr->cpu_spent += e[i].cpu_s;
 		if (e[i].status == STORE_EVAL_DONE) {
 			k->score[r] = e[i].val_accuracy;
 			k->ended[r] = 1;
 			k->rung = r > k->rung ? r : k->rung;
+			k->done_eval[r] = e[i].id;
 			memcpy(k->key[r], e[i].key, sizeof(e[i].key));
 			free(k->weights[r]);
 			k->weights[r] = e[i].weights[0] ? strdup(e[i].weights) : NULL;
 			jr->cache_hits += e[i].cached;
-			if (r > 0 && e[i].tell_seq >= 0)
+			if (r > 0 && e[i].tell_seq >= 0) {
 				ev[(*nev)++] = (struct event){ e[i].tell_seq, seq, 1, e[i].val_accuracy };
+				fed[r] = 1;
+			}
 		} else if (e[i].status == STORE_EVAL_FAILED && !e[i].interrupted) {
 			fails[r]++;
 		}
@@ -405,13 +456,18 @@ static int restore_climb(rt_jobrun *jr, struct cand *k, int seq, const store_can
 	free(e);
 	if (c->tell_seq >= 0) {
 		ev[(*nev)++] = (struct event){ c->tell_seq, seq, 0, k->score[0] };
-		k->ended[0] = 1;
+		fed[0] = 1;
 	}
-	for (int r = 1; r < R; r++) {
-		if (rows[r])
+	for (int r = 0; r < R; r++) {
+		if (r > 0 && rows[r])
 			k->promoted[r - 1] = 1;
-		if (rows[r] && !k->ended[r] && fails[r] > jr->spec.retries)
-			k->ended[r] = 1; /* failed for good: it stays at the rung below */
+		/* Over: scored, told, or failed for good (then it stays at the rung
+		 * below; a first rung is told as failed).  With a lag, a rung may be
+		 * over and not yet fed to the search. */
+		if (rows[r] && !k->ended[r] && (fails[r] > jr->spec.retries || (r == 0 && fed[0])))
+			k->ended[r] = 1;
+		if (rows[r])
+			d[(*nd)++] = (struct decision){ first[r], seq, r, fed[r] };
 	}
 	/* At most one rung of a candidate is unfinished: the one it climbs. */
 	for (int r = 0; r < R; r++)
@@ -420,17 +476,37 @@ static int restore_climb(rt_jobrun *jr, struct cand *k, int seq, const store_can
 	return 0;
 }
 
+/* The job's decisions in the order made, and how many were fed. */
+static int restore_decisions(rt_jobrun *jr, struct decision *d, int nd)
+{
+	qsort(d, (size_t)nd, sizeof(*d), cmp_decision);
+	int last_fed = -1;
+	for (int i = 0; i < nd; i++) {
+		int rc = add_item(jr, d[i].seq, d[i].rung);
+		if (rc)
+			return rc;
+		if (d[i].fed)
+			last_fed = i;
+	}
+	/* Feeding goes in order, each with its record (but a climb failed for
+	 * good, which teaches nothing): all up to the last recorded were fed. */
+	jr->fed = lagged(jr) ? last_fed + 1 : nd;
+	return 0;
+}
+
 static int replay(rt_jobrun *jr, char *err, size_t errlen)
 {
 	store_candidate *c = NULL;
 	struct event *ev = NULL;
-	int n = 0, nev = 0, ti = 0, rc;
+	struct decision *d = NULL;
+	int n = 0, nev = 0, nd = 0, ti = 0, rc;
 
 	rc = store_candidates(jr->st, jr->job_id, &c, &n);
 	if (rc)
 		return fail(err, errlen, rc, "reading candidates: %s", store_errmsg(jr->st));
 	ev = calloc((size_t)n * (size_t)nrungs(jr) + 1, sizeof(*ev));
-	if (!ev) {
+	d = calloc((size_t)n * (size_t)nrungs(jr) + 1, sizeof(*d));
+	if (!ev || !d) {
 		rc = GRAFT_ENOMEM;
 		goto out;
 	}
@@ -447,9 +523,11 @@ static int replay(rt_jobrun *jr, char *err, size_t errlen)
 		}
 		k->id = c[i].id;
 		k->warm = !strcmp(c[i].mutation, "warm");
-		if ((rc = restore_climb(jr, k, i, &c[i], ev, &nev, err, errlen)))
+		if ((rc = restore_climb(jr, k, i, &c[i], ev, &nev, d, &nd, err, errlen)))
 			goto out;
 	}
+	if ((rc = restore_decisions(jr, d, nd)))
+		goto out;
 	qsort(ev, (size_t)nev, sizeof(*ev), cmp_event);
 	for (int i = 0; i < nev; i++)
 		if (ev[i].order != i) {
@@ -491,6 +569,7 @@ bad:
 	snprintf(err, errlen, "replaying the job's search: %s", graft_strerror(rc));
 out:
 	free(ev);
+	free(d);
 	store_candidates_free(c, n);
 	return rc;
 }
@@ -648,6 +727,7 @@ void rt_jobrun_free(rt_jobrun *jr)
 			free(jr->c[i].weights[r]);
 	free(jr->c);
 	free(jr->pending);
+	free(jr->items);
 	search_strategy_free(jr->strat);
 	rt__final_free(jr);
 	rt_jobrun_input_free(jr->in);
@@ -822,42 +902,71 @@ int rt__genome_of(rt_jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen)
 	return rc;
 }
 
-/* Records in the store, inside the caller's transaction, what a scored
- * rung says: rung 0 is the candidate's tell, a higher rung an update of
- * its fitness (e->tell_seq must be set before e is finished). */
-static int record_score(rt_jobrun *jr, int seq, int rung, double accuracy)
+/* Records in the store, inside the caller's transaction, what the search
+ * learns from a scored rung: rung 0 is the candidate's tell, a higher rung
+ * an update of its fitness (whose evaluation gets the update's place). */
+static int record_score(rt_jobrun *jr, int seq, int rung, double accuracy, int64_t eval_id)
 {
 	if (rung == 0)
 		return store_candidate_tell(jr->st, jr->c[seq].id, jr->events, accuracy);
-	return store_candidate_climb(jr->st, jr->c[seq].id, rung, accuracy);
+	int rc = eval_id > 0 ? store_eval_set_tell(jr->st, eval_id, jr->events) : 0;
+	return rc ? rc : store_candidate_climb(jr->st, jr->c[seq].id, rung, accuracy);
 }
 
-/* After the commit: the candidate's rung is over, with e's result (NULL:
- * failed for good), and the strategy learns it. */
-static void score_local(rt_jobrun *jr, int seq, int rung, const store_eval *e)
+/* The candidate's rung is over, with e's result (NULL: failed for good). */
+static void arrive(rt_jobrun *jr, int seq, int rung, const store_eval *e)
 {
 	struct cand *k = &jr->c[seq];
-	double accuracy = e ? e->val_accuracy : NAN;
 
 	k->ended[rung] = 1;
-	k->score[rung] = accuracy;
+	k->score[rung] = e ? e->val_accuracy : NAN;
 	if (e) {
 		memcpy(k->key[rung], e->key, sizeof(k->key[rung]));
 		free(k->weights[rung]);
 		k->weights[rung] = e->weights[0] ? strdup(e->weights) : NULL;
+		k->done_eval[rung] = e->id;
 		if (rung > k->rung)
 			k->rung = rung;
 	}
+}
+
+/* The strategy learns an ended rung (after its record is committed). */
+static void learn(rt_jobrun *jr, int seq, int rung)
+{
+	struct cand *k = &jr->c[seq];
+	double accuracy = k->score[rung];
+
 	if (rung == 0) {
 		k->told = 1;
 		k->fitness = accuracy;
 		search_tell(jr->strat, seq, accuracy);
 		jr->events++;
-	} else if (e) {
+		jr->failed += isnan(accuracy);
+	} else if (!isnan(accuracy)) {
 		k->fitness = accuracy;
 		search_tell_update(jr->strat, seq, accuracy);
 		jr->events++;
 	}
+}
+
+/* Feeds the next decision's result to the search, in decision order. */
+static int feed(rt_jobrun *jr, char *err, size_t errlen)
+{
+	struct pending it = jr->items[jr->fed];
+	const struct cand *k = &jr->c[it.seq];
+	int rc = 0;
+
+	/* A climb that failed for good teaches the strategy nothing. */
+	if ((it.rung == 0 || !isnan(k->score[it.rung])) &&
+	    ((rc = store_begin(jr->st)) ||
+	     (rc = record_score(jr, it.seq, it.rung, k->score[it.rung], k->done_eval[it.rung])) ||
+	     (rc = store_commit(jr->st)))) {
+		store_rollback(jr->st);
+		return fail(err, errlen, rc, "recording a result: %s", store_errmsg(jr->st));
+	}
+	learn(jr, it.seq, it.rung);
+	jr->fed++;
+	return 0;
 }
 
 /* Answers rung `rung` of seq from the store if its key was evaluated
@@ -891,17 +1000,19 @@ static int try_cache(rt_jobrun *jr, int seq, int rung, store_eval *e, char *err,
 	mine.flops = hit.flops;
 	mine.inherited = hit.inherited;
 	mine.feature_cache = hit.feature_cache;
-	mine.tell_seq = rung > 0 ? jr->events : -1;
+	mine.tell_seq = rung > 0 && !lagged(jr) ? jr->events : -1;
 	snprintf(mine.weights, sizeof(mine.weights), "%s", hit.weights);
 	snprintf(mine.worker, sizeof(mine.worker), "cache");
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_start(jr->st, &mine)) ||
 	    (mine.status = STORE_EVAL_DONE, rc = store_eval_finish(jr->st, &mine)) ||
-	    (rc = record_score(jr, seq, rung, hit.val_accuracy)) ||
+	    (!lagged(jr) && (rc = record_score(jr, seq, rung, hit.val_accuracy, 0))) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		return fail(err, errlen, rc, "recording a cache hit: %s", store_errmsg(jr->st));
 	}
-	score_local(jr, seq, rung, &mine);
+	arrive(jr, seq, rung, &mine);
+	if (!lagged(jr))
+		learn(jr, seq, rung);
 	jr->cache_hits++;
 	return 1;
 }
@@ -930,6 +1041,10 @@ static int prepare(rt_jobrun *jr, int seq, int rung, nn_arch *a, int new_candida
 	if (new_candidate) {
 		jr->c[seq].id = rec->id;
 		e.candidate_id = rec->id;
+	}
+	if (jr->c[seq].item[rung] < 0 && (rc = add_item(jr, seq, rung))) {
+		store_rollback(jr->st);
+		return fail(err, errlen, rc, "%s", "out of memory");
 	}
 	rc = try_cache(jr, seq, rung, &e, err, errlen);
 	if (rc > 0) {
@@ -995,7 +1110,7 @@ static int promotable(const rt_jobrun *jr, int *from)
 	for (int r = R - 2; r >= 0 && pick < 0 && score && promoted && seqs; r--) {
 		int n = 0;
 		for (int i = 0; i < jr->ncand; i++)
-			if (jr->c[i].ended[r]) {
+			if (visible(jr, i, r)) {
 				score[n] = jr->c[i].score[r];
 				promoted[n] = jr->c[i].promoted[r];
 				seqs[n++] = i;
@@ -1012,26 +1127,84 @@ static int promotable(const rt_jobrun *jr, int *from)
 	return pick;
 }
 
-/* Sends up the candidates ASHA picks until one needs a worker (1, t
- * filled) or none is left (0). */
-static int promote(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
+/* prepare's answer as a decision's: 1 a task, 2 answered by the cache,
+ * or the error. */
+static int decided(int rc)
 {
-	int from, seq, rc;
+	return rc < 0 ? rc : rc == 1 ? 1 : 2;
+}
 
-	while ((seq = promotable(jr, &from)) >= 0) {
-		nn_arch a;
-		jr->c[seq].promoted[from] = 1;
-		jr->promotions++;
-		if ((rc = rt__genome_of(jr, seq, &a, err, errlen)) ||
-		    (rc = prepare(jr, seq, from + 1, &a, 0, NULL, t, hits, err, errlen)))
-			return rc;
-	}
-	return 0;
+/* Sends up the candidate ASHA picks, if any (0 when none). */
+static int promote_one(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
+{
+	int from, seq = promotable(jr, &from), rc;
+	nn_arch a;
+
+	if (seq < 0)
+		return 0;
+	jr->c[seq].promoted[from] = 1;
+	jr->promotions++;
+	if ((rc = rt__genome_of(jr, seq, &a, err, errlen)))
+		return rc;
+	return decided(prepare(jr, seq, from + 1, &a, 0, NULL, t, hits, err, errlen));
+}
+
+/* Asks the strategy for a new candidate (0 when every one is asked). */
+static int ask_new(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
+{
+	nn_arch a;
+	int parent, rc;
+
+	if (search_strategy_asked(jr->strat) >= jr->spec.candidates)
+		return 0;
+	int seq = search_ask(jr->strat, &a, &parent);
+	if (seq < 0)
+		return fail(err, errlen, seq, "%s", "the strategy cannot propose a candidate "
+		            "(no architecture of the space fits its limits)");
+	struct cand *k = cand_add(jr);
+	if (!k)
+		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	int m = search_strategy_last_mutation(jr->strat);
+	k->parent = parent;
+	k->generation = parent >= 0 ? jr->c[parent].generation + 1 : 0;
+	k->warm = m == SEARCH_WARM;
+	search_arch_hash(&a, k->genome_sha256);
+	store_candidate rec = { .job_id = jr->job_id, .seq = seq, .told_before = jr->events,
+	                        .genome = proto_arch_emit(&a), .parent_seq = parent,
+	                        .generation = k->generation,
+	                        .params = search_arch_params(&a),
+	                        .flops = search_arch_flops(&a) };
+	memcpy(rec.genome_sha256, k->genome_sha256, sizeof(rec.genome_sha256));
+	snprintf(rec.mutation, sizeof(rec.mutation), "%s",
+	         m >= 0 ? search_mutation_name((enum search_mutation)m)
+	         : m == SEARCH_WARM ? "warm" : "");
+	if (!rec.genome)
+		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
+	rc = prepare(jr, seq, 0, &a, 1, &rec, t, hits, err, errlen);
+	free(rec.genome);
+	return decided(rc);
+}
+
+/* The next decision: a promotion before a new candidate, since the climb
+ * of the best is what the job's answer rests on. */
+static int decide(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen)
+{
+	int rc = promote_one(jr, t, hits, err, errlen);
+	return rc ? rc : ask_new(jr, t, hits, err, errlen);
+}
+
+/* Whether the next result to feed is in. */
+static int next_fed_is_in(const rt_jobrun *jr)
+{
+	if (jr->fed >= jr->nitems)
+		return 0;
+	struct pending it = jr->items[jr->fed];
+	return jr->c[it.seq].ended[it.rung];
 }
 
 /* Whether the search phase is over: nothing of it in flight, and either
- * its budget spent or every candidate asked and told and no rung with a
- * candidate left to promote. */
+ * its budget spent or every candidate asked and told, every result fed,
+ * and no rung with a candidate left to promote. */
 static int search_done(const rt_jobrun *jr)
 {
 	int from;
@@ -1041,7 +1214,7 @@ static int search_done(const rt_jobrun *jr)
 	if (rt_jobrun_budget_spent(jr))
 		return 1;
 	return jr->npending == 0 && search_strategy_asked(jr->strat) >= jr->spec.candidates &&
-	       promotable(jr, &from) < 0;
+	       (!lagged(jr) || jr->fed == jr->nitems) && promotable(jr, &from) < 0;
 }
 
 static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen);
@@ -1074,45 +1247,28 @@ static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, s
 		    (rc = prepare(jr, p.seq, p.rung, &a, 0, NULL, t, hits, err, errlen)))
 			return rc;
 	}
-	/* A promotion before a new candidate: the climb of the best is what
-	 * the job's answer rests on. */
-	if ((rc = promote(jr, t, hits, err, errlen)))
-		return rc;
-	while (search_strategy_asked(jr->strat) < jr->spec.candidates) {
-		nn_arch a;
-		int parent;
-		int seq = search_ask(jr->strat, &a, &parent);
-		if (seq < 0)
-			return fail(err, errlen, seq, "%s", "the strategy cannot propose a candidate "
-			            "(no architecture of the space fits its limits)");
-		struct cand *k = cand_add(jr);
-		if (!k)
-			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
-		k->parent = parent;
-		k->generation = parent >= 0 ? jr->c[parent].generation + 1 : 0;
-		k->warm = search_strategy_last_mutation(jr->strat) == SEARCH_WARM;
-		search_arch_hash(&a, k->genome_sha256);
-		store_candidate rec = { .job_id = jr->job_id, .seq = seq, .told_before = jr->events,
-		                        .genome = proto_arch_emit(&a), .parent_seq = parent,
-		                        .generation = k->generation,
-		                        .params = search_arch_params(&a),
-		                        .flops = search_arch_flops(&a) };
-		int m = search_strategy_last_mutation(jr->strat);
-		memcpy(rec.genome_sha256, k->genome_sha256, sizeof(rec.genome_sha256));
-		snprintf(rec.mutation, sizeof(rec.mutation), "%s",
-		         m >= 0 ? search_mutation_name((enum search_mutation)m)
-		         : m == SEARCH_WARM ? "warm" : "");
-		if (!rec.genome)
-			return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
-		rc = prepare(jr, seq, 0, &a, 1, &rec, t, hits, err, errlen);
-		free(rec.genome);
-		if (rc)
+	for (;;) {
+		/* With a lag L, decision j waits for the results of 0..j-L-1 and
+		 * sees them in decision order, whenever they came in: the search
+		 * is then the same however many workers run it. */
+		while (lagged(jr) && jr->fed < jr->nitems - jr->spec.lag) {
+			if (!next_fed_is_in(jr))
+				return 0;
+			if ((rc = feed(jr, err, errlen)))
+				return rc;
+		}
+		rc = decide(jr, t, hits, err, errlen);
+		if (rc == 1 || rc < 0)
 			return rc;
-		/* A cache hit may have made someone promotable. */
-		if ((rc = promote(jr, t, hits, err, errlen)))
+		if (rc == 2)
+			continue;
+		/* Nothing to decide on what the search has seen: the next result
+		 * in order may make a promotion. */
+		if (!lagged(jr) || !next_fed_is_in(jr))
+			return 0;
+		if ((rc = feed(jr, err, errlen)))
 			return rc;
 	}
-	return 0;
 }
 
 /* The task is over for this process, whatever the store said: nothing of
@@ -1144,13 +1300,13 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 	e.flops = r->flops;
 	e.inherited = r->inherited;
 	e.feature_cache = r->feature_cache;
-	e.tell_seq = t->rung > 0 ? jr->events : -1;
+	e.tell_seq = t->rung > 0 && !lagged(jr) ? jr->events : -1;
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
 	snprintf(e.weights, sizeof(e.weights), "%s", t->task.save ? t->task.save : "");
 	double overhead = jr->overhead_cpu_s + r->setup_cpu_s;
 	double wall = search_wall(jr);
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
-	    (rc = record_score(jr, t->seq, t->rung, e.val_accuracy)) ||
+	    (!lagged(jr) && (rc = record_score(jr, t->seq, t->rung, e.val_accuracy, 0))) ||
 	    (rc = store_job_set_inputs(jr->st, jr->job_id, jr->dataset_id, jr->graft_sha,
 	                               overhead)) ||
 	    (rc = store_job_set_search_wall(jr->st, jr->job_id, wall)) ||
@@ -1166,7 +1322,9 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 	store_eval full;
 	if (store_eval_of(jr->st, t->candidate_id, &full) == 0)
 		e = full;
-	score_local(jr, t->seq, t->rung, &e);
+	arrive(jr, t->seq, t->rung, &e);
+	if (!lagged(jr))
+		learn(jr, t->seq, t->rung);
 	end_task(jr, t);
 	return 0;
 }
@@ -1187,7 +1345,7 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 	/* A rung above the first that fails for good leaves the candidate
 	 * where it was: its tell stands. */
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
-	    (!retry && t->rung == 0 &&
+	    (!retry && t->rung == 0 && !lagged(jr) &&
 	     (rc = store_candidate_tell(jr->st, t->candidate_id, jr->events, NAN))) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
@@ -1199,9 +1357,9 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 		memmove(jr->pending + 1, jr->pending, sizeof(*jr->pending) * (size_t)jr->npending++);
 		jr->pending[0] = (struct pending){ t->seq, t->rung };
 	} else {
-		score_local(jr, t->seq, t->rung, NULL);
-		if (t->rung == 0)
-			jr->failed++;
+		arrive(jr, t->seq, t->rung, NULL);
+		if (!lagged(jr))
+			learn(jr, t->seq, t->rung);
 	}
 	end_task(jr, t);
 	return retry;

@@ -24,6 +24,9 @@ struct cand {
 	char *weights[SEARCH_MAX_RUNGS];       /* its trained weights, NULL if none */
 	char genome_sha256[65];
 	int warm;                              /* an earlier job's, by warm start */
+	int item[SEARCH_MAX_RUNGS];            /* each rung's place in the job's
+	                                          decisions (-1: not decided) */
+	int64_t done_eval[SEARCH_MAX_RUNGS];   /* the evaluation that scored it */
 };
 
 /* An evaluation to run before anything new: a rung of a candidate that
@@ -56,6 +59,12 @@ struct rt_jobrun {
 	int ncand, cap;
 	struct pending *pending;  /* to run before asking new ones */
 	int npending;
+	/* Every decision of the search (a new candidate's first rung, or a
+	 * promotion), in the order made; with search.lag L the strategy and
+	 * the promotion rule see a decision's result only in this order, and
+	 * decision j only once those of 0..j-L-1 are in (fed). */
+	struct pending *items;
+	int nitems, items_cap, fed;
 	int in_flight, cache_hits, failed, promotions;
 	int events;                /* tells and updates so far: the clock that
 	                              told_before and tell_seq read */
