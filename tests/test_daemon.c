@@ -803,3 +803,37 @@ Test(daemon, rungs_then_a_final_stage_that_survives_kill9_and_exports_a_tested_m
 	free(wt.body);
 	graftd_stop(pid, SIGTERM);
 }
+
+/* search.lag: the same spec and seed give the same search with one worker
+ * and with three (real training, one thread per worker: bit for bit). */
+Test(daemon, with_a_lag_one_worker_and_three_find_the_same)
+{
+	char spec[1600];
+	struct outcome o[2];
+	snprintf(spec, sizeof(spec),
+	         "name: lag\n"
+	         "dataset: {dir: %s, validation: 300}\n"
+	         "search: {strategy: evolution, population: 3, sample: 2, candidates: 9, seed: 5,\n"
+	         "         lag: 3, fidelity: {rungs: [10, 30, 60], eta: 3, slice: 100}}\n"
+	         "space: {max_blocks: 3, widths: [8, 16], min_stem: 8, max_stem: 16, "
+	         "max_flops: 2000000}\n"
+	         "train: {batch: 32, lr: 0.05}\n"
+	         "graft: {source: target, channels: 8, pretrain_steps: 30}\n", data);
+	for (int run = 0; run < 2; run++) {
+		char dir[700];
+		snprintf(dir, sizeof(dir), "%s", scratch_path(run ? "lag3" : "lag1"));
+		pid_t pid = graftd_start(dir, run ? 3 : 1);
+		int64_t id = graftd_submit(dir, spec);
+		wait_state(dir, id, "done", 300);
+		read_outcome(dir, id, &o[run]);
+		graftd_stop(pid, SIGTERM);
+	}
+	cr_assert_eq(o[0].n, 9);
+	cr_assert_eq(o[1].n, o[0].n);
+	for (int i = 0; i < o[0].n; i++) {
+		cr_assert_str_eq(o[1].genome[i], o[0].genome[i], "candidate %d", i);
+		cr_assert_eq(o[1].fitness[i], o[0].fitness[i], "candidate %d: %.6f with one worker, "
+		             "%.6f with three", i, o[0].fitness[i], o[1].fitness[i]);
+		cr_assert_eq(o[1].done[i], o[0].done[i], "candidate %d climbed differently", i);
+	}
+}
