@@ -117,7 +117,8 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 		"  status = 'done' AND cached = 0) "
 		"FROM candidates c LEFT JOIN evaluations e ON e.id = (SELECT max(id) FROM "
 		"  evaluations WHERE candidate_id = c.id AND status = 'done') "
-		"WHERE c.job_id = ? AND c.tell_seq IS NOT NULL ORDER BY c.seq");
+		"WHERE c.job_id = ? AND (c.tell_seq IS NOT NULL OR EXISTS (SELECT 1 FROM evaluations "
+		"  WHERE candidate_id = c.id AND rung = 0 AND status = 'done')) ORDER BY c.seq");
 	if (!st)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, job_id);

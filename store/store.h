@@ -301,7 +301,8 @@ typedef struct store_cost {
 	double saved_cache_s, saved_inherit_s;
 } store_cost;
 
-/* The job's candidates told so far, split in nparts slices of equal size by
+/* The job's candidates evaluated so far (told, or with a done first rung
+ * the search has not taken in yet), split in nparts slices of equal size by
  * seq (the last takes the remainder), into out[0..nparts). */
 int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out);
 

@@ -451,7 +451,9 @@ Test(daemon, sigterm_drains_and_a_restart_continues)
 	char dir[700], db[700], err[GRAFT_ERRLEN];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d5"));
 	pid_t pid = graftd_start(dir, 1);
-	int64_t id = submit(dir, "term", 8, 60);
+	/* Long enough (a tiny network's 400 steps take a few tenths of a
+	 * second) that the six left do not all finish before the SIGTERM. */
+	int64_t id = submit_extra(dir, "term", 8, 400, "");
 	wait_evaluated(dir, id, 2);
 	int status = graftd_stop(pid, SIGTERM);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "graftd did not exit 0");

@@ -31,7 +31,7 @@ extern char **environ;
 static const char spec_fmt[] =
 	"name: %s\n"
 	"dataset: {dir: %s, validation: 300}\n"
-	"search: {strategy: evolution, population: 4, sample: 2, candidates: %d, seed: 3}\n"
+	"search: {strategy: evolution, population: 4, sample: 2, candidates: %d, seed: 3, lag: 2}\n"
 	"space: {max_blocks: 3, widths: [8, 16], min_stem: 8, max_stem: 16,\n"
 	"        max_flops: 2000000}\n"
 	"train: {steps: 40, batch: 32, lr: 0.05}\n"

@@ -63,7 +63,7 @@ static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 	rt_jobrun_get_stats(jr, &st);
 	switch (e->kind) {
 	case RT_CACHED:
-		printf("[%4d/%d] %d answered from the store (cache hits so far: %d)\n", st.told,
+		printf("[%4d/%d] %d answered from the store (cache hits so far: %d)\n", st.evaluated,
 		       st.total, e->hits, st.cache_hits);
 		break;
 	case RT_RESULT:
@@ -76,13 +76,13 @@ static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 			       e->seq, e->result->val_accuracy, e->result->test_accuracy);
 		else if (st.rungs > 1)
 			printf("[%4d/%d] candidate %d, rung %d: val acc %.4f after %d steps, %.1f "
-			       "CPU-s%s; best %.4f (rung %d)\n", st.told, st.total, e->seq, e->rung,
+			       "CPU-s%s; best %.4f (rung %d)\n", st.evaluated, st.total, e->seq, e->rung,
 			       e->result->val_accuracy, e->result->steps, e->result->cpu_s,
 			       e->rung > 0 ? " (climbed)" : e->result->inherited > 0 ? " (inherited)" : "",
 			       st.best_accuracy, st.best_rung);
 		else
 			printf("[%4d/%d] candidate %d: val acc %.4f after %d steps, %.1f CPU-s%s; best "
-			       "%.4f\n", st.told, st.total, e->seq, e->result->val_accuracy,
+			       "%.4f\n", st.evaluated, st.total, e->seq, e->result->val_accuracy,
 			       e->result->steps, e->result->cpu_s,
 			       e->result->inherited > 0 ? " (inherited)" : "", st.best_accuracy);
 		break;
@@ -298,7 +298,7 @@ int cli_search(int argc, char **argv)
 	rt_jobrun_stats js;
 	rt_jobrun_get_stats(s.jr, &js);
 	if (resumed)
-		printf("graft search: %d of %d candidates already evaluated\n", js.told, js.total);
+		printf("graft search: %d of %d candidates already evaluated\n", js.evaluated, js.total);
 	if (!rt_jobrun_complete(s.jr)) {
 		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 		char threads[16];
@@ -336,7 +336,7 @@ int cli_search(int argc, char **argv)
 	store_job_set_state(s.st, job, STORE_JOB_DONE, NULL);
 	rt_jobrun_get_stats(s.jr, &js);
 	printf("\ngraft search: done: %d candidates, %d answered from the store, %d failed\n",
-	       js.told, js.cache_hits, js.failed);
+	       js.evaluated, js.cache_hits, js.failed);
 	print_summary(s.st, job, (int)a.top);
 	print_finals(s.st, job);
 	rc = CLI_OK;

@@ -240,7 +240,7 @@ static void open_done(uv_work_t *w, int status)
 		rt_jobrun_stats st;
 		rt_jobrun_get_stats(j->jr, &st);
 		gd_log_msg(GD_LOG_INFO, "job %lld: open, %d of %d candidates evaluated", (long long)j->id,
-		           st.told, st.total);
+		           st.evaluated, st.total);
 	}
 	free(r);
 	if (!s->stopping && j->jr) {

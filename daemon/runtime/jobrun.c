@@ -1399,6 +1399,7 @@ void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s)
 	s->best_rung = -1;
 	for (int i = 0; i < jr->ncand; i++) {
 		const struct cand *k = &jr->c[i];
+		s->evaluated += k->ended[0];
 		if (k->rung >= 0)
 			s->at_rung[k->rung]++;
 		/* The best as the leaderboard ranks: the highest rung, then the

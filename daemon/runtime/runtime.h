@@ -211,6 +211,8 @@ void rt_jobrun_abandon(rt_jobrun *jr, rt_jobrun_task *t);
  * the climb (with search.fidelity) and the budget. */
 typedef struct rt_jobrun_stats {
 	int told, asked, total, in_flight, cache_hits, failed;
+	int evaluated;            /* candidates whose first rung is over (with a
+	                             lag, some not yet told) */
 	double best_accuracy;     /* NAN before the first result; the best of the
 	                             highest rung reached, as the leaderboard ranks */
 	int best_seq, best_rung;
