@@ -8,6 +8,9 @@
 
 #include "nn/net_internal.h"
 
+/* The optimizer state's tensor in optimizer and checkpoint files. */
+#define OPTIM_TENSOR "sgd.momentum"
+
 static void put(nn_tensor *t, int *k, const char *prefix, const char *suffix,
                 float *data, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
@@ -53,8 +56,12 @@ int nn_net_tensors(const nn_net *net, nn_tensor **out)
 	return k;
 }
 
-int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen)
+/* Writes the net's tensors, and the optimizer's momentum when step >= 0 (a
+ * checkpoint, with that step in its metadata). */
+static int save(const nn_net *net, const char *path, int step, char *err, size_t errlen)
 {
+	char steps[24];
+	const char *meta[] = { "format", "graft-checkpoint/1", "step", steps };
 	nn_tensor *t;
 	int n = nn_net_tensors(net, &t);
 	if (n < 0) {
@@ -62,9 +69,19 @@ int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen)
 		free(t);
 		return n;
 	}
-	int rc = nn_safetensors_write(path, t, n, err, errlen);
+	/* nn_net_tensors leaves room for one more. */
+	if (step >= 0)
+		t[n++] = (nn_tensor){ .name = OPTIM_TENSOR, .ndim = 1,
+		                      .shape = { (int64_t)net->nparams }, .data = net->moments };
+	snprintf(steps, sizeof(steps), "%d", step);
+	int rc = nn_safetensors_write_meta(path, t, n, meta, step >= 0 ? 2 : 0, err, errlen);
 	free(t);
 	return rc;
+}
+
+int nn_net_save(const nn_net *net, const char *path, char *err, size_t errlen)
+{
+	return save(net, path, -1, err, errlen);
 }
 
 const char *nn_tensor_shape_str(const nn_tensor *t, char *buf, size_t len)
@@ -130,7 +147,6 @@ out:
  * one block and its momentum in a block of the same layout), and the step
  * training stopped at.  Weights and momentum together let a training run
  * stop and go on as if it had not stopped. */
-#define OPTIM_TENSOR "sgd.momentum"
 
 int nn_net_save_optim(const nn_net *net, const char *path, int step, char *err, size_t errlen)
 {
@@ -170,19 +186,5 @@ int nn_net_load_optim(nn_net *net, const char *path, int *step, char *err, size_
 int nn_net_save_checkpoint(const nn_net *net, const char *path, int step, char *err,
                            size_t errlen)
 {
-	char steps[24];
-	const char *meta[] = { "format", "graft-checkpoint/1", "step", steps };
-	nn_tensor *t;
-	int n = nn_net_tensors(net, &t);
-	if (n < 0) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		free(t);
-		return n;
-	}
-	t[n++] = (nn_tensor){ .name = OPTIM_TENSOR, .ndim = 1, .shape = { (int64_t)net->nparams },
-	                      .data = net->moments };
-	snprintf(steps, sizeof(steps), "%d", step);
-	int rc = nn_safetensors_write_meta(path, t, n, meta, 2, err, errlen);
-	free(t);
-	return rc;
+	return save(net, path, step, err, errlen);
 }

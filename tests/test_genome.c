@@ -13,6 +13,7 @@
 
 #include "nn/nn.h"
 #include "search/search.h"
+#include "tests/support/small_space.h"
 
 TestSuite(genome, .timeout = 120);
 
@@ -21,23 +22,6 @@ TestSuite(genome, .timeout = 120);
 #define CHAIN_LEN 20
 
 /* A 1x28x28, 10-class base without blocks. */
-/* The space these tests were written for (graft's defaults before issue
- * 12 widened them): 2..5 blocks, widths 16..96 by 8, stem 8..32, two
- * downsamplings, 2M parameters, 200M FLOPs; the sampling and mutation
- * rules they check are the same for any space. */
-static void small_space(search_space *s)
-{
-	search_space_defaults(s);
-	s->max_blocks = 5;
-	s->nwidths = 0;
-	s->min_width = 16;
-	s->max_width = 96;
-	s->stem_max = 32;
-	s->max_downsamples = 2;
-	s->max_params = 2000000;
-	s->max_flops = 200000000;
-}
-
 static void base_arch(nn_arch *a)
 {
 	nn_arch_defaults(a);

@@ -13,7 +13,9 @@
 #   random    random search, flat 300-step budget     } ROW_CPU CPU-hours of
 #   flat      regularized evolution, flat 300 steps     } search each, then the
 #             (issue 4's setting: children inherit)     } same short final stage
-#   mf        multi-fidelity regularized evolution      } (top 1, 2000 steps)
+#   mf        multi-fidelity regularized evolution      } (top 2, 1500 steps)
+#             (rungs 100, 300, 900; eta 3)              }
+#   mf4       the same with cheaper rungs (30, 120, 480; eta 4)
 #   netm      examples/netm.yaml trained with the headline's final recipe
 #   resnet    examples/resnet-small.yaml, the same
 #
@@ -57,17 +59,18 @@ run_job() { # part spec-text
 }
 
 # One row: test accuracy of the final winner, its size, the job's CPU-hours
-# (search evaluations, one-time costs, final trainings), candidates, and how
-# many stopped at each rung.
+# (search evaluations, one-time costs, final trainings), candidates
+# evaluated, and how many stopped at each rung.
 summarize() { # part db
 	sqlite3 -separator ' ' "$2" "
 	SELECT '$1', printf('%.4f', f.test_accuracy), f.params, printf('%.1f', f.flops / 1e6),
 	  printf('%.2f', ((SELECT coalesce(sum(e.cpu_s), 0) FROM evaluations e JOIN candidates c
 	    ON c.id = e.candidate_id WHERE e.cached = 0) + j.overhead_cpu_s +
 	    (SELECT sum(cpu_s) FROM finals)) / 3600),
-	  (SELECT count(*) FROM candidates WHERE tell_seq IS NOT NULL),
-	  (SELECT group_concat(n, '/') FROM (SELECT count(*) AS n FROM candidates
-	    WHERE tell_seq IS NOT NULL GROUP BY rung ORDER BY rung))
+	  (SELECT count(DISTINCT candidate_id) FROM evaluations WHERE rung = 0 AND status = 'done'),
+	  (SELECT group_concat(n, '/') FROM (SELECT r, count(*) AS n FROM (SELECT candidate_id,
+	    max(rung) AS r FROM evaluations WHERE status = 'done' GROUP BY candidate_id)
+	    GROUP BY r ORDER BY r))
 	FROM finals f, jobs j WHERE f.winner = 1 AND j.id = f.job_id;" |
 	tee -a "$OUT/headline-summary.txt"
 }
@@ -87,7 +90,7 @@ run_hand() { # part arch
 	echo "$1 $acc $cost $cpu 1 -" | tee -a "$OUT/headline-summary.txt"
 }
 
-SHORT_FINAL="top: 1, steps: 2000, batch: 128, lr: 0.1, augment: [], graft: finetune"
+SHORT_FINAL="top: 2, steps: 1500, batch: 128, lr: 0.1, augment: [], graft: finetune"
 SPACE="max_flops: 40000000"
 for part in ${*:-headline random flat mf netm resnet}; do
 	case $part in
@@ -100,6 +103,9 @@ for part in ${*:-headline random flat mf netm resnet}; do
 		"steps: 300, batch: 64, lr: 0.08" "$SPACE" "$SHORT_FINAL")" ;;
 	mf) run_job mf "$(spec mf evolution \
 		"max_cpu: $ROW_CPU, fidelity: {rungs: [100, 300, 900], eta: 3, slice: 2000}" \
+		"batch: 64, lr: 0.08" "$SPACE" "$SHORT_FINAL")" ;;
+	mf4) run_job mf4 "$(spec mf4 evolution \
+		"max_cpu: $ROW_CPU, fidelity: {rungs: [30, 120, 480], eta: 4, slice: 2000}" \
 		"batch: 64, lr: 0.08" "$SPACE" "$SHORT_FINAL")" ;;
 	netm) run_hand netm examples/netm.yaml ;;
 	resnet) run_hand resnet examples/resnet-small.yaml ;;
