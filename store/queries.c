@@ -114,7 +114,9 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 		"e.id IS NOT NULL, e.cached, e.inherited, e.feature_cache, e.steps, e.cpu_s, "
 		"(SELECT cpu_s FROM evaluations WHERE id = e.cached_from), e.rung, "
 		"(SELECT coalesce(sum(steps), 0) FROM evaluations WHERE candidate_id = c.id AND "
-		"  status = 'done' AND cached = 0) "
+		"  status = 'done' AND cached = 0), "
+		"(SELECT val_images FROM evaluations WHERE candidate_id = c.id AND rung = 0 AND "
+		"  status = 'done' ORDER BY id LIMIT 1) "
 		"FROM candidates c LEFT JOIN evaluations e ON e.id = (SELECT max(id) FROM "
 		"  evaluations WHERE candidate_id = c.id AND status = 'done') "
 		"WHERE c.job_id = ? AND (c.tell_seq IS NOT NULL OR EXISTS (SELECT 1 FROM evaluations "
@@ -155,8 +157,11 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 		c->mean_steps += sqlite3_column_int(st, 11);
 		c->feature_cache += sqlite3_column_int(st, 6);
 		/* A promotion's evaluation takes its own weights from the rung
-		 * below: that is the climb, not inheritance from a parent. */
-		if (sqlite3_column_int(st, 5) > 0 && sqlite3_column_int(st, 10) == 0) {
+		 * below: that is the climb, not inheritance from a parent; and in
+		 * a job with rungs (whose first rung scores on a slice) a child
+		 * trains the first rung like anyone: inheritance saves no steps. */
+		if (sqlite3_column_int(st, 5) > 0 && sqlite3_column_int(st, 10) == 0 &&
+		    sqlite3_column_int(st, 12) == 0) {
 			c->inherited++;
 			if (steps > 0 && steps < job.steps)
 				c->saved_inherit_s += cpu * (job.steps - steps) / steps;
