@@ -426,3 +426,62 @@ Test(evaluate, errors, .init = setup, .fini = teardown)
 	in.train = NULL;
 	cr_expect_eq(search_evaluate(&in, &o, err, sizeof err), GRAFT_EINVAL);
 }
+
+/* Issue 12: a training that checkpoints can be killed and go on from its
+ * last checkpoint: its weights, its momentum and its step; and a climb's
+ * optimizer state file holds the momentum training ended with. */
+Test(evaluate, a_checkpoint_holds_weights_momentum_and_step_and_a_resume_starts_there,
+     .init = setup, .fini = teardown)
+{
+	nn_arch a;
+	search_eval_out out;
+	char err[GRAFT_ERRLEN], ckpt[600], optim[600], w[600];
+	snprintf(ckpt, sizeof(ckpt), "%s", scratch_path("run.ckpt"));
+	snprintf(optim, sizeof(optim), "%s", scratch_path("run.optim"));
+	snprintf(w, sizeof(w), "%s", scratch_path("run.safetensors"));
+
+	small_arch(&a, 0, 8, 40, 3);
+	search_eval_in in = eval_in(&a);
+	in.checkpoint = ckpt;
+	in.checkpoint_every = 15;
+	in.optim_save = optim;
+	in.save_path = w;
+	cr_assert_eq(search_evaluate(&in, &out, err, sizeof(err)), 0, "%s", err);
+	double straight = out.val_accuracy;
+
+	/* The last checkpoint before the end: step 30. */
+	nn_net *net;
+	int step = -1;
+	cr_assert_eq(nn_net_from_arch(&net, &a, BATCH, 9, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_net_load(net, ckpt, "", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_net_load_optim(net, ckpt, &step, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(step, 30);
+	double at30 = nn_evaluate(net, &val_ds, mean, stdv, NULL, NULL);
+	cr_assert_eq(nn_net_load_optim(net, optim, &step, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(step, 40, "the optimizer state of the finished training");
+	nn_net_free(net);
+
+	/* Resumed from the checkpoint, it trains the 10 steps left. */
+	search_eval_in again = eval_in(&a);
+	again.resume = ckpt;
+	cr_assert_eq(search_evaluate(&again, &out, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(out.start_step, 30);
+	cr_assert(fabs(out.val_accuracy - straight) < 0.15, "resumed %g, straight %g",
+	          out.val_accuracy, straight);
+	/* With no steps left, a resume is the checkpoint's network exactly. */
+	nn_arch done = a;
+	done.train.steps = 30;
+	search_eval_in none_left = eval_in(&done);
+	none_left.resume = ckpt;
+	cr_assert_eq(search_evaluate(&none_left, &out, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(out.val_accuracy, at30, "resumed %g, the checkpoint's network %g",
+	             out.val_accuracy, at30);
+
+	/* A checkpoint of another network is refused with a sentence. */
+	nn_arch b;
+	small_arch(&b, 0, 16, 40, 3);
+	search_eval_in other = eval_in(&b);
+	other.resume = ckpt;
+	cr_assert_neq(search_evaluate(&other, &out, err, sizeof(err)), 0);
+	cr_assert(strstr(err, "run.ckpt"), "%s", err);
+}
