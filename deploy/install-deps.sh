@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs every Debian package graft needs to build, test, benchmark and run.
+# Installs every Debian package graft needs to build, test, benchmark and run
+# (sqlite3, the command line, is what tests/bench/headline.sh reads stores with).
 # Idempotent: packages already present are not touched, so it is cheap to call
 # from `make demo`, `make test` and .ci/run.
 set -eu
@@ -11,6 +12,7 @@ libuv1-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
 libjansson-dev libhttp-parser-dev nettle-dev
 libdnnl-dev
 libcriterion-dev
+sqlite3
 dataset-fashion-mnist
 python3-torch python3-yaml python3-numpy
 "
