@@ -1,15 +1,17 @@
 /*
- * jobrun.c - one search job in motion (runtime.h): its search phase; the
- * final stage is final.c's.
+ * jobrun.c - one search job in motion (runtime.h): opening it, and its
+ * search phase, rungs included; reopening from the store is replay.c's, the
+ * final stage final.c's.
  *
  * Resuming.  The strategy is deterministic given its asks and tells in
  * order (search.h), and the store records, for every candidate, its ask
- * order (seq), how many tells had happened before it was asked (told_before)
- * and the order of its own tell (tell_seq).  Opening a job replays exactly
- * that sequence into a fresh strategy; candidates asked but never told are
- * run again.  Each replayed ask is checked against the stored genome, so a
- * store that does not match the code (another build's sampler, say) is an
- * error, not a silently different search.
+ * order (seq), how many tells and updates had happened before it was asked
+ * (told_before) and the order of its own tell (tell_seq; a promotion's
+ * result, an update, has its evaluation's).  Opening a job replays exactly
+ * that sequence into a fresh strategy (replay.c); what was asked but never
+ * finished runs again.  Each replayed ask is checked against the stored
+ * genome, so a store that does not match the code (another build's sampler,
+ * say) is an error, not a silently different search.
  *
  * Inheritance.  A child of a scored parent starts from the parent's trained
  * weights (search_inherit) and trains for train.inherit_steps instead of
@@ -27,13 +29,13 @@
 
 #include "daemon/runtime/jobrun_internal.h"
 
-static int nrungs(const rt_jobrun *jr)
+int rt__nrungs(const rt_jobrun *jr)
 {
 	return jr->spec.fidelity.nrungs > 0 ? jr->spec.fidelity.nrungs : 1;
 }
 
 /* Whether results wait for their turn (search.lag > 0). */
-static int lagged(const rt_jobrun *jr)
+int rt__lagged(const rt_jobrun *jr)
 {
 	return jr->spec.lag > 0;
 }
@@ -43,10 +45,10 @@ static int lagged(const rt_jobrun *jr)
 static int visible(const rt_jobrun *jr, int seq, int r)
 {
 	const struct cand *k = &jr->c[seq];
-	return k->ended[r] && (!lagged(jr) || (k->item[r] >= 0 && k->item[r] < jr->fed));
+	return k->ended[r] && (!rt__lagged(jr) || (k->item[r] >= 0 && k->item[r] < jr->fed));
 }
 
-static int add_item(rt_jobrun *jr, int seq, int rung)
+int rt__add_item(rt_jobrun *jr, int seq, int rung)
 {
 	if (jr->nitems == jr->items_cap) {
 		int cap = jr->items_cap ? 2 * jr->items_cap : 256;
@@ -91,7 +93,7 @@ int rt__crop_padding(int h, int w)
 	return h <= 28 && w <= 28 ? 2 : 4;
 }
 
-static struct cand *cand_add(rt_jobrun *jr)
+struct cand *rt__cand_add(rt_jobrun *jr)
 {
 	if (jr->ncand == jr->cap) {
 		int cap = jr->cap ? 2 * jr->cap : 256;
@@ -370,282 +372,6 @@ static int obtain_graft(rt_jobrun *jr, const char *dir, FILE *log, char *err, si
 	return rc;
 }
 
-/* ---- opening: replay ------------------------------------------------------- */
-
-/* One tell of the strategy, or one update (a promotion's result), at its
- * place in the order the store recorded. */
-struct event {
-	int order, seq, update;
-	double fitness;
-};
-
-static int cmp_event(const void *a, const void *b)
-{
-	const struct event *x = a, *y = b;
-	return (x->order > y->order) - (x->order < y->order);
-}
-
-static int apply_event(rt_jobrun *jr, const struct event *ev)
-{
-	struct cand *k = &jr->c[ev->seq];
-	k->fitness = ev->fitness;
-	if (ev->update)
-		return search_tell_update(jr->strat, ev->seq, ev->fitness);
-	k->told = 1;
-	if (isnan(ev->fitness))
-		jr->failed++;
-	return search_tell(jr->strat, ev->seq, ev->fitness);
-}
-
-/* A decision as the store shows it: its first evaluation's id gives its
- * place among the job's decisions. */
-struct decision {
-	int64_t first_eval;
-	int seq, rung, fed;
-};
-
-static int cmp_decision(const void *a, const void *b)
-{
-	const struct decision *x = a, *y = b;
-	return (x->first_eval > y->first_eval) - (x->first_eval < y->first_eval);
-}
-
-/* What the store holds of candidate k's climb (c its row): per rung its
- * score, key and weights, which rungs are over, and which evaluation is to
- * run again; its tell and updates go to ev, its decisions to d. */
-static int restore_climb(rt_jobrun *jr, struct cand *k, int seq, const store_candidate *c,
-                         struct event *ev, int *nev, struct decision *d, int *nd, char *err,
-                         size_t errlen)
-{
-	int rows[SEARCH_MAX_RUNGS] = { 0 }, fails[SEARCH_MAX_RUNGS] = { 0 }, n, R = nrungs(jr);
-	int64_t first[SEARCH_MAX_RUNGS] = { 0 };
-	int fed[SEARCH_MAX_RUNGS] = { 0 };
-	store_eval *e;
-	int rc = store_evals_of(jr->st, c->id, &e, &n);
-	if (rc)
-		return fail(err, errlen, rc, "reading evaluations: %s", store_errmsg(jr->st));
-	for (int i = 0; i < n; i++) {
-		int r = e[i].rung;
-		if (r < 0 || r >= R) {
-			snprintf(err, errlen, "candidate %d has an evaluation at rung %d, but the job "
-			         "has %d rung%s: the store was changed", seq, r, R, R > 1 ? "s" : "");
-			free(e);
-			return GRAFT_EFORMAT;
-		}
-		if (!rows[r]++)
-			first[r] = e[i].id;
-		if (!e[i].cached)
-			jr->cpu_spent += e[i].cpu_s;
-		if (e[i].status == STORE_EVAL_DONE) {
-			k->score[r] = e[i].val_accuracy;
-			k->ended[r] = 1;
-			k->rung = r > k->rung ? r : k->rung;
-			k->done_eval[r] = e[i].id;
-			memcpy(k->key[r], e[i].key, sizeof(e[i].key));
-			free(k->weights[r]);
-			k->weights[r] = e[i].weights[0] ? strdup(e[i].weights) : NULL;
-			jr->cache_hits += e[i].cached;
-			if (r > 0 && e[i].tell_seq >= 0) {
-				ev[(*nev)++] = (struct event){ e[i].tell_seq, seq, 1, e[i].val_accuracy };
-				fed[r] = 1;
-			}
-		} else if (e[i].status == STORE_EVAL_FAILED && !e[i].interrupted) {
-			fails[r]++;
-		}
-	}
-	free(e);
-	if (c->tell_seq >= 0) {
-		ev[(*nev)++] = (struct event){ c->tell_seq, seq, 0, k->score[0] };
-		fed[0] = 1;
-	}
-	for (int r = 0; r < R; r++) {
-		if (r > 0 && rows[r])
-			k->promoted[r - 1] = 1;
-		/* Over: scored, told, or failed for good (then it stays at the rung
-		 * below; a first rung is told as failed).  With a lag, a rung may be
-		 * over and not yet fed to the search. */
-		if (rows[r] && !k->ended[r] && (fails[r] > jr->spec.retries || (r == 0 && fed[0])))
-			k->ended[r] = 1;
-		if (rows[r])
-			d[(*nd)++] = (struct decision){ first[r], seq, r, fed[r] };
-	}
-	/* At most one rung of a candidate is unfinished: the one it climbs. */
-	for (int r = 0; r < R; r++)
-		if (!k->ended[r] && (r == 0 || rows[r]))
-			jr->pending[jr->npending++] = (struct pending){ seq, r };
-	return 0;
-}
-
-/* The job's decisions in the order made, and how many were fed. */
-static int restore_decisions(rt_jobrun *jr, struct decision *d, int nd)
-{
-	qsort(d, (size_t)nd, sizeof(*d), cmp_decision);
-	int last_fed = -1;
-	for (int i = 0; i < nd; i++) {
-		int rc = add_item(jr, d[i].seq, d[i].rung);
-		if (rc)
-			return rc;
-		if (d[i].fed)
-			last_fed = i;
-	}
-	/* Feeding goes in order, each with its record (but a climb failed for
-	 * good, which teaches nothing): all up to the last recorded were fed. */
-	jr->fed = lagged(jr) ? last_fed + 1 : nd;
-	return 0;
-}
-
-static int replay(rt_jobrun *jr, char *err, size_t errlen)
-{
-	store_candidate *c = NULL;
-	struct event *ev = NULL;
-	struct decision *d = NULL;
-	int n = 0, nev = 0, nd = 0, ti = 0, rc;
-
-	rc = store_candidates(jr->st, jr->job_id, &c, &n);
-	if (rc)
-		return fail(err, errlen, rc, "reading candidates: %s", store_errmsg(jr->st));
-	ev = calloc((size_t)n * (size_t)nrungs(jr) + 1, sizeof(*ev));
-	d = calloc((size_t)n * (size_t)nrungs(jr) + 1, sizeof(*d));
-	if (!ev || !d) {
-		rc = GRAFT_ENOMEM;
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
-		if (c[i].seq != i) {
-			rc = fail(err, errlen, GRAFT_EFORMAT, "%s", "the store's candidates of this "
-			          "job are not numbered 0, 1, ...: the file was edited by hand?");
-			goto out;
-		}
-		struct cand *k = cand_add(jr);
-		if (!k) {
-			rc = GRAFT_ENOMEM;
-			goto out;
-		}
-		k->id = c[i].id;
-		k->warm = !strcmp(c[i].mutation, "warm");
-		if ((rc = restore_climb(jr, k, i, &c[i], ev, &nev, d, &nd, err, errlen)))
-			goto out;
-	}
-	if ((rc = restore_decisions(jr, d, nd)))
-		goto out;
-	qsort(ev, (size_t)nev, sizeof(*ev), cmp_event);
-	for (int i = 0; i < nev; i++)
-		if (ev[i].order != i) {
-			rc = fail(err, errlen, GRAFT_EFORMAT, "%s", "the store's results of this job "
-			          "are not numbered 0, 1, ...: the file was edited by hand?");
-			goto out;
-		}
-	for (int i = 0; i < n; i++) {
-		nn_arch a;
-		int parent;
-		char sha[65];
-		while (ti < nev && ti < c[i].told_before)
-			if ((rc = apply_event(jr, &ev[ti++])))
-				goto bad;
-		int seq = search_ask(jr->strat, &a, &parent);
-		if (seq < 0) {
-			rc = seq;
-			goto bad;
-		}
-		search_arch_hash(&a, sha);
-		if (strcmp(sha, c[i].genome_sha256) || parent != c[i].parent_seq) {
-			snprintf(err, errlen, "replaying candidate %d gave another genome than the "
-			         "store holds: the job was recorded by a different graft build or "
-			         "the store was changed", i);
-			rc = GRAFT_EFORMAT;
-			goto out;
-		}
-		struct cand *k = &jr->c[i];
-		k->parent = parent;
-		k->generation = c[i].generation;
-		memcpy(k->genome_sha256, sha, sizeof(sha));
-	}
-	while (ti < nev)
-		if ((rc = apply_event(jr, &ev[ti++])))
-			goto bad;
-	jr->events = nev;
-	goto out;
-bad:
-	snprintf(err, errlen, "replaying the job's search: %s", graft_strerror(rc));
-out:
-	free(ev);
-	free(d);
-	store_candidates_free(c, n);
-	return rc;
-}
-
-/* search.warm_start: the job's first candidates are the best of an earlier
- * job on the same data and graft (its leaderboard, as many as the
- * population, those inside this job's space), asked as they are, so the
- * cache answers them.  Once asked they are this job's own candidates
- * (mutation "warm"), and a reopened job takes them from there: the earlier
- * job may have moved on. */
-static int warm_start(rt_jobrun *jr, char *err, size_t errlen)
-{
-	const proto_job *j = &jr->spec;
-	store_candidate *own = NULL;
-	store_rank *lb = NULL;
-	store_job from;
-	int nown = 0, nlb = 0, n = 0, rc;
-
-	if (j->warm_start <= 0)
-		return 0;
-	nn_arch *a = calloc((size_t)j->population, sizeof(*a));
-	if (!a)
-		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
-	if ((rc = store_candidates(jr->st, jr->job_id, &own, &nown)))
-		goto store_failed;
-	for (int i = 0; i < nown && n < j->population && !strcmp(own[i].mutation, "warm"); i++)
-		if ((rc = proto_arch_parse(own[i].genome, strlen(own[i].genome), &a[n++], err,
-		                           errlen)))
-			goto out;
-	if (n == 0 && nown == 0) {
-		rc = store_job_get(jr->st, j->warm_start, &from);
-		if (rc == STORE_NOTFOUND) {
-			snprintf(err, errlen, "search.warm_start: there is no job %d to start from",
-			         j->warm_start);
-			rc = GRAFT_EINVAL;
-			goto out;
-		}
-		if (rc)
-			goto store_failed;
-		store_job_clear(&from);
-		if (from.dataset_id != jr->dataset_id || strcmp(from.graft_sha256, jr->graft_sha)) {
-			snprintf(err, errlen, "search.warm_start: job %d ran on other %s; a warm start "
-			         "needs the same data and graft (its results would not apply)",
-			         j->warm_start, from.dataset_id != jr->dataset_id ? "data" : "graft");
-			rc = GRAFT_EINVAL;
-			goto out;
-		}
-		if ((rc = store_leaderboard(jr->st, j->warm_start, STORE_SORT_ACCURACY, 0, &lb, &nlb)))
-			goto store_failed;
-		for (int i = 0; i < nlb && n < j->population; i++) {
-			store_candidate c;
-			if ((rc = store_candidate_get(jr->st, lb[i].candidate_id, &c)))
-				goto store_failed;
-			rc = proto_arch_parse(c.genome, strlen(c.genome), &a[n], err, errlen);
-			free(c.genome);
-			if (rc)
-				goto out;
-			/* Another space may leave some out; the rest still help. */
-			if (search_arch_valid(&j->space, &a[n], NULL, 0) == 0)
-				n++;
-		}
-	}
-	rc = search_strategy_warm(jr->strat, a, n);
-	if (rc)
-		fail(err, errlen, rc, "%s", "starting the search warm");
-	goto out;
-store_failed:
-	fail(err, errlen, rc < 0 ? rc : GRAFT_ESQL, "starting the search warm: %s",
-	     store_errmsg(jr->st));
-out:
-	free(a);
-	free(lb);
-	store_candidates_free(own, nown);
-	return rc;
-}
-
 int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_jobrun_input *in,
                    FILE *log, rt_jobrun **out, char *err, size_t errlen)
 {
@@ -698,7 +424,7 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 		rc = fail(err, errlen, GRAFT_EINVAL, "%s", "cannot make the search strategy");
 		goto fail;
 	}
-	if ((rc = warm_start(jr, err, errlen)) || (rc = replay(jr, err, errlen)) ||
+	if ((rc = rt__warm_start(jr, err, errlen)) || (rc = rt__replay(jr, err, errlen)) ||
 	    (rc = rt__final_open(jr, final_phase, err, errlen)))
 		goto fail;
 	jr->opened = mono_now();
@@ -790,7 +516,7 @@ static const char *plan_eval(rt_jobrun *jr, int seq, int rung, nn_arch *a, store
 	const struct cand *k = &jr->c[seq];
 	const struct cand *p = k->parent >= 0 ? &jr->c[k->parent] : NULL;
 	const char *from = NULL, *init = "";
-	int R = nrungs(jr);
+	int R = rt__nrungs(jr);
 
 	optim[0] = '\0';
 	if (f->nrungs)
@@ -877,12 +603,12 @@ static int make_task(rt_jobrun *jr, const store_eval *e, const nn_arch *a, const
 	if (optim && optim[0])
 		t->optim = strdup(optim);
 	/* A rung below the top keeps its optimizer state for the climb. */
-	if (e->rung < nrungs(jr) - 1) {
+	if (e->rung < rt__nrungs(jr) - 1) {
 		optim_path(save, save_optim, sizeof(save_optim));
 		t->save_optim = strdup(save_optim);
 	}
 	if ((parent && !t->parent) || (optim && optim[0] && !t->optim) ||
-	    (e->rung < nrungs(jr) - 1 && !t->save_optim)) {
+	    (e->rung < rt__nrungs(jr) - 1 && !t->save_optim)) {
 		proto_task_clear(t);
 		return GRAFT_ENOMEM;
 	}
@@ -1000,18 +726,18 @@ static int try_cache(rt_jobrun *jr, int seq, int rung, store_eval *e, char *err,
 	mine.flops = hit.flops;
 	mine.inherited = hit.inherited;
 	mine.feature_cache = hit.feature_cache;
-	mine.tell_seq = rung > 0 && !lagged(jr) ? jr->events : -1;
+	mine.tell_seq = rung > 0 && !rt__lagged(jr) ? jr->events : -1;
 	snprintf(mine.weights, sizeof(mine.weights), "%s", hit.weights);
 	snprintf(mine.worker, sizeof(mine.worker), "cache");
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_start(jr->st, &mine)) ||
 	    (mine.status = STORE_EVAL_DONE, rc = store_eval_finish(jr->st, &mine)) ||
-	    (!lagged(jr) && (rc = record_score(jr, seq, rung, hit.val_accuracy, 0))) ||
+	    (!rt__lagged(jr) && (rc = record_score(jr, seq, rung, hit.val_accuracy, 0))) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
 		return fail(err, errlen, rc, "recording a cache hit: %s", store_errmsg(jr->st));
 	}
 	arrive(jr, seq, rung, &mine);
-	if (!lagged(jr))
+	if (!rt__lagged(jr))
 		learn(jr, seq, rung);
 	jr->cache_hits++;
 	return 1;
@@ -1042,7 +768,7 @@ static int prepare(rt_jobrun *jr, int seq, int rung, nn_arch *a, int new_candida
 		jr->c[seq].id = rec->id;
 		e.candidate_id = rec->id;
 	}
-	if (jr->c[seq].item[rung] < 0 && (rc = add_item(jr, seq, rung))) {
+	if (jr->c[seq].item[rung] < 0 && (rc = rt__add_item(jr, seq, rung))) {
 		store_rollback(jr->st);
 		return fail(err, errlen, rc, "%s", "out of memory");
 	}
@@ -1101,7 +827,7 @@ int rt_jobrun_budget_spent(const rt_jobrun *jr)
  * its seq and the rung it goes from, or -1. */
 static int promotable(const rt_jobrun *jr, int *from)
 {
-	int R = nrungs(jr), pick = -1;
+	int R = rt__nrungs(jr), pick = -1;
 	if (R < 2 || jr->ncand == 0)
 		return -1;
 	double *score = malloc(sizeof(double) * (size_t)jr->ncand);
@@ -1161,7 +887,7 @@ static int ask_new(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_
 	if (seq < 0)
 		return fail(err, errlen, seq, "%s", "the strategy cannot propose a candidate "
 		            "(no architecture of the space fits its limits)");
-	struct cand *k = cand_add(jr);
+	struct cand *k = rt__cand_add(jr);
 	if (!k)
 		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
 	int m = search_strategy_last_mutation(jr->strat);
@@ -1214,7 +940,7 @@ static int search_done(const rt_jobrun *jr)
 	if (rt_jobrun_budget_spent(jr))
 		return 1;
 	return jr->npending == 0 && search_strategy_asked(jr->strat) >= jr->spec.candidates &&
-	       (!lagged(jr) || jr->fed == jr->nitems) && promotable(jr, &from) < 0;
+	       (!rt__lagged(jr) || jr->fed == jr->nitems) && promotable(jr, &from) < 0;
 }
 
 static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, size_t errlen);
@@ -1251,7 +977,7 @@ static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, s
 		/* With a lag L, decision j waits for the results of 0..j-L-1 and
 		 * sees them in decision order, whenever they came in: the search
 		 * is then the same however many workers run it. */
-		while (lagged(jr) && jr->fed < jr->nitems - jr->spec.lag) {
+		while (rt__lagged(jr) && jr->fed < jr->nitems - jr->spec.lag) {
 			if (!next_fed_is_in(jr))
 				return 0;
 			if ((rc = feed(jr, err, errlen)))
@@ -1264,7 +990,7 @@ static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, s
 			continue;
 		/* Nothing to decide on what the search has seen: the next result
 		 * in order may make a promotion. */
-		if (!lagged(jr) || !next_fed_is_in(jr))
+		if (!rt__lagged(jr) || !next_fed_is_in(jr))
 			return 0;
 		if ((rc = feed(jr, err, errlen)))
 			return rc;
@@ -1300,13 +1026,13 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 	e.flops = r->flops;
 	e.inherited = r->inherited;
 	e.feature_cache = r->feature_cache;
-	e.tell_seq = t->rung > 0 && !lagged(jr) ? jr->events : -1;
+	e.tell_seq = t->rung > 0 && !rt__lagged(jr) ? jr->events : -1;
 	snprintf(e.worker, sizeof(e.worker), "%s", worker ? worker : "");
 	snprintf(e.weights, sizeof(e.weights), "%s", t->task.save ? t->task.save : "");
 	double overhead = jr->overhead_cpu_s + r->setup_cpu_s;
 	double wall = search_wall(jr);
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
-	    (!lagged(jr) && (rc = record_score(jr, t->seq, t->rung, e.val_accuracy, 0))) ||
+	    (!rt__lagged(jr) && (rc = record_score(jr, t->seq, t->rung, e.val_accuracy, 0))) ||
 	    (rc = store_job_set_inputs(jr->st, jr->job_id, jr->dataset_id, jr->graft_sha,
 	                               overhead)) ||
 	    (rc = store_job_set_search_wall(jr->st, jr->job_id, wall)) ||
@@ -1323,7 +1049,7 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 	if (store_eval_of(jr->st, t->candidate_id, &full) == 0)
 		e = full;
 	arrive(jr, t->seq, t->rung, &e);
-	if (!lagged(jr))
+	if (!rt__lagged(jr))
 		learn(jr, t->seq, t->rung);
 	end_task(jr, t);
 	return 0;
@@ -1345,7 +1071,7 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 	/* A rung above the first that fails for good leaves the candidate
 	 * where it was: its tell stands. */
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
-	    (!retry && t->rung == 0 && !lagged(jr) &&
+	    (!retry && t->rung == 0 && !rt__lagged(jr) &&
 	     (rc = store_candidate_tell(jr->st, t->candidate_id, jr->events, NAN))) ||
 	    (rc = store_commit(jr->st))) {
 		store_rollback(jr->st);
@@ -1358,7 +1084,7 @@ int rt_jobrun_failure(rt_jobrun *jr, rt_jobrun_task *t, const char *reason, cons
 		jr->pending[0] = (struct pending){ t->seq, t->rung };
 	} else {
 		arrive(jr, t->seq, t->rung, NULL);
-		if (!lagged(jr))
+		if (!rt__lagged(jr))
 			learn(jr, t->seq, t->rung);
 	}
 	end_task(jr, t);
@@ -1393,7 +1119,7 @@ void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s)
 	s->cache_hits = jr->cache_hits;
 	s->failed = jr->failed;
 	s->promotions = jr->promotions;
-	s->rungs = nrungs(jr);
+	s->rungs = rt__nrungs(jr);
 	s->best_accuracy = NAN;
 	s->best_seq = -1;
 	s->best_rung = -1;

@@ -80,7 +80,16 @@ struct rt_jobrun {
 };
 
 
-/* In jobrun.c, for final.c: */
+/* In jobrun.c, for final.c and replay.c: */
+
+/* Rungs of the job's search (1 without search.fidelity). */
+int rt__nrungs(const rt_jobrun *jr);
+/* Whether results wait for their turn (search.lag > 0). */
+int rt__lagged(const rt_jobrun *jr);
+/* Appends a candidate (zeroed, no rung scored) to the jobrun; NULL on ENOMEM. */
+struct cand *rt__cand_add(rt_jobrun *jr);
+/* Records a decision: candidate seq's rung, in the order made. */
+int rt__add_item(rt_jobrun *jr, int seq, int rung);
 
 /* snprintf(err, fmt, what) and rc (GRAFT_EINVAL when 0). */
 int rt__fail(char *err, size_t errlen, int rc, const char *fmt, const char *what);
@@ -97,6 +106,13 @@ int rt__crop_padding(int h, int w);
  * with arch and save; the caller adds the rest. */
 int rt__task_base(rt_jobrun *jr, int64_t id, const nn_arch *a, const char *save,
                   proto_task *t);
+
+/* In replay.c, for jobrun.c: */
+
+/* search.warm_start: the first candidates the strategy is to ask. */
+int rt__warm_start(rt_jobrun *jr, char *err, size_t errlen);
+/* Replays the job's recorded search into the fresh strategy. */
+int rt__replay(rt_jobrun *jr, char *err, size_t errlen);
 
 /* In final.c, for jobrun.c: */
 
