@@ -247,3 +247,60 @@ Test(jobspec, daemon_config_empty_worker_command)
 	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(c.worker_command_len, 0, "an empty list: graftd's own worker, directly");
 }
+
+/* Issue 12's keys: rungs, budgets, lag, warm start and the final stage read
+ * as written, with their defaults, and every bad value is refused naming
+ * its key. */
+Test(jobspec, rungs_budgets_lag_warm_start_and_final)
+{
+	static const char spec[] =
+		"dataset: {dir: D}\n"
+		"search: {fidelity: {rungs: [100, 300, 1000], eta: 4, slice: 500}, max_time: 1.5h,\n"
+		"         max_cpu: 90m, lag: 3, warm_start: 7}\n"
+		"final: {top: 2, steps: 4000, batch: 64, lr: 0.05, augment: [flip], graft: drop}\n";
+	char err[GRAFT_ERRLEN];
+	proto_job j;
+	cr_assert_eq(parse(spec, &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(j.fidelity.nrungs, 3);
+	cr_assert_eq(j.fidelity.rungs[2], 1000);
+	cr_assert_eq(j.fidelity.eta, 4);
+	cr_assert_eq(j.fidelity.slice, 500);
+	cr_assert_eq(j.train.steps, 1000, "with rungs a candidate's budget is the top rung");
+	cr_assert_float_eq(j.max_time_s, 5400, 1e-9);
+	cr_assert_float_eq(j.max_cpu_s, 5400, 1e-9);
+	cr_assert_eq(j.lag, 3);
+	cr_assert_eq(j.warm_start, 7);
+	cr_assert_eq(j.final.top, 2);
+	cr_assert_eq(j.final.train.steps, 4000);
+	cr_assert_eq(j.final.train.batch, 64);
+	cr_assert(!j.final.train.crop && j.final.train.flip);
+	cr_assert_eq(j.final.graft, PROTO_FINAL_DROP);
+
+	cr_assert_eq(parse("{dataset: {dir: D}}", &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(j.fidelity.nrungs, 0);
+	cr_assert_eq(j.lag, 8);
+	cr_assert_eq(j.final.top, 0, "no final stage without the section");
+	cr_assert(j.max_time_s == 0 && j.max_cpu_s == 0);
+	cr_assert_eq(parse("{dataset: {dir: D}, final: {}}", &j, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(j.final.top, 3);
+	cr_assert_eq(j.final.graft, PROTO_FINAL_BEST);
+	cr_assert(j.final.train.crop && j.final.train.flip);
+
+	expect_error("{dataset: {dir: D}, search: {fidelity: {rungs: [300, 100]}}}",
+	             "search.fidelity.rungs[1]");
+	expect_error("{dataset: {dir: D}, search: {fidelity: {rungs: [300]}}}",
+	             "search.fidelity.rungs");
+	expect_error("{dataset: {dir: D}, search: {fidelity: {eta: 3}}}", "rungs");
+	expect_error("{dataset: {dir: D}, search: {fidelity: {rungs: [1, 2], eta: 1}}}",
+	             "search.fidelity.eta");
+	expect_error("{dataset: {dir: D}, search: {fidelity: {rungs: [10, 20]}},"
+	             " train: {steps: 30}}", "train.steps: 30 differs from the top rung");
+	expect_error("{dataset: {dir: D}, search: {max_time: 2x}}", "search.max_time");
+	expect_error("{dataset: {dir: D}, search: {max_time: 0}}", "search.max_time");
+	expect_error("{dataset: {dir: D}, search: {max_cpu: -3h}}", "search.max_cpu");
+	expect_error("{dataset: {dir: D}, search: {lag: -1}}", "search.lag");
+	expect_error("{dataset: {dir: D}, search: {warm_start: 0}}", "search.warm_start");
+	expect_error("{dataset: {dir: D}, final: {graft: maybe}}", "final.graft");
+	expect_error("{dataset: {dir: D}, final: {steps: 100, warmup: 200}}", "final.warmup");
+	expect_error("{dataset: {dir: D}, final: {colour: red}}", "final: unknown key 'colour'");
+}

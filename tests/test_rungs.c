@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -415,6 +416,13 @@ Test(rungs, the_search_time_adds_up_over_processes)
 	finish(&j, &t, 1.0);
 	rt_jobrun_get_stats(j.jr, &st);
 	cr_assert(st.time_left_s > 100 && st.time_left_s <= 120, "%g", st.time_left_s);
+	/* Idle (paused, or waiting for a worker), the search spends none. */
+	struct timespec nap = { 0, 60 * 1000 * 1000 };
+	nanosleep(&nap, NULL);
+	rt_jobrun_stats later;
+	rt_jobrun_get_stats(j.jr, &later);
+	cr_assert_eq(later.time_left_s, st.time_left_s, "an idle job's clock ran: %g then %g",
+	             st.time_left_s, later.time_left_s);
 	job_kill(&j);
 	/* Processes before ran the search for 125 s in all: more than its 2 minutes. */
 	store *s;

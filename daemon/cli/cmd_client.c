@@ -508,10 +508,17 @@ static int export_final(struct copts *o)
 		cli_resp_free(&fr);
 		return -1;
 	}
+	if (fr.status != 200) {
+		code = cli_fail(o->cmd, o->sock, &fr);
+		cli_resp_free(&fr);
+		return code;
+	}
+	json_t *j = json_loads(fr.body, 0, NULL);
 	cli_resp_free(&fr);
-	json_t *j = get(o, path, &code);
-	if (!j)
-		return code ? code : 1;
+	if (!j) {
+		fprintf(stderr, "graft %s: graftd's answer is not JSON\n", o->cmd);
+		return 1;
+	}
 	json_t *w = json_object_get(json_object_get(j, "final"), "winner");
 	long long id = json_is_object(w) ? (long long)json_integer_value(json_object_get(w, "id")) : 0;
 	char test[16];

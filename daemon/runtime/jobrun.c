@@ -427,7 +427,6 @@ int rt_jobrun_open(store *st, int64_t job_id, const rt_jobrun_dirs *dirs, rt_job
 	if ((rc = rt__warm_start(jr, err, errlen)) || (rc = rt__replay(jr, err, errlen)) ||
 	    (rc = rt__final_open(jr, final_phase, err, errlen)))
 		goto fail;
-	jr->opened = mono_now();
 	if ((rc = store_begin(st)) ||
 	    (rc = store_eval_abandon(st, job_id, "interrupted: the process running it stopped")) < 0 ||
 	    (rc = store_job_set_inputs(st, job_id, jr->dataset_id, jr->graft_sha,
@@ -806,14 +805,17 @@ static int prepare(rt_jobrun *jr, int seq, int rung, nn_arch *a, int new_candida
 	if (make_task(jr, &e, a, parent, optim, save, &t->task))
 		return fail(err, errlen, GRAFT_ENOMEM, "%s", "out of memory");
 	t->live = 1;
-	jr->in_flight++;
+	if (jr->in_flight++ == 0)
+		jr->busy_since = mono_now();
 	return 1;
 }
 
-/* Seconds the search phase has run, this process and those before. */
+/* Seconds the search phase has run, this process and those before: the
+ * time it had evaluations in flight, so that a paused job, or one waiting
+ * for a worker another job holds, spends none of search.max_time. */
 static double search_wall(const rt_jobrun *jr)
 {
-	return jr->wall_before + (jr->opened > 0 ? mono_now() - jr->opened : 0);
+	return jr->wall_before + (jr->busy_since > 0 ? mono_now() - jr->busy_since : 0);
 }
 
 int rt_jobrun_budget_spent(const rt_jobrun *jr)
@@ -1002,7 +1004,10 @@ static int search_next(rt_jobrun *jr, rt_jobrun_task *t, int *hits, char *err, s
  * restart runs it again). */
 static void end_task(rt_jobrun *jr, rt_jobrun_task *t)
 {
-	jr->in_flight--;
+	if (--jr->in_flight == 0 && jr->busy_since > 0) {
+		jr->wall_before += mono_now() - jr->busy_since;
+		jr->busy_since = 0;
+	}
 	proto_task_clear(&t->task);
 	t->live = 0;
 }
@@ -1148,6 +1153,7 @@ void rt_jobrun_get_stats(const rt_jobrun *jr, rt_jobrun_stats *s)
 	s->final_phase = jr->final_phase;
 	s->final_total = jr->nfinals;
 	s->final_winner = -1;
+	s->final_val_accuracy = s->final_test_accuracy = NAN;
 	for (int i = 0; i < jr->nfinals; i++) {
 		const store_final *f = &jr->finals[i];
 		s->final_done += f->status == STORE_FINAL_DONE || f->status == STORE_FINAL_FAILED;

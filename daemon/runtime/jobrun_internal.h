@@ -71,7 +71,8 @@ struct rt_jobrun {
 	double overhead_cpu_s;
 	double cpu_spent;          /* CPU seconds of the job's trained evaluations */
 	double wall_before;        /* search seconds of the processes before this one */
-	double opened;             /* when this process opened it (monotonic) */
+	double busy_since;         /* since when (monotonic) this process has had
+	                              search evaluations in flight; 0: none */
 	/* The final stage (final.c): */
 	int final_phase;           /* the search is over; the final stage runs */
 	store_final *finals;       /* its trainings, as the store holds them */
