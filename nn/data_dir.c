@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nn/nn.h"
@@ -41,7 +42,10 @@ int nn_dataset_load_dir(nn_dataset *ds, const char *dir, int test, char *err,
 	char images[4200], labels[4200], sub[4096];
 	const char *part = test ? "t10k" : "train";
 	char in[64], ln[64];
+	struct stat st;
 
+	if (stat(dir, &st) == 0 && S_ISREG(st.st_mode))
+		return nn_images_load(ds, dir, test, err, errlen);
 	snprintf(in, sizeof(in), "%s-images-idx3-ubyte", part);
 	snprintf(ln, sizeof(ln), "%s-labels-idx1-ubyte", part);
 	if (find(dir, in, images, sizeof(images)) && find(dir, ln, labels, sizeof(labels)))

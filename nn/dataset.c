@@ -19,7 +19,29 @@ void nn_dataset_free(nn_dataset *ds)
 		return;
 	free(ds->pixels);
 	free(ds->labels);
+	free(ds->names);
 	memset(ds, 0, sizeof *ds);
+}
+
+/* Bytes of ds's names, their NULs included. */
+static size_t names_len(const nn_dataset *ds)
+{
+	size_t len = 0;
+
+	for (int k = 0; ds->names && k < ds->classes; k++)
+		len += strlen(ds->names + len) + 1;
+	return len;
+}
+
+const char *nn_dataset_class_name(const nn_dataset *ds, int k)
+{
+	const char *p = ds->names;
+
+	if (p == NULL || k < 0 || k >= ds->classes)
+		return NULL;
+	while (k-- > 0)
+		p += strlen(p) + 1;
+	return p;
 }
 
 /* Copies images [first, first + n) of src into dst, which owns the copy. */
@@ -27,14 +49,19 @@ static int dataset_copy(const nn_dataset *src, int first, int n, nn_dataset *dst
 {
 	size_t chw = (size_t)src->c * src->h * src->w;
 
+	size_t nlen = names_len(src);
+
 	*dst = *src;
 	dst->n = n;
 	dst->pixels = malloc((size_t)n * chw);
 	dst->labels = malloc((size_t)n);
-	if (dst->pixels == NULL || dst->labels == NULL) {
+	dst->names = nlen ? malloc(nlen) : NULL;
+	if (dst->pixels == NULL || dst->labels == NULL || (nlen && dst->names == NULL)) {
 		nn_dataset_free(dst);
 		return GRAFT_ENOMEM;
 	}
+	if (nlen)
+		memcpy(dst->names, src->names, nlen);
 	memcpy(dst->pixels, src->pixels + (size_t)first * chw, (size_t)n * chw);
 	memcpy(dst->labels, src->labels + first, (size_t)n);
 	return 0;

@@ -48,7 +48,13 @@ typedef struct nn_dataset {
 	int classes;      /* number of classes (max label + 1, at least 2) */
 	uint8_t *pixels;  /* (n, c, h, w), 0..255 */
 	uint8_t *labels;  /* (n) */
+	char *names;      /* the classes' names, each NUL-terminated, one after
+	                     another (an image folder's class folders); NULL when
+	                     the files name none */
 } nn_dataset;
+
+/* The name of class k (0 <= k < classes), or NULL when ds has no names. */
+const char *nn_dataset_class_name(const nn_dataset *ds, int k);
 
 /* Loads an IDX image file (magic 0x803, u8, 3 dims) and its IDX label file
  * (magic 0x801, u8, 1 dim), each gzip'd or plain.  A corrupt, truncated or
@@ -86,9 +92,89 @@ void nn_dataset_batch(const nn_dataset *ds, const int *idx, int n,
 /* Loads the train or test part of a dataset directory: IDX files named as
  * MNIST's (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-..., each
  * optionally .gz) or CIFAR-10 binary batches (data_batch_1..5.bin and
- * test_batch.bin, directly in dir or in dir/cifar-10-batches-bin). */
+ * test_batch.bin, directly in dir or in dir/cifar-10-batches-bin); or, when
+ * dir is a file, the image folder it was prepared from (nn_folder_prepare). */
 int nn_dataset_load_dir(nn_dataset *ds, const char *dir, int test, char *err,
                         size_t errlen);
+
+/* ---- images and image folders ---------------------------------------------- */
+
+/* A decoded image: h x w pixels of c (1 or 3) interleaved 8-bit channels. */
+typedef struct nn_image {
+	int w, h, c;
+	uint8_t *px;   /* h * w * c bytes, row by row */
+} nn_image;
+
+/* Larger images are refused before any pixel memory is taken (a small file
+ * may claim an enormous size: a decompression bomb). */
+#define NN_IMAGE_MAX_SIDE 16384
+#define NN_IMAGE_MAX_PIXELS (64LL << 20)
+
+/* Reads a PNG or JPEG file, recognised by its first bytes; a .png, .jpg or
+ * .jpeg name must agree with them.  Grey stays 1 channel; palette and colour
+ * images become 3 (RGB, alpha dropped).  want_w x want_h (0 x 0: none) is the
+ * size the image will be shrunk to: a JPEG may then be decoded at 1/2, 1/4 or
+ * 1/8 scale (in the DCT), never below that size.  An empty, truncated or
+ * corrupt file, a 16-bit PNG, a CMYK JPEG or one too large is GRAFT_EFORMAT
+ * (GRAFT_ERANGE for size) with a one-line message naming the file; *img is
+ * then zeroed. */
+int nn_image_read(const char *path, int want_w, int want_h, nn_image *img, char *err,
+                  size_t errlen);
+void nn_image_free(nn_image *img);
+/* Whether name ends in .png, .jpg or .jpeg (any case). */
+int nn_image_is_image_name(const char *name);
+/* Converts img to c channels in place: RGB to grey by ITU-R 601 luma
+ * (299 R + 587 G + 114 B) / 1000, rounded, as PIL's convert("L"); grey to RGB
+ * by copying. */
+int nn_image_to_channels(nn_image *img, int c);
+/* Resizes channel ch of img into dst, dh x dw bytes: area averaging along an
+ * axis that shrinks, bilinear (half-pixel centres, edges clamped) along one
+ * that grows, a copy along one that keeps its length; exact integer weights,
+ * rounded once, half up. */
+int nn_image_resize_plane(const nn_image *img, int ch, uint8_t *dst, int dw, int dh);
+
+/* An image folder: dir/<class>/<image> (the validation split is taken from
+ * it), or dir/train/<class>/ and dir/test/<class>/ with the same classes.
+ * Classes are the sorted names of the class folders; files that are not
+ * .png, .jpg or .jpeg, and names starting with '.', are ignored. */
+typedef struct nn_folder_opts {
+	const char *dir;
+	int c, h, w;            /* every image becomes c (1 or 3) x h x w */
+	int skip_bad;           /* a bad image is skipped (and counted), not an error */
+	const char *cache_dir;  /* the directory the decoded file goes in (it exists) */
+	int threads;            /* decoding threads; 0: nn_threads() */
+} nn_folder_opts;
+
+typedef struct nn_folder_report {
+	int train, test, classes; /* images decoded into each part */
+	int skipped;              /* bad images skipped (skip_bad) */
+	char first_skipped[512];  /* the first one's message */
+	int ignored;              /* files that are not images by their names */
+	int reused;               /* 1: the decoded file was there already */
+	double decode_s;          /* wall seconds listing and decoding took */
+} nn_folder_report;
+
+#define NN_FOLDER_MAX_CLASSES 256   /* labels are bytes */
+#define NN_FOLDER_MAX_IMAGES 10000000
+
+/* Decodes every image of the folder once, in parallel, into a graft-images/1
+ * file in cache_dir named by the folder's key (every file's path, size and
+ * modification time, and the options), and writes that file's path into
+ * path; a file already there for the same key is reused, so a changed folder
+ * is decoded again and an unchanged one costs a directory listing.  The
+ * training images are stored in the order of a hash of their paths, so the
+ * validation split (the last images, nn_dataset_split) is a fixed,
+ * name-determined sample of every class.  An empty class folder, fewer than
+ * two classes, more than NN_FOLDER_MAX_CLASSES, test classes the training
+ * part lacks, or (without skip_bad) a bad image is an error naming it;
+ * nothing is written then.  rep may be NULL. */
+int nn_folder_prepare(const nn_folder_opts *o, char *path, size_t pathlen,
+                      nn_folder_report *rep, char *err, size_t errlen);
+
+/* Loads the training (test 0) or test part of a graft-images/1 file; a file
+ * that is truncated or whose header lies is GRAFT_EFORMAT, a part it does
+ * not have GRAFT_EIO, each with a message. */
+int nn_images_load(nn_dataset *ds, const char *path, int test, char *err, size_t errlen);
 
 /* ---- synthetic primitives -------------------------------------------------- */
 

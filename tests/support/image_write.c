@@ -1,0 +1,98 @@
+/*
+ * image_write.c - PNG and JPEG files for the tests (see image_write.h).
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jpeglib.h>
+#include <spng.h>
+
+#include "nn/nn.h"
+#include "tests/support/image_write.h"
+
+#define FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+const char *const image_fashion_classes[10] = {
+	"0_tshirt", "1_trouser", "2_pullover", "3_dress", "4_coat",
+	"5_sandal", "6_shirt", "7_sneaker", "8_bag", "9_ankle_boot",
+};
+
+void image_write_png(const char *path, const uint8_t *px, int w, int h, int c, int depth)
+{
+	static const uint8_t types[5] = { 0, SPNG_COLOR_TYPE_GRAYSCALE,
+	                                  SPNG_COLOR_TYPE_GRAYSCALE_ALPHA,
+	                                  SPNG_COLOR_TYPE_TRUECOLOR,
+	                                  SPNG_COLOR_TYPE_TRUECOLOR_ALPHA };
+	spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+	struct spng_ihdr ihdr = { .width = (uint32_t)w, .height = (uint32_t)h,
+	                          .bit_depth = (uint8_t)depth, .color_type = types[c] };
+	FILE *f = fopen(path, "wb");
+	int rc;
+
+	cr_assert(ctx && f, "cannot write %s", path);
+	spng_set_png_file(ctx, f);
+	spng_set_ihdr(ctx, &ihdr);
+	size_t len = (size_t)w * h * c * (depth / 8);
+	rc = spng_encode_image(ctx, px, len, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+	cr_assert_eq(rc, 0, "encoding %s: %s", path, spng_strerror(rc));
+	spng_ctx_free(ctx);
+	cr_assert_eq(fclose(f), 0);
+}
+
+void image_write_jpeg(const char *path, const uint8_t *px, int w, int h, int c, int quality)
+{
+	struct jpeg_compress_struct cinfo;
+	struct jpeg_error_mgr jerr;
+	FILE *f = fopen(path, "wb");
+
+	cr_assert_not_null(f, "cannot write %s", path);
+	cinfo.err = jpeg_std_error(&jerr);
+	jpeg_create_compress(&cinfo);
+	jpeg_stdio_dest(&cinfo, f);
+	cinfo.image_width = (JDIMENSION)w;
+	cinfo.image_height = (JDIMENSION)h;
+	cinfo.input_components = c;
+	cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : c == 3 ? JCS_RGB : JCS_CMYK;
+	jpeg_set_defaults(&cinfo);
+	jpeg_set_quality(&cinfo, quality, TRUE);
+	jpeg_start_compress(&cinfo, TRUE);
+	while (cinfo.next_scanline < cinfo.image_height) {
+		JSAMPROW row = (JSAMPROW)(px + (size_t)cinfo.next_scanline * w * c);
+		jpeg_write_scanlines(&cinfo, &row, 1);
+	}
+	jpeg_finish_compress(&cinfo);
+	jpeg_destroy_compress(&cinfo);
+	cr_assert_eq(fclose(f), 0);
+}
+
+int image_write_fashion(const char *dir, int test, int per_class, const char *ext)
+{
+	char err[GRAFT_ERRLEN], path[1024];
+	int count[10] = { 0 }, written = 0;
+	nn_dataset ds;
+
+	cr_assert_eq(nn_dataset_load_dir(&ds, FASHION_DIR, test, err, sizeof err), 0, "%s", err);
+	mkdir(dir, 0755);
+	for (int k = 0; k < 10; k++) {
+		snprintf(path, sizeof path, "%s/%s", dir, image_fashion_classes[k]);
+		mkdir(path, 0755);
+	}
+	for (int i = 0; i < ds.n && written < 10 * per_class; i++) {
+		int k = ds.labels[i];
+		if (count[k] == per_class)
+			continue;
+		snprintf(path, sizeof path, "%s/%s/%05d.%s", dir, image_fashion_classes[k], i, ext);
+		if (!strcmp(ext, "png"))
+			image_write_png(path, ds.pixels + (size_t)i * 784, 28, 28, 1, 8);
+		else
+			image_write_jpeg(path, ds.pixels + (size_t)i * 784, 28, 28, 1, 95);
+		count[k]++;
+		written++;
+	}
+	nn_dataset_free(&ds);
+	return written;
+}

@@ -1,0 +1,24 @@
+/*
+ * image_write.h - writes PNG (libspng) and JPEG (libjpeg) files for the image
+ * folder tests, and the folders of Fashion-MNIST images they read.
+ */
+#ifndef GRAFT_TESTS_IMAGE_WRITE_H
+#define GRAFT_TESTS_IMAGE_WRITE_H
+
+#include <stdint.h>
+
+/* px: h x w pixels of c interleaved channels (1 grey, 2 grey+alpha, 3 RGB,
+ * 4 RGBA), depth 8 or 16 (16: two bytes per channel, big-endian). */
+void image_write_png(const char *path, const uint8_t *px, int w, int h, int c, int depth);
+/* c: 1 grey, 3 RGB, 4 CMYK. */
+void image_write_jpeg(const char *path, const uint8_t *px, int w, int h, int c, int quality);
+
+/* Writes Fashion-MNIST images as dir/<class name>/<index>.png: per_class
+ * images of each class, the first of the split (train 0, t10k 1) in order;
+ * index is the image's place in its IDX file.  Returns the images written. */
+int image_write_fashion(const char *dir, int test, int per_class, const char *ext);
+
+/* The class names image_write_fashion uses (sorted as their folders sort). */
+extern const char *const image_fashion_classes[10];
+
+#endif
