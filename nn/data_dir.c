@@ -2,6 +2,7 @@
  * data_dir.c - finding a dataset's files in a directory, so users can point
  * graft at the directory a dataset unpacks to (or Debian installs it in).
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -61,4 +62,27 @@ int nn_dataset_load_dir(nn_dataset *ds, const char *dir, int test, char *err,
 	         "optionally .gz) or CIFAR-10 binary batches (data_batch_1..5.bin, "
 	         "test_batch.bin)", dir, in, ln);
 	return GRAFT_EIO;
+}
+
+int nn_dataset_dir_is_folder(const char *dir)
+{
+	char path[4200], sub[4200];
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+	int subdirs = 0;
+
+	if (find(dir, "train-images-idx3-ubyte", path, sizeof(path)) ||
+	    find(dir, "test_batch.bin", path, sizeof(path)) ||
+	    find(dir, "cifar-10-batches-bin/test_batch.bin", path, sizeof(path)) ||
+	    (d = opendir(dir)) == NULL)
+		return 0;
+	while (!subdirs && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+		subdirs = stat(sub, &st) == 0 && S_ISDIR(st.st_mode);
+	}
+	closedir(d);
+	return subdirs;
 }

@@ -96,6 +96,9 @@ void nn_dataset_batch(const nn_dataset *ds, const int *idx, int n,
  * dir is a file, the image folder it was prepared from (nn_folder_prepare). */
 int nn_dataset_load_dir(nn_dataset *ds, const char *dir, int test, char *err,
                         size_t errlen);
+/* Whether dir holds no IDX or CIFAR-10 files but subfolders: an image
+ * folder (nn_folder_prepare). */
+int nn_dataset_dir_is_folder(const char *dir);
 
 /* ---- images and image folders ---------------------------------------------- */
 

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "proto/yaml_doc.h"
 
 #define FORMAT_NAME "graft-arch/1"
@@ -24,7 +26,7 @@
 #define CROP_SMALL_SIDE 28
 
 static const char *const top_keys[] = {
-	"format", "input", "classes", "stem", "graft", "blocks", "head", "train",
+	"format", "input", "classes", "labels", "stem", "graft", "blocks", "head", "train",
 	"result", NULL,
 };
 static const char *const input_keys[] = {
@@ -434,7 +436,45 @@ static int parse_format(proto__ydoc *d, yaml_node_t *root)
 	return 0;
 }
 
-static int parse_doc(proto__ydoc *d, nn_arch *a)
+/* labels: as many class names as classes, each 1..255 bytes; *names (when
+ * not NULL) gets them NUL-separated, malloc'd, or NULL when absent. */
+static int parse_labels(const proto__ymap *top, int classes, char **names)
+{
+	char path[PROTO_YAML_PATH_MAX], item[PROTO_YAML_PATH_MAX + 16], name[256];
+	yaml_node_t *v;
+	size_t len = 0;
+	char *buf = NULL;
+	int n, rc;
+
+	if ((rc = proto__ymap_node(top, "labels", PROTO__OPTIONAL, &v)) || !v)
+		return rc;
+	proto__ymap_path(top, "labels", path, sizeof path);
+	if ((rc = proto__yseq(top->d, v, path, classes, classes, &n)))
+		return rc;
+	if (names && (buf = malloc((size_t)classes * sizeof name)) == NULL)
+		return GRAFT_ENOMEM;
+	for (int i = 0; i < n; i++) {
+		snprintf(item, sizeof item, "%s[%d]", path, i);
+		if ((rc = proto__yread_str(top->d, proto__yseq_at(top->d, v, i), item, 255, name)))
+			break;
+		if (!name[0]) {
+			rc = proto__ydoc_expected(top->d, proto__yseq_at(top->d, v, i), item,
+			                          "a class name");
+			break;
+		}
+		if (buf) {
+			memcpy(buf + len, name, strlen(name) + 1);
+			len += strlen(name) + 1;
+		}
+	}
+	if (rc)
+		free(buf);
+	else if (names)
+		*names = buf;
+	return rc;
+}
+
+static int parse_doc(proto__ydoc *d, nn_arch *a, char **names)
 {
 	yaml_node_t *root = proto__ydoc_root(d);
 	proto__ymap top;
@@ -449,13 +489,20 @@ static int parse_doc(proto__ydoc *d, nn_arch *a)
 	    (rc = parse_graft(&top, a)) ||
 	    (rc = parse_blocks(&top, a)) ||
 	    (rc = parse_train(&top, a)) ||
-	    (rc = parse_result(&top, a)))
+	    (rc = parse_result(&top, a)) ||
+	    (rc = parse_labels(&top, a->classes, names)))
 		return rc;
 	return 0;
 }
 
 int proto_arch_parse(const char *text, size_t len, nn_arch *out, char *err,
                      size_t errlen)
+{
+	return proto_arch_parse_labels(text, len, out, NULL, err, errlen);
+}
+
+int proto_arch_parse_labels(const char *text, size_t len, nn_arch *out, char **labels,
+                            char *err, size_t errlen)
 {
 	proto__ydoc d;
 	nn_arch a;
@@ -471,7 +518,9 @@ int proto_arch_parse(const char *text, size_t len, nn_arch *out, char *err,
 	nn_arch_defaults(&a);
 	if ((rc = proto__ydoc_load(&d, text ? text : "", len, err, errlen)) != 0)
 		return rc;
-	rc = parse_doc(&d, &a);
+	if (labels)
+		*labels = NULL;
+	rc = parse_doc(&d, &a, labels);
 	proto__ydoc_free(&d);
 	if (rc == 0)
 		*out = a;
@@ -759,13 +808,38 @@ static void emit_result(sbuf *b, const nn_arch *a)
 	          (long long)a->result_params, (long long)a->result_flops);
 }
 
+/* labels: a JSON array of double-quoted strings, which YAML reads as a
+ * flow sequence whatever the names hold. */
+static void emit_labels(sbuf *b, const nn_arch *a, const char *names)
+{
+	json_t *arr = json_array();
+	const char *p = names;
+
+	for (int k = 0; arr && k < a->classes; k++, p += strlen(p) + 1)
+		json_array_append_new(arr, json_string(p));
+	char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	if (text)
+		sb_printf(b, "labels: %s\n", text);
+	else
+		b->oom = 1;
+	free(text);
+	json_decref(arr);
+}
+
 char *proto_arch_emit(const nn_arch *a)
+{
+	return proto_arch_emit_labels(a, NULL);
+}
+
+char *proto_arch_emit_labels(const nn_arch *a, const char *labels)
 {
 	sbuf b = { 0 };
 
 	if (a == NULL)
 		return NULL;
 	emit_head(&b, a);
+	if (labels)
+		emit_labels(&b, a, labels);
 	emit_graft(&b, a);
 	emit_blocks(&b, a);
 	emit_train(&b, a);

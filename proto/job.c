@@ -27,7 +27,7 @@ static const char *const top_keys[] = {
 };
 static const char *const dataset_keys[] = {
 	"dir", "format", "train_images", "train_labels", "test_images", "test_labels",
-	"validation", NULL,
+	"validation", "size", "channels", "skip_bad", NULL,
 };
 static const char *const search_keys[] = {
 	"strategy", "population", "sample", "candidates", "seed", "fidelity", "max_time",
@@ -54,7 +54,7 @@ static const char *const graft_keys[] = {
 	"source", "layers", "channels", "kernel", "pretrain_steps", NULL,
 };
 static const char *const limits_keys[] = { "time", "retries", NULL };
-static const char *const formats[] = { "idx", "cifar10", NULL };
+static const char *const formats[] = { "idx", "cifar10", "folder", NULL };
 static const char *const strategies[] = {
 	[SEARCH_EVOLUTION] = "evolution", [SEARCH_RANDOM] = "random", NULL,
 };
@@ -71,6 +71,8 @@ static void defaults(proto_job *j)
 	memset(j, 0, sizeof(*j));
 	snprintf(j->name, sizeof(j->name), "search");
 	j->dataset.validation = 10000;
+	j->dataset.size_h = j->dataset.size_w = 32;
+	j->dataset.channels = 3;
 	j->strategy = SEARCH_EVOLUTION;
 	j->population = 16;
 	j->sample = 4;
@@ -145,6 +147,51 @@ static int parse_file(const proto__ymap *m, const char *key, char *buf, char *sh
 	return 0;
 }
 
+/* dataset.size (N or [H, W]), channels and skip_bad: for format: folder only. */
+static int parse_folder(const proto__ymap *m, int folder, proto_job *j)
+{
+	static const char *const only[] = { "size", "channels", "skip_bad" };
+	char path[PROTO_YAML_PATH_MAX], item[PROTO_YAML_PATH_MAX + 8];
+	yaml_node_t *v;
+	int n, rc;
+
+	j->dataset.folder = folder;
+	for (size_t i = 0; i < sizeof(only) / sizeof(*only) && !folder; i++)
+		if (proto__ymap_get(m, only[i]))
+			return proto__ymap_expected(m, only[i], "nothing here: it is for image folders "
+			                            "(dataset.format: folder)");
+	if (!folder)
+		return 0;
+	if (!j->dataset.dir[0])
+		return proto__ymap_expected(m, "format", "folder with dir: the image folder");
+	if ((rc = proto__ymap_int(m, "channels", PROTO__OPTIONAL, 1, 3, NULL,
+	                          &j->dataset.channels)))
+		return rc;
+	if (j->dataset.channels == 2)
+		return proto__ymap_expected(m, "channels", "1 (grey) or 3 (RGB)");
+	if ((rc = proto__ymap_bool(m, "skip_bad", PROTO__OPTIONAL, &j->dataset.skip_bad)) ||
+	    (rc = proto__ymap_node(m, "size", PROTO__OPTIONAL, &v)) || !v)
+		return rc;
+	proto__ymap_path(m, "size", path, sizeof(path));
+	if (v->type == YAML_SCALAR_NODE) {
+		if ((rc = proto__ymap_int(m, "size", PROTO__REQUIRED, 4, PROTO_ARCH_MAX_SIDE, NULL,
+		                          &j->dataset.size_h)))
+			return rc;
+		j->dataset.size_w = j->dataset.size_h;
+		return 0;
+	}
+	if ((rc = proto__yseq(m->d, v, path, 2, 2, &n)))
+		return rc;
+	int *hw[2] = { &j->dataset.size_h, &j->dataset.size_w };
+	for (int i = 0; i < 2; i++) {
+		snprintf(item, sizeof(item), "%s[%d]", path, i);
+		if ((rc = proto__yread_int(m->d, proto__yseq_at(m->d, v, i), item, 4,
+		                           PROTO_ARCH_MAX_SIDE, NULL, hw[i])))
+			return rc;
+	}
+	return 0;
+}
+
 static int parse_dataset(const proto__ymap *top, proto_job *j)
 {
 	proto__ymap m;
@@ -164,6 +211,8 @@ static int parse_dataset(const proto__ymap *top, proto_job *j)
 	                     j->dataset.test_labels_sha256)) ||
 	    (rc = proto__ymap_int(&m, "validation", PROTO__OPTIONAL, 1, 10000000, NULL,
 	                          &j->dataset.validation)))
+		return rc;
+	if ((rc = parse_folder(&m, fmt == 2, j)))
 		return rc;
 	if (strstr(j->dataset.dir, "://"))
 		return proto__ymap_expected(&m, "dir", "a local directory (give URLs file by file: "

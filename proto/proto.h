@@ -41,6 +41,12 @@
 int proto_arch_parse(const char *text, size_t len, nn_arch *out, char *err,
                      size_t errlen);
 
+/* The same, and *labels (when labels is not NULL) gets the optional
+ * `labels:` list, the class names (as many as classes, each 1..255 bytes),
+ * NUL-separated and malloc'd, or NULL when the config has none. */
+int proto_arch_parse_labels(const char *text, size_t len, nn_arch *out, char **labels,
+                            char *err, size_t errlen);
+
 /* Reads the file at path and parses it; messages start with "<path>: ".
  * A file that cannot be opened or read is GRAFT_EIO. */
 int proto_arch_load(const char *path, nn_arch *out, char *err, size_t errlen);
@@ -52,6 +58,9 @@ int proto_arch_load(const char *path, nn_arch *out, char *err, size_t errlen);
  * train.crop is 0 or the derived padding above, whose flags are 0 or 1 and whose
  * unused mean/std entries (past in_c) hold the defaults. */
 char *proto_arch_emit(const nn_arch *a);
+/* The same with `labels:` after classes: a->classes names, NUL-separated (as
+ * nn_dataset's); NULL writes none. */
+char *proto_arch_emit_labels(const nn_arch *a, const char *labels);
 
 /* Reads a whole text file of at most PROTO_YAML_MAX_INPUT bytes into a
  * malloc'd, NUL-terminated buffer (the caller frees it); *len excludes the
@@ -94,6 +103,14 @@ typedef struct proto_job {
 		char train_images_sha256[65], train_labels_sha256[65];
 		char test_images_sha256[65], test_labels_sha256[65];
 		int validation;                /* default 10000, at most a sixth */
+		/* format: folder: dir is an image folder (nn_folder_opts), its
+		 * images made size_h x size_w (default 32 x 32) with channels
+		 * 1 or 3 (default 3); skip_bad skips undecodable files. */
+		int folder;
+		int size_h, size_w, channels, skip_bad;
+		/* Not in the spec: the graft-images/1 file the runtime decoded
+		 * the folder into, which workers load ("" until then). */
+		char prepared[PROTO_PATH_MAX];
 	} dataset;
 	enum search_kind strategy;         /* default evolution */
 	int population, sample, candidates; /* 16, 4, 200 */

@@ -130,6 +130,10 @@ static const char *const migrations[] = {
 	"ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'search'"
 	"  CHECK (phase IN ('search','final'));"
 	"ALTER TABLE jobs ADD COLUMN search_wall_s REAL NOT NULL DEFAULT 0;",
+	/* 4: image folders name their classes (a JSON array; NULL for data that
+	 * names none) and may have left bad images out. */
+	"ALTER TABLE datasets ADD COLUMN classes TEXT;"
+	"ALTER TABLE datasets ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(*migrations)))
 

@@ -39,26 +39,56 @@ static int find_id(store *s, const char *sql, const char *arg, int64_t *id)
 	return ret;
 }
 
-int store_dataset_put(store *s, const char *location, const char *sha256,
-                      const char *format, int64_t images, int64_t *id)
+int store_dataset_put(store *s, const store_dataset *d, int64_t *id)
 {
-	if (!location || !sha256 || !format)
+	if (!d || !d->sha256[0] || !d->format[0])
 		return GRAFT_EINVAL;
 	/* Insert-or-keep, then look up: two connections may record the same
 	 * dataset at once (graftd opens jobs on several threads). */
 	sqlite3_stmt *st = store__prepare(s, "INSERT INTO datasets (sha256, location, format, "
-	                                  "images, created) VALUES (?, ?, ?, ?, ?) "
-	                                  "ON CONFLICT (sha256) DO NOTHING");
+	                                  "images, created, classes, skipped) VALUES (?, ?, ?, ?, "
+	                                  "?, ?, ?) ON CONFLICT (sha256) DO NOTHING");
 	int rc;
 	if (!st)
 		return GRAFT_ESQL;
-	store__text(st, 1, sha256);
-	store__text(st, 2, location);
-	store__text(st, 3, format);
-	sqlite3_bind_int64(st, 4, images);
+	store__text(st, 1, d->sha256);
+	store__text(st, 2, d->location);
+	store__text(st, 3, d->format);
+	sqlite3_bind_int64(st, 4, d->images);
 	sqlite3_bind_double(st, 5, store__now());
+	store__text(st, 6, d->classes);
+	sqlite3_bind_int(st, 7, d->skipped);
 	rc = store__done(s, st, "adding a dataset");
-	return rc ? rc : find_id(s, "SELECT id FROM datasets WHERE sha256 = ?", sha256, id);
+	return rc ? rc : find_id(s, "SELECT id FROM datasets WHERE sha256 = ?", d->sha256, id);
+}
+
+int store_dataset_get(store *s, int64_t id, store_dataset *d)
+{
+	sqlite3_stmt *st = store__prepare(s, "SELECT sha256, location, format, images, classes, "
+	                                  "skipped FROM datasets WHERE id = ?");
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	int oom = 0;
+	if (rc == SQLITE_ROW) {
+		d->id = id;
+		store__col(st, 0, d->sha256, sizeof(d->sha256));
+		store__col(st, 1, d->location, sizeof(d->location));
+		store__col(st, 2, d->format, sizeof(d->format));
+		d->images = sqlite3_column_int64(st, 3);
+		const unsigned char *c = sqlite3_column_text(st, 4);
+		d->classes = c ? strdup((const char *)c) : NULL;
+		oom = c && !d->classes;
+		d->skipped = sqlite3_column_int(st, 5);
+	}
+	int ret = rc == SQLITE_ROW ? (oom ? GRAFT_ENOMEM : 0)
+	          : rc == SQLITE_DONE ? STORE_NOTFOUND : store__fail(s, "reading a dataset");
+	sqlite3_finalize(st);
+	return ret;
 }
 
 int store_graft_put(store *s, const store_graft *g, int64_t *id)

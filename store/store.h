@@ -23,7 +23,7 @@
 #include "nn/nn.h"
 
 #define STORE_NOTFOUND 1
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct store store;
 
@@ -46,10 +46,24 @@ void store_rollback(store *s);
 
 /* ---- datasets and grafts ---------------------------------------------------- */
 
-/* A dataset is its content: sha256 over its files; location is where it was
- * read from (a path or a URL).  Returns the existing row for a known sha256. */
-int store_dataset_put(store *s, const char *location, const char *sha256,
-                      const char *format, int64_t images, int64_t *id);
+/* A dataset is its content: sha256 over its images, labels and class names;
+ * location is where it was read from (a path or a URL). */
+typedef struct store_dataset {
+	int64_t id;
+	char sha256[65];
+	char location[4096];
+	char format[16];      /* idx | dir | folder */
+	int64_t images;
+	char *classes;        /* the class names as a JSON array, or NULL when the
+	                         data names none; owned by the caller */
+	int skipped;          /* bad images an image folder's skip_bad left out */
+} store_dataset;
+
+/* Records d (its id is ignored) and sets *id; a known sha256 keeps its
+ * existing row. */
+int store_dataset_put(store *s, const store_dataset *d, int64_t *id);
+/* Reads dataset id into *d; d->classes is malloc'd (or NULL). */
+int store_dataset_get(store *s, int64_t id, store_dataset *d);
 
 typedef struct store_graft {
 	int64_t id;

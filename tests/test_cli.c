@@ -36,6 +36,7 @@
 
 #include "nn/nn.h"
 #include "tests/support/idx_write.h"
+#include "tests/support/image_write.h"
 
 #define GRAFT_BIN "bin/graft"
 #define SIDE 12
@@ -270,6 +271,96 @@ Test(cli, train_learns_and_writes_weights)
 	/* stem, two blocks: a conv and 4 BN tensors each; head: weight and bias. */
 	cr_assert_eq(wt.n, 17, "%d tensors in the weights, want 17", wt.n);
 	nn_weights_free(&wt);
+	run_free(&r);
+}
+
+/* Writes an IDX pair (plain) of the images e picks out of src, in e's order. */
+static void write_idx_in_order(const char *dir, const char *part, const nn_dataset *src,
+                               const image_expect *e, int n)
+{
+	char path[600];
+	uint8_t head[16] = { 0, 0, 8, 3 }, lhead[8] = { 0, 0, 8, 1 };
+
+	for (int i = 0; i < 4; i++) {
+		head[4 + i] = lhead[4 + i] = (uint8_t)((unsigned)n >> (24 - 8 * i));
+		head[8 + i] = head[12 + i] = (uint8_t)(28u >> (24 - 8 * i));
+	}
+	snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, part);
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	fwrite(head, 1, 16, f);
+	for (int i = 0; i < n; i++)
+		fwrite(src->pixels + (size_t)e[i].index * 784, 1, 784, f);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, part);
+	f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	fwrite(lhead, 1, 8, f);
+	for (int i = 0; i < n; i++)
+		fputc(e[i].label, f);
+	fclose(f);
+}
+
+/* An image folder trains exactly as the IDX files of the same images in
+ * the same order: same accuracies, same weights, bit for bit. */
+Test(cli, an_image_folder_trains_as_its_idx_files)
+{
+	static image_expect e[2][400];
+	char err[GRAFT_ERRLEN], sha[2][65];
+	nn_dataset fm[2];
+
+	cr_assert_eq(setenv("GRAFT_DATA_DIR", tpath("graftd-data"), 1), 0);
+	cr_assert_eq(mkdir(tpath("folder"), 0700), 0);
+	cr_assert_eq(mkdir(tpath("fidx"), 0700), 0);
+	cr_assert_eq(image_write_fashion(tpath("folder/train"), 0, 30, "png"), 300);
+	cr_assert_eq(image_write_fashion(tpath("folder/test"), 1, 10, "png"), 100);
+	for (int part = 0; part < 2; part++) {
+		cr_assert_eq(nn_dataset_load_dir(&fm[part], "/usr/share/datasets/fashion-mnist", part,
+		                                 err, sizeof err), 0, "%s", err);
+		int n = image_fashion_expected(&fm[part], part ? 10 : 30, "png", e[part]);
+		write_idx_in_order(tpath("fidx"), part ? "t10k" : "train", &fm[part], e[part], n);
+		nn_dataset_free(&fm[part]);
+	}
+	FILE *f = fopen(tpath("fm.yaml"), "w");
+	fputs("format: graft-arch/1\n"
+	      "input: {channels: 1, height: 28, width: 28, normalize: {mean: 0.29, std: 0.35}}\n"
+	      "classes: 10\n"
+	      "stem: {op: conv, kernel: 3, channels: 8}\n"
+	      "blocks: [{op: conv3, channels: 16, stride: 2}, {op: conv3, channels: 16, stride: 2}]\n"
+	      "head: {op: linear}\n"
+	      "train: {steps: 40, batch: 32, lr: 0.1, momentum: 0.9, nesterov: false,\n"
+	      "        weight_decay: 0.0005, schedule: cosine, seed: 3}\n", f);
+	fclose(f);
+	const char *data[2] = { tpath("folder"), tpath("fidx") };
+	const char *out[2] = { tpath("folder.safetensors"), tpath("idx.safetensors") };
+	double val[2], test[2];
+	for (int i = 0; i < 2; i++) {
+		run r = graft("train", tpath("fm.yaml"), "--data", data[i], "--validation", "50",
+		              "--out", out[i], "--threads", "1", NULL);
+		expect_code(&r, 0);
+		if (i == 0)
+			expect_in(r.out, "300 training and 100 test images of 10 classes, decoded", "stdout");
+		val[i] = number_after(r.out, "validation accuracy ");
+		test[i] = number_after(r.out, "test accuracy ");
+		cr_assert_eq(nn_sha256_file(out[i], sha[i], err, sizeof err), 0, "%s", err);
+		run_free(&r);
+	}
+	cr_assert_eq(val[0], val[1]);
+	cr_assert_eq(test[0], test[1]);
+	cr_assert_str_eq(sha[0], sha[1], "the folder's weights differ from the IDX files'");
+	/* The second time, the decoded file is found again. */
+	run r = graft("train", tpath("fm.yaml"), "--data", data[0], "--steps", "1", "--out",
+	              out[0], "--threads", "1", NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "decoded before", "stdout");
+	run_free(&r);
+	/* A bad image stops it with the file named. */
+	f = fopen(tpath("folder/train/3_dress/broken.png"), "w");
+	fputs("not a png", f);
+	fclose(f);
+	r = graft("train", tpath("fm.yaml"), "--data", data[0], "--out", out[0], NULL);
+	expect_code(&r, 1);
+	expect_in(r.err, "folder/train/3_dress/broken.png: neither a PNG nor a JPEG", "stderr");
 	run_free(&r);
 }
 

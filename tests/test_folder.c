@@ -129,45 +129,6 @@ Test(folder, png_and_jpeg_decode)
 	nn_image_free(&img);
 }
 
-/* The order the folder's training (and test) images are stored in: by the
- * first 64 bits of the SHA-256 of "class/file", as nn.h documents. */
-typedef struct expect {
-	uint64_t order;
-	int index, label;
-	char rel[64];
-} expect;
-
-static int cmp_expect(const void *a, const void *b)
-{
-	const expect *x = a, *y = b;
-	return x->order < y->order ? -1 : x->order > y->order ? 1 : strcmp(x->rel, y->rel);
-}
-
-/* The images image_write_fashion wrote, in stored order. */
-static int expected(const nn_dataset *idx, int per_class, const char *ext, expect *e)
-{
-	int count[10] = { 0 }, n = 0;
-	for (int i = 0; i < idx->n && n < 10 * per_class; i++) {
-		int k = idx->labels[i];
-		if (count[k]++ == per_class) {
-			count[k]--;
-			continue;
-		}
-		char hex[65];
-		e[n].index = i;
-		e[n].label = k;
-		snprintf(e[n].rel, sizeof e[n].rel, "%s/%05d.%s", image_fashion_classes[k], i, ext);
-		nn_sha256_hex(e[n].rel, strlen(e[n].rel), hex);
-		e[n].order = 0;
-		for (int d = 0; d < 16; d++)
-			e[n].order = e[n].order << 4 | (uint64_t)(hex[d] <= '9' ? hex[d] - '0'
-			                                                        : hex[d] - 'a' + 10);
-		n++;
-	}
-	qsort(e, (size_t)n, sizeof *e, cmp_expect);
-	return n;
-}
-
 static nn_folder_opts opts(const char *dir, int c, int side)
 {
 	mkdir(scratch_path("cache"), 0755);
@@ -180,7 +141,7 @@ Test(folder, same_pixels_as_the_idx_files_in_the_documented_order)
 	char err[GRAFT_ERRLEN], path[1024];
 	nn_folder_report rep;
 	nn_dataset idx[2], got[2];
-	static expect e[2][600];
+	static image_expect e[2][600];
 
 	char root[512];
 	snprintf(root, sizeof root, "%s", scratch_path("fmnist"));
@@ -203,7 +164,7 @@ Test(folder, same_pixels_as_the_idx_files_in_the_documented_order)
 		/* The prepared file loads as a dataset "directory" too. */
 		cr_assert_eq(nn_dataset_load_dir(&got[part], path, part, err, sizeof err), 0, "%s",
 		             err);
-		int n = expected(&idx[part], part ? 15 : 40, "png", e[part]);
+		int n = image_fashion_expected(&idx[part], part ? 15 : 40, "png", e[part]);
 		cr_assert_eq(got[part].n, n);
 		cr_assert(got[part].c == 1 && got[part].h == 28 && got[part].w == 28);
 		cr_assert_eq(got[part].classes, 10);
@@ -319,14 +280,14 @@ Test(folder, jpeg_folder_close_to_the_originals)
 {
 	char err[GRAFT_ERRLEN], path[1024];
 	nn_dataset idx, got;
-	static expect e[200];
+	static image_expect e[200];
 
 	cr_assert_eq(image_write_fashion(scratch_path("jpg"), 0, 20, "jpg"), 200);
 	nn_folder_opts o = opts(scratch_path("jpg"), 1, 28);
 	cr_assert_eq(nn_folder_prepare(&o, path, sizeof path, NULL, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(nn_images_load(&got, path, 0, err, sizeof err), 0);
 	cr_assert_eq(nn_dataset_load_dir(&idx, FASHION_DIR, 0, err, sizeof err), 0);
-	int n = expected(&idx, 20, "jpg", e);
+	int n = image_fashion_expected(&idx, 20, "jpg", e);
 	cr_assert_eq(got.n, n);
 	double diff = 0;
 	for (int i = 0; i < n; i++) {

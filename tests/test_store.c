@@ -173,13 +173,44 @@ Test(store, candidates_and_tells_survive_reopening)
 	store_close(s);
 }
 
+static const store_dataset *dset(const char *location, const char *sha, int64_t images)
+{
+	static store_dataset d;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.location, sizeof(d.location), "%s", location);
+	snprintf(d.sha256, sizeof(d.sha256), "%s", sha);
+	snprintf(d.format, sizeof(d.format), "idx");
+	d.images = images;
+	return &d;
+}
+
+Test(store, a_dataset_keeps_its_class_names)
+{
+	store *s = open_new("d.db");
+	store_dataset d = { .location = "/photos", .sha256 = "f0", .format = "folder",
+	                    .images = 12, .classes = "[\"cat\",\"dog\"]", .skipped = 2 }, got;
+	int64_t id, plain;
+	cr_assert_eq(store_dataset_put(s, &d, &id), 0);
+	cr_assert_eq(store_dataset_put(s, dset("/idx", "i0", 5), &plain), 0);
+	cr_assert_eq(store_dataset_get(s, id, &got), 0);
+	cr_assert_str_eq(got.classes, "[\"cat\",\"dog\"]");
+	cr_assert_str_eq(got.format, "folder");
+	cr_assert_eq(got.skipped, 2);
+	cr_assert_eq(got.images, 12);
+	free(got.classes);
+	cr_assert_eq(store_dataset_get(s, plain, &got), 0);
+	cr_assert_null(got.classes);
+	cr_assert_eq(store_dataset_get(s, 999, &got), STORE_NOTFOUND);
+	store_close(s);
+}
+
 Test(store, the_cache_answers_the_same_key_from_any_job)
 {
 	store *s = open_new("k.db");
 	int64_t ds;
-	cr_assert_eq(store_dataset_put(s, "/data", "abc", "idx", 100, &ds), 0);
+	cr_assert_eq(store_dataset_put(s, dset("/data", "abc", 100), &ds), 0);
 	int64_t again;
-	cr_assert_eq(store_dataset_put(s, "/elsewhere", "abc", "idx", 100, &again), 0);
+	cr_assert_eq(store_dataset_put(s, dset("/elsewhere", "abc", 100), &again), 0);
 	cr_assert_eq(again, ds, "a dataset is its content");
 	int64_t job1 = add_job(s, 2, 100), job2 = add_job(s, 2, 100);
 	int64_t c1 = add_cand(s, job1, 0, "g", 10);
@@ -242,7 +273,7 @@ Test(store, leaderboard_pareto_and_sorting)
 {
 	store *s = open_new("l.db");
 	int64_t ds;
-	store_dataset_put(s, "/d", "d", "idx", 1, &ds);
+	store_dataset_put(s, dset("/d", "d", 1), &ds);
 	int64_t job = add_job(s, 5, 100);
 	/* seq: genome, params, accuracy.  Candidate 3 repeats genome a and
 	 * scores better: one row for a, with the better score. */
@@ -284,7 +315,7 @@ Test(store, cost_by_quarter_splits_the_savings)
 {
 	store *s = open_new("q.db");
 	int64_t ds;
-	store_dataset_put(s, "/d", "d", "idx", 1, &ds);
+	store_dataset_put(s, dset("/d", "d", 1), &ds);
 	int64_t job = add_job(s, 8, 100);
 	/* Quarter 1: two fresh trainings of 4 CPU-s.  Quarter 2: a failed
 	 * attempt (1 CPU-s) then a fresh one.  Quarter 3: two inherited children

@@ -24,8 +24,10 @@ static const char usage[] =
 	"recipe in its train section, then prints its test accuracy and writes\n"
 	"its weights as safetensors.\n"
 	"\n"
-	"  --data DIR         dataset directory: IDX (MNIST-style) or CIFAR-10 binary\n"
-	"                     (default " DEFAULT_DATA ")\n"
+	"  --data DIR         dataset directory: IDX (MNIST-style), CIFAR-10 binary, or\n"
+	"                     an image folder with train/<class>/ and test/<class>/\n"
+	"                     (decoded at the architecture's input size; default\n"
+	"                     " DEFAULT_DATA ")\n"
 	"  --steps N          training steps (default: the recipe's)\n"
 	"  --batch B          batch size (default: the recipe's)\n"
 	"  --lr LR            base learning rate (default: the recipe's)\n"
@@ -176,14 +178,49 @@ static char *default_out(const char *arch)
 	return out;
 }
 
-static int load_data(const struct train_args *a, nn_dataset *train, nn_dataset *val,
-                     nn_dataset *test)
+/* An image folder is decoded at the architecture's input size and channels
+ * into graftd's data directory (datasets/folders), where a job on the same
+ * folder finds it again. */
+static int prepare_folder(const nn_arch *arch, const char *dir, char *path, size_t pathlen,
+                          char *err, size_t errlen)
 {
-	char err[GRAFT_ERRLEN] = "";
+	char cache[4096], folders[4200];
+	nn_folder_report rep;
+	int rc;
 
-	if (rt_data_load_split(&(rt_data_src){ .dir = a->data, .validation = a->validation },
+	rt_data_dir_default(cache, sizeof(cache));
+	snprintf(folders, sizeof(folders), "%s/datasets/folders", cache);
+	if ((rc = search_make_dirs(folders, err, errlen)))
+		return rc;
+	nn_folder_opts o = { .dir = dir, .c = arch->in_c, .h = arch->in_h, .w = arch->in_w,
+	                     .cache_dir = folders };
+	if (arch->in_c != 1 && arch->in_c != 3)
+		return graft_errf(err, errlen, GRAFT_EINVAL, "%s: an image folder gives 1 or 3 "
+		                  "channels; the architecture takes %d", dir, arch->in_c);
+	if ((rc = nn_folder_prepare(&o, path, pathlen, &rep, err, errlen)))
+		return rc;
+	printf("%s: %d training and %d test images of %d classes, %s in %.1f s\n", dir,
+	       rep.train, rep.test, rep.classes, rep.reused ? "decoded before" : "decoded",
+	       rep.decode_s);
+	return 0;
+}
+
+static int load_data(const struct train_args *a, const nn_arch *arch, nn_dataset *train,
+                     nn_dataset *val, nn_dataset *test)
+{
+	char err[GRAFT_ERRLEN] = "", folder[4400];
+	const char *data = a->data;
+
+	if (nn_dataset_dir_is_folder(data)) {
+		if (prepare_folder(arch, data, folder, sizeof(folder), err, sizeof(err))) {
+			fprintf(stderr, "graft train: %s\n", err);
+			return GRAFT_EINVAL;
+		}
+		data = folder;
+	}
+	if (rt_data_load_split(&(rt_data_src){ .dir = data, .validation = a->validation },
 	                       train, val, err, sizeof(err)) ||
-	    nn_dataset_load_dir(test, a->data, 1, err, sizeof(err))) {
+	    nn_dataset_load_dir(test, data, 1, err, sizeof(err))) {
 		fprintf(stderr, "graft train: %s\n", err);
 		return GRAFT_EINVAL;
 	}
@@ -455,7 +492,7 @@ int cli_train(int argc, char **argv)
 		return rc;
 	char *out = a.out ? strdup(a.out) : default_out(a.arch);
 	rc = CLI_FAIL;
-	if (!out || load_data(&a, &train, &val, &test))
+	if (!out || load_data(&a, &arch, &train, &val, &test))
 		goto done;
 	if (check_shape(&arch, &train, a.data) || check_shape(&arch, &test, a.data))
 		goto done;

@@ -158,6 +158,52 @@ static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t 
 	                             "candidates", list));
 }
 
+/* The class names of job's dataset, NUL-separated (malloc'd), or NULL when
+ * its data names none (or on any failure: the names are informative). */
+static char *job_labels(gd_api *a, int64_t job)
+{
+	store_job j;
+	store_dataset d;
+	char *names = NULL;
+
+	if (store_job_get(a->st, job, &j))
+		return NULL;
+	store_job_clear(&j);
+	if (!j.dataset_id || store_dataset_get(a->st, j.dataset_id, &d))
+		return NULL;
+	json_t *arr = d.classes ? json_loads(d.classes, 0, NULL) : NULL;
+	size_t len = 0, i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+		len += strlen(json_string_value(v) ? json_string_value(v) : "") + 1;
+	if (len && (names = malloc(len)) != NULL) {
+		len = 0;
+		json_array_foreach(arr, i, v) {
+			const char *name = json_string_value(v) ? json_string_value(v) : "";
+			memcpy(names + len, name, strlen(name) + 1);
+			len += strlen(name) + 1;
+		}
+	}
+	json_decref(arr);
+	free(d.classes);
+	return names;
+}
+
+/* Answers arch, of a model of job, as graft-arch/1 YAML with its class names. */
+static void reply_arch(gd_api *a, gd_conn *c, const nn_arch *arch, int64_t job)
+{
+	char *labels = job_labels(a, job);
+	char *yaml = proto_arch_emit_labels(arch, labels);
+
+	free(labels);
+	if (!yaml) {
+		gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
+		return;
+	}
+	gd_server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
+	free(yaml);
+}
+
 /* Answers a candidate's architecture as graft-arch/1 YAML, with the result of
  * the evaluation that scored it (the one the leaderboard ranks it by) when it
  * has one.  Both exports, a job's by rank and a candidate's by id, answer
@@ -177,13 +223,7 @@ static void export_candidate(gd_api *a, gd_conn *c, const store_candidate *cand)
 		arch.result_params = cand->params;
 		arch.result_flops = cand->flops;
 	}
-	char *yaml = proto_arch_emit(&arch);
-	if (!yaml) {
-		gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
-		return;
-	}
-	gd_server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
-	free(yaml);
+	reply_arch(a, c, &arch, cand->job_id);
 }
 
 static void export(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
@@ -287,12 +327,7 @@ static void final_route(gd_api *a, gd_conn *c, const proto_http_req *r, const ch
 			arch.result_val_accuracy = f.val_accuracy;
 			arch.result_params = f.params;
 			arch.result_flops = f.flops;
-			char *yaml = proto_arch_emit(&arch);
-			if (yaml)
-				gd_server_reply(c, 200, "application/yaml", yaml, strlen(yaml));
-			else
-				gd_server_reply_error(c, 500, "no_memory", "out of memory", NULL, 0, 0);
-			free(yaml);
+			reply_arch(a, c, &arch, f.job_id);
 		}
 	}
 	free(f.arch);

@@ -74,6 +74,22 @@ static struct job *add_job(gd_sched *s, int64_t id, int state)
 	return j;
 }
 
+/* The job's data as the store knows it: where from, what format, how many
+ * images, the class names (null when the data names none) and the bad
+ * images an image folder's skip_bad left out; null until the job opened. */
+static json_t *dataset_json(store *st, int64_t id)
+{
+	store_dataset d;
+
+	if (!id || store_dataset_get(st, id, &d))
+		return json_null();
+	json_t *classes = d.classes ? json_loads(d.classes, 0, NULL) : NULL;
+	free(d.classes);
+	return json_pack("{s:s, s:s, s:I, s:o, s:i}", "location", d.location, "format", d.format,
+	                 "images", (json_int_t)d.images, "classes",
+	                 classes ? classes : json_null(), "skipped", d.skipped);
+}
+
 /* Rebuilds j's figures from the store (on the loop, once per change).  On
  * a store error the old figures stay. */
 static void refresh(gd_sched *s, struct job *j)
@@ -115,6 +131,7 @@ static void refresh(gd_sched *s, struct job *j)
 		json_array_append_new(rungs, json_integer(at[r]));
 	json_object_set_new(o, "stopped_at_rung", rungs ? rungs : json_null());
 	json_object_set_new(o, "final", gd_finals_json(s->st, j->id));
+	json_object_set_new(o, "dataset", dataset_json(s->st, row.dataset_id));
 	j->evaluated = c.candidates;
 	j->total = row.total;
 	store_job_clear(&row);

@@ -41,6 +41,12 @@ static void hash_part(nn_sha256 *h, const nn_dataset *d)
 	int n = snprintf(dims, sizeof(dims), "%d %d %d %d %d;", d->n, d->c, d->h, d->w,
 	                 d->classes);
 	nn_sha256_update(h, dims, (size_t)n);
+	/* Names only where the data has them, so an IDX set's identity stays
+	 * what it always was. */
+	for (int k = 0; d->names && k < d->classes; k++) {
+		const char *name = nn_dataset_class_name(d, k);
+		nn_sha256_update(h, name, strlen(name) + 1);
+	}
 	if (d->n > 0) {
 		nn_sha256_update(h, d->pixels, (size_t)d->n * d->c * d->h * d->w);
 		nn_sha256_update(h, d->labels, (size_t)d->n);

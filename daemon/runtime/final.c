@@ -46,6 +46,8 @@ static int job_has_test(const rt_jobrun *jr)
 
 	if (!dir[0])
 		return jr->spec.dataset.test_images[0] != '\0';
+	if (jr->spec.dataset.prepared[0])
+		return jr->in->folder.test > 0;
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		if (rt__file_exists(path))

@@ -27,6 +27,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "daemon/runtime/jobrun_internal.h"
 
 int rt__nrungs(const rt_jobrun *jr)
@@ -137,6 +139,38 @@ static int fetch_data(proto_job *j, const rt_jobrun_dirs *dirs, char *err, size_
 	return rt_fetch_job_data(j, dir, &lim, err, errlen);
 }
 
+/* An image folder becomes its graft-images/1 file (decoded once, reused
+ * while the folder is unchanged), which the workers then load. */
+static int prepare_folder(rt_jobrun_input *in, const rt_jobrun_dirs *dirs, char *err,
+                          size_t errlen)
+{
+	proto_job *j = &in->spec;
+	char dir[4200];
+	int rc;
+
+	if (!j->dataset.folder)
+		return 0;
+	if (dirs->datasets) {
+		snprintf(dir, sizeof(dir), "%s/folders", dirs->datasets);
+	} else {
+		char cache[4096];
+		search_graft_cache_dir(cache, sizeof(cache));
+		snprintf(dir, sizeof(dir), "%s/datasets/folders", cache);
+	}
+	if ((rc = search_make_dirs(dir, err, errlen)))
+		return rc;
+	nn_folder_opts o = { .dir = j->dataset.dir, .c = j->dataset.channels,
+	                     .h = j->dataset.size_h, .w = j->dataset.size_w,
+	                     .skip_bad = j->dataset.skip_bad, .cache_dir = dir };
+	return nn_folder_prepare(&o, j->dataset.prepared, sizeof(j->dataset.prepared),
+	                         &in->folder, err, errlen);
+}
+
+const char *rt__data_path(const proto_job *j)
+{
+	return j->dataset.prepared[0] ? j->dataset.prepared : j->dataset.dir;
+}
+
 static const char *data_name(const proto_job *j)
 {
 	return j->dataset.dir[0] ? j->dataset.dir : j->dataset.train_images;
@@ -198,12 +232,14 @@ int rt_jobrun_input_load(const char *text, size_t len, const rt_jobrun_dirs *dir
 	if ((rc = proto_job_parse(text, len, &in->spec, err, errlen)))
 		goto fail;
 	*why = RT_JOBRUN_BAD_DATASET;
-	rt_data_src src = { .dir = in->spec.dataset.dir[0] ? in->spec.dataset.dir : NULL,
+	if ((rc = fetch_data(&in->spec, dirs, err, errlen)) ||
+	    (rc = prepare_folder(in, dirs, err, errlen)))
+		goto fail;
+	rt_data_src src = { .dir = in->spec.dataset.dir[0] ? rt__data_path(&in->spec) : NULL,
 	                 .train_images = in->spec.dataset.train_images,
 	                 .train_labels = in->spec.dataset.train_labels,
 	                 .validation = in->spec.dataset.validation };
-	if ((rc = fetch_data(&in->spec, dirs, err, errlen)) ||
-	    (rc = rt_data_load_split(&src, &in->train, &in->val, err, errlen)) ||
+	if ((rc = rt_data_load_split(&src, &in->train, &in->val, err, errlen)) ||
 	    (rc = check_data(in, err, errlen)))
 		goto fail;
 	rt_data_sha256(&in->train, &in->val, in->data_sha);
@@ -232,13 +268,33 @@ void rt_jobrun_input_free(rt_jobrun_input *in)
 	free(in);
 }
 
+/* The class names of ds as a JSON array (malloc'd), or NULL when it has none. */
+char *rt__class_names_json(const nn_dataset *ds)
+{
+	if (!ds->names)
+		return NULL;
+	json_t *a = json_array();
+	for (int k = 0; a && k < ds->classes; k++)
+		json_array_append_new(a, json_string(nn_dataset_class_name(ds, k)));
+	char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	return text;
+}
+
 /* Records the job's dataset (its identity) in the store. */
 static int record_data(rt_jobrun *jr, char *err, size_t errlen)
 {
 	const proto_job *j = &jr->spec;
-	int rc = store_dataset_put(jr->st, data_name(j), jr->in->data_sha,
-	                           j->dataset.dir[0] ? "dir" : "idx", jr->train->n + jr->val->n,
-	                           &jr->dataset_id);
+	store_dataset d = { .images = jr->train->n + jr->val->n,
+	                    .classes = rt__class_names_json(jr->train),
+	                    .skipped = jr->in->folder.skipped };
+	snprintf(d.location, sizeof(d.location), "%s", data_name(j));
+	snprintf(d.sha256, sizeof(d.sha256), "%s", jr->in->data_sha);
+	snprintf(d.format, sizeof(d.format), "%s",
+	         j->dataset.folder ? "folder" : j->dataset.dir[0] ? "dir" : "idx");
+	int rc = jr->train->names && !d.classes ? GRAFT_ENOMEM
+	         : store_dataset_put(jr->st, &d, &jr->dataset_id);
+	free(d.classes);
 	if (rc)
 		snprintf(err, errlen, "recording the dataset: %s", store_errmsg(jr->st));
 	return rc;
@@ -566,7 +622,7 @@ int rt__task_base(rt_jobrun *jr, int64_t id, const nn_arch *a, const char *save,
 	t->arch = proto_arch_emit(a);
 	t->save = save ? strdup(save) : NULL;
 	if (j->dataset.dir[0]) {
-		t->data_dir = strdup(j->dataset.dir);
+		t->data_dir = strdup(rt__data_path(j));
 	} else {
 		t->train_images = strdup(j->dataset.train_images);
 		t->train_labels = strdup(j->dataset.train_labels);

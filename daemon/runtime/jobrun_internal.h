@@ -42,6 +42,7 @@ struct rt_jobrun_input {
 	proto_job spec;
 	nn_dataset train, val;
 	char data_sha[65];
+	nn_folder_report folder;   /* what decoding an image folder found */
 };
 
 struct rt_jobrun {
@@ -100,6 +101,11 @@ int rt__genome_of(rt_jobrun *jr, int seq, nn_arch *a, char *err, size_t errlen);
 int rt__seq_of(const rt_jobrun *jr, int64_t id);
 /* Whether path names a file. */
 int rt__file_exists(const char *path);
+/* Where the job's data loads from: the decoded file of an image folder,
+ * else dataset.dir. */
+const char *rt__data_path(const proto_job *j);
+/* ds's class names as a JSON array (malloc'd), or NULL when it names none. */
+char *rt__class_names_json(const nn_dataset *ds);
 /* The crop padding graft-arch/1 derives for an image size (the spec's
  * crop is a flag). */
 int rt__crop_padding(int h, int w);

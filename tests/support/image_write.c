@@ -96,3 +96,34 @@ int image_write_fashion(const char *dir, int test, int per_class, const char *ex
 	nn_dataset_free(&ds);
 	return written;
 }
+
+static int cmp_expect(const void *a, const void *b)
+{
+	const image_expect *x = a, *y = b;
+	return x->order < y->order ? -1 : x->order > y->order ? 1 : strcmp(x->rel, y->rel);
+}
+
+int image_fashion_expected(const nn_dataset *idx, int per_class, const char *ext,
+                           image_expect *e)
+{
+	int count[10] = { 0 }, n = 0;
+
+	for (int i = 0; i < idx->n && n < 10 * per_class; i++) {
+		int k = idx->labels[i];
+		char hex[65];
+		if (count[k] == per_class)
+			continue;
+		count[k]++;
+		e[n].index = i;
+		e[n].label = k;
+		snprintf(e[n].rel, sizeof e[n].rel, "%s/%05d.%s", image_fashion_classes[k], i, ext);
+		nn_sha256_hex(e[n].rel, strlen(e[n].rel), hex);
+		e[n].order = 0;
+		for (int d = 0; d < 16; d++)
+			e[n].order = e[n].order << 4 |
+			             (uint64_t)(hex[d] <= '9' ? hex[d] - '0' : hex[d] - 'a' + 10);
+		n++;
+	}
+	qsort(e, (size_t)n, sizeof *e, cmp_expect);
+	return n;
+}

@@ -18,6 +18,20 @@ void image_write_jpeg(const char *path, const uint8_t *px, int w, int h, int c, 
  * index is the image's place in its IDX file.  Returns the images written. */
 int image_write_fashion(const char *dir, int test, int per_class, const char *ext);
 
+/* An image image_write_fashion wrote: its place in the IDX file, its label,
+ * its path in the folder. */
+typedef struct image_expect {
+	uint64_t order;
+	int index, label;
+	char rel[64];
+} image_expect;
+
+/* The images image_write_fashion(per_class, ext) wrote from idx, in the order
+ * the folder stores them: by the first 64 bits of the SHA-256 of
+ * "class/file", as nn.h documents.  Returns their number. */
+int image_fashion_expected(const struct nn_dataset *idx, int per_class, const char *ext,
+                           image_expect *e);
+
 /* The class names image_write_fashion uses (sorted as their folders sort). */
 extern const char *const image_fashion_classes[10];
 
