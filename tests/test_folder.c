@@ -325,64 +325,6 @@ static const char *good_folder(const char *name, const char *bad_name, char *bad
 	return root;
 }
 
-static void write_bytes(const char *path, const void *b, size_t n)
-{
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f);
-	cr_assert_eq(fwrite(b, 1, n, f), n);
-	fclose(f);
-}
-
-static size_t read_bytes(const char *path, uint8_t *b, size_t cap)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f);
-	size_t n = fread(b, 1, cap, f);
-	fclose(f);
-	return n;
-}
-
-/* Makes the bad file of case `kind` at path. */
-static void spoil(const char *kind, const char *path)
-{
-	static uint8_t buf[1 << 16];
-	uint8_t px[64 * 64 * 4];
-	size_t n;
-
-	for (size_t i = 0; i < sizeof px; i++)
-		px[i] = (uint8_t)(i * 31);
-	if (!strcmp(kind, "empty")) {
-		write_bytes(path, "", 0);
-	} else if (!strcmp(kind, "truncated-png")) {
-		image_write_png(path, px, 64, 64, 3, 8);
-		n = read_bytes(path, buf, sizeof buf);
-		write_bytes(path, buf, n / 2);
-	} else if (!strcmp(kind, "truncated-jpeg")) {
-		image_write_jpeg(path, px, 64, 64, 3, 90);
-		n = read_bytes(path, buf, sizeof buf);
-		write_bytes(path, buf, n / 2);
-	} else if (!strcmp(kind, "text")) {
-		write_bytes(path, "hello, I am not a picture\n", 26);
-	} else if (!strcmp(kind, "jpeg-named-png")) {
-		image_write_jpeg(path, px, 28, 28, 1, 90);
-	} else if (!strcmp(kind, "16-bit")) {
-		image_write_png(path, px, 28, 28, 1, 16);
-	} else if (!strcmp(kind, "cmyk")) {
-		image_write_jpeg(path, px, 28, 28, 4, 90);
-	} else if (!strcmp(kind, "bomb")) {
-		/* A 1 x 1 PNG whose header says 100,000 x 100,000, CRC fixed up. */
-		image_write_png(path, px, 1, 1, 1, 8);
-		n = read_bytes(path, buf, sizeof buf);
-		const uint8_t side[4] = { 0x00, 0x01, 0x86, 0xA0 };
-		memcpy(buf + 16, side, 4);
-		memcpy(buf + 20, side, 4);
-		uLong crc = crc32(0, buf + 12, 17);
-		for (int i = 0; i < 4; i++)
-			buf[29 + i] = (uint8_t)(crc >> (24 - 8 * i));
-		write_bytes(path, buf, n);
-	}
-}
-
 Test(folder, every_bad_image_is_named_or_skipped)
 {
 	static const struct { const char *kind, *file, *says; } cases[] = {
@@ -401,7 +343,7 @@ Test(folder, every_bad_image_is_named_or_skipped)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		snprintf(name, sizeof name, "bad%zu", i);
 		const char *root = good_folder(name, cases[i].file, bad);
-		spoil(cases[i].kind, bad);
+		image_write_bad(cases[i].kind, bad);
 		nn_folder_opts o = opts(root, 1, 28);
 		err[0] = 0;
 		int rc = nn_folder_prepare(&o, path, sizeof path, &rep, err, sizeof err);
@@ -436,7 +378,7 @@ Test(folder, bad_folders_are_refused_in_a_sentence)
 	cr_assert(strstr(err, p) && strstr(err, "no images"), "%s", err);
 	/* A class whose only files are bad, even with skip_bad. */
 	snprintf(p, sizeof p, "%s/c/zero.png", root);
-	write_bytes(p, "", 0);
+	image_write_bytes(p, "", 0);
 	o.skip_bad = 1;
 	cr_assert_neq(nn_folder_prepare(&o, path, sizeof path, NULL, err, sizeof err), 0);
 	cr_assert(strstr(err, "every image of class c is bad"), "%s", err);
@@ -481,17 +423,17 @@ Test(folder, a_doctored_file_is_refused)
 	image_write_fashion(scratch_path("doc"), 0, 3, "png");
 	nn_folder_opts o = opts(scratch_path("doc"), 1, 28);
 	cr_assert_eq(nn_folder_prepare(&o, path, sizeof path, NULL, err, sizeof err), 0, "%s", err);
-	size_t n = read_bytes(path, buf, sizeof buf);
+	size_t n = image_read_bytes(path, buf, sizeof buf);
 	/* Truncated by one byte. */
-	write_bytes(scratch_path("t.gimg"), buf, n - 1);
+	image_write_bytes(scratch_path("t.gimg"), buf, n - 1);
 	cr_assert_eq(nn_images_load(&d, scratch_path("t.gimg"), 0, err, sizeof err), GRAFT_EFORMAT);
 	cr_assert(strstr(err, "does not match its header"), "%s", err);
 	/* A label beyond the classes. */
 	buf[n - 1] = 200;
-	write_bytes(scratch_path("l.gimg"), buf, n);
+	image_write_bytes(scratch_path("l.gimg"), buf, n);
 	cr_assert_eq(nn_images_load(&d, scratch_path("l.gimg"), 0, err, sizeof err), GRAFT_EFORMAT);
 	/* Garbage. */
-	write_bytes(scratch_path("g.gimg"), "GRAFTIMG\xff\xff\xff\xff", 12);
+	image_write_bytes(scratch_path("g.gimg"), "GRAFTIMG\xff\xff\xff\xff", 12);
 	cr_assert_eq(nn_images_load(&d, scratch_path("g.gimg"), 0, err, sizeof err), GRAFT_EFORMAT);
 	cr_assert_eq(d.pixels, NULL);
 }

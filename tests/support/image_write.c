@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include <jpeglib.h>
 #include <spng.h>
@@ -127,3 +128,61 @@ int image_fashion_expected(const nn_dataset *idx, int per_class, const char *ext
 	qsort(e, (size_t)n, sizeof *e, cmp_expect);
 	return n;
 }
+
+void image_write_bytes(const char *path, const void *b, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(b, 1, n, f), n);
+	fclose(f);
+}
+
+size_t image_read_bytes(const char *path, uint8_t *b, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	size_t n = fread(b, 1, cap, f);
+	fclose(f);
+	return n;
+}
+
+void image_write_bad(const char *kind, const char *path)
+{
+	static uint8_t buf[1 << 16];
+	uint8_t px[64 * 64 * 4];
+	size_t n;
+
+	for (size_t i = 0; i < sizeof px; i++)
+		px[i] = (uint8_t)(i * 31);
+	if (!strcmp(kind, "empty")) {
+		image_write_bytes(path, "", 0);
+	} else if (!strcmp(kind, "truncated-png")) {
+		image_write_png(path, px, 64, 64, 3, 8);
+		n = image_read_bytes(path, buf, sizeof buf);
+		image_write_bytes(path, buf, n / 2);
+	} else if (!strcmp(kind, "truncated-jpeg")) {
+		image_write_jpeg(path, px, 64, 64, 3, 90);
+		n = image_read_bytes(path, buf, sizeof buf);
+		image_write_bytes(path, buf, n / 2);
+	} else if (!strcmp(kind, "text")) {
+		image_write_bytes(path, "hello, I am not a picture\n", 26);
+	} else if (!strcmp(kind, "jpeg-named-png")) {
+		image_write_jpeg(path, px, 28, 28, 1, 90);
+	} else if (!strcmp(kind, "16-bit")) {
+		image_write_png(path, px, 28, 28, 1, 16);
+	} else if (!strcmp(kind, "cmyk")) {
+		image_write_jpeg(path, px, 28, 28, 4, 90);
+	} else if (!strcmp(kind, "bomb")) {
+		/* A 1 x 1 PNG whose header says 100,000 x 100,000, CRC fixed up. */
+		image_write_png(path, px, 1, 1, 1, 8);
+		n = image_read_bytes(path, buf, sizeof buf);
+		const uint8_t side[4] = { 0x00, 0x01, 0x86, 0xA0 };
+		memcpy(buf + 16, side, 4);
+		memcpy(buf + 20, side, 4);
+		uLong crc = crc32(0, buf + 12, 17);
+		for (int i = 0; i < 4; i++)
+			buf[29 + i] = (uint8_t)(crc >> (24 - 8 * i));
+		image_write_bytes(path, buf, n);
+	}
+}
+

@@ -5,6 +5,7 @@
 #ifndef GRAFT_TESTS_IMAGE_WRITE_H
 #define GRAFT_TESTS_IMAGE_WRITE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* px: h x w pixels of c interleaved channels (1 grey, 2 grey+alpha, 3 RGB,
@@ -31,6 +32,16 @@ typedef struct image_expect {
  * "class/file", as nn.h documents.  Returns their number. */
 int image_fashion_expected(const struct nn_dataset *idx, int per_class, const char *ext,
                            image_expect *e);
+
+/* Whole files, for the bad ones. */
+void image_write_bytes(const char *path, const void *b, size_t n);
+size_t image_read_bytes(const char *path, uint8_t *b, size_t cap);
+
+/* Writes a bad image of one kind at path: "empty" (0 bytes),
+ * "truncated-png", "truncated-jpeg", "text" (not an image), "jpeg-named-png"
+ * (a JPEG, whatever the name), "16-bit" (PNG), "cmyk" (JPEG), "bomb" (a PNG
+ * whose header claims 100000 x 100000 pixels). */
+void image_write_bad(const char *kind, const char *path);
 
 /* The class names image_write_fashion uses (sorted as their folders sort). */
 extern const char *const image_fashion_classes[10];
