@@ -10,10 +10,11 @@
 #   make WERROR=1     warnings are errors (CI)
 
 CC      ?= cc
-PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl spng libjpeg
+PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl spng libjpeg \
+           libprotobuf-c
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
-           -Wno-unused-parameter -MMD -MP -I. $(shell pkg-config --cflags $(PKGS))
+           -Wno-unused-parameter -MMD -MP -I. -I$(B)/gen $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldnnl -lhttp_parser -lpthread -lm -fopenmp
 ifneq ($(WERROR),)
 CFLAGS  += -Werror
@@ -24,8 +25,13 @@ LDFLAGS += -fsanitize=$(SAN)
 endif
 
 B := build
+# The ONNX writer's message types, generated from the onnx.proto that
+# libonnx-dev ships.
+ONNX_PROTO := /usr/include/onnx/onnx.proto
+GEN       := $(B)/gen
+ONNX_GEN  := $(GEN)/onnx/onnx.pb-c.c
 LIB_SRC   := $(wildcard nn/*.c proto/*.c search/*.c store/*.c)
-LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o) $(ONNX_GEN:.c=.o)
 # daemon/ in three rooms: the job runtime both programs share (runtime/),
 # graftd itself (graftd/, its main apart), and the graft command line (cli/).
 RT_SRC    := $(wildcard daemon/runtime/*.c)
@@ -51,6 +57,15 @@ deps:
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(ONNX_GEN) $(ONNX_GEN:.c=.h): $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --proto_path=/usr/include --c_out=$(GEN) $(ONNX_PROTO)
+
+$(ONNX_GEN:.c=.o): $(ONNX_GEN)
+	$(CC) $(CFLAGS) -Wno-error -c -o $@ $<
+
+$(B)/proto/onnx.o: $(ONNX_GEN:.c=.h)
 
 $(B)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@

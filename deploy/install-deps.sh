@@ -12,6 +12,7 @@ libuv1-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
 libjansson-dev libhttp-parser-dev nettle-dev
 libdnnl-dev
 libspng-dev libjpeg62-turbo-dev
+protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx
 libcriterion-dev
 sqlite3
 dataset-fashion-mnist
@@ -20,6 +21,9 @@ python3-torch python3-yaml python3-numpy
 # clang with its libFuzzer and sanitizer runtimes: for `make fuzz`.
 PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 
+# Node runs ONNX Runtime (npm's onnxruntime-node) for the ONNX export's test;
+# a machine with a Node of its own (NodeSource's ships npm) keeps it.
+command -v npm > /dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 # PyTorch checks that an exported network means the same outside graft (the
 # interoperability test and the end of `make demo`; both say so and skip when
 # it is missing), regenerates the reference fixtures and runs the benchmark's
@@ -32,7 +36,20 @@ for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# The npm packages of tests/onnx, pinned by its lockfile.  Their install
+# scripts only fetch GPU libraries, so they are not run: the CPU runtime is in
+# the package itself.
+npm_packages() {
+	[ -d tests/onnx/node_modules/onnxruntime-node ] && return 0
+	echo "install-deps: npm ci in tests/onnx" >&2
+	(cd tests/onnx && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+}
+
+cd "$(dirname "$0")/.."
+if [ -z "$missing" ]; then
+	npm_packages
+	exit 0
+fi
 
 echo "install-deps: installing:$missing" >&2
 SUDO=""
@@ -41,3 +58,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing
+npm_packages

@@ -62,6 +62,17 @@ char *proto_arch_emit(const nn_arch *a);
  * nn_dataset's); NULL writes none. */
 char *proto_arch_emit_labels(const nn_arch *a, const char *labels);
 
+/* Writes a trained network as ONNX (opset 13, IR version 7) to path (whole
+ * or not at all): one input "pixels", float32 N x C x H x W scaled to
+ * [0, 1] (a's normalization is inside the model), one output "logits",
+ * N x classes; batch norms folded into their convolutions; the graft branch
+ * as it is.  w holds the weights by graft-arch/1's names (an export's file);
+ * labels (NUL-separated, or NULL) go into the metadata as "labels", a JSON
+ * array, beside "graft-arch", the config.  A weight missing or of another
+ * shape is GRAFT_EINVAL with its name. */
+int proto_onnx_write(const char *path, const nn_arch *a, const nn_weights *w,
+                     const char *labels, char *err, size_t errlen);
+
 /* Reads a whole text file of at most PROTO_YAML_MAX_INPUT bytes into a
  * malloc'd, NUL-terminated buffer (the caller frees it); *len excludes the
  * NUL.  GRAFT_EIO when it cannot be read, GRAFT_EINVAL when too large. */

@@ -26,6 +26,12 @@ int cli_train(int argc, char **argv);
 int cli_pretrain(int argc, char **argv);
 int cli_ablation(int argc, char **argv);
 int cli_search(int argc, char **argv);
+int cli_onnx(int argc, char **argv);
+int cli_predict(int argc, char **argv);
+/* Writes the model of a config and its weights file as ONNX at out; CLI_OK or
+ * CLI_FAIL after saying why (messages start "graft CMD: "). */
+int cli_onnx_write(const char *cmd, const char *arch_path, const char *weights_path,
+                   const char *out);
 
 /* The commands that talk to graftd (cmd_client.c). */
 int cli_client_command(const char *name);

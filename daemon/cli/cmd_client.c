@@ -17,12 +17,12 @@
 #include "proto/proto.h"
 
 enum { O_JSON = 1, O_LIMIT = 2, O_SORT = 4, O_RANK = 8, O_OUT = 16, O_WEIGHTS = 32,
-       O_INTERVAL = 64 };
+       O_INTERVAL = 64, O_ONNX = 128 };
 
 struct copts {
 	const char *cmd, *arg;
 	char sock[4200];
-	const char *socket_flag, *sort, *out, *weights;
+	const char *socket_flag, *sort, *out, *weights, *onnx;
 	long limit, rank;
 	double interval;
 	int json;
@@ -54,6 +54,8 @@ static void print_help(const struct command *c)
 		printf("  -o, --out FILE    write the architecture there (default stdout)\n");
 	if (c->opts & O_WEIGHTS)
 		printf("  --weights FILE    also write its trained weights (safetensors)\n");
+	if (c->opts & O_ONNX)
+		printf("  --onnx FILE       also write it as ONNX (opset 13; see graft onnx --help)\n");
 	if (c->opts & O_INTERVAL)
 		printf("  --interval S      seconds between polls (default 1)\n");
 }
@@ -65,11 +67,12 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 		{ "limit", required_argument, 0, 'n' }, { "sort", required_argument, 0, 's' },
 		{ "rank", required_argument, 0, 'r' }, { "out", required_argument, 0, 'o' },
 		{ "weights", required_argument, 0, 'w' }, { "interval", required_argument, 0, 'i' },
+		{ "onnx", required_argument, 0, 'x' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	static const struct { int ch, bit; } need[] = {
 		{ 'j', O_JSON }, { 'n', O_LIMIT }, { 's', O_SORT }, { 'r', O_RANK }, { 'o', O_OUT },
-		{ 'w', O_WEIGHTS }, { 'i', O_INTERVAL },
+		{ 'w', O_WEIGHTS }, { 'i', O_INTERVAL }, { 'x', O_ONNX },
 	};
 	char name[32];
 	int ch;
@@ -90,6 +93,7 @@ static int parse(int argc, char **argv, const struct command *c, struct copts *o
 		case 'r': bad = cli_int(name, optarg, 1, 100000, &o->rank); break;
 		case 'o': o->out = optarg; break;
 		case 'w': o->weights = optarg; break;
+		case 'x': o->onnx = optarg; break;
 		case 'i': bad = cli_double(name, optarg, 0, 3600, &o->interval); break;
 		case 's':
 			if (strcmp(optarg, "accuracy") && strcmp(optarg, "params") &&
@@ -480,12 +484,37 @@ static int fetch(struct copts *o, const char *path, cli_resp *r)
  * of "rank N" could pair one candidate's architecture with another's
  * weights.  Nothing is written unless everything was fetched. */
 /* Writes arch (and w) where o says; what names what was written. */
+/* The ONNX file of an exported architecture and weights (both in memory),
+ * through temporary files, which are removed. */
+static int write_onnx(struct copts *o, const cli_resp *arch, const cli_resp *w)
+{
+	char ta[64] = "/tmp/graft-export-XXXXXX", tw[64] = "/tmp/graft-export-XXXXXX";
+	int fa = mkstemp(ta), fw = fa >= 0 ? mkstemp(tw) : -1, rc = 1;
+
+	if (fa >= 0 && fw >= 0 && write(fa, arch->body, arch->len) == (ssize_t)arch->len &&
+	    write(fw, w->body, w->len) == (ssize_t)w->len)
+		rc = cli_onnx_write(o->cmd, ta, tw, o->onnx);
+	else
+		fprintf(stderr, "graft %s: cannot write temporary files in /tmp\n", o->cmd);
+	if (fa >= 0) {
+		close(fa);
+		unlink(ta);
+	}
+	if (fw >= 0) {
+		close(fw);
+		unlink(tw);
+	}
+	return rc;
+}
+
 static int write_export(struct copts *o, cli_resp *arch, cli_resp *w, const char *what)
 {
 	int rc = o->out ? write_file(o->cmd, o->out, arch->body, arch->len)
 	                : (fwrite(arch->body, 1, arch->len, stdout) == arch->len ? 0 : 1);
 	if (!rc && o->weights)
 		rc = write_file(o->cmd, o->weights, w->body, w->len);
+	if (!rc && o->onnx && (rc = write_onnx(o, arch, w)) == 0)
+		fprintf(stderr, "wrote %s (ONNX)\n", o->onnx);
 	cli_resp_free(arch);
 	cli_resp_free(w);
 	if (!rc && o->out)
@@ -534,7 +563,7 @@ static int export_final(struct copts *o)
 	if ((code = fetch(o, path, &arch)))
 		return code;
 	snprintf(path, sizeof(path), "/v1/finals/%lld/weights", id);
-	if (o->weights && (code = fetch(o, path, &wt))) {
+	if ((o->weights || o->onnx) && (code = fetch(o, path, &wt))) {
 		cli_resp_free(&arch);
 		return code;
 	}
@@ -568,7 +597,7 @@ static int cmd_export(struct copts *o)
 	if ((code = fetch(o, path, &arch)))
 		return code;
 	snprintf(path, sizeof(path), "/v1/candidates/%lld/weights", cand);
-	if (o->weights && (code = fetch(o, path, &w))) {
+	if ((o->weights || o->onnx) && (code = fetch(o, path, &w))) {
 		cli_resp_free(&arch);
 		return code;
 	}
@@ -634,8 +663,9 @@ static const struct command commands[] = {
 	  cmd_leaderboard },
 	{ "export", "JOB ", "Writes the job's final model (its final stage's winner) or, with --rank,\n"
 	  "a candidate of the search's leaderboard: its architecture (graft-arch/1 YAML), and\n"
-	  "with --weights its trained weights (safetensors), for `graft train` or PyTorch.",
-	  O_RANK | O_OUT | O_WEIGHTS, 1, cmd_export },
+	  "with --weights its trained weights (safetensors), for `graft train` or PyTorch;\n"
+	  "with --onnx the model as ONNX, for inference runtimes.",
+	  O_RANK | O_OUT | O_WEIGHTS | O_ONNX, 1, cmd_export },
 	{ "cancel", "JOB ", "Cancels a job (what is running finishes and is kept).", O_JSON, 1,
 	  cmd_cancel },
 	{ "pause", "JOB ", "Pauses a job: no new candidates start until it is resumed.", O_JSON, 1,

@@ -20,7 +20,7 @@ static const char usage[] =
 	"  status JOB        a job's state, progress, best so far, cost and ETA\n"
 	"  watch JOB         follow a job with a progress bar until it ends\n"
 	"  leaderboard JOB   a job's best candidates\n"
-	"  export JOB        write a candidate's architecture (and --weights)\n"
+	"  export JOB        write the job's model: architecture (and --weights, --onnx)\n"
 	"  cancel|pause|resume JOB\n"
 	"  health            is graftd up?\n"
 	"\n"
@@ -29,6 +29,8 @@ static const char usage[] =
 	"  train ARCH.yaml   train an architecture (graft-arch/1) and report its test accuracy\n"
 	"  pretrain          make a graft module (or take it from the cache)\n"
 	"  ablation          measure what grafts of each source do for random candidates\n"
+	"  onnx ARCH WEIGHTS write a trained network as ONNX (-o MODEL.onnx)\n"
+	"  predict ARCH WEIGHTS IMAGE...  classify images with a trained network\n"
 	"\n"
 	"--socket PATH and --json, options of the commands that talk to graftd, may\n"
 	"come before the command as well as after it.\n"
@@ -121,7 +123,8 @@ static int global_options(int argc, char **argv, char **global, int *nglobal)
 		return GRAFT_EINVAL;
 	}
 	if (!cli_client_command(argv[i])) {
-		static const char *const local[] = { "train", "pretrain", "ablation", "search" };
+		static const char *const local[] = { "train", "pretrain", "ablation", "search", "onnx",
+		                                     "predict" };
 		for (size_t k = 0; k < sizeof(local) / sizeof(*local); k++)
 			if (!strcmp(argv[i], local[k])) {
 				fprintf(stderr, "graft: %s applies to the commands that talk to graftd, "
@@ -169,6 +172,10 @@ int main(int argc, char **argv)
 		return cli_ablation(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "search"))
 		return cli_search(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "onnx"))
+		return cli_onnx(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "predict"))
+		return cli_predict(argc - 1, argv + 1);
 	if (cli_client_command(argv[1]))
 		return cli_client(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "worker")) /* started by `graft search`, not by people */
