@@ -98,6 +98,39 @@ Test(daemon_folder, a_folder_job_runs_names_its_classes_and_scores_the_test_part
 		free(labels);
 		free(ex.body);
 	}
+
+	/* As a user goes on: export with the ONNX model, then predict. */
+	char arch[700], weights[700], onnx[700], images[700];
+	snprintf(arch, sizeof arch, "%s", scratch_path("model.yaml"));
+	snprintf(weights, sizeof weights, "%s", scratch_path("model.safetensors"));
+	snprintf(onnx, sizeof onnx, "%s", scratch_path("model.onnx"));
+	snprintf(images, sizeof images, "%s", scratch_path("photos/test/1_trouser"));
+	setenv("GRAFT_SOCKET", graftd_socket(dir), 1);
+	cmd_run *r = graft_cmd("export", "1", "-o", arch, "--weights", weights, "--onnx", onnx,
+	                       NULL);
+	cr_assert_eq(r->code, 0, "export: %s", r->err);
+	cr_assert(strstr(r->err, "(ONNX)"), "%s", r->err);
+	struct stat st;
+	cr_assert(stat(onnx, &st) == 0 && st.st_size > 1000, "no ONNX model written");
+	r = graft_cmd("predict", arch, weights, images, "--json", "--threads", "1", NULL);
+	cr_assert_eq(r->code, 0, "predict: %s", r->err);
+	cr_assert(strstr(r->err, "10 images in") && strstr(r->err, "images/s"), "%s", r->err);
+	int lines = 0;
+	for (char *line = strtok(r->out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+		json_t *p = json_loads(line, 0, NULL);
+		cr_assert_not_null(p, "not JSON: %s", line);
+		int label = (int)json_integer_value(json_object_get(p, "label"));
+		double prob = json_number_value(json_object_get(p, "probability"));
+		cr_assert(label >= 0 && label < 10 && prob > 0.1 && prob <= 1, "%s", line);
+		cr_assert_str_eq(json_string_value(json_object_get(p, "class")),
+		                 image_fashion_classes[label]);
+		cr_assert(strstr(json_string_value(json_object_get(p, "image")), "1_trouser/"));
+		json_decref(p);
+	}
+	cr_assert_eq(lines, 10);
+	r = graft_cmd("leaderboard", "1", NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	cr_assert(strstr(r->out, "classes: 0_tshirt, 1_trouser, 2_pullover,"), "%s", r->out);
 	graftd_stop(pid, SIGTERM);
 }
 

@@ -427,7 +427,13 @@ static int cmd_leaderboard(struct copts *o)
 	if (o->json) {
 		print_json(j);
 	} else {
-		json_t *list = json_object_get(j, "candidates");
+		json_t *list = json_object_get(j, "candidates"), *classes = json_object_get(j, "classes");
+		if (json_array_size(classes)) {
+			printf("classes:");
+			for (size_t k = 0; k < json_array_size(classes); k++)
+				printf("%s %s", k ? "," : "", json_string_value(json_array_get(classes, k)));
+			printf("\n");
+		}
 		if (!json_array_size(list))
 			printf("no candidate of job %s is scored yet\n", o->arg);
 		else

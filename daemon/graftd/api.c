@@ -115,6 +115,44 @@ static int query_int(gd_conn *c, const proto_http_req *r, const char *key, int l
 	return 0;
 }
 
+/* The class names of job's dataset as a JSON array, or null when its data
+ * names none (or on a store error: the names are informative). */
+static json_t *job_classes(gd_api *a, int64_t job)
+{
+	store_job j;
+	store_dataset d;
+
+	if (store_job_get(a->st, job, &j))
+		return json_null();
+	store_job_clear(&j);
+	if (!j.dataset_id || store_dataset_get(a->st, j.dataset_id, &d))
+		return json_null();
+	json_t *arr = d.classes ? json_loads(d.classes, 0, NULL) : NULL;
+	free(d.classes);
+	return arr ? arr : json_null();
+}
+
+/* The same NUL-separated (malloc'd), as nn_dataset holds them, or NULL. */
+static char *job_labels(gd_api *a, int64_t job)
+{
+	json_t *arr = job_classes(a, job), *v;
+	size_t len = 0, i;
+	char *names = NULL;
+
+	json_array_foreach(arr, i, v)
+		len += strlen(json_string_value(v) ? json_string_value(v) : "") + 1;
+	if (len && (names = malloc(len)) != NULL) {
+		len = 0;
+		json_array_foreach(arr, i, v) {
+			const char *name = json_string_value(v) ? json_string_value(v) : "";
+			memcpy(names + len, name, strlen(name) + 1);
+			len += strlen(name) + 1;
+		}
+	}
+	json_decref(arr);
+	return names;
+}
+
 static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 {
 	char sort_s[32];
@@ -152,41 +190,10 @@ static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t 
 		                                      "cached", rk[i].cached, "genome_sha256",
 		                                      rk[i].genome_sha256, "rung", rk[i].rung));
 	free(rk);
-	reply_json(c, 200, json_pack("{s:I, s:s, s:o}", "job", (json_int_t)job, "sort",
+	reply_json(c, 200, json_pack("{s:I, s:s, s:o, s:o}", "job", (json_int_t)job, "sort",
 	                             sort == STORE_SORT_ACCURACY ? "accuracy"
 	                             : sort == STORE_SORT_PARAMS ? "params" : "flops",
-	                             "candidates", list));
-}
-
-/* The class names of job's dataset, NUL-separated (malloc'd), or NULL when
- * its data names none (or on any failure: the names are informative). */
-static char *job_labels(gd_api *a, int64_t job)
-{
-	store_job j;
-	store_dataset d;
-	char *names = NULL;
-
-	if (store_job_get(a->st, job, &j))
-		return NULL;
-	store_job_clear(&j);
-	if (!j.dataset_id || store_dataset_get(a->st, j.dataset_id, &d))
-		return NULL;
-	json_t *arr = d.classes ? json_loads(d.classes, 0, NULL) : NULL;
-	size_t len = 0, i;
-	json_t *v;
-	json_array_foreach(arr, i, v)
-		len += strlen(json_string_value(v) ? json_string_value(v) : "") + 1;
-	if (len && (names = malloc(len)) != NULL) {
-		len = 0;
-		json_array_foreach(arr, i, v) {
-			const char *name = json_string_value(v) ? json_string_value(v) : "";
-			memcpy(names + len, name, strlen(name) + 1);
-			len += strlen(name) + 1;
-		}
-	}
-	json_decref(arr);
-	free(d.classes);
-	return names;
+	                             "candidates", list, "classes", job_classes(a, job)));
 }
 
 /* Answers arch, of a model of job, as graft-arch/1 YAML with its class names. */
