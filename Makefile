@@ -11,7 +11,7 @@
 
 CC      ?= cc
 PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl spng libjpeg \
-           libprotobuf-c
+           libprotobuf-c libarchive
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. -I$(B)/gen $(shell pkg-config --cflags $(PKGS))

@@ -11,7 +11,7 @@ libopenblas-dev zlib1g-dev
 libuv1-dev libsqlite3-dev libyaml-dev libcurl4-openssl-dev
 libjansson-dev libhttp-parser-dev nettle-dev
 libdnnl-dev
-libspng-dev libjpeg62-turbo-dev
+libspng-dev libjpeg62-turbo-dev libarchive-dev
 protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx
 libcriterion-dev
 sqlite3

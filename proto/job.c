@@ -214,9 +214,13 @@ static int parse_dataset(const proto__ymap *top, proto_job *j)
 		return rc;
 	if ((rc = parse_folder(&m, fmt == 2, j)))
 		return rc;
-	if (strstr(j->dataset.dir, "://"))
+	if (j->dataset.folder && strstr(j->dataset.dir, "://") && !proto_is_url(j->dataset.dir))
+		return proto__ymap_expected(&m, "dir", "a folder, an archive of one, or an http:// "
+		                            "or https:// URL of an archive");
+	if (!j->dataset.folder && strstr(j->dataset.dir, "://"))
 		return proto__ymap_expected(&m, "dir", "a local directory (give URLs file by file: "
-		                            "train_images, train_labels, ...)");
+		                            "train_images, train_labels, ...; or an image folder's "
+		                            "archive with format: folder)");
 	int files = j->dataset.train_images[0] || j->dataset.train_labels[0];
 	if (j->dataset.dir[0] && (files || j->dataset.test_images[0] || j->dataset.test_labels[0]))
 		return proto__ydoc_fail(m.d, m.node, "dataset: expected either dir or the "

@@ -21,6 +21,7 @@
 #include "daemon/runtime/runtime.h"
 #include "tests/support/graftd_run.h"
 #include "tests/support/idx_write.h"
+#include "tests/support/image_write.h"
 #include "tests/support/scratch.h"
 
 static int port, listener;
@@ -228,4 +229,44 @@ Test(fetch, graftd_fetches_a_job_s_dataset)
 	j = graftd_get_json(dir, "/v1/jobs", 200);
 	cr_assert_eq(json_array_size(json_object_get(j, "jobs")), 1, "a refused job was stored");
 	json_decref(j);
+}
+
+/* An image folder by the URL of its .tar.gz: fetched, unpacked and decoded
+ * once; the job names the URL as its data. */
+Test(fetch, graftd_takes_an_image_folder_by_the_url_of_its_archive)
+{
+	char dir[700], spec[2000], cmd[1500];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d"));
+	image_write_fashion(scratch_path("photos"), 0, 3, "png");
+	snprintf(cmd, sizeof(cmd), "tar czf %s/photos.tar.gz -C %s photos", root, scratch_path("."));
+	cr_assert_eq(system(cmd), 0);
+	graftd_start_with(dir, 1, "fetch_max_mb: 1\n");
+	snprintf(spec, sizeof(spec),
+	         "name: photos-by-url\n"
+	         "dataset: {format: folder, dir: '%s', size: 14, channels: 1, validation: 5}\n"
+	         "search: {candidates: 2, population: 2, sample: 1}\n"
+	         "space: {max_blocks: 2, widths: [8], min_stem: 8, max_stem: 8}\n"
+	         "train: {steps: 10, batch: 8}\ngraft: {source: none}\n", url("photos.tar.gz"));
+	resp r = graftd_http(dir, "POST", "/v1/jobs", "application/yaml", spec);
+	cr_assert_eq(r.status, 201, "%s", r.body);
+	free(r.body);
+	json_t *j = NULL;
+	for (int i = 0; i < 600; i++) {
+		json_decref(j);
+		j = graftd_get_json(dir, "/v1/jobs/1", 200);
+		if (!strcmp(json_string_value(json_object_get(j, "state")), "done"))
+			break;
+		test_nap(0.1);
+	}
+	cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+	json_t *d = json_object_get(j, "dataset");
+	cr_assert_str_eq(json_string_value(json_object_get(d, "location")), url("photos.tar.gz"));
+	cr_assert_eq(json_integer_value(json_object_get(d, "images")), 30);
+	json_decref(j);
+	/* A URL that is not an archive's is refused in a sentence. */
+	snprintf(spec, sizeof(spec), "dataset: {format: folder, dir: '%s'}\n", url("big.bin"));
+	r = graftd_http(dir, "POST", "/v1/jobs", "application/yaml", spec);
+	cr_assert_eq(r.status, 422, "%s", r.body);
+	cr_assert(strstr(r.body, "must be a .tar.gz"), "%s", r.body);
+	free(r.body);
 }

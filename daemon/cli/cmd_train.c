@@ -26,7 +26,8 @@ static const char usage[] =
 	"\n"
 	"  --data DIR         dataset directory: IDX (MNIST-style), CIFAR-10 binary, or\n"
 	"                     an image folder with train/<class>/ and test/<class>/\n"
-	"                     (decoded at the architecture's input size; default\n"
+	"                     (decoded at the architecture's input size), or its\n"
+	"                     .tar.gz/.zip by path or http(s) URL (default\n"
 	"                     " DEFAULT_DATA ")\n"
 	"  --steps N          training steps (default: the recipe's)\n"
 	"  --batch B          batch size (default: the recipe's)\n"
@@ -208,9 +209,22 @@ static int prepare_folder(const nn_arch *arch, const char *dir, char *path, size
 static int load_data(const struct train_args *a, const nn_arch *arch, nn_dataset *train,
                      nn_dataset *val, nn_dataset *test)
 {
-	char err[GRAFT_ERRLEN] = "", folder[4400];
+	char err[GRAFT_ERRLEN] = "", folder[4400], unpacked[4400], datasets[4200], base[4096];
 	const char *data = a->data;
 
+	/* An archive of a folder (a path or a URL): unpacked once into graftd's
+	 * data directory, as a job's would be. */
+	if (proto_is_url(data) || rt_is_archive_name(data)) {
+		rt_fetch_limits lim = { RT_FETCH_DEFAULT_MAX_BYTES, RT_FETCH_DEFAULT_TIMEOUT_S };
+		rt_data_dir_default(base, sizeof(base));
+		snprintf(datasets, sizeof(datasets), "%s/datasets", base);
+		if (rt_folder_source(data, datasets, &lim, unpacked, sizeof(unpacked), err,
+		                     sizeof(err))) {
+			fprintf(stderr, "graft train: %s\n", err);
+			return GRAFT_EINVAL;
+		}
+		data = unpacked;
+	}
 	if (nn_dataset_dir_is_folder(data)) {
 		if (prepare_folder(arch, data, folder, sizeof(folder), err, sizeof(err))) {
 			fprintf(stderr, "graft train: %s\n", err);

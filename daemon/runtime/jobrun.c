@@ -123,43 +123,57 @@ struct cand *rt__cand_add(rt_jobrun *jr)
 
 /* ---- opening: data, graft, base architecture ------------------------------ */
 
+/* Where a job's fetched and prepared data goes. */
+static void datasets_dir(const rt_jobrun_dirs *dirs, char *dir, size_t len)
+{
+	if (dirs->datasets) {
+		snprintf(dir, len, "%s", dirs->datasets);
+	} else {
+		char cache[4096];
+		search_graft_cache_dir(cache, sizeof(cache));
+		snprintf(dir, len, "%s/datasets", cache);
+	}
+}
+
+static rt_fetch_limits fetch_limits(const rt_jobrun_dirs *dirs)
+{
+	return (rt_fetch_limits){
+		dirs->fetch_max_bytes ? dirs->fetch_max_bytes : RT_FETCH_DEFAULT_MAX_BYTES,
+		dirs->fetch_timeout_s ? dirs->fetch_timeout_s : RT_FETCH_DEFAULT_TIMEOUT_S
+	};
+}
+
 /* Dataset files given by URL become local paths (fetched once, cached). */
 static int fetch_data(proto_job *j, const rt_jobrun_dirs *dirs, char *err, size_t errlen)
 {
 	char dir[4200];
-	rt_fetch_limits lim = { dirs->fetch_max_bytes ? dirs->fetch_max_bytes : RT_FETCH_DEFAULT_MAX_BYTES,
-	                     dirs->fetch_timeout_s ? dirs->fetch_timeout_s : RT_FETCH_DEFAULT_TIMEOUT_S };
-	if (dirs->datasets) {
-		snprintf(dir, sizeof(dir), "%s", dirs->datasets);
-	} else {
-		char cache[4096];
-		search_graft_cache_dir(cache, sizeof(cache));
-		snprintf(dir, sizeof(dir), "%s/datasets", cache);
-	}
+	rt_fetch_limits lim = fetch_limits(dirs);
+
+	if (j->dataset.folder) /* its URL is an archive's: prepare_folder's */
+		return 0;
+	datasets_dir(dirs, dir, sizeof(dir));
 	return rt_fetch_job_data(j, dir, &lim, err, errlen);
 }
 
-/* An image folder becomes its graft-images/1 file (decoded once, reused
- * while the folder is unchanged), which the workers then load. */
+/* An image folder (or its archive, by path or URL, unpacked once) becomes
+ * its graft-images/1 file (decoded once, reused while the folder is
+ * unchanged), which the workers then load. */
 static int prepare_folder(rt_jobrun_input *in, const rt_jobrun_dirs *dirs, char *err,
                           size_t errlen)
 {
 	proto_job *j = &in->spec;
-	char dir[4200];
+	char data[4200], dir[4300], folder[4400];
+	rt_fetch_limits lim = fetch_limits(dirs);
 	int rc;
 
 	if (!j->dataset.folder)
 		return 0;
-	if (dirs->datasets) {
-		snprintf(dir, sizeof(dir), "%s/folders", dirs->datasets);
-	} else {
-		char cache[4096];
-		search_graft_cache_dir(cache, sizeof(cache));
-		snprintf(dir, sizeof(dir), "%s/datasets/folders", cache);
-	}
-	if ((rc = search_make_dirs(dir, err, errlen)))
+	datasets_dir(dirs, data, sizeof(data));
+	snprintf(dir, sizeof(dir), "%s/folders", data);
+	if ((rc = search_make_dirs(dir, err, errlen)) ||
+	    (rc = rt_folder_source(j->dataset.dir, data, &lim, folder, sizeof(folder), err, errlen)))
 		return rc;
-	nn_folder_opts o = { .dir = j->dataset.dir, .c = j->dataset.channels,
+	nn_folder_opts o = { .dir = folder, .c = j->dataset.channels,
 	                     .h = j->dataset.size_h, .w = j->dataset.size_w,
 	                     .skip_bad = j->dataset.skip_bad, .cache_dir = dir };
 	return nn_folder_prepare(&o, j->dataset.prepared, sizeof(j->dataset.prepared),

@@ -95,6 +95,26 @@ typedef struct rt_fetch_limits {
 int rt_fetch_url(const char *url, const char *sha256, const char *dir,
               const rt_fetch_limits *lim, char *out, size_t outlen, char *err, size_t errlen);
 
+/* Whether name (a path or URL) ends as an archive graft unpacks: .tar.gz,
+ * .tgz, .tar, .tar.xz, .tar.bz2 or .zip. */
+int rt_is_archive_name(const char *name);
+
+/* Unpacks an archive of an image folder (libarchive) into root/<its
+ * sha256>/, once: a second call finds it there.  Only plain files and
+ * folders are written, under names that stay inside (an entry like
+ * "../x" or "/x" refuses the archive), up to max_bytes (0: 16 GB) and
+ * 2,000,000 entries; the unpack is whole or absent.  out gets the folder:
+ * the archive's only top-level folder when it has one, else the unpacked
+ * directory. */
+int rt_unpack(const char *archive, const char *root, long long max_bytes, char *out,
+              size_t outlen, char *err, size_t errlen);
+
+/* Where an image folder named by where is on this machine: where itself, or
+ * for an archive (a path, or an http(s) URL fetched into datasets/archives)
+ * its unpacked folder under datasets/unpacked. */
+int rt_folder_source(const char *where, const char *datasets, const rt_fetch_limits *lim,
+                     char *out, size_t outlen, char *err, size_t errlen);
+
 /* Replaces every URL among j's dataset files by its fetched local path;
  * rt_fetch_url's codes. */
 int rt_fetch_job_data(proto_job *j, const char *dir, const rt_fetch_limits *lim, char *err,
