@@ -3,7 +3,8 @@
 #   make              build bin/graft and bin/graftd
 #   make test         build and run every test (installs missing Debian packages first)
 #   make bench        graft beside PyTorch (training, inference, per op), a candidate's
-#                     fixed cost, graftd's API latency; about 20 minutes
+#                     fixed cost, graftd's API latency, image folder decoding;
+#                     about 25 minutes
 #   make demo         the quick start: install, build, run a short search with graftd
 #   make SAN=address,undefined test     the same under sanitizers
 #   make fuzz FUZZ_TIME=60   libFuzzer on every parser, FUZZ_TIME seconds each
@@ -47,6 +48,7 @@ TEST_LIB_OBJ := $(TEST_LIB:%.c=$(B)/%.o)
 BENCH_BIN := $(B)/bench/bench_train
 BENCH_API := $(B)/bench/bench_api
 BENCH_CAND := $(B)/bench/bench_candidate
+BENCH_FOLDER := $(B)/bench/bench_folder
 
 .PHONY: all test bench demo clean deps fixtures
 all: bin/graft bin/graftd
@@ -98,6 +100,10 @@ $(BENCH_CAND): $(B)/tests/bench/bench_candidate.o $(B)/libgraft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BENCH_FOLDER): $(B)/tests/bench/bench_folder.o $(B)/libgraft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BENCH_API): $(B)/tests/bench/bench_api.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -113,12 +119,14 @@ test: deps
 	exit $$fail
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_CAND) $(BENCH_API) all
+	@$(MAKE) --no-print-directory $(BENCH_BIN) $(BENCH_CAND) $(BENCH_API) $(BENCH_FOLDER) all
 	@sh tests/bench/run.sh $(BENCH_BIN)
 	@echo "== a candidate's fixed cost (default space, 300 steps, Fashion-MNIST)"
 	@$(BENCH_CAND)
 	@echo "== graftd API latency while workers train"
 	@$(BENCH_API)
+	@echo "== image folders: decoding, finding again, loading"
+	@$(BENCH_FOLDER)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
