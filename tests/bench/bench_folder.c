@@ -79,7 +79,7 @@ static void write_jpeg(const char *path, const uint8_t *px, int w, int h)
 
 static void make_dirs(const char *root, const char *part)
 {
-	char p[1200];
+	char p[1400];
 	snprintf(p, sizeof p, "%s/%s", root, part);
 	mkdir(p, 0755);
 	for (int k = 0; k < 10; k++) {
