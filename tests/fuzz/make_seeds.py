@@ -322,6 +322,39 @@ def worker_seeds():
     put("worker", "near-json", '{"type":"ready",}\n')
 
 
+
+def png(w, h, color_type, depth, rows):
+    """A PNG of the given rows (bytes each, filter byte 0 added)."""
+    import zlib
+
+    def chunk(kind, body):
+        c = struct.pack(">I", len(body)) + kind + body
+        return c + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    raw = b"".join(b"\0" + r for r in rows)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth,
+            color_type, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def image_seeds():
+    """fuzz_image: a mode byte (bit 0: graft-images/1, bit 1: its test part,
+    bit 2: three channels), then the file.  The JPEG seed (gray8x8.jpg) was
+    written once by libjpeg and is kept, like the regress-* inputs."""
+    grey = png(4, 4, 0, 8, [bytes(range(i * 4, i * 4 + 4)) for i in range(4)])
+    rgb = png(3, 2, 2, 8, [bytes(range(9)), bytes(range(9, 18))])
+    put("image", "grey4x4.png", b"\0" + grey)
+    put("image", "rgb3x2.png", b"\4" + rgb)
+    put("image", "grey-alpha.png", b"\0" + png(2, 2, 4, 8, [b"\1\2\3\4", b"\5\6\7\x08"]))
+    put("image", "deep.png", b"\0" + png(1, 1, 0, 16, [b"\1\2"]))
+    head = json.dumps({"format": "graft-images/1", "key": "0" * 64, "channels": 1,
+                       "height": 2, "width": 2, "classes": ["a", "b"], "train": 2,
+                       "test": 1, "skipped": 0}).encode()
+    body = bytes(range(8)) + b"\0\1" + bytes(4) + b"\1"
+    gimg = b"GRAFTIMG" + struct.pack("<I", len(head)) + head + body
+    put("image", "train.gimg", b"\1" + gimg)
+    put("image", "test.gimg", b"\3" + gimg)
+    put("image", "short.gimg", b"\1" + gimg[:-1])
+
+
 if __name__ == "__main__":
     http_seeds()
     job_seeds()
@@ -331,3 +364,4 @@ if __name__ == "__main__":
     cifar_seeds()
     safetensors_seeds()
     worker_seeds()
+    image_seeds()
