@@ -129,7 +129,8 @@ static const char *tensor(graph *g, const char *name, const float *data, int ndi
 	return t->name;
 }
 
-static Onnx__AttributeProto *attr_ints(graph *g, const char *name, int n, const int64_t *v)
+static Onnx__AttributeProto *attr(graph *g, const char *name,
+                                   Onnx__AttributeProto__AttributeType type)
 {
 	Onnx__AttributeProto *a = alloc(g, sizeof *a);
 	if (a == NULL)
@@ -137,7 +138,15 @@ static Onnx__AttributeProto *attr_ints(graph *g, const char *name, int n, const 
 	onnx__attribute_proto__init(a);
 	a->name = str(g, "%s", name);
 	a->has_type = 1;
-	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+	a->type = type;
+	return a;
+}
+
+static Onnx__AttributeProto *attr_ints(graph *g, const char *name, int n, const int64_t *v)
+{
+	Onnx__AttributeProto *a = attr(g, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+	if (a == NULL)
+		return NULL;
 	a->n_ints = (size_t)n;
 	a->ints = alloc(g, sizeof(int64_t) * (size_t)n);
 	if (a->ints)
@@ -147,13 +156,9 @@ static Onnx__AttributeProto *attr_ints(graph *g, const char *name, int n, const 
 
 static Onnx__AttributeProto *attr_int(graph *g, const char *name, int64_t v)
 {
-	Onnx__AttributeProto *a = alloc(g, sizeof *a);
+	Onnx__AttributeProto *a = attr(g, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
 	if (a == NULL)
 		return NULL;
-	onnx__attribute_proto__init(a);
-	a->name = str(g, "%s", name);
-	a->has_type = 1;
-	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
 	a->has_i = 1;
 	a->i = v;
 	return a;

@@ -136,21 +136,12 @@ Test(daemon_folder, a_folder_job_runs_names_its_classes_and_scores_the_test_part
 
 Test(daemon_folder, bad_images_are_refused_with_the_file_named_and_the_daemon_keeps_serving)
 {
-	static const struct { const char *kind, *file, *says; } cases[] = {
-		{ "empty", "e.png", "an empty file (0 bytes)" },
-		{ "truncated-png", "t.png", "corrupt or truncated PNG" },
-		{ "truncated-jpeg", "t.jpg", "corrupt or truncated JPEG" },
-		{ "text", "x.jpeg", "neither a PNG nor a JPEG" },
-		{ "jpeg-named-png", "j.png", "a JPEG file named as a PNG" },
-		{ "16-bit", "deep.png", "a 16-bit PNG" },
-		{ "cmyk", "print.jpg", "a CMYK JPEG" },
-		{ "bomb", "bomb.png", "100000x100000 pixels" },
-	};
+	const image_bad_case *cases = image_bad_cases;
 	char dir[700], root[700], bad[900], spec[1600];
 
 	snprintf(dir, sizeof dir, "%s", scratch_path("d"));
 	pid_t pid = graftd_start(dir, 1);
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+	for (size_t i = 0; i < IMAGE_BAD_CASES; i++) {
 		char name[32];
 		snprintf(name, sizeof name, "bad%zu", i);
 		snprintf(root, sizeof root, "%s", scratch_path(name));

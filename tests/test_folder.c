@@ -327,20 +327,11 @@ static const char *good_folder(const char *name, const char *bad_name, char *bad
 
 Test(folder, every_bad_image_is_named_or_skipped)
 {
-	static const struct { const char *kind, *file, *says; } cases[] = {
-		{ "empty", "e.png", "an empty file (0 bytes)" },
-		{ "truncated-png", "t.png", "corrupt or truncated PNG" },
-		{ "truncated-jpeg", "t.jpg", "corrupt or truncated JPEG" },
-		{ "text", "x.jpeg", "neither a PNG nor a JPEG" },
-		{ "jpeg-named-png", "j.png", "a JPEG file named as a PNG" },
-		{ "16-bit", "deep.png", "a 16-bit PNG" },
-		{ "cmyk", "print.jpg", "a CMYK JPEG" },
-		{ "bomb", "bomb.png", "100000x100000 pixels" },
-	};
+	const image_bad_case *cases = image_bad_cases;
 	char err[GRAFT_ERRLEN], path[1024], bad[1200], name[64];
 	nn_folder_report rep;
 
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+	for (size_t i = 0; i < IMAGE_BAD_CASES; i++) {
 		snprintf(name, sizeof name, "bad%zu", i);
 		const char *root = good_folder(name, cases[i].file, bad);
 		image_write_bad(cases[i].kind, bad);

@@ -146,6 +146,17 @@ size_t image_read_bytes(const char *path, uint8_t *b, size_t cap)
 	return n;
 }
 
+const image_bad_case image_bad_cases[IMAGE_BAD_CASES] = {
+	{ "empty", "e.png", "an empty file (0 bytes)" },
+	{ "truncated-png", "t.png", "corrupt or truncated PNG" },
+	{ "truncated-jpeg", "t.jpg", "corrupt or truncated JPEG" },
+	{ "text", "x.jpeg", "neither a PNG nor a JPEG" },
+	{ "jpeg-named-png", "j.png", "a JPEG file named as a PNG" },
+	{ "16-bit", "deep.png", "a 16-bit PNG" },
+	{ "cmyk", "print.jpg", "a CMYK JPEG" },
+	{ "bomb", "bomb.png", "100000x100000 pixels" },
+};
+
 void image_write_bad(const char *kind, const char *path)
 {
 	static uint8_t buf[1 << 16];

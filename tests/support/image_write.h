@@ -43,6 +43,14 @@ size_t image_read_bytes(const char *path, uint8_t *b, size_t cap);
  * whose header claims 100000 x 100000 pixels). */
 void image_write_bad(const char *kind, const char *path);
 
+/* Every kind image_write_bad makes, a file name for it, and what the
+ * message refusing it says. */
+typedef struct image_bad_case {
+	const char *kind, *file, *says;
+} image_bad_case;
+#define IMAGE_BAD_CASES 8
+extern const image_bad_case image_bad_cases[IMAGE_BAD_CASES];
+
 /* The class names image_write_fashion uses (sorted as their folders sort). */
 extern const char *const image_fashion_classes[10];
 
