@@ -293,45 +293,70 @@ static double now_s(void)
 	return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* Decodes l into a graft-images/1 file at path. */
+/* The class names of l, NUL-separated (malloc'd). */
+static char *names_of(const listing *l)
+{
+	size_t len = 0;
+	for (int k = 0; k < l->nclasses; k++)
+		len += strlen(l->classes[k]) + 1;
+	char *names = malloc(len);
+	len = 0;
+	for (int k = 0; names && k < l->nclasses; k++) {
+		memcpy(names + len, l->classes[k], strlen(l->classes[k]) + 1);
+		len += strlen(l->classes[k]) + 1;
+	}
+	return names;
+}
+
+/* Decodes l into a graft-images/1 file at path.  The order is known before
+ * any pixel (it is the paths'), so every image is decoded straight into its
+ * place, and the bad ones are squeezed out after. */
 static int decode_all(const nn_folder_opts *o, listing *l, const char *key, const char *path,
                       nn_folder_report *rep, char *err, size_t errlen)
 {
 	size_t chw = (size_t)o->c * o->h * o->w;
-	uint8_t *px = malloc(chw * (size_t)l->n);
-	uint8_t *out_px = malloc(chw * (size_t)l->n), *labels = malloc((size_t)l->n);
+	uint8_t *px = malloc(chw * (size_t)l->n), *labels = malloc((size_t)l->n);
 	entry **sorted = malloc(sizeof(entry *) * (size_t)l->n);
-	int *per_class = calloc((size_t)l->nclasses * 2, sizeof(int));
+	int *per_class = calloc((size_t)l->nclasses, sizeof(int));
+	char *names = names_of(l);
 	int threads = o->threads > 0 ? o->threads : nn_threads(), rc = 0;
 
-	if (!px || !out_px || !labels || !sorted || !per_class) {
+	if (!px || !labels || !sorted || !per_class || !names) {
 		rc = graft_errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory for %d images", o->dir,
 		                l->n);
 		goto out;
 	}
+	for (int i = 0; i < l->n; i++) {
+		l->e[i].order = path_order(l->e[i].rel);
+		sorted[i] = &l->e[i];
+	}
+	qsort(sorted, (size_t)l->n, sizeof(entry *), cmp_order);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads)
 	for (int i = 0; i < l->n; i++)
-		decode(o, &l->e[i], px + chw * (size_t)i);
-	/* The first bad file in listing order is the one reported. */
-	int bad = 0, kept = 0;
+		decode(o, sorted[i], px + chw * (size_t)i);
+	nn__images f = { .c = o->c, .h = o->h, .w = o->w, .classes = l->nclasses, .names = names };
+	const entry *first_bad = NULL; /* in listing order: the one reported */
+	int kept = 0;
 	for (int i = 0; i < l->n; i++) {
-		entry *e = &l->e[i];
+		const entry *e = sorted[i];
 		if (e->err) {
-			if (bad++ == 0 && rep)
-				snprintf(rep->first_skipped, sizeof rep->first_skipped, "%s", e->err);
+			f.skipped++;
+			if (!first_bad || e < first_bad)
+				first_bad = e;
 			continue;
 		}
-		e->order = path_order(e->rel);
-		per_class[e->part * l->nclasses + e->label]++;
-		sorted[kept++] = e;
+		if (kept < i)
+			memcpy(px + chw * (size_t)kept, px + chw * (size_t)i, chw);
+		labels[kept++] = (uint8_t)e->label;
+		f.n[e->part]++;
+		per_class[e->label] += e->part == 0;
 	}
-	if (bad && !o->skip_bad) {
-		const entry *first = NULL;
-		for (int i = 0; i < l->n && !first; i++)
-			first = l->e[i].err ? &l->e[i] : NULL;
-		rc = graft_errf(err, errlen, GRAFT_EFORMAT, "%s%s", first->err,
-		                bad > 1 ? " (and more bad images; dataset.skip_bad: true skips them)"
-		                        : " (dataset.skip_bad: true skips bad images)");
+	if (first_bad && rep)
+		snprintf(rep->first_skipped, sizeof rep->first_skipped, "%s", first_bad->err);
+	if (first_bad && !o->skip_bad) {
+		rc = graft_errf(err, errlen, GRAFT_EFORMAT, "%s%s", first_bad->err,
+		                f.skipped > 1 ? " (and more bad images; dataset.skip_bad: true skips "
+		                                "them)" : " (dataset.skip_bad: true skips bad images)");
 		goto out;
 	}
 	for (int k = 0; k < l->nclasses; k++)
@@ -340,46 +365,23 @@ static int decode_all(const nn_folder_opts *o, listing *l, const char *key, cons
 			                o->dir, l->classes[k]);
 			goto out;
 		}
-	qsort(sorted, (size_t)kept, sizeof(entry *), cmp_order);
-	nn__images f = { .c = o->c, .h = o->h, .w = o->w, .classes = l->nclasses,
-	                 .skipped = bad };
-	size_t nlen = 0;
-	for (int k = 0; k < l->nclasses; k++)
-		nlen += strlen(l->classes[k]) + 1;
-	char *names = malloc(nlen);
-	if (names == NULL) {
-		rc = graft_errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory", o->dir);
-		goto out;
-	}
-	nlen = 0;
-	for (int k = 0; k < l->nclasses; k++) {
-		memcpy(names + nlen, l->classes[k], strlen(l->classes[k]) + 1);
-		nlen += strlen(l->classes[k]) + 1;
-	}
-	for (int i = 0; i < kept; i++) {
-		memcpy(out_px + chw * (size_t)i, px + chw * (size_t)(sorted[i] - l->e), chw);
-		labels[i] = (uint8_t)sorted[i]->label;
-		f.n[sorted[i]->part]++;
-	}
 	memcpy(f.key, key, 65);
-	f.names = names;
-	f.pixels[0] = out_px;
+	f.pixels[0] = px;
 	f.labels[0] = labels;
-	f.pixels[1] = out_px + chw * (size_t)f.n[0];
+	f.pixels[1] = px + chw * (size_t)f.n[0];
 	f.labels[1] = labels + f.n[0];
 	rc = nn__images_write(path, &f, err, errlen);
-	free(names);
 	if (rc == 0 && rep) {
 		rep->train = f.n[0];
 		rep->test = f.n[1];
-		rep->skipped = bad;
+		rep->skipped = f.skipped;
 	}
 out:
 	free(px);
-	free(out_px);
 	free(labels);
 	free(sorted);
 	free(per_class);
+	free(names);
 	return rc;
 }
 
