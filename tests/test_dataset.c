@@ -561,7 +561,8 @@ Test(dataset, cifar_missing_file_and_bad_arguments)
 static nn_dataset make_ds(int n, int c, int h, int w)
 {
 	size_t np = (size_t)n * c * h * w;
-	nn_dataset ds = { n, c, h, w, 10, malloc(np), malloc((size_t)n) };
+	nn_dataset ds = { .n = n, .c = c, .h = h, .w = w, .classes = 10, .pixels = malloc(np),
+	                  .labels = malloc((size_t)n) };
 
 	for (size_t i = 0; i < np; i++)
 		ds.pixels[i] = pix_at(i);
@@ -614,7 +615,7 @@ Test(dataset, stats_by_hand)
 	/* Two images of 2 channels of 1x2: channel 0 is 0,255 | 255,255 and
 	 * channel 1 is 10,20 | 30,40. */
 	uint8_t px[8] = { 0, 255, 10, 20, 255, 255, 30, 40 }, lab[2] = { 0, 1 };
-	nn_dataset ds = { 2, 2, 1, 2, 2, px, lab };
+	nn_dataset ds = { .n = 2, .c = 2, .h = 1, .w = 2, .classes = 2, .pixels = px, .labels = lab };
 	float mean[2], std[2];
 
 	nn_dataset_stats(&ds, mean, std);
