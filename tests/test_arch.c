@@ -600,7 +600,35 @@ Test(arch, unknown_top_level_key)
 {
 	expect_err(L1 L2 L3 L4 L5 L6 L7 L8 "epochs: 3\n",
 	           "line 9, column 1: unknown key 'epochs'; expected one of format, "
-	           "input, classes, stem, graft, blocks, head, train, result");
+	           "input, classes, labels, stem, graft, blocks, head, train, result");
+}
+
+/* labels: the class names, as many as classes, read back as written (any
+ * characters: the emitter quotes them). */
+Test(arch, labels_round_trip_and_are_checked)
+{
+	char err[GRAFT_ERRLEN], *labels;
+	nn_arch a;
+	static const char names[] = "t-shirt\0trouser: long\0# hash\0\"quoted\"\0caf\xc3\xa9\0"
+	                            "6\0seven\0 eight \0nine\0[ten]";
+
+	parse_ok(L1 L2 L3 L4 L5 L6 L7 L8, &a);
+	char *yaml = proto_arch_emit_labels(&a, names);
+	cr_assert_not_null(yaml);
+	cr_assert_eq(proto_arch_parse_labels(yaml, strlen(yaml), &a, &labels, err, sizeof err), 0,
+	             "%s\n%s", err, yaml);
+	cr_assert_not_null(labels);
+	cr_assert_arr_eq(labels, names, sizeof names, "%s", yaml);
+	free(labels);
+	free(yaml);
+	/* None: NULL. */
+	cr_assert_eq(proto_arch_parse_labels(L1 L2 L3 L4 L5 L6 L7 L8, strlen(L1 L2 L3 L4 L5 L6 L7 L8),
+	                                     &a, &labels, err, sizeof err), 0);
+	cr_assert_null(labels);
+	expect_err(L1 L2 L3 "labels: [a, b]\n" L4 L5 L6 L7 L8,
+	           "line 4, column 9: labels: expected a list of 10 items, got a list of 2 items");
+	expect_err(L1 L2 L3 "labels: [a, '', c, d, e, f, g, h, i, j]\n" L4 L5 L6 L7 L8,
+	           "line 4, column 13: labels[1]: expected a class name, got ''");
 }
 
 Test(arch, unknown_block_key)
