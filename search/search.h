@@ -316,12 +316,14 @@ typedef struct search_fidelity {
 	                                  0: all */
 } search_fidelity;
 
-/* ASHA's rule for one rung (Li et al. 2020): of the n candidates that
- * finished the rung, with score[i] (NAN: failed) and promoted[i] (already
- * sent up), the best one not promoted yet among the top floor(n / eta),
- * ranked by score, equal scores by index.  Returns its index, -1 when no
- * candidate qualifies, GRAFT_EINVAL (eta < 2, NULL arrays) or GRAFT_ENOMEM.
- * Depends only on the arrays, not on the order results came in. */
+/* ASHA's rule for one rung (Li et al. 2020), capped: of the n candidates
+ * that finished the rung, with score[i] (NAN: failed) and promoted[i]
+ * (already sent up), the best one not promoted yet among the top
+ * floor(n / eta), ranked by score, equal scores by index — unless floor(n /
+ * eta) have been promoted already (fidelity.c says why).  Returns its index,
+ * -1 when no candidate qualifies, GRAFT_EINVAL (eta < 2, NULL arrays) or
+ * GRAFT_ENOMEM.  Depends only on the arrays, not on the order results came
+ * in. */
 int search_asha_pick(const double *score, const unsigned char *promoted, int n, int eta);
 
 /* ---- evaluating one candidate (evaluate.c) --------------------------------- */
