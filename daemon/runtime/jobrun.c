@@ -283,7 +283,7 @@ void rt_jobrun_input_free(rt_jobrun_input *in)
 }
 
 /* The class names of ds as a JSON array (malloc'd), or NULL when it has none. */
-char *rt__class_names_json(const nn_dataset *ds)
+static char *class_names_json(const nn_dataset *ds)
 {
 	if (!ds->names)
 		return NULL;
@@ -300,7 +300,7 @@ static int record_data(rt_jobrun *jr, char *err, size_t errlen)
 {
 	const proto_job *j = &jr->spec;
 	store_dataset d = { .images = jr->train->n + jr->val->n,
-	                    .classes = rt__class_names_json(jr->train),
+	                    .classes = class_names_json(jr->train),
 	                    .skipped = jr->in->folder.skipped };
 	snprintf(d.location, sizeof(d.location), "%s", data_name(j));
 	snprintf(d.sha256, sizeof(d.sha256), "%s", jr->in->data_sha);

@@ -104,8 +104,6 @@ int rt__file_exists(const char *path);
 /* Where the job's data loads from: the decoded file of an image folder,
  * else dataset.dir. */
 const char *rt__data_path(const proto_job *j);
-/* ds's class names as a JSON array (malloc'd), or NULL when it names none. */
-char *rt__class_names_json(const nn_dataset *ds);
 /* The crop padding graft-arch/1 derives for an image size (the spec's
  * crop is a flag). */
 int rt__crop_padding(int h, int w);
