@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <jpeglib.h>
+#include <jerror.h>   /* after jpeglib.h: the warning codes */
 #include <spng.h>
 
 #include "nn/nn.h"
@@ -162,11 +163,14 @@ static void jpeg_error(j_common_ptr c)
 	longjmp(f->jump, 1);
 }
 
-/* libjpeg calls warnings (premature end of data, corrupt segments) level
- * -1 and goes on with made-up pixels; we stop there instead. */
+/* libjpeg calls warnings level -1 and goes on.  Where data is missing (the
+ * file or a segment ends early) it goes on with made-up pixels, so we stop
+ * there; the other warnings (stray bytes between markers and the like, which
+ * cameras and editors write and every viewer shows) leave the pixels intact
+ * and pass, as PIL lets them. */
 static void jpeg_message(j_common_ptr c, int level)
 {
-	if (level < 0)
+	if (level < 0 && (c->err->msg_code == JWRN_JPEG_EOF || c->err->msg_code == JWRN_HIT_MARKER))
 		jpeg_error(c);
 }
 
