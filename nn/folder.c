@@ -96,7 +96,8 @@ static int list_dir(const char *dir, int dirs, char ***out, int *n, char *err, s
 		*out = NULL;
 		return graft_errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory", dir);
 	}
-	qsort(*out, (size_t)*n, sizeof(char *), cmp_str);
+	if (*n > 1)
+		qsort(*out, (size_t)*n, sizeof(char *), cmp_str);
 	return 0;
 }
 

@@ -123,9 +123,13 @@ static void check(const char *yaml, int cli)
 	nn_arch a;
 	nn_weights w;
 
-	if (!have_runtime())
-		cr_skip_test("ONNX Runtime is not installed here (needs node and %s: run "
-		             "deploy/install-deps.sh); the ONNX export was not checked", RUNTIME);
+	if (!have_runtime()) {
+		/* Criterion shows a skip only when verbose: say it on stderr too. */
+		fprintf(stderr, "test_onnx: SKIPPED: ONNX Runtime is not installed here (needs node "
+		        "and %s: run deploy/install-deps.sh); the ONNX export was not checked in "
+		        "a runtime\n", RUNTIME);
+		cr_skip_test("ONNX Runtime is not installed here");
+	}
 	cr_assert_eq(proto_arch_parse(yaml, strlen(yaml), &a, err, sizeof err), 0, "%s", err);
 	for (int k = 0; k < a.classes; k++)
 		llen += (size_t)sprintf(labels + llen, "class \"%d\"", k) + 1;

@@ -159,7 +159,8 @@ static int add_folder(paths *ps, const char *dir)
 			rc = add_path(ps, p);
 	}
 	closedir(d);
-	qsort(ps->p + first, (size_t)(ps->n - first), sizeof(char *), cmp_str);
+	if (ps->n - first > 1)
+		qsort(ps->p + first, (size_t)(ps->n - first), sizeof(char *), cmp_str);
 	return rc;
 }
 
