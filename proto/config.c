@@ -9,7 +9,7 @@
 
 static const char *const keys[] = {
 	"data_dir", "socket", "workers", "worker_command", "heartbeat", "memory_mb", "drain",
-	"log_level", "log_file", "fetch_max_mb", "fetch_timeout", NULL,
+	"log_level", "log_file", "fetch_max_mb", "fetch_timeout", "http", "http_token", NULL,
 };
 static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
 
@@ -88,6 +88,11 @@ int proto_daemon_config_parse(const char *text, size_t len, proto_daemon_config 
 		rc = proto__ymap_enum(&m, "log_level", PROTO__OPTIONAL, levels, &level);
 	if (!rc)
 		rc = proto__ymap_str(&m, "log_file", PROTO__OPTIONAL, PROTO_PATH_MAX - 1, t.log_file);
+	if (!rc)
+		rc = proto__ymap_str(&m, "http", PROTO__OPTIONAL, sizeof(t.http) - 1, t.http);
+	if (!rc)
+		rc = proto__ymap_str(&m, "http_token", PROTO__OPTIONAL, sizeof(t.http_token) - 1,
+		                     t.http_token);
 	proto__ydoc_free(&d);
 	if (rc)
 		return rc;

@@ -10,7 +10,7 @@
 #include "nn/err.h"
 #include "proto/http.h"
 
-enum header { H_NONE, H_CONTENT_TYPE, H_OTHER };
+enum header { H_NONE, H_CONTENT_TYPE, H_AUTHORIZATION, H_OTHER };
 
 struct proto_http {
 	http_parser p;
@@ -23,6 +23,7 @@ struct proto_http {
 	size_t field_len;
 	enum header current;
 	int content_types;        /* Content-Type headers seen in this request */
+	int authorizations;       /* and Authorization headers */
 	int in_request, complete;
 	int status;               /* set by a callback that refuses */
 	char why[200];
@@ -53,7 +54,7 @@ static int on_begin(http_parser *p)
 	free(h->req.body);
 	memset(&h->req, 0, sizeof(h->req));
 	h->body_cap = h->head_bytes = h->url_len = h->field_len = 0;
-	h->content_types = 0;
+	h->content_types = h->authorizations = 0;
 	h->in_request = 1;
 	h->complete = 0;
 	return 0;
@@ -92,17 +93,22 @@ static int on_value(http_parser *p, const char *at, size_t n)
 	if (count_head(h, n))
 		return -1;
 	if (h->current == H_NONE) {
-		h->current = !strcasecmp(h->field, "content-type") ? H_CONTENT_TYPE : H_OTHER;
+		h->current = !strcasecmp(h->field, "content-type") ? H_CONTENT_TYPE
+		             : !strcasecmp(h->field, "authorization") ? H_AUTHORIZATION : H_OTHER;
 		/* Two would be read as one value glued together (found by fuzzing). */
 		if (h->current == H_CONTENT_TYPE && h->content_types++)
 			return refuse(h, 400, "Content-Type is given more than once");
+		if (h->current == H_AUTHORIZATION && h->authorizations++)
+			return refuse(h, 400, "Authorization is given more than once");
 	}
-	if (h->current == H_CONTENT_TYPE) {
-		size_t have = strlen(h->req.content_type);
-		size_t room = sizeof(h->req.content_type) - 1 - have;
-		size_t k = n < room ? n : room;
-		memcpy(h->req.content_type + have, at, k);
-		h->req.content_type[have + k] = '\0';
+	char *dst = h->current == H_CONTENT_TYPE ? h->req.content_type
+	            : h->current == H_AUTHORIZATION ? h->req.authorization : NULL;
+	size_t cap = h->current == H_CONTENT_TYPE ? sizeof(h->req.content_type)
+	             : sizeof(h->req.authorization);
+	if (dst) {
+		size_t have = strlen(dst), room = cap - 1 - have, k = n < room ? n : room;
+		memcpy(dst + have, at, k);
+		dst[have + k] = '\0';
 	}
 	return 0;
 }

@@ -20,6 +20,7 @@ typedef struct proto_http_req {
 	char path[PROTO_HTTP_MAX_URL];   /* decoded of nothing: as sent */
 	char query[PROTO_HTTP_MAX_URL];  /* after '?', "" if none */
 	char content_type[128];
+	char authorization[256];         /* the Authorization header, "" if none */
 	char *body;                      /* NUL-terminated, body_len bytes */
 	size_t body_len;
 	int keep_alive;

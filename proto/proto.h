@@ -192,6 +192,10 @@ typedef struct proto_daemon_config {
 	long fetch_timeout_s;               /* and time per file, 900 */
 	char log_level[16];                 /* debug|info|warn|error, default info */
 	char log_file[PROTO_PATH_MAX];      /* "" : stderr */
+	char http[128];                     /* "HOST:PORT" to serve the API on TCP too;
+	                                       "" : the socket only */
+	char http_token[129];               /* required on that port when set (and
+	                                       for any address but loopback) */
 } proto_daemon_config;
 
 void proto_daemon_config_defaults(proto_daemon_config *c);

@@ -34,6 +34,9 @@ static const char usage[] =
 	"  --workers N        worker processes (default: one per online CPU)\n"
 	"  --log-level L      debug, info, warn or error (default info)\n"
 	"  --log-file FILE    log there instead of stderr (SIGHUP reopens it)\n"
+	"  --http HOST:PORT   serve the API on TCP too (127.0.0.1:8080; port 0: any)\n"
+	"  --http-token TOK   required on that port (else http_token in the config, or\n"
+	"                     $GRAFT_HTTP_TOKEN); an address but loopback needs one\n"
 	"\n"
 	"SIGTERM or SIGINT drain: no new candidates start, running ones get the\n"
 	"config's drain seconds to finish, everything is committed, exit 0.\n";
@@ -86,6 +89,7 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 		{ "data-dir", required_argument, 0, 'd' }, { "socket", required_argument, 0, 's' },
 		{ "config", required_argument, 0, 'c' }, { "workers", required_argument, 0, 'w' },
 		{ "log-level", required_argument, 0, 'l' }, { "log-file", required_argument, 0, 'f' },
+		{ "http", required_argument, 0, 't' }, { "http-token", required_argument, 0, 'k' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	/* Flags override the config file, which is read first. */
@@ -118,6 +122,8 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 		case 's': snprintf(c->socket, sizeof(c->socket), "%s", optarg); break;
 		case 'c': break;
 		case 'f': snprintf(c->log_file, sizeof(c->log_file), "%s", optarg); break;
+		case 't': snprintf(c->http, sizeof(c->http), "%s", optarg); break;
+		case 'k': snprintf(c->http_token, sizeof(c->http_token), "%s", optarg); break;
 		case 'l':
 			if (gd_log_level_parse(optarg) < 0) {
 				fprintf(stderr, "graftd: --log-level: expected debug, info, warn or "
@@ -213,6 +219,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.api.server = d.server;
+	/* The token: the flag, the config, else the environment (which, unlike a
+	 * flag, other users' ps does not show). */
+	if (!d.cfg.http_token[0] && getenv("GRAFT_HTTP_TOKEN"))
+		snprintf(d.cfg.http_token, sizeof(d.cfg.http_token), "%s", getenv("GRAFT_HTTP_TOKEN"));
+	if (d.cfg.http[0]) {
+		if (gd_server_listen_tcp(d.server, d.cfg.http, d.cfg.http_token, err, sizeof(err))) {
+			gd_log_msg(GD_LOG_ERROR, "--http: %s", err);
+			return 1;
+		}
+		gd_log_msg(GD_LOG_INFO, "HTTP on %s, port %d%s", d.cfg.http,
+		           gd_server_tcp_port(d.server), d.cfg.http_token[0] ? ", token required" : "");
+	}
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sighup);

@@ -82,6 +82,18 @@ typedef struct gd_server_stats {
 } gd_server_stats;
 void gd_server_get_stats(const gd_server *s, gd_server_stats *out);
 
+/* Also listens on TCP at where ("HOST:PORT", IPv4 or [IPv6]; port 0: any
+ * free one).  With a token, every request on that port must carry it
+ * (Authorization: Bearer TOKEN, or ?token=TOKEN) or gets 401; an address
+ * other than loopback without a token is refused (GRAFT_EINVAL with a
+ * sentence): the API submits and cancels jobs.  The socket stays as it
+ * was, token-free (its file mode guards it). */
+#define GD_SERVER_TOKEN_MAX 128
+int gd_server_listen_tcp(gd_server *s, const char *where, const char *token, char *err,
+                         size_t errlen);
+/* The TCP port listened on, or 0. */
+int gd_server_tcp_port(const gd_server *s);
+
 /* Stops listening and closes every connection; done fires when all are closed. */
 void gd_server_close(gd_server *s, void (*done)(void *ctx), void *ctx);
 

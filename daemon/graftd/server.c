@@ -1,5 +1,6 @@
 /*
- * server.c - graftd's HTTP server on a Unix socket (see server.h).
+ * server.c - graftd's HTTP server on a Unix socket, and on a TCP port when
+ * asked (see graftd.h).
  *
  * A connection is freed only when its handle is closed and no handler still
  * owes it an answer, so a late reply never touches freed memory.
@@ -7,9 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,7 +23,12 @@ const double gd_server_buckets[GD_SERVER_NBUCKETS] = {
 };
 
 struct gd_conn {
-	uv_pipe_t h;
+	union {
+		uv_stream_t stream;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} h;
+	int on_tcp;              /* came in on the TCP listener: the token applies */
 	uv_timer_t timer;
 	gd_server *s;
 	proto_http *http;
@@ -39,6 +47,9 @@ struct gd_conn {
 struct gd_server {
 	uv_loop_t *loop;
 	uv_pipe_t listener;
+	uv_tcp_t tcp;            /* the optional TCP listener */
+	int tcp_open;
+	char token[GD_SERVER_TOKEN_MAX + 1]; /* "" : none required */
 	gd_server_handler handler;
 	void *ctx;
 	gd_conn *conns;
@@ -55,7 +66,7 @@ static void on_timeout(uv_timer_t *t);
 
 static void maybe_done(gd_server *s)
 {
-	if (s->closing && !s->conns && !s->listener_open && s->done) {
+	if (s->closing && !s->conns && !s->listener_open && !s->tcp_open && s->done) {
 		void (*done)(void *) = s->done;
 		void *ctx = s->done_ctx;
 		s->done = NULL;
@@ -396,6 +407,27 @@ static void arm_timer(gd_conn *c)
 }
 
 /* Parses what has been read; hands a whole request to the handler. */
+/* Compares in time that does not depend on where the strings differ. */
+static int same_secret(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+	for (size_t i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+/* The token in an Authorization: Bearer header, or in ?token= (a browser
+ * opening the dashboard's URL has no other way to send it). */
+static int authorized(const gd_server *s, const proto_http_req *req)
+{
+	char q[GD_SERVER_TOKEN_MAX + 2];
+	const char *auth = req->authorization;
+	if (!strncasecmp(auth, "Bearer ", 7) && same_secret(auth + 7, s->token))
+		return 1;
+	return proto_http_query(req, "token", q, sizeof(q)) && same_secret(q, s->token);
+}
+
 static void process(gd_conn *c)
 {
 	while (!c->busy && !c->writing && !c->closing && c->in_len > 0) {
@@ -423,7 +455,12 @@ static void process(gd_conn *c)
 		c->keep_alive = req->keep_alive;
 		c->request_done = uv_now(c->s->loop);
 		uv_timer_stop(&c->timer);
-		c->s->handler(c, req, c->s->ctx);
+		if (c->on_tcp && c->s->token[0] && !authorized(c->s, req))
+			gd_server_reply_error(c, 401, "unauthorized", "this port needs graftd's token: "
+			                      "an 'Authorization: Bearer TOKEN' header or ?token=TOKEN",
+			                      NULL, 0, 0);
+		else
+			c->s->handler(c, req, c->s->ctx);
 	}
 	if (c->closing || c->busy || c->writing)
 		return;
@@ -480,7 +517,16 @@ static void free_handle(uv_handle_t *h)
 	free(h);
 }
 
-static void on_connection(uv_stream_t *l, int status)
+/* A stream handle of the listener's kind, initialised. */
+static void stream_init(gd_server *s, int tcp, void *h)
+{
+	if (tcp)
+		uv_tcp_init(s->loop, h);
+	else
+		uv_pipe_init(s->loop, h, 0);
+}
+
+static void accept_on(uv_stream_t *l, int status, int tcp)
 {
 	gd_server *s = l->data;
 	if (status < 0)
@@ -490,18 +536,19 @@ static void on_connection(uv_stream_t *l, int status)
 		/* Out of memory: accept and close at once (libuv stops listening
 		 * until a pending connection is accepted). */
 		free(c);
-		uv_pipe_t *tmp = malloc(sizeof(*tmp));
+		void *tmp = malloc(tcp ? sizeof(uv_tcp_t) : sizeof(uv_pipe_t));
 		if (tmp) {
-			uv_pipe_init(s->loop, tmp, 0);
-			uv_accept(l, (uv_stream_t *)tmp);
-			uv_close((uv_handle_t *)tmp, free_handle);
+			stream_init(s, tcp, tmp);
+			uv_accept(l, tmp);
+			uv_close(tmp, free_handle);
 		}
 		return;
 	}
 	c->s = s;
-	uv_pipe_init(s->loop, &c->h, 0);
+	c->on_tcp = tcp;
+	stream_init(s, tcp, &c->h);
 	uv_timer_init(s->loop, &c->timer);
-	c->h.data = c->timer.data = c;
+	c->h.stream.data = c->timer.data = c;
 	c->handles = 2;
 	c->next = s->conns;
 	if (s->conns)
@@ -514,6 +561,84 @@ static void on_connection(uv_stream_t *l, int status)
 	}
 	uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read);
 	arm_timer(c);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	accept_on(l, status, 0);
+}
+
+static void on_tcp_connection(uv_stream_t *l, int status)
+{
+	accept_on(l, status, 1);
+}
+
+/* Whether addr is a loopback address (127.0.0.0/8 or ::1). */
+static int loopback(const struct sockaddr *a)
+{
+	if (a->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)a;
+	return a->sa_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+}
+
+int gd_server_listen_tcp(gd_server *s, const char *where, const char *token, char *err,
+                         size_t errlen)
+{
+	char host[128];
+	struct sockaddr_storage a;
+	const char *colon = strrchr(where, ':');
+	char *end;
+	long port = colon ? strtol(colon + 1, &end, 10) : -1;
+	int rc;
+
+	if (!colon || colon == where || !colon[1] || *end || port < 0 || port > 65535 ||
+	    (size_t)(colon - where) >= sizeof(host)) {
+		snprintf(err, errlen, "%s: expected HOST:PORT, such as 127.0.0.1:8080", where);
+		return GRAFT_EINVAL;
+	}
+	/* [::1]:8080 holds an IPv6 address in brackets. */
+	int v6 = where[0] == '[' && colon[-1] == ']';
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - where) - 2 * v6, where + v6);
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&a) &&
+	    uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&a)) {
+		snprintf(err, errlen, "%s: '%s' is not an IP address", where, host);
+		return GRAFT_EINVAL;
+	}
+	if (token && strlen(token) > GD_SERVER_TOKEN_MAX) {
+		snprintf(err, errlen, "the token is longer than %d characters", GD_SERVER_TOKEN_MAX);
+		return GRAFT_EINVAL;
+	}
+	if (!loopback((struct sockaddr *)&a) && !(token && *token)) {
+		snprintf(err, errlen, "%s: a port on an address other machines reach needs a "
+		         "token (--http-token, or http_token in the config): the API can submit "
+		         "and cancel jobs", where);
+		return GRAFT_EINVAL;
+	}
+	snprintf(s->token, sizeof(s->token), "%s", token ? token : "");
+	uv_tcp_init(s->loop, &s->tcp);
+	s->tcp.data = s;
+	s->tcp_open = 1;
+	rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&a, 0);
+	if (!rc)
+		rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_tcp_connection);
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", where, uv_strerror(rc));
+		uv_close((uv_handle_t *)&s->tcp, NULL);
+		s->tcp_open = 0;
+		return GRAFT_EIO;
+	}
+	return 0;
+}
+
+int gd_server_tcp_port(const gd_server *s)
+{
+	struct sockaddr_storage a;
+	int len = sizeof(a);
+	if (!s->tcp_open || uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&a, &len))
+		return 0;
+	return ntohs(a.ss_family == AF_INET ? ((struct sockaddr_in *)&a)->sin_port
+	                                    : ((struct sockaddr_in6 *)&a)->sin6_port);
 }
 
 gd_server *gd_server_new(uv_loop_t *loop, const char *path, int mode, gd_server_handler h,
@@ -558,7 +683,10 @@ void gd_server_get_stats(const gd_server *s, gd_server_stats *out)
 static void listener_closed(uv_handle_t *h)
 {
 	gd_server *s = h->data;
-	s->listener_open = 0;
+	if (h == (uv_handle_t *)&s->tcp)
+		s->tcp_open = 0;
+	else
+		s->listener_open = 0;
 	maybe_done(s);
 }
 
@@ -568,6 +696,8 @@ void gd_server_close(gd_server *s, void (*done)(void *ctx), void *ctx)
 	s->done = done;
 	s->done_ctx = ctx;
 	uv_close((uv_handle_t *)&s->listener, listener_closed);
+	if (s->tcp_open)
+		uv_close((uv_handle_t *)&s->tcp, listener_closed);
 	for (gd_conn *c = s->conns, *next; c; c = next) {
 		next = c->next;
 		conn_close(c); /* one still owed an answer is freed when it comes */

@@ -1,0 +1,157 @@
+/*
+ * test_http_tcp.c - graftd's API on a TCP port (--http / http:), beside its
+ * socket: open on loopback, behind a token when one is set, refused on any
+ * other address without one; the socket keeps working token-free, and
+ * garbage on the port gets a 4xx while the daemon lives.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/support/graftd_run.h"
+#include "tests/support/scratch.h"
+
+static void setup(void)
+{
+	scratch_make("tcp");
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void teardown(void)
+{
+	graftd_kill_all();
+	scratch_remove();
+}
+
+TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 60);
+
+/* The port graftd logged ("HTTP on ..., port N"). */
+static int logged_port(const char *dir)
+{
+	char path[700], line[1024];
+	int port = 0;
+	snprintf(path, sizeof(path), "%s/graftd.log", dir);
+	for (int i = 0; i < 200 && !port; i++) {
+		FILE *f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			char *p = strstr(line, ", port ");
+			if (strstr(line, "HTTP on") && p)
+				port = atoi(p + 7);
+		}
+		if (f)
+			fclose(f);
+		if (!port)
+			test_nap(0.05);
+	}
+	cr_assert_gt(port, 0, "graftd logged no HTTP port");
+	return port;
+}
+
+/* One request over TCP to 127.0.0.1:port; the status, and the body in body. */
+static int tcp_request(int port, const char *req, char *body, size_t bodylen)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
+	char buf[16384];
+	size_t got = 0;
+
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect to port %d", port);
+	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	shutdown(fd, SHUT_WR);
+	for (ssize_t n; got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0;)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	sscanf(buf, "HTTP/1.1 %d", &status);
+	char *b = strstr(buf, "\r\n\r\n");
+	snprintf(body, bodylen, "%s", b ? b + 4 : "");
+	return status;
+}
+
+static int get(int port, const char *path, const char *auth, char *body, size_t bodylen)
+{
+	char req[1024];
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sConnection: close\r\n\r\n",
+	         path, auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+	return tcp_request(port, req, body, bodylen);
+}
+
+Test(tcp, loopback_serves_the_api_beside_the_socket)
+{
+	char dir[700], body[8192];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("open"));
+	pid_t pid = graftd_start_with(dir, 1, "http: 127.0.0.1:0\n");
+	int port = logged_port(dir);
+	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 200, "%s", body);
+	cr_assert(strstr(body, "\"status\""), "%s", body);
+	cr_assert_eq(get(port, "/v1/jobs", NULL, body, sizeof(body)), 200, "%s", body);
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
+	/* Garbage on the port: a 400, and the daemon answers on. */
+	cr_assert_eq(tcp_request(port, "\x01\x02 nonsense\r\n\r\n", body, sizeof(body)), 400);
+	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 200);
+	graftd_stop(pid, SIGTERM);
+}
+
+Test(tcp, a_token_is_required_on_the_port_and_not_on_the_socket)
+{
+	char dir[700], body[8192];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("token"));
+	pid_t pid = graftd_start_with(dir, 1, "http: 127.0.0.1:0\nhttp_token: s3cret-t0ken\n");
+	int port = logged_port(dir);
+	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 401, "%s", body);
+	cr_assert(strstr(body, "\"unauthorized\"") && strstr(body, "token"), "%s", body);
+	cr_assert_eq(get(port, "/v1/jobs", "Bearer wrong", body, sizeof(body)), 401);
+	cr_assert_eq(get(port, "/v1/jobs", "Bearer s3cret-t0ke", body, sizeof(body)), 401);
+	cr_assert_eq(get(port, "/v1/jobs", "Bearer s3cret-t0ken", body, sizeof(body)), 200, "%s",
+	             body);
+	cr_assert_eq(get(port, "/v1/jobs?token=s3cret-t0ken", NULL, body, sizeof(body)), 200);
+	cr_assert_eq(get(port, "/v1/jobs?token=nope", NULL, body, sizeof(body)), 401);
+	/* Two Authorization headers are refused, not glued together. */
+	cr_assert_eq(tcp_request(port, "GET /v1/jobs HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n"
+	                         "Authorization: -t0ken\r\nConnection: close\r\n\r\n", body,
+	                         sizeof(body)), 400);
+	json_decref(graftd_get_json(dir, "/v1/jobs", 200)); /* the socket: no token */
+	graftd_stop(pid, SIGTERM);
+}
+
+/* graftd refuses to start, saying why in its log. */
+static void refuses(const char *name, const char *config, const char *says)
+{
+	char dir[700], path[800], log[8192] = "";
+	int status;
+	snprintf(dir, sizeof(dir), "%s", scratch_path(name));
+	pid_t pid = graftd_spawn(dir, 1, config);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s: graftd started", name);
+	snprintf(path, sizeof(path), "%s/graftd.log", dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		log[fread(log, 1, sizeof(log) - 1, f)] = '\0';
+		fclose(f);
+	}
+	cr_assert(strstr(log, says), "%s: the log lacks '%s':\n%s", name, says, log);
+}
+
+Test(tcp, an_address_others_reach_needs_a_token)
+{
+	refuses("open", "http: 0.0.0.0:0\n", "needs a token");
+	refuses("bad", "http: localhost\n", "expected HOST:PORT");
+	refuses("name", "http: 'example.org:80'\n", "is not an IP address");
+	/* With one, it serves, and asks for it even from this machine. */
+	char dir[700], body[8192];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("all"));
+	pid_t pid = graftd_start_with(dir, 1, "http: 0.0.0.0:0\nhttp_token: t\n");
+	int port = logged_port(dir);
+	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 401);
+	cr_assert_eq(get(port, "/v1/health", "Bearer t", body, sizeof(body)), 200);
+	graftd_stop(pid, SIGTERM);
+}
