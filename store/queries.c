@@ -79,13 +79,15 @@ int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
 	return ranks(s, sql[sort], job_id, limit, out, n);
 }
 
-int store_pareto(store *s, int64_t job_id, store_rank **out, int *n)
+int store_pareto(store *s, int64_t job_id, enum store_sort by, store_rank **out, int *n)
 {
-	int rc = store_leaderboard(s, job_id, STORE_SORT_PARAMS, 0, out, n);
+	if (by != STORE_SORT_PARAMS && by != STORE_SORT_FLOPS)
+		return GRAFT_EINVAL;
+	int rc = store_leaderboard(s, job_id, by, 0, out, n);
 	if (rc)
 		return rc;
-	/* By params (then accuracy, best first): a candidate is on the front when
-	 * it is more accurate than every one with fewer or as many params. */
+	/* By cost (then accuracy, best first): a candidate is on the front when
+	 * it is more accurate than every one that costs as much or less. */
 	int k = 0;
 	for (int i = 0; i < *n; i++)
 		if (k == 0 || (*out)[i].val_accuracy > (*out)[k - 1].val_accuracy)

@@ -293,9 +293,10 @@ typedef struct store_rank {
  * At most limit rows (limit <= 0: all).  malloc'd. */
 int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
                       store_rank **out, int *n);
-/* The accuracy/params Pareto front: no other scored candidate has at least
- * the accuracy with fewer params or more accuracy with as many; by params. */
-int store_pareto(store *s, int64_t job_id, store_rank **out, int *n);
+/* The Pareto front of accuracy against cost (by STORE_SORT_PARAMS or
+ * STORE_SORT_FLOPS): no other scored candidate has at least the accuracy at
+ * a lower cost or more accuracy at as much; cheapest first. */
+int store_pareto(store *s, int64_t job_id, enum store_sort by, store_rank **out, int *n);
 
 /* How many of the job's told candidates stopped at each rung (their
  * highest), into counts[0..max); returns the number of rungs reached. */

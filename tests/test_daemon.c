@@ -186,6 +186,49 @@ Test(daemon, submit_poll_leaderboard_export)
 	cr_assert_eq(json_array_size(json_object_get(jobs, "jobs")), 1);
 	json_decref(jobs);
 
+	/* The Pareto fronts are exactly the leaderboard's undominated rows. */
+	json_t *all = graftd_get_json(dir, "/v1/jobs/1/leaderboard?limit=10000", 200);
+	json_t *rows = json_object_get(all, "candidates");
+	const char *costs[2] = { "params", "flops" };
+	for (int k = 0; k < 2; k++) {
+		char fp[96];
+		snprintf(fp, sizeof(fp), "/v1/jobs/1/pareto?by=%s", costs[k]);
+		json_t *pf = graftd_get_json(dir, fp, 200), *front = json_object_get(pf, "front");
+		size_t on = 0;
+		for (size_t i = 0; i < json_array_size(rows); i++) {
+			json_t *x = json_array_get(rows, i);
+			double ax = json_number_value(json_object_get(x, "val_accuracy"));
+			json_int_t cx = json_integer_value(json_object_get(x, costs[k]));
+			int dominated = 0, listed = 0, twin = 0;
+			for (size_t j = 0; j < json_array_size(rows); j++) {
+				json_t *y = json_array_get(rows, j);
+				double ay = json_number_value(json_object_get(y, "val_accuracy"));
+				json_int_t cy = json_integer_value(json_object_get(y, costs[k]));
+				dominated |= (cy <= cx && ay > ax) || (cy < cx && ay >= ax);
+			}
+			for (size_t j = 0; j < json_array_size(front); j++) {
+				json_t *y = json_array_get(front, j);
+				listed |= json_integer_value(json_object_get(y, "candidate")) ==
+				          json_integer_value(json_object_get(x, "candidate"));
+				/* Of exact equals the front keeps one. */
+				twin |= json_number_value(json_object_get(y, "val_accuracy")) == ax &&
+				        json_integer_value(json_object_get(y, costs[k])) == cx;
+			}
+			cr_assert(listed ? !dominated : dominated || twin, "%s: candidate %lld is %s "
+			          "but %s the front", costs[k],
+			          (long long)json_integer_value(json_object_get(x, "candidate")),
+			          dominated ? "dominated" : "not dominated", listed ? "on" : "off");
+			on += listed;
+		}
+		cr_assert_eq(on, json_array_size(front));
+		cr_assert_geq(on, 1);
+		json_decref(pf);
+	}
+	json_decref(all);
+	resp by = graftd_http(dir, "GET", "/v1/jobs/1/pareto?by=colour", NULL, NULL);
+	cr_assert_eq(by.status, 400, "%s", by.body);
+	free(by.body);
+
 	struct outcome o;
 	read_outcome(dir, id, &o);
 	expect_each_once(&o, 6);

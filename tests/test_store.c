@@ -40,14 +40,20 @@ static int64_t add_job(store *s, int total, int steps)
 	return j.id;
 }
 
-static int64_t add_cand(store *s, int64_t job, int seq, const char *genome_tag, int64_t params)
+static int64_t add_cand_cost(store *s, int64_t job, int seq, const char *genome_tag,
+                             int64_t params, int64_t flops)
 {
 	store_candidate c = { .job_id = job, .seq = seq, .told_before = seq,
 	                      .genome = "format: graft-arch/1\n", .parent_seq = -1,
-	                      .params = params, .flops = params * 10 };
+	                      .params = params, .flops = flops };
 	nn_sha256_hex(genome_tag, strlen(genome_tag), c.genome_sha256);
 	cr_assert_eq(store_candidate_add(s, &c), 0, "%s", store_errmsg(s));
 	return c.id;
+}
+
+static int64_t add_cand(store *s, int64_t job, int seq, const char *genome_tag, int64_t params)
+{
+	return add_cand_cost(s, job, seq, genome_tag, params, params * 10);
 }
 
 /* A done evaluation of candidate cid with the given metrics. */
@@ -277,12 +283,12 @@ Test(store, leaderboard_pareto_and_sorting)
 	int64_t job = add_job(s, 5, 100);
 	/* seq: genome, params, accuracy.  Candidate 3 repeats genome a and
 	 * scores better: one row for a, with the better score. */
-	struct { const char *g; int64_t params; double acc; } rows[] = {
-		{ "a", 500, 0.80 }, { "b", 100, 0.70 }, { "c", 300, 0.60 }, { "a", 500, 0.85 },
-		{ "d", 900, 0.82 },
+	struct { const char *g; int64_t params, flops; double acc; } rows[] = {
+		{ "a", 500, 2000, 0.80 }, { "b", 100, 9000, 0.70 }, { "c", 300, 1000, 0.60 },
+		{ "a", 500, 2000, 0.85 }, { "d", 900, 500, 0.82 },
 	};
 	for (int i = 0; i < 5; i++) {
-		int64_t c = add_cand(s, job, i, rows[i].g, rows[i].params);
+		int64_t c = add_cand_cost(s, job, i, rows[i].g, rows[i].params, rows[i].flops);
 		add_done(s, c, ds, rows[i].g, 100, rows[i].acc, 1.0, 0);
 		store_candidate_tell(s, c, i, rows[i].acc);
 	}
@@ -303,11 +309,19 @@ Test(store, leaderboard_pareto_and_sorting)
 	cr_assert_eq(r[1].seq, 2);
 	free(r);
 	/* The front: b (100, 0.70) and a (500, 0.85); c is dominated by b, d by a. */
-	cr_assert_eq(store_pareto(s, job, &r, &n), 0);
+	cr_assert_eq(store_pareto(s, job, STORE_SORT_PARAMS, &r, &n), 0);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(r[0].seq, 1);
 	cr_assert_eq(r[1].seq, 3);
 	free(r);
+	/* By FLOPs: d (500, 0.82) and a (2000, 0.85); c is dominated by d, b by
+	 * both. */
+	cr_assert_eq(store_pareto(s, job, STORE_SORT_FLOPS, &r, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(r[0].seq, 4);
+	cr_assert_eq(r[1].seq, 3);
+	free(r);
+	cr_assert_eq(store_pareto(s, job, STORE_SORT_ACCURACY, &r, &n), GRAFT_EINVAL);
 	store_close(s);
 }
 

@@ -175,7 +175,7 @@ static void print_summary(store *st, int64_t job, int top)
 			       r[i].flops / 1e6);
 		free(r);
 	}
-	if (store_pareto(st, job, &r, &n) == 0) {
+	if (store_pareto(st, job, STORE_SORT_PARAMS, &r, &n) == 0) {
 		printf("\naccuracy/params Pareto front: %d candidates\n", n);
 		for (int i = 0; i < n; i++)
 			printf("  candidate %4d: %.4f with %lld params\n", r[i].seq, r[i].val_accuracy,

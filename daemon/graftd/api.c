@@ -153,6 +153,49 @@ static char *job_labels(gd_api *a, int64_t job)
 	return names;
 }
 
+/* Rows of the leaderboard (and of the Pareto front), rank = place in rk. */
+static json_t *ranks_json(const store_rank *rk, int n)
+{
+	json_t *list = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(list, json_pack("{s:i, s:I, s:i, s:i, s:f, s:I, s:I, s:f, s:b, "
+		                                      "s:s, s:i}", "rank", i + 1, "candidate",
+		                                      (json_int_t)rk[i].candidate_id, "seq", rk[i].seq,
+		                                      "generation", rk[i].generation, "val_accuracy",
+		                                      rk[i].val_accuracy, "params",
+		                                      (json_int_t)rk[i].params, "flops",
+		                                      (json_int_t)rk[i].flops, "cpu_s", rk[i].cpu_s,
+		                                      "cached", rk[i].cached, "genome_sha256",
+		                                      rk[i].genome_sha256, "rung", rk[i].rung));
+	return list;
+}
+
+/* GET /v1/jobs/{id}/pareto?by=params|flops: the accuracy/cost front. */
+static void pareto(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
+{
+	char by_s[16] = "params";
+	enum store_sort by = STORE_SORT_PARAMS;
+	store_rank *rk;
+	int n;
+
+	if (proto_http_query(r, "by", by_s, sizeof(by_s)) && strcmp(by_s, "params")) {
+		if (strcmp(by_s, "flops")) {
+			gd_server_reply_error(c, 400, "bad_parameter", "by must be params or flops", "by",
+			                      0, 0);
+			return;
+		}
+		by = STORE_SORT_FLOPS;
+	}
+	if (store_pareto(a->st, job, by, &rk, &n)) {
+		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		return;
+	}
+	json_t *list = ranks_json(rk, n);
+	free(rk);
+	reply_json(c, 200, json_pack("{s:I, s:s, s:o}", "job", (json_int_t)job, "by", by_s,
+	                             "front", list));
+}
+
 static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 {
 	char sort_s[32];
@@ -178,17 +221,7 @@ static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t 
 		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
 		return;
 	}
-	json_t *list = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(list, json_pack("{s:i, s:I, s:i, s:i, s:f, s:I, s:I, s:f, s:b, "
-		                                      "s:s, s:i}", "rank", i + 1, "candidate",
-		                                      (json_int_t)rk[i].candidate_id, "seq", rk[i].seq,
-		                                      "generation", rk[i].generation, "val_accuracy",
-		                                      rk[i].val_accuracy, "params",
-		                                      (json_int_t)rk[i].params, "flops",
-		                                      (json_int_t)rk[i].flops, "cpu_s", rk[i].cpu_s,
-		                                      "cached", rk[i].cached, "genome_sha256",
-		                                      rk[i].genome_sha256, "rung", rk[i].rung));
+	json_t *list = ranks_json(rk, n);
 	free(rk);
 	reply_json(c, 200, json_pack("{s:I, s:s, s:o, s:o}", "job", (json_int_t)job, "sort",
 	                             sort == STORE_SORT_ACCURACY ? "accuracy"
@@ -378,7 +411,8 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 			reply_json(c, 200, gd_sched_job_json(a->sched, id));
 		return;
 	}
-	if (strcmp(sub, "leaderboard") && strcmp(sub, "export") && strcmp(sub, "final")) {
+	if (strcmp(sub, "leaderboard") && strcmp(sub, "export") && strcmp(sub, "final") &&
+	    strcmp(sub, "pareto")) {
 		not_found(c, "no such endpoint");
 		return;
 	}
@@ -394,6 +428,8 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 	store_job_clear(&row);
 	if (!strcmp(sub, "leaderboard"))
 		leaderboard(a, c, r, id);
+	else if (!strcmp(sub, "pareto"))
+		pareto(a, c, r, id);
 	else if (!strcmp(sub, "final"))
 		reply_json(c, 200, json_pack("{s:I, s:o}", "job", (json_int_t)id, "final",
 		                             gd_finals_json(a->st, id)));
