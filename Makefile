@@ -38,7 +38,11 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o) $(ONNX_GEN:.c=.o)
 RT_SRC    := $(wildcard daemon/runtime/*.c)
 RT_OBJ    := $(RT_SRC:%.c=$(B)/%.o)
 GD_SRC    := $(filter-out daemon/graftd/graftd.c,$(wildcard daemon/graftd/*.c))
-GD_OBJ    := $(GD_SRC:%.c=$(B)/%.o)
+# The dashboard's files, embedded in graftd as C arrays.
+DASH_FILES := $(wildcard daemon/graftd/dashboard/*.html daemon/graftd/dashboard/*.js \
+                         daemon/graftd/dashboard/*.css)
+DASH_GEN  := $(GEN)/dashboard_assets.c
+GD_OBJ    := $(GD_SRC:%.c=$(B)/%.o) $(DASH_GEN:.c=.o)
 CLI_SRC   := $(wildcard daemon/cli/*.c)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
@@ -68,6 +72,13 @@ $(ONNX_GEN:.c=.o): $(ONNX_GEN)
 	$(CC) $(CFLAGS) -Wno-error -c -o $@ $<
 
 $(B)/proto/onnx.o: $(ONNX_GEN:.c=.h)
+
+$(DASH_GEN): $(DASH_FILES) daemon/graftd/dashboard/embed.sh
+	@mkdir -p $(GEN)
+	sh daemon/graftd/dashboard/embed.sh $@ $(DASH_FILES)
+
+$(DASH_GEN:.c=.o): $(DASH_GEN)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libgraft.a: $(LIB_OBJ)
 	@rm -f $@

@@ -155,3 +155,68 @@ Test(tcp, an_address_others_reach_needs_a_token)
 	cr_assert_eq(get(port, "/v1/health", "Bearer t", body, sizeof(body)), 200);
 	graftd_stop(pid, SIGTERM);
 }
+
+/* The bytes of a file of the repository. */
+static char *file_bytes(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "%s", path);
+	char *b = malloc(1 << 20);
+	*len = fread(b, 1, (1 << 20) - 1, f);
+	b[*len] = '\0';
+	fclose(f);
+	return b;
+}
+
+/* The dashboard at /: its files come from graftd's memory, byte for byte the
+ * repository's; nothing else is reachable under it; the script parses. */
+Test(tcp, the_dashboard_is_served_from_memory)
+{
+	static const char *const files[] = { "index.html", "app.js", "style.css" };
+	static const char *const types[] = { "text/html", "text/javascript", "text/css" };
+	char dir[700], path[128], src[128];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("dash"));
+	pid_t pid = graftd_start(dir, 1);
+	resp r = graftd_http(dir, "GET", "/", NULL, NULL);
+	cr_assert_eq(r.status, 200);
+	cr_assert(strstr(r.body, "<script src=\"/dashboard/app.js\""), "%s", r.body);
+	free(r.body);
+	for (int i = 0; i < 3; i++) {
+		size_t len;
+		snprintf(path, sizeof(path), "/dashboard/%s", files[i]);
+		snprintf(src, sizeof(src), "daemon/graftd/dashboard/%s", files[i]);
+		char *want = file_bytes(src, &len);
+		char req[300];
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nConnection: close\r\n\r\n", path);
+		resp raw = graftd_raw(dir, req, strlen(req));
+		cr_assert_eq(raw.status, 200, "%s", path);
+		cr_assert_eq(raw.len, len, "%s: %zu bytes served, %zu in the file", path, raw.len, len);
+		cr_assert_eq(memcmp(raw.body, want, len), 0, "%s differs from %s", path, src);
+		free(raw.body);
+		free(want);
+		/* The content type, from the head of a second request. */
+		char head[4096];
+		int fd = graftd_connect(dir);
+		cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+		ssize_t n = read(fd, head, sizeof(head) - 1);
+		close(fd);
+		head[n > 0 ? n : 0] = '\0';
+		cr_assert(strstr(head, types[i]), "%s: %s", path, head);
+	}
+	static const char *const missing[] = {
+		"/dashboard/", "/dashboard/nothing.js", "/dashboard/../graft.db",
+		"/dashboard/%2e%2e/graft.db", "/dashboard//etc/passwd", "/index.html",
+	};
+	for (size_t i = 0; i < sizeof(missing) / sizeof(*missing); i++) {
+		r = graftd_http(dir, "GET", missing[i], NULL, NULL);
+		cr_assert_eq(r.status, 404, "%s: %d %s", missing[i], r.status, r.body);
+		free(r.body);
+	}
+	r = graftd_http(dir, "POST", "/", "text/plain", "x");
+	cr_assert_eq(r.status, 405);
+	free(r.body);
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
+	cr_assert_eq(system("node --check daemon/graftd/dashboard/app.js"), 0,
+	             "the dashboard's script does not parse");
+	graftd_stop(pid, SIGTERM);
+}

@@ -606,6 +606,23 @@ static void metrics(gd_api *a, gd_conn *c)
 	free(buf);
 }
 
+/* ---- the dashboard ---------------------------------------------------------------- */
+
+/* The page and its files, from memory: a name is looked up, never opened. */
+static void dashboard(gd_conn *c, const proto_http_req *r, const char *name)
+{
+	if (strcmp(r->method, "GET")) {
+		gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		return;
+	}
+	for (const gd_asset *a = gd_assets; a->name; a++)
+		if (!strcmp(a->name, name)) {
+			gd_server_reply(c, 200, a->type, (const char *)a->data, a->len);
+			return;
+		}
+	not_found(c, "no such file of the dashboard");
+}
+
 /* ---- routing ----------------------------------------------------------------------- */
 
 void gd_api_handle(gd_conn *c, const proto_http_req *r, void *ctx)
@@ -614,8 +631,12 @@ void gd_api_handle(gd_conn *c, const proto_http_req *r, void *ctx)
 	const char *p = r->path;
 	int get = !strcmp(r->method, "GET");
 
+	if (!strcmp(p, "/") || !strncmp(p, "/dashboard/", 11)) {
+		dashboard(c, r, !strcmp(p, "/") ? "index.html" : p + 11);
+		return;
+	}
 	if (strncmp(p, "/v1/", 4)) {
-		not_found(c, "no such endpoint; the API lives under /v1/");
+		not_found(c, "no such endpoint; the API lives under /v1/ (and the dashboard at /)");
 		return;
 	}
 	p += 4;

@@ -94,6 +94,15 @@ int gd_server_listen_tcp(gd_server *s, const char *where, const char *token, cha
 /* The TCP port listened on, or 0. */
 int gd_server_tcp_port(const gd_server *s);
 
+/* The dashboard's files (daemon/graftd/dashboard/, embedded at build time by
+ * embed.sh), ended by a zeroed entry. */
+typedef struct gd_asset {
+	const char *name, *type;
+	const unsigned char *data;
+	size_t len;
+} gd_asset;
+extern const gd_asset gd_assets[];
+
 /* Stops listening and closes every connection; done fires when all are closed. */
 void gd_server_close(gd_server *s, void (*done)(void *ctx), void *ctx);
 

@@ -1,0 +1,264 @@
+// app.js - graftd's dashboard: the jobs, and for one job its optimisation
+// history, Pareto fronts and leaderboard, drawn as SVG from the same API
+// the command line uses, polled every two seconds.  No framework, no build.
+'use strict';
+
+const POLL_MS = 2000;
+const token = new URLSearchParams(location.search).get('token');
+let timer = null;
+let shown = '';   // the data last drawn: nothing is redrawn when it has not changed
+
+async function api(path) {
+	const headers = token ? { Authorization: 'Bearer ' + token } : {};
+	const r = await fetch(path, { headers });
+	if (!r.ok)
+		throw new Error(path + ': HTTP ' + r.status);
+	return r.json();
+}
+
+function el(tag, attrs, ...children) {
+	const svg = ['svg', 'g', 'circle', 'line', 'polyline', 'text', 'rect', 'title'];
+	const e = svg.includes(tag) ? document.createElementNS('http://www.w3.org/2000/svg', tag)
+	                            : document.createElement(tag);
+	for (const [k, v] of Object.entries(attrs || {}))
+		if (v !== undefined && v !== null)
+			e.setAttribute(k, v);
+	for (const c of children)
+		e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+	return e;
+}
+
+const fmt = {
+	acc: (v) => (typeof v === 'number' ? v.toFixed(4) : '-'),
+	int: (v) => (typeof v === 'number' ? v.toLocaleString('en') : '-'),
+	mflops: (v) => (typeof v === 'number' ? (v / 1e6).toFixed(2) : '-'),
+	secs: (s) => {
+		if (typeof s !== 'number')
+			return '-';
+		if (s < 90)
+			return s.toFixed(0) + ' s';
+		if (s < 5400)
+			return (s / 60).toFixed(0) + ' min';
+		return (s / 3600).toFixed(1) + ' h';
+	},
+};
+
+function link(href, text) {
+	const a = el('a', { href: href + (token ? (href.includes('?') ? '&' : '?') + 'token=' +
+	                                          encodeURIComponent(token) : '') }, text);
+	return a;
+}
+
+// ---- the jobs ---------------------------------------------------------------
+
+function jobsView(jobs) {
+	const rows = jobs.map((j) => {
+		const b = j.budget || {};
+		const left = typeof b.cpu_left_s === 'number' ? fmt.secs(b.cpu_left_s) + ' CPU'
+		           : typeof b.time_left_s === 'number' ? fmt.secs(b.time_left_s) : '-';
+		const tr = el('tr', { class: 'job', 'data-job': j.id },
+			el('td', {}, String(j.id)),
+			el('td', { class: 'left' }, j.name),
+			el('td', { class: 'left' }, el('span', { class: 'state ' + j.state }, j.state)),
+			el('td', {}, j.progress.evaluated + ' / ' + j.progress.total),
+			el('td', { 'data-best': j.best ? j.best.val_accuracy : '' },
+			   j.best ? fmt.acc(j.best.val_accuracy) : '-'),
+			el('td', {}, left));
+		tr.addEventListener('click', () => { location.hash = '#/jobs/' + j.id; });
+		return tr;
+	});
+	return el('div', { class: 'card' },
+		el('h1', {}, 'Jobs'),
+		jobs.length ? el('table', { id: 'jobs' },
+			el('thead', {}, el('tr', {}, ...['job', 'name', 'state', 'evaluated', 'best',
+			                                  'budget left'].map((h, i) =>
+				el('th', { class: i > 0 && i < 3 ? 'left' : null }, h)))),
+			el('tbody', {}, ...rows))
+		: el('p', { class: 'muted' }, 'No jobs yet: graft submit SPEC.yaml'));
+}
+
+// ---- charts -------------------------------------------------------------------
+
+const W = 560, H = 300, PAD = { l: 48, r: 12, t: 10, b: 34 };
+
+function scale(lo, hi, a, b) {
+	const span = hi - lo || 1;
+	return (v) => a + (v - lo) / span * (b - a);
+}
+
+function axes(svg, xlab, ylab, xs, ys, xticks, yticks) {
+	svg.append(el('line', { class: 'axis', x1: PAD.l, y1: H - PAD.b, x2: W - PAD.r, y2: H - PAD.b }));
+	svg.append(el('line', { class: 'axis', x1: PAD.l, y1: PAD.t, x2: PAD.l, y2: H - PAD.b }));
+	for (const [v, label] of xticks)
+		svg.append(el('text', { x: xs(v), y: H - PAD.b + 14, 'text-anchor': 'middle' }, label));
+	for (const [v, label] of yticks)
+		svg.append(el('text', { x: PAD.l - 4, y: ys(v) + 4, 'text-anchor': 'end' }, label));
+	svg.append(el('text', { x: (PAD.l + W - PAD.r) / 2, y: H - 4, 'text-anchor': 'middle' }, xlab));
+	const my = (PAD.t + H - PAD.b) / 2;
+	svg.append(el('text', { x: 11, y: my, 'text-anchor': 'middle',
+	                        transform: `rotate(-90 11 ${my})` }, ylab));
+}
+
+function accRange(rows) {
+	const accs = rows.map((r) => r.val_accuracy);
+	const lo = Math.max(0, Math.floor(Math.min(...accs) * 20) / 20);
+	return [lo, Math.min(1, Math.ceil(Math.max(...accs) * 20) / 20 || 1)];
+}
+
+function ticks(lo, hi, n, f) {
+	const out = [];
+	for (let i = 0; i <= n; i++)
+		out.push([lo + (hi - lo) * i / n, f(lo + (hi - lo) * i / n)]);
+	return out;
+}
+
+function point(r, x, y, front) {
+	return el('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 3.5,
+	                      class: 'r' + Math.min(r.rung || 0, 3) + (front ? ' onfront' : ''),
+	                      'data-candidate': r.candidate, 'data-seq': r.seq,
+	                      'data-acc': r.val_accuracy, 'data-rung': r.rung },
+		el('title', {}, 'candidate ' + r.candidate + ' (#' + r.seq + '): ' +
+		   fmt.acc(r.val_accuracy) + ' at rung ' + r.rung + ', ' + fmt.int(r.params) +
+		   ' params, ' + fmt.mflops(r.flops) + ' MFLOPs'));
+}
+
+// Every scored candidate by its place in the job, and the best so far.
+function historyChart(rows) {
+	const svg = el('svg', { id: 'history', viewBox: `0 0 ${W} ${H}`, role: 'img' });
+	if (!rows.length)
+		return svg;
+	const bySeq = rows.slice().sort((a, b) => a.seq - b.seq);
+	const maxSeq = bySeq[bySeq.length - 1].seq;
+	const [lo, hi] = accRange(rows);
+	const xs = scale(0, Math.max(1, maxSeq), PAD.l, W - PAD.r);
+	const ys = scale(lo, hi, H - PAD.b, PAD.t);
+	axes(svg, 'candidate (in the order asked)', 'validation accuracy', xs, ys,
+	     ticks(0, Math.max(1, maxSeq), 4, (v) => v.toFixed(0)), ticks(lo, hi, 4, (v) => v.toFixed(2)));
+	let best = -1;
+	const line = [];
+	for (const r of bySeq) {
+		if (r.val_accuracy > best) {
+			if (line.length)
+				line.push(`${xs(r.seq).toFixed(1)},${ys(best).toFixed(1)}`);
+			best = r.val_accuracy;
+			line.push(`${xs(r.seq).toFixed(1)},${ys(best).toFixed(1)}`);
+		}
+		svg.append(point(r, xs(r.seq), ys(r.val_accuracy), false));
+	}
+	line.push(`${xs(maxSeq).toFixed(1)},${ys(best).toFixed(1)}`);
+	svg.append(el('polyline', { class: 'best', points: line.join(' ') }));
+	return svg;
+}
+
+// Accuracy against cost (log scale), the front joined.
+function paretoChart(id, rows, front, key, label) {
+	const svg = el('svg', { id, viewBox: `0 0 ${W} ${H}`, role: 'img' });
+	if (!rows.length)
+		return svg;
+	const onFront = new Set(front.map((r) => r.candidate));
+	const costs = rows.map((r) => Math.max(1, r[key]));
+	const lo = Math.log10(Math.min(...costs)), hi = Math.log10(Math.max(...costs));
+	const [alo, ahi] = accRange(rows);
+	const xs = scale(lo, hi === lo ? lo + 1 : hi, PAD.l, W - PAD.r);
+	const ys = scale(alo, ahi, H - PAD.b, PAD.t);
+	const f = key === 'flops' ? (v) => (10 ** v / 1e6).toPrecision(2) + 'M'
+	                          : (v) => (10 ** v / 1e3).toPrecision(2) + 'k';
+	axes(svg, label + ' (log scale)', 'validation accuracy', xs, ys, ticks(lo, hi, 3, f),
+	     ticks(alo, ahi, 4, (v) => v.toFixed(2)));
+	for (const r of rows)
+		svg.append(point(r, xs(Math.log10(Math.max(1, r[key]))), ys(r.val_accuracy),
+		                 onFront.has(r.candidate)));
+	svg.append(el('polyline', { class: 'front', points: front.map((r) =>
+		`${xs(Math.log10(Math.max(1, r[key]))).toFixed(1)},${ys(r.val_accuracy).toFixed(1)}`)
+		.join(' ') }));
+	return svg;
+}
+
+function legend() {
+	return el('div', { class: 'legend' }, ...[0, 1, 2, 3].map((r) =>
+		el('span', {}, el('i', { style: `background: var(--r${r})` }), 'rung ' + r)),
+		el('span', {}, el('i', { style: 'background: var(--best)' }), 'best so far / front'));
+}
+
+// ---- one job --------------------------------------------------------------------
+
+function leaderboardTable(rows) {
+	return el('table', { id: 'leaderboard' },
+		el('thead', {}, el('tr', {}, ...['rank', 'candidate', 'rung', 'accuracy', 'params',
+		                                  'MFLOPs', 'CPU-s', 'export'].map((h) => el('th', {}, h)))),
+		el('tbody', {}, ...rows.slice(0, 20).map((r) => el('tr', { 'data-candidate': r.candidate },
+			el('td', {}, String(r.rank)), el('td', {}, String(r.candidate)),
+			el('td', {}, String(r.rung)), el('td', { class: 'acc' }, fmt.acc(r.val_accuracy)),
+			el('td', {}, fmt.int(r.params)), el('td', {}, fmt.mflops(r.flops)),
+			el('td', {}, r.cpu_s.toFixed(1)),
+			el('td', {}, link(`/v1/candidates/${r.candidate}/export`, 'YAML'), ' ',
+			   link(`/v1/candidates/${r.candidate}/weights`, 'weights'))))));
+}
+
+function jobView(job, board, byParams, byFlops) {
+	const rows = board.candidates;
+	const b = job.budget || {};
+	const fig = (name, value) => el('span', {}, name + ' ', el('b', {}, value));
+	return el('div', {},
+		el('h1', {}, `Job ${job.id}: ${job.name} `, el('span', { class: 'state ' + job.state },
+		                                              job.state)),
+		el('div', { class: 'figures' },
+			fig('evaluated', job.progress.evaluated + ' / ' + job.progress.total),
+			fig('best', job.best ? fmt.acc(job.best.val_accuracy) : '-'),
+			fig('CPU', fmt.secs(job.cost.cpu_s)),
+			fig('per candidate', fmt.secs(job.cost.cpu_per_candidate)),
+			fig('budget left', typeof b.cpu_left_s === 'number' ? fmt.secs(b.cpu_left_s) + ' CPU'
+			    : typeof b.time_left_s === 'number' ? fmt.secs(b.time_left_s) : 'none set'),
+			job.final && job.final.winner ? fig('final test accuracy',
+			                                    fmt.acc(job.final.winner.test_accuracy)) : ''),
+		legend(),
+		el('div', { class: 'grid' },
+			el('div', { class: 'card' }, el('h2', {}, 'Optimisation history'), historyChart(rows)),
+			el('div', { class: 'card' }, el('h2', {}, 'Pareto front: accuracy vs parameters'),
+			   paretoChart('pareto-params', rows, byParams.front, 'params', 'parameters')),
+			el('div', { class: 'card' }, el('h2', {}, 'Pareto front: accuracy vs MFLOPs'),
+			   paretoChart('pareto-flops', rows, byFlops.front, 'flops', 'FLOPs per image')),
+			el('div', { class: 'card wide' }, el('h2', {}, 'Leaderboard'),
+			   leaderboardTable(rows))));
+}
+
+// ---- routing and polling -----------------------------------------------------
+
+async function render() {
+	const main = document.getElementById('main');
+	const m = location.hash.match(/^#\/jobs\/(\d+)/);
+	try {
+		let data, draw;
+		if (m) {
+			const id = m[1];
+			data = await Promise.all([api(`/v1/jobs/${id}`),
+				api(`/v1/jobs/${id}/leaderboard?limit=10000`),
+				api(`/v1/jobs/${id}/pareto?by=params`), api(`/v1/jobs/${id}/pareto?by=flops`)]);
+			draw = () => jobView(...data);
+		} else {
+			data = await api('/v1/jobs');
+			draw = () => jobsView(data.jobs);
+		}
+		const key = location.hash + JSON.stringify(data);
+		if (key !== shown) {
+			main.replaceChildren(draw());
+			shown = key;
+		}
+		const h = await api('/v1/health');
+		document.getElementById('health').textContent =
+			`graftd ${h.version}, up ${fmt.secs(h.uptime_s)}; workers ${h.workers.busy} busy, ` +
+			`${h.workers.idle} idle`;
+	} catch (e) {
+		main.replaceChildren(el('p', { class: 'error' }, String(e.message || e)));
+		shown = '';
+	}
+	document.body.dataset.rendered = String(Date.now());
+}
+
+function poll() {
+	clearTimeout(timer);
+	render().finally(() => { timer = setTimeout(poll, POLL_MS); });
+}
+
+window.addEventListener('hashchange', () => { shown = ''; poll(); });
+poll();
