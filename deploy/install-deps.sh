@@ -13,6 +13,7 @@ libjansson-dev libhttp-parser-dev nettle-dev
 libdnnl-dev
 libspng-dev libjpeg62-turbo-dev libarchive-dev
 protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx
+chromium
 libcriterion-dev
 sqlite3
 dataset-fashion-mnist
@@ -36,13 +37,16 @@ for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
-# The npm packages of tests/onnx, pinned by its lockfile.  Their install
-# scripts only fetch GPU libraries, so they are not run: the CPU runtime is in
-# the package itself.
+# The npm packages of the tests, pinned by their lockfiles: tests/onnx (ONNX
+# Runtime, whose install script only fetches GPU libraries: the CPU runtime
+# is in the package) and tests/browser (puppeteer-core, which drives Debian's
+# Chromium and downloads no browser).  No install scripts are run.
 npm_packages() {
-	[ -d tests/onnx/node_modules/onnxruntime-node ] && return 0
-	echo "install-deps: npm ci in tests/onnx" >&2
-	(cd tests/onnx && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+	for d in onnx/onnxruntime-node browser/puppeteer-core; do
+		[ -d "tests/${d%%/*}/node_modules/${d#*/}" ] && continue
+		echo "install-deps: npm ci in tests/${d%%/*}" >&2
+		(cd "tests/${d%%/*}" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+	done
 }
 
 cd "$(dirname "$0")/.."

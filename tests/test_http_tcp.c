@@ -36,7 +36,7 @@ TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 60);
 /* The port graftd logged ("HTTP on ..., port N"). */
 static int logged_port(const char *dir)
 {
-	char path[700], line[1024];
+	char path[760], line[1024];
 	int port = 0;
 	snprintf(path, sizeof(path), "%s/graftd.log", dir);
 	for (int i = 0; i < 200 && !port; i++) {

@@ -1,0 +1,95 @@
+// check.js - opens graftd's dashboard in a real headless Chromium (Debian's,
+// driven by puppeteer-core) and checks what it draws against the API it
+// reads.  For tests/test_dashboard.c:
+//
+//   node tests/browser/check.js BASE_URL JOB OUT_DIR
+//
+// Fails (exit 1, the reasons on stderr) when the page throws a JavaScript
+// error or logs one, when a leaderboard candidate is missing from the
+// history, when the points marked on a Pareto chart are not exactly the
+// API's front, or when a number in the table differs from the API's.
+// Writes screenshots at 1280x800 and at a phone's 390x844 into OUT_DIR and
+// prints a JSON line of what it saw (and the time to the first chart).
+'use strict';
+const puppeteer = require('puppeteer-core');
+const http = require('http');
+
+const [base, job, out] = process.argv.slice(2);
+const problems = [];
+
+function get(path) {
+	return new Promise((resolve, reject) => {
+		http.get(base + path, (res) => {
+			let body = '';
+			res.on('data', (d) => { body += d; });
+			res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body))
+			                     : reject(new Error(path + ': HTTP ' + res.statusCode))));
+		}).on('error', reject);
+	});
+}
+
+function sameSet(name, got, want) {
+	const g = [...new Set(got)].sort((a, b) => a - b), w = [...new Set(want)].sort((a, b) => a - b);
+	if (JSON.stringify(g) !== JSON.stringify(w))
+		problems.push(`${name}: the page has [${g}], the API [${w}]`);
+}
+
+async function main() {
+	const browser = await puppeteer.launch({
+		executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+		headless: true,
+		args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+	});
+	try {
+		const page = await browser.newPage();
+		page.on('pageerror', (e) => problems.push('JavaScript error: ' + e.message));
+		page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+		await page.setViewport({ width: 1280, height: 800 });
+		const t0 = Date.now();
+		await page.goto(`${base}/#/jobs/${job}`);
+		await page.waitForSelector('#history circle', { timeout: 20000 });
+		const firstChartMs = Date.now() - t0;
+		const [board, byParams, byFlops] = await Promise.all([
+			get(`/v1/jobs/${job}/leaderboard?limit=10000`), get(`/v1/jobs/${job}/pareto?by=params`),
+			get(`/v1/jobs/${job}/pareto?by=flops`)]);
+		const seen = await page.evaluate(() => {
+			const ids = (sel) => [...document.querySelectorAll(sel)].map((e) => Number(e.dataset.candidate));
+			return {
+				history: ids('#history circle'),
+				frontParams: ids('#pareto-params circle.onfront'),
+				frontFlops: ids('#pareto-flops circle.onfront'),
+				table: [...document.querySelectorAll('#leaderboard tbody tr')].map((tr) => ({
+					candidate: Number(tr.dataset.candidate),
+					acc: tr.querySelector('td.acc').textContent })),
+			};
+		});
+		sameSet('history', seen.history, board.candidates.map((r) => r.candidate));
+		sameSet('Pareto front (parameters)', seen.frontParams, byParams.front.map((r) => r.candidate));
+		sameSet('Pareto front (MFLOPs)', seen.frontFlops, byFlops.front.map((r) => r.candidate));
+		board.candidates.slice(0, 20).forEach((r, i) => {
+			const row = seen.table[i];
+			if (!row || row.candidate !== r.candidate || row.acc !== r.val_accuracy.toFixed(4))
+				problems.push(`leaderboard row ${i + 1}: the page has ${JSON.stringify(row)}, the ` +
+				              `API candidate ${r.candidate} at ${r.val_accuracy.toFixed(4)}`);
+		});
+		await page.screenshot({ path: `${out}/dashboard-1280.png`, fullPage: true });
+		await page.setViewport({ width: 390, height: 844, isMobile: true });
+		await page.waitForSelector('#history circle');
+		await page.screenshot({ path: `${out}/dashboard-390.png`, fullPage: true });
+		await page.goto(`${base}/`);
+		await page.waitForSelector('#jobs tr.job');
+		const jobs = await page.$$eval('#jobs tr.job', (rows) => rows.length);
+		if (jobs < 1)
+			problems.push('the jobs list is empty');
+		console.log(JSON.stringify({ first_chart_ms: firstChartMs, points: seen.history.length,
+			front_params: seen.frontParams.length, front_flops: seen.frontFlops.length, jobs }));
+	} finally {
+		await browser.close();
+	}
+	if (problems.length) {
+		console.error(problems.join('\n'));
+		process.exit(1);
+	}
+}
+
+main().catch((e) => { console.error(String(e && e.stack || e)); process.exit(1); });

@@ -1,0 +1,110 @@
+/*
+ * test_dashboard.c - the dashboard in a real browser: graftd runs a small
+ * job with its API on a loopback port, and tests/browser/check.js opens the
+ * page in Debian's headless Chromium (puppeteer-core) and checks it against
+ * the API: every candidate of the leaderboard is a point of the history,
+ * the points marked on each Pareto chart are exactly the API's front, the
+ * table's numbers are the API's, and no JavaScript error is thrown or
+ * logged.  Screenshots at 1280x800 and 390x844 are kept in
+ * build/test-artifacts/.  Skipped, saying so, without Chromium or Node.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/support/graftd_jobs.h"
+#include "tests/support/graftd_run.h"
+#include "tests/support/idx_write.h"
+#include "tests/support/scratch.h"
+
+#define PUPPETEER "tests/browser/node_modules/puppeteer-core/package.json"
+#define CHROMIUM "/usr/bin/chromium"
+#define ARTIFACTS "build/test-artifacts"
+
+static void setup(void)
+{
+	scratch_make("dashboard");
+	setenv("GRAFT_CACHE_DIR", scratch_path("grafts"), 1);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void teardown(void)
+{
+	graftd_kill_all();
+	scratch_remove();
+}
+
+TestSuite(dashboard, .init = setup, .fini = teardown, .timeout = 300);
+
+static int logged_port(const char *dir)
+{
+	char path[760], line[1024];
+	int port = 0;
+	snprintf(path, sizeof(path), "%s/graftd.log", dir);
+	for (int i = 0; i < 200 && !port; i++) {
+		FILE *f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			char *p = strstr(line, ", port ");
+			if (strstr(line, "HTTP on") && p)
+				port = atoi(p + 7);
+		}
+		if (f)
+			fclose(f);
+		if (!port)
+			test_nap(0.05);
+	}
+	cr_assert_gt(port, 0, "graftd logged no HTTP port");
+	return port;
+}
+
+Test(dashboard, the_page_shows_what_the_api_says_in_a_real_browser)
+{
+	char dir[700], data[700], spec[1600], cmd[2000];
+
+	if (access(CHROMIUM, X_OK) || access(PUPPETEER, R_OK) ||
+	    system("node --version > /dev/null 2>&1")) {
+		fprintf(stderr, "test_dashboard: SKIPPED: needs %s, node and %s (run "
+		        "deploy/install-deps.sh); the dashboard was not checked in a browser\n",
+		        CHROMIUM, PUPPETEER);
+		cr_skip_test("no browser here");
+	}
+	snprintf(data, sizeof(data), "%s", scratch_path("data"));
+	cr_assert_eq(mkdir(data, 0755), 0);
+	idx_write_part(data, "train", 1500, 12, 3, 0, 5, 0, 3);
+	snprintf(dir, sizeof(dir), "%s", scratch_path("d"));
+	pid_t pid = graftd_start_with(dir, 2, "http: 127.0.0.1:0\n");
+	int port = logged_port(dir);
+	snprintf(spec, sizeof(spec),
+	         "name: dashboard\n"
+	         "dataset: {dir: %s, validation: 300}\n"
+	         "search: {strategy: evolution, population: 4, sample: 2, candidates: 16, seed: 3,\n"
+	         "         fidelity: {rungs: [10, 30], eta: 3, slice: 100}}\n"
+	         "space: {max_blocks: 3, widths: [8, 16], min_stem: 8, max_stem: 16, "
+	         "max_flops: 2000000}\n"
+	         "train: {batch: 32, lr: 0.05}\n"
+	         "graft: {source: none}\n", data);
+	int64_t id = graftd_submit(dir, spec);
+	wait_state(dir, id, "done", 240);
+	mkdir("build", 0755);
+	mkdir(ARTIFACTS, 0755);
+	snprintf(cmd, sizeof(cmd), "node tests/browser/check.js http://127.0.0.1:%d %lld %s 2>&1",
+	         port, (long long)id, ARTIFACTS);
+	FILE *p = popen(cmd, "r");
+	char said[8192] = "";
+	size_t n = fread(said, 1, sizeof(said) - 1, p);
+	said[n] = '\0';
+	int status = pclose(p);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the page disagrees with the API "
+	          "or threw:\n%s", said);
+	cr_assert(strstr(said, "\"points\":1"), "too few points: %s", said);
+	struct stat st;
+	cr_assert(stat(ARTIFACTS "/dashboard-1280.png", &st) == 0 && st.st_size > 10000);
+	cr_assert(stat(ARTIFACTS "/dashboard-390.png", &st) == 0 && st.st_size > 10000);
+	graftd_stop(pid, SIGTERM);
+}
