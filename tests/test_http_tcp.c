@@ -5,8 +5,10 @@
  * garbage on the port gets a 4xx while the daemon lives.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +27,12 @@ static void setup(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+static pid_t forwarder; /* a graft dashboard to stop, whatever happens */
+
 static void teardown(void)
 {
+	if (forwarder > 0)
+		kill(forwarder, SIGKILL);
 	graftd_kill_all();
 	scratch_remove();
 }
@@ -218,5 +224,55 @@ Test(tcp, the_dashboard_is_served_from_memory)
 	json_decref(graftd_get_json(dir, "/v1/health", 200));
 	cr_assert_eq(system("node --check daemon/graftd/dashboard/app.js"), 0,
 	             "the dashboard's script does not parse");
+	graftd_stop(pid, SIGTERM);
+}
+
+/* graft dashboard: graftd's own port when it has one; else a forwarder from
+ * a loopback port to the socket, which serves the page and the API. */
+Test(tcp, graft_dashboard_prints_the_url_or_forwards_a_port)
+{
+	char dir[700], out[760], line[512] = "", body[8192];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("fwd"));
+	pid_t pid = graftd_start(dir, 1);
+	snprintf(out, sizeof(out), "%s/dashboard.txt", dir);
+	char *argv[] = { "bin/graft", "dashboard", "--socket", (char *)graftd_socket(dir), NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	pid_t fwd;
+	cr_assert_eq(posix_spawn(&fwd, "bin/graft", &fa, NULL, argv, environ), 0);
+	forwarder = fwd;
+	posix_spawn_file_actions_destroy(&fa);
+	int port = 0;
+	for (int i = 0; i < 200 && !port; i++) {
+		FILE *f = fopen(out, "r");
+		if (f && fgets(line, sizeof(line), f))
+			sscanf(line, "http://127.0.0.1:%d/", &port);
+		if (f)
+			fclose(f);
+		if (!port)
+			test_nap(0.05);
+	}
+	cr_assert_gt(port, 0, "graft dashboard printed no URL: '%s'", line);
+	cr_assert(strstr(line, "forwarded to"), "%s", line);
+	cr_assert_eq(get(port, "/", NULL, body, sizeof(body)), 200);
+	cr_assert(strstr(body, "/dashboard/app.js"), "%s", body);
+	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 200);
+	cr_assert(strstr(body, "\"http\":null") || strstr(body, "\"http\": null"), "%s", body);
+	int status;
+	kill(fwd, SIGTERM);
+	cr_assert_eq(waitpid(fwd, &status, 0), fwd);
+	forwarder = 0;
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the forwarder did not stop cleanly");
+	graftd_stop(pid, SIGTERM);
+
+	/* With a port of its own, graftd's URL, and nothing to forward. */
+	snprintf(dir, sizeof(dir), "%s", scratch_path("own"));
+	pid = graftd_start_with(dir, 1, "http: 127.0.0.1:0\n");
+	port = logged_port(dir);
+	cmd_run *r = graft_cmd("dashboard", "--socket", graftd_socket(dir), NULL);
+	cr_assert_eq(r->code, 0, "%s", r->err);
+	snprintf(line, sizeof(line), "http://127.0.0.1:%d/", port);
+	cr_assert(strstr(r->out, line), "'%s' lacks %s", r->out, line);
 	graftd_stop(pid, SIGTERM);
 }

@@ -27,6 +27,7 @@ int cli_pretrain(int argc, char **argv);
 int cli_ablation(int argc, char **argv);
 int cli_search(int argc, char **argv);
 int cli_onnx(int argc, char **argv);
+int cli_dashboard(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 /* Writes the model of a config and its weights file as ONNX at out; CLI_OK or
  * CLI_FAIL after saying why (messages start "graft CMD: "). */

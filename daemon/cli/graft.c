@@ -23,6 +23,7 @@ static const char usage[] =
 	"  export JOB        write the job's model: architecture (and --weights, --onnx)\n"
 	"  cancel|pause|resume JOB\n"
 	"  health            is graftd up?\n"
+	"  dashboard         the dashboard's URL (forwarding a port to the socket if need be)\n"
 	"\n"
 	"on this machine, without the daemon:\n"
 	"  search SPEC.yaml  run a whole search into a SQLite file (--db FILE)\n"
@@ -124,7 +125,7 @@ static int global_options(int argc, char **argv, char **global, int *nglobal)
 	}
 	if (!cli_client_command(argv[i])) {
 		static const char *const local[] = { "train", "pretrain", "ablation", "search", "onnx",
-		                                     "predict" };
+		                                     "predict", "dashboard" };
 		for (size_t k = 0; k < sizeof(local) / sizeof(*local); k++)
 			if (!strcmp(argv[i], local[k])) {
 				fprintf(stderr, "graft: %s applies to the commands that talk to graftd, "
@@ -174,6 +175,8 @@ int main(int argc, char **argv)
 		return cli_search(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "onnx"))
 		return cli_onnx(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dashboard"))
+		return cli_dashboard(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "predict"))
 		return cli_predict(argc - 1, argv + 1);
 	if (cli_client_command(argv[1]))

@@ -552,6 +552,11 @@ static void health(gd_api *a, gd_conn *c)
 	json_object_set_new(o, "status", json_string("ok"));
 	json_object_set_new(o, "version", json_string(a->version));
 	json_object_set_new(o, "uptime_s", json_real(now_s() - a->started));
+	const char *host = a->server ? gd_server_tcp_host(a->server) : NULL;
+	json_object_set_new(o, "http", host ? json_pack("{s:s, s:i, s:b}", "host", host, "port",
+	                                                gd_server_tcp_port(a->server), "token",
+	                                                gd_server_tcp_token(a->server))
+	                                    : json_null());
 	reply_json(c, 200, o);
 }
 

@@ -91,8 +91,11 @@ void gd_server_get_stats(const gd_server *s, gd_server_stats *out);
 #define GD_SERVER_TOKEN_MAX 128
 int gd_server_listen_tcp(gd_server *s, const char *where, const char *token, char *err,
                          size_t errlen);
-/* The TCP port listened on, or 0. */
+/* The TCP port listened on, or 0; its host as given (NULL without one);
+ * whether it wants a token. */
 int gd_server_tcp_port(const gd_server *s);
+const char *gd_server_tcp_host(const gd_server *s);
+int gd_server_tcp_token(const gd_server *s);
 
 /* The dashboard's files (daemon/graftd/dashboard/, embedded at build time by
  * embed.sh), ended by a zeroed entry. */

@@ -49,6 +49,7 @@ struct gd_server {
 	uv_pipe_t listener;
 	uv_tcp_t tcp;            /* the optional TCP listener */
 	int tcp_open;
+	char tcp_host[128];      /* its address as given */
 	char token[GD_SERVER_TOKEN_MAX + 1]; /* "" : none required */
 	gd_server_handler handler;
 	void *ctx;
@@ -616,6 +617,7 @@ int gd_server_listen_tcp(gd_server *s, const char *where, const char *token, cha
 		return GRAFT_EINVAL;
 	}
 	snprintf(s->token, sizeof(s->token), "%s", token ? token : "");
+	snprintf(s->tcp_host, sizeof(s->tcp_host), "%s", host);
 	uv_tcp_init(s->loop, &s->tcp);
 	s->tcp.data = s;
 	s->tcp_open = 1;
@@ -629,6 +631,16 @@ int gd_server_listen_tcp(gd_server *s, const char *where, const char *token, cha
 		return GRAFT_EIO;
 	}
 	return 0;
+}
+
+const char *gd_server_tcp_host(const gd_server *s)
+{
+	return s->tcp_open ? s->tcp_host : NULL;
+}
+
+int gd_server_tcp_token(const gd_server *s)
+{
+	return s->token[0] != '\0';
 }
 
 int gd_server_tcp_port(const gd_server *s)
