@@ -8,6 +8,7 @@
  * logged.  Screenshots at 1280x800 and 390x844 are kept in
  * build/test-artifacts/.  Skipped, saying so, without Chromium or Node.
  */
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,5 +107,42 @@ Test(dashboard, the_page_shows_what_the_api_says_in_a_real_browser)
 	struct stat st;
 	cr_assert(stat(ARTIFACTS "/dashboard-1280.png", &st) == 0 && st.st_size > 10000);
 	cr_assert(stat(ARTIFACTS "/dashboard-390.png", &st) == 0 && st.st_size > 10000);
+	graftd_stop(pid, SIGTERM);
+}
+
+/* deploy/grafana-dashboard.json asks only for metrics graftd exports. */
+Test(dashboard, the_grafana_example_reads_real_metrics)
+{
+	char dir[700];
+	json_error_t je;
+	json_t *d = json_load_file("deploy/grafana-dashboard.json", 0, &je);
+	cr_assert_not_null(d, "deploy/grafana-dashboard.json: line %d: %s", je.line, je.text);
+	snprintf(dir, sizeof(dir), "%s", scratch_path("m"));
+	pid_t pid = graftd_start(dir, 1);
+	resp m = graftd_http(dir, "GET", "/v1/metrics", NULL, NULL);
+	cr_assert_eq(m.status, 200);
+	size_t i, k, names = 0;
+	json_t *panel, *target;
+	json_array_foreach(json_object_get(d, "panels"), i, panel)
+		json_array_foreach(json_object_get(panel, "targets"), k, target) {
+			const char *e = json_string_value(json_object_get(target, "expr"));
+			cr_assert_not_null(e, "panel %zu has a target without expr", i);
+			for (const char *p = strstr(e, "graft_"); p; p = strstr(p + 1, "graft_")) {
+				char name[96], line[120];
+				size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+				snprintf(name, sizeof(name), "%.*s", (int)n, p);
+				/* A sample line starts with the name, then a label set or a space. */
+				snprintf(line, sizeof(line), "\n%s{", name);
+				int found = strstr(m.body, line) != NULL;
+				snprintf(line, sizeof(line), "\n%s ", name);
+				found |= strstr(m.body, line) != NULL;
+				cr_assert(found, "panel '%s' asks for %s, which /v1/metrics lacks",
+				          json_string_value(json_object_get(panel, "title")), name);
+				names++;
+			}
+		}
+	cr_assert_geq(names, 6);
+	free(m.body);
+	json_decref(d);
 	graftd_stop(pid, SIGTERM);
 }
