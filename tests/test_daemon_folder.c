@@ -112,6 +112,31 @@ Test(daemon_folder, a_folder_job_runs_names_its_classes_and_scores_the_test_part
 	cr_assert(strstr(r->err, "(ONNX)"), "%s", r->err);
 	struct stat st;
 	cr_assert(stat(onnx, &st) == 0 && st.st_size > 1000, "no ONNX model written");
+	/* The API's ONNX of the final model: made once, kept, a valid model with
+	 * the labels (what the dashboard links to). */
+	snprintf(path, sizeof path, "/v1/finals/%lld/onnx", (long long)fid);
+	resp ox = graftd_http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(ox.status, 200, "%s", ox.body);
+	char apionnx[700];
+	snprintf(apionnx, sizeof apionnx, "%s", scratch_path("api.onnx"));
+	FILE *of = fopen(apionnx, "wb");
+	fwrite(ox.body, 1, ox.len, of);
+	fclose(of);
+	free(ox.body);
+	char check[1600];
+	snprintf(check, sizeof check, "/usr/bin/python3 -c 'import json, onnx, sys; "
+	         "m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); "
+	         "print(json.loads({p.key: p.value for p in m.metadata_props}[\"labels\"])[8])' "
+	         "%s 2>&1", apionnx);
+	FILE *py = popen(check, "r");
+	char said[512] = "";
+	size_t got = fread(said, 1, sizeof said - 1, py);
+	said[got] = 0;
+	cr_assert_eq(pclose(py), 0, "onnx.checker: %s", said);
+	cr_assert(!strncmp(said, "8_bag", 5), "%s", said);
+	resp again = graftd_http(dir, "GET", path, NULL, NULL);
+	cr_assert_eq(again.status, 200);
+	free(again.body);
 	r = graft_cmd("predict", arch, weights, images, "--json", "--threads", "1", NULL);
 	cr_assert_eq(r->code, 0, "predict: %s", r->err);
 	cr_assert(strstr(r->err, "10 images in") && strstr(r->err, "images/s"), "%s", r->err);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "daemon/graftd/graftd.h"
@@ -244,6 +245,40 @@ static void reply_arch(gd_api *a, gd_conn *c, const nn_arch *arch, int64_t job)
 	free(yaml);
 }
 
+/* A model as ONNX: made from its architecture and weights the first time it
+ * is asked for, kept beside the weights (WEIGHTS.onnx), sent from there.
+ * Made on the loop: milliseconds for the networks of graft's spaces. */
+static void reply_onnx(gd_api *a, gd_conn *c, const char *arch_text, const char *weights,
+                       int64_t job)
+{
+	char path[4200], err[GRAFT_ERRLEN];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s.onnx", weights);
+	if (stat(path, &st) != 0) {
+		nn_arch arch;
+		nn_weights w;
+		if (proto_arch_parse(arch_text, strlen(arch_text), &arch, err, sizeof(err))) {
+			gd_server_reply_error(c, 500, "store", "the stored architecture does not parse",
+			                      NULL, 0, 0);
+			return;
+		}
+		if (nn_safetensors_read(weights, &w, err, sizeof(err))) {
+			gd_server_reply_error(c, 500, "weights", err, NULL, 0, 0);
+			return;
+		}
+		char *labels = job_labels(a, job);
+		int rc = proto_onnx_write(path, &arch, &w, labels, err, sizeof(err));
+		free(labels);
+		nn_weights_free(&w);
+		if (rc) {
+			gd_server_reply_error(c, 500, "onnx", err, NULL, 0, 0);
+			return;
+		}
+	}
+	gd_server_reply_file(c, 200, "application/octet-stream", path);
+}
+
 /* Answers a candidate's architecture as graft-arch/1 YAML, with the result of
  * the evaluation that scored it (the one the leaderboard ranks it by) when it
  * has one.  Both exports, a job's by rank and a candidate's by id, answer
@@ -344,8 +379,9 @@ static void final_route(gd_api *a, gd_conn *c, const proto_http_req *r, const ch
 		gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
 		return;
 	}
-	if (!slash || (strcmp(slash + 1, "export") && strcmp(slash + 1, "weights"))) {
-		not_found(c, "no such endpoint: /v1/finals/{id}/export or /weights");
+	if (!slash || (strcmp(slash + 1, "export") && strcmp(slash + 1, "weights") &&
+	               strcmp(slash + 1, "onnx"))) {
+		not_found(c, "no such endpoint: /v1/finals/{id}/export, /weights or /onnx");
 		return;
 	}
 	if (parse_id(rest, (size_t)(slash - rest), &id) || store_final_get(a->st, id, &f)) {
@@ -356,6 +392,8 @@ static void final_route(gd_api *a, gd_conn *c, const proto_http_req *r, const ch
 		not_found(c, "this final training has not finished");
 	} else if (!strcmp(slash + 1, "weights")) {
 		gd_server_reply_file(c, 200, "application/octet-stream", f.weights);
+	} else if (!strcmp(slash + 1, "onnx")) {
+		reply_onnx(a, c, f.arch, f.weights, f.job_id);
 	} else {
 		nn_arch arch;
 		char err[GRAFT_ERRLEN];
@@ -485,6 +523,15 @@ static void candidate(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 			return;
 		}
 		gd_server_reply_file(c, 200, "application/octet-stream", e.weights);
+		return;
+	}
+	if (!strcmp(sub, "onnx")) {
+		store_eval e;
+		if (store_eval_of(a->st, id, &e) || !e.weights[0])
+			not_found(c, "no trained weights are kept for this candidate");
+		else
+			reply_onnx(a, c, cand.genome, e.weights, cand.job_id);
+		free(cand.genome);
 		return;
 	}
 	if (*sub) {

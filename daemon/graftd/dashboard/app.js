@@ -192,7 +192,8 @@ function leaderboardTable(rows) {
 			el('td', {}, fmt.int(r.params)), el('td', {}, fmt.mflops(r.flops)),
 			el('td', {}, r.cpu_s.toFixed(1)),
 			el('td', {}, link(`/v1/candidates/${r.candidate}/export`, 'YAML'), ' ',
-			   link(`/v1/candidates/${r.candidate}/weights`, 'weights'))))));
+			   link(`/v1/candidates/${r.candidate}/weights`, 'weights'), ' ',
+			   link(`/v1/candidates/${r.candidate}/onnx`, 'ONNX'))))));
 }
 
 function jobView(job, board, byParams, byFlops) {
