@@ -126,6 +126,13 @@ Test(tcp, a_token_is_required_on_the_port_and_not_on_the_socket)
 	                         "Authorization: -t0ken\r\nConnection: close\r\n\r\n", body,
 	                         sizeof(body)), 400);
 	json_decref(graftd_get_json(dir, "/v1/jobs", 200)); /* the socket: no token */
+	/* The dashboard's files hold no data and come without it (a browser
+	 * fetches a page's script without ?token=); what they ask for does not. */
+	cr_assert_eq(get(port, "/", NULL, body, sizeof(body)), 200);
+	cr_assert_eq(get(port, "/dashboard/app.js", NULL, body, sizeof(body)), 200);
+	cr_assert_eq(tcp_request(port, "POST / HTTP/1.1\r\nContent-Length: 0\r\nConnection: "
+	                         "close\r\n\r\n", body, sizeof(body)), 401);
+	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 401);
 	graftd_stop(pid, SIGTERM);
 }
 

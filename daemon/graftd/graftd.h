@@ -84,7 +84,9 @@ void gd_server_get_stats(const gd_server *s, gd_server_stats *out);
 
 /* Also listens on TCP at where ("HOST:PORT", IPv4 or [IPv6]; port 0: any
  * free one).  With a token, every request on that port must carry it
- * (Authorization: Bearer TOKEN, or ?token=TOKEN) or gets 401; an address
+ * (Authorization: Bearer TOKEN, or ?token=TOKEN) or gets 401 — but the
+ * dashboard's own files (GET / and /dashboard/...), which hold no data and
+ * which a browser fetches without it; an address
  * other than loopback without a token is refused (GRAFT_EINVAL with a
  * sentence): the API submits and cancels jobs.  The socket stays as it
  * was, token-free (its file mode guards it). */

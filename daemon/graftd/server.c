@@ -429,6 +429,15 @@ static int authorized(const gd_server *s, const proto_http_req *req)
 	return proto_http_query(req, "token", q, sizeof(q)) && same_secret(q, s->token);
 }
 
+/* The dashboard's page and files hold no data (they ask the API for it, with
+ * the token), and a browser fetches a page's script and style sheet without
+ * it: they are served to anyone who reaches the port. */
+static int public_file(const proto_http_req *req)
+{
+	return !strcmp(req->method, "GET") &&
+	       (!strcmp(req->path, "/") || !strncmp(req->path, "/dashboard/", 11));
+}
+
 static void process(gd_conn *c)
 {
 	while (!c->busy && !c->writing && !c->closing && c->in_len > 0) {
@@ -456,7 +465,7 @@ static void process(gd_conn *c)
 		c->keep_alive = req->keep_alive;
 		c->request_done = uv_now(c->s->loop);
 		uv_timer_stop(&c->timer);
-		if (c->on_tcp && c->s->token[0] && !authorized(c->s, req))
+		if (c->on_tcp && c->s->token[0] && !public_file(req) && !authorized(c->s, req))
 			gd_server_reply_error(c, 401, "unauthorized", "this port needs graftd's token: "
 			                      "an 'Authorization: Bearer TOKEN' header or ?token=TOKEN",
 			                      NULL, 0, 0);

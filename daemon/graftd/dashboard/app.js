@@ -11,6 +11,9 @@ let shown = '';   // the data last drawn: nothing is redrawn when it has not cha
 async function api(path) {
 	const headers = token ? { Authorization: 'Bearer ' + token } : {};
 	const r = await fetch(path, { headers });
+	if (r.status === 401)
+		throw new Error('This port needs graftd\'s token: open the page as ' +
+		                location.origin + '/?token=TOKEN (graftd\'s http_token).');
 	if (!r.ok)
 		throw new Error(path + ': HTTP ' + r.status);
 	return r.json();
