@@ -43,27 +43,6 @@ static void teardown(void)
 
 TestSuite(dashboard, .init = setup, .fini = teardown, .timeout = 300);
 
-static int logged_port(const char *dir)
-{
-	char path[760], line[1024];
-	int port = 0;
-	snprintf(path, sizeof(path), "%s/graftd.log", dir);
-	for (int i = 0; i < 200 && !port; i++) {
-		FILE *f = fopen(path, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			char *p = strstr(line, ", port ");
-			if (strstr(line, "HTTP on") && p)
-				port = atoi(p + 7);
-		}
-		if (f)
-			fclose(f);
-		if (!port)
-			test_nap(0.05);
-	}
-	cr_assert_gt(port, 0, "graftd logged no HTTP port");
-	return port;
-}
-
 Test(dashboard, the_page_shows_what_the_api_says_in_a_real_browser)
 {
 	char dir[700], data[700], spec[1600], cmd[2000];
@@ -80,7 +59,7 @@ Test(dashboard, the_page_shows_what_the_api_says_in_a_real_browser)
 	idx_write_part(data, "train", 1500, 12, 3, 0, 5, 0, 3);
 	snprintf(dir, sizeof(dir), "%s", scratch_path("d"));
 	pid_t pid = graftd_start_with(dir, 2, "http: 127.0.0.1:0\n");
-	int port = logged_port(dir);
+	int port = graftd_http_port(dir);
 	snprintf(spec, sizeof(spec),
 	         "name: dashboard\n"
 	         "dataset: {dir: %s, validation: 300}\n"

@@ -39,28 +39,6 @@ static void teardown(void)
 
 TestSuite(tcp, .init = setup, .fini = teardown, .timeout = 60);
 
-/* The port graftd logged ("HTTP on ..., port N"). */
-static int logged_port(const char *dir)
-{
-	char path[760], line[1024];
-	int port = 0;
-	snprintf(path, sizeof(path), "%s/graftd.log", dir);
-	for (int i = 0; i < 200 && !port; i++) {
-		FILE *f = fopen(path, "r");
-		while (f && fgets(line, sizeof(line), f)) {
-			char *p = strstr(line, ", port ");
-			if (strstr(line, "HTTP on") && p)
-				port = atoi(p + 7);
-		}
-		if (f)
-			fclose(f);
-		if (!port)
-			test_nap(0.05);
-	}
-	cr_assert_gt(port, 0, "graftd logged no HTTP port");
-	return port;
-}
-
 /* One request over TCP to 127.0.0.1:port; the status, and the body in body. */
 static int tcp_request(int port, const char *req, char *body, size_t bodylen)
 {
@@ -96,7 +74,7 @@ Test(tcp, loopback_serves_the_api_beside_the_socket)
 	char dir[700], body[8192];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("open"));
 	pid_t pid = graftd_start_with(dir, 1, "http: 127.0.0.1:0\n");
-	int port = logged_port(dir);
+	int port = graftd_http_port(dir);
 	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 200, "%s", body);
 	cr_assert(strstr(body, "\"status\""), "%s", body);
 	cr_assert_eq(get(port, "/v1/jobs", NULL, body, sizeof(body)), 200, "%s", body);
@@ -112,7 +90,7 @@ Test(tcp, a_token_is_required_on_the_port_and_not_on_the_socket)
 	char dir[700], body[8192];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("token"));
 	pid_t pid = graftd_start_with(dir, 1, "http: 127.0.0.1:0\nhttp_token: s3cret-t0ken\n");
-	int port = logged_port(dir);
+	int port = graftd_http_port(dir);
 	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 401, "%s", body);
 	cr_assert(strstr(body, "\"unauthorized\"") && strstr(body, "token"), "%s", body);
 	cr_assert_eq(get(port, "/v1/jobs", "Bearer wrong", body, sizeof(body)), 401);
@@ -163,7 +141,7 @@ Test(tcp, an_address_others_reach_needs_a_token)
 	char dir[700], body[8192];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("all"));
 	pid_t pid = graftd_start_with(dir, 1, "http: 0.0.0.0:0\nhttp_token: t\n");
-	int port = logged_port(dir);
+	int port = graftd_http_port(dir);
 	cr_assert_eq(get(port, "/v1/health", NULL, body, sizeof(body)), 401);
 	cr_assert_eq(get(port, "/v1/health", "Bearer t", body, sizeof(body)), 200);
 	graftd_stop(pid, SIGTERM);
@@ -276,7 +254,7 @@ Test(tcp, graft_dashboard_prints_the_url_or_forwards_a_port)
 	/* With a port of its own, graftd's URL, and nothing to forward. */
 	snprintf(dir, sizeof(dir), "%s", scratch_path("own"));
 	pid = graftd_start_with(dir, 1, "http: 127.0.0.1:0\n");
-	port = logged_port(dir);
+	port = graftd_http_port(dir);
 	cmd_run *r = graft_cmd("dashboard", "--socket", graftd_socket(dir), NULL);
 	cr_assert_eq(r->code, 0, "%s", r->err);
 	snprintf(line, sizeof(line), "http://127.0.0.1:%d/", port);

@@ -134,6 +134,27 @@ pid_t graftd_start_with(const char *dir, int workers, const char *config)
 	return pid;
 }
 
+int graftd_http_port(const char *dir)
+{
+	char path[760], line[1024];
+	int port = 0;
+	snprintf(path, sizeof(path), "%s/graftd.log", dir);
+	for (int i = 0; i < 200 && !port; i++) {
+		FILE *f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			char *p = strstr(line, ", port ");
+			if (strstr(line, "HTTP on") && p)
+				port = atoi(p + 7);
+		}
+		if (f)
+			fclose(f);
+		if (!port)
+			test_nap(0.05);
+	}
+	cr_assert_gt(port, 0, "graftd logged no HTTP port");
+	return port;
+}
+
 pid_t graftd_start(const char *dir, int workers)
 {
 	return graftd_start_with(dir, workers, NULL);

@@ -29,6 +29,9 @@ pid_t graftd_start_with(const char *dir, int workers, const char *config);
  * graftd from its first instant; graftd_stop and graftd_kill_all know it. */
 pid_t graftd_spawn(const char *dir, int workers, const char *config);
 pid_t graftd_start(const char *dir, int workers);
+/* The TCP port graftd on dir logged it serves ("HTTP on ..., port N"),
+ * waiting for the line; fails the test without one. */
+int graftd_http_port(const char *dir);
 /* Sends sig and waits; returns the wait status. */
 int graftd_stop(pid_t pid, int sig);
 /* SIGKILLs every daemon started and not stopped, and their workers. */
