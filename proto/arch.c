@@ -808,22 +808,28 @@ static void emit_result(sbuf *b, const nn_arch *a)
 	          (long long)a->result_params, (long long)a->result_flops);
 }
 
-/* labels: a JSON array of double-quoted strings, which YAML reads as a
- * flow sequence whatever the names hold. */
-static void emit_labels(sbuf *b, const nn_arch *a, const char *names)
+char *proto_labels_json(const char *names, int n)
 {
 	json_t *arr = json_array();
 	const char *p = names;
 
-	for (int k = 0; arr && k < a->classes; k++, p += strlen(p) + 1)
+	for (int k = 0; arr && names && k < n; k++, p += strlen(p) + 1)
 		json_array_append_new(arr, json_string(p));
 	char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	json_decref(arr);
+	return text;
+}
+
+/* labels: a JSON array of double-quoted strings, which YAML reads as a
+ * flow sequence whatever the names hold. */
+static void emit_labels(sbuf *b, const nn_arch *a, const char *names)
+{
+	char *text = proto_labels_json(names, a->classes);
 	if (text)
 		sb_printf(b, "labels: %s\n", text);
 	else
 		b->oom = 1;
 	free(text);
-	json_decref(arr);
 }
 
 char *proto_arch_emit(const nn_arch *a)

@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "onnx/onnx.pb-c.h"
 #include "proto/proto.h"
 
@@ -474,14 +472,8 @@ int proto_onnx_write(const char *path, const nn_arch *a, const nn_weights *w,
 	Onnx__ValueInfoProto *out = value_info(&g, "logits", 2, out_dims);
 	/* Metadata: the class names (a JSON array) and the architecture. */
 	char *arch = proto_arch_emit_labels(a, labels), *names = NULL;
-	if (labels) {
-		json_t *arr = json_array();
-		const char *p = labels;
-		for (int k = 0; arr && k < a->classes; k++, p += strlen(p) + 1)
-			json_array_append_new(arr, json_string(p));
-		names = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-		json_decref(arr);
-	}
+	if (labels)
+		names = proto_labels_json(labels, a->classes);
 	keep(&g, arch);
 	if (labels)
 		keep(&g, names);

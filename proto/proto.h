@@ -61,6 +61,9 @@ char *proto_arch_emit(const nn_arch *a);
 /* The same with `labels:` after classes: a->classes names, NUL-separated (as
  * nn_dataset's); NULL writes none. */
 char *proto_arch_emit_labels(const nn_arch *a, const char *labels);
+/* n NUL-separated names as a compact JSON array (malloc'd), or NULL when out
+ * of memory; the one form class names take in configs, metadata and the store. */
+char *proto_labels_json(const char *names, int n);
 
 /* Writes a trained network as ONNX (opset 13, IR version 7) to path (whole
  * or not at all): one input "pixels", float32 N x C x H x W scaled to

@@ -27,8 +27,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include <jansson.h>
-
 #include "daemon/runtime/jobrun_internal.h"
 
 int rt__nrungs(const rt_jobrun *jr)
@@ -285,14 +283,7 @@ void rt_jobrun_input_free(rt_jobrun_input *in)
 /* The class names of ds as a JSON array (malloc'd), or NULL when it has none. */
 static char *class_names_json(const nn_dataset *ds)
 {
-	if (!ds->names)
-		return NULL;
-	json_t *a = json_array();
-	for (int k = 0; a && k < ds->classes; k++)
-		json_array_append_new(a, json_string(nn_dataset_class_name(ds, k)));
-	char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-	json_decref(a);
-	return text;
+	return ds->names ? proto_labels_json(ds->names, ds->classes) : NULL;
 }
 
 /* Records the job's dataset (its identity) in the store. */
