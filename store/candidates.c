@@ -251,6 +251,38 @@ int store_eval_set_tell(store *s, int64_t eval_id, int tell_seq)
 	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
 }
 
+int store_eval_set_curve(store *s, int64_t eval_id, const char *json)
+{
+	sqlite3_stmt *st = store__prepare(s, "UPDATE evaluations SET curve = ? WHERE id = ?");
+	if (!st)
+		return GRAFT_ESQL;
+	store__text(st, 1, json);
+	sqlite3_bind_int64(st, 2, eval_id);
+	int rc = store__done(s, st, "recording a loss curve");
+	return rc ? rc : sqlite3_changes(s->db) ? 0 : STORE_NOTFOUND;
+}
+
+int store_eval_curve(store *s, int64_t eval_id, char **json)
+{
+	sqlite3_stmt *st = store__prepare(s, "SELECT curve FROM evaluations WHERE id = ?");
+	*json = NULL;
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int64(st, 1, eval_id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+		*json = strdup((const char *)sqlite3_column_text(st, 0));
+		if (!*json) {
+			sqlite3_finalize(st);
+			return GRAFT_ENOMEM;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return STORE_NOTFOUND;
+	return rc == SQLITE_ROW ? 0 : store__fail(s, "reading a loss curve");
+}
+
 /* Marks the running evaluations that cond (binding ?3 to id) selects
  * interrupted with the reason; returns how many. */
 static int interrupt(store *s, const char *cond, int64_t id, const char *reason)

@@ -134,6 +134,10 @@ static const char *const migrations[] = {
 	 * names none) and may have left bad images out. */
 	"ALTER TABLE datasets ADD COLUMN classes TEXT;"
 	"ALTER TABLE datasets ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;",
+	/* 5: the training loss an evaluation's worker reported as it went, for
+	 * the dashboard's curves: a JSON array of [step, loss]; NULL when none
+	 * was seen (a cache hit, or an evaluation made before version 5). */
+	"ALTER TABLE evaluations ADD COLUMN curve TEXT;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(*migrations)))
 

@@ -1,8 +1,9 @@
 /*
  * queries.c - what a job's results say: the leaderboard, the accuracy/params
- * Pareto front, and the cost per candidate over the job's life with where
- * the saving came from.
+ * Pareto front, a candidate's lineage, and the cost per candidate over the
+ * job's life with where the saving came from.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,62 @@ int store_pareto(store *s, int64_t job_id, enum store_sort by, store_rank **out,
 	return 0;
 }
 
+int store_lineage(store *s, int64_t job_id, int64_t candidate_id, store_ancestor **out,
+                  int *n)
+{
+	/* Up the parents from the candidate (each parent is an earlier seq of
+	 * the same job, so the walk ends), then oldest first. */
+	sqlite3_stmt *st = store__prepare(s,
+		"WITH RECURSIVE up(id, depth) AS (SELECT id, 0 FROM candidates WHERE id = ?2 AND "
+		"  job_id = ?1 UNION ALL SELECT p.id, up.depth + 1 FROM up JOIN candidates c ON "
+		"  c.id = up.id JOIN candidates p ON p.job_id = ?1 AND p.seq = c.parent_seq AND "
+		"  p.seq < c.seq) "
+		"SELECT c.id, c.seq, c.parent_seq, c.generation, c.mutation, e.id IS NOT NULL, "
+		"  e.val_accuracy, e.rung, c.fitness, c.params, c.flops FROM up "
+		"JOIN candidates c ON c.id = up.id LEFT JOIN evaluations e ON e.id = (SELECT max(id) "
+		"  FROM evaluations WHERE candidate_id = c.id AND status = 'done') "
+		"ORDER BY up.depth DESC");
+	store_ancestor *v = NULL;
+	int count = 0, cap = 0, rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!st)
+		return GRAFT_ESQL;
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_int64(st, 2, candidate_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		store_ancestor *a = store__append((void **)&v, &count, &cap, sizeof(*v));
+		if (!a) {
+			free(v);
+			sqlite3_finalize(st);
+			return GRAFT_ENOMEM;
+		}
+		a->candidate_id = sqlite3_column_int64(st, 0);
+		a->seq = sqlite3_column_int(st, 1);
+		a->parent_seq = sqlite3_column_int(st, 2);
+		a->generation = sqlite3_column_int(st, 3);
+		store__col(st, 4, a->mutation, sizeof(a->mutation));
+		a->scored = sqlite3_column_int(st, 5);
+		a->val_accuracy = a->scored ? sqlite3_column_double(st, 6) : NAN;
+		a->rung = sqlite3_column_int(st, 7);
+		a->fitness = sqlite3_column_type(st, 8) == SQLITE_NULL ? NAN
+		             : sqlite3_column_double(st, 8);
+		a->params = sqlite3_column_int64(st, 9);
+		a->flops = sqlite3_column_int64(st, 10);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return store__fail(s, "tracing a lineage");
+	}
+	if (!count)
+		return STORE_NOTFOUND;
+	*out = v;
+	*n = count;
+	return 0;
+}
+
 int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 {
 	store_job job;
@@ -126,9 +183,18 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 	if (!st)
 		return GRAFT_ESQL;
 	sqlite3_bind_int64(st, 1, job_id);
-	/* Two passes over the rows: count them, then fill the parts. */
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	/* Two passes over the rows: count them (and find the most steps any
+	 * candidate trained, and its rung: a job's full budget), then fill the
+	 * parts. */
+	int top_steps = 0, top_rung = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		total++;
+		if (sqlite3_column_int(st, 3) && !sqlite3_column_int(st, 4)) {
+			int r = sqlite3_column_int(st, 10), cum = sqlite3_column_int(st, 11);
+			top_rung = r > top_rung ? r : top_rung;
+			top_steps = cum > top_steps ? cum : top_steps;
+		}
+	}
 	if (rc != SQLITE_DONE) {
 		sqlite3_finalize(st);
 		return store__fail(s, "costing a job");
@@ -156,7 +222,15 @@ int store_cost_parts(store *s, int64_t job_id, int nparts, store_cost *out)
 			c->saved_cache_s += sqlite3_column_double(st, 9);
 			continue;
 		}
-		c->mean_steps += sqlite3_column_int(st, 11);
+		int trained = sqlite3_column_int(st, 11);
+		c->mean_steps += trained;
+		/* Stopped below the top rung: the steps up to the full budget it
+		 * never trained, at the CPU per step it cost. */
+		if (top_rung > 0 && sqlite3_column_int(st, 10) < top_rung && trained > 0 &&
+		    trained < top_steps) {
+			c->stopped_early++;
+			c->saved_early_s += sqlite3_column_double(st, 1) * (top_steps - trained) / trained;
+		}
 		c->feature_cache += sqlite3_column_int(st, 6);
 		/* A promotion's evaluation takes its own weights from the rung
 		 * below: that is the climb, not inheritance from a parent; and in

@@ -23,7 +23,7 @@
 #include "nn/nn.h"
 
 #define STORE_NOTFOUND 1
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store store;
 
@@ -225,6 +225,12 @@ int store_evals_of(store *s, int64_t candidate_id, store_eval **out, int *n);
 /* The evaluation that scored a candidate (its last done one: its highest
  * rung). */
 int store_eval_of(store *s, int64_t candidate_id, store_eval *out);
+/* The loss curve seen while evaluation id trained: a JSON array of [step,
+ * loss], steps counted from the evaluation's own start (a climb's from the
+ * rung below), loss null when not finite; or NULL to leave none.  *json is
+ * malloc'd, NULL when none was recorded. */
+int store_eval_set_curve(store *s, int64_t eval_id, const char *json);
+int store_eval_curve(store *s, int64_t eval_id, char **json);
 /* Number of failed attempts at candidate id's rung that count against its
  * retries: an attempt "interrupted" (its error starts so) because the
  * process running it stopped is not the candidate's fault and does not
@@ -298,6 +304,24 @@ int store_leaderboard(store *s, int64_t job_id, enum store_sort sort, int limit,
  * a lower cost or more accuracy at as much; cheapest first. */
 int store_pareto(store *s, int64_t job_id, enum store_sort by, store_rank **out, int *n);
 
+/* One candidate of a lineage: what its mutation made of its parent. */
+typedef struct store_ancestor {
+	int64_t candidate_id;
+	int seq, parent_seq, generation;
+	char mutation[16];     /* "" for a random sample */
+	int scored;            /* has a done evaluation; then: */
+	double val_accuracy;   /* its last done evaluation's score, */
+	int rung;              /* at this rung */
+	double fitness;        /* what the search was told (NAN: not told) */
+	int64_t params, flops;
+} store_ancestor;
+
+/* The chain from the random sample that started it to candidate id of job:
+ * oldest first, the candidate last (malloc'd).  STORE_NOTFOUND when the
+ * job has no such candidate. */
+int store_lineage(store *s, int64_t job_id, int64_t candidate_id, store_ancestor **out,
+                  int *n);
+
 /* How many of the job's told candidates stopped at each rung (their
  * highest), into counts[0..max); returns the number of rungs reached. */
 int store_rung_counts(store *s, int64_t job_id, int *counts, int max);
@@ -307,13 +331,16 @@ int store_rung_counts(store *s, int64_t job_id, int *counts, int max);
  * attempts, failed ones too); saved_cache_s is what the cache hits would have
  * cost (the CPU time of the evaluations that answered them); saved_inherit_s
  * estimates what inheritance saved: each inheriting evaluation's cpu_s x
- * (job steps - its steps) / its steps.  mean_steps is over the trained
- * (not cached) scored candidates. */
+ * (job steps - its steps) / its steps; saved_early_s what multi-fidelity's
+ * early stopping saved: each candidate stopped below the top rung reached so
+ * far, its CPU time x (the most steps any candidate trained - its steps) /
+ * its steps.  mean_steps is over the trained (not cached) scored candidates. */
 typedef struct store_cost {
 	int first_seq, last_seq;
 	int candidates, scored, cache_hits, inherited, feature_cache, failed;
+	int stopped_early;
 	double cpu_s, cpu_per_candidate, mean_steps;
-	double saved_cache_s, saved_inherit_s;
+	double saved_cache_s, saved_inherit_s, saved_early_s;
 } store_cost;
 
 /* The job's candidates evaluated so far (told, or with a done first rung

@@ -377,6 +377,111 @@ Test(store, cost_by_quarter_splits_the_savings)
 	store_close(s);
 }
 
+/* A rung above the first: a done evaluation of cid at rung, steps more. */
+static void add_rung(store *s, int64_t cid, int64_t ds, const char *genome_tag, int rung,
+                     int steps, double acc, double cpu)
+{
+	store_eval e = { .candidate_id = cid, .dataset_id = ds, .steps = steps, .seed = 1,
+	                 .rung = rung };
+	nn_sha256_hex(genome_tag, strlen(genome_tag), e.genome_sha256);
+	cr_assert_eq(store_eval_start(s, &e), 0, "%s", store_errmsg(s));
+	e.status = STORE_EVAL_DONE;
+	e.val_accuracy = acc;
+	e.cpu_s = cpu;
+	cr_assert_eq(store_eval_finish(s, &e), 0, "%s", store_errmsg(s));
+	cr_assert_eq(store_candidate_climb(s, cid, rung, acc), 0);
+}
+
+Test(store, early_stopping_savings_count_the_steps_never_trained)
+{
+	store *s = open_new("early.db");
+	int64_t ds;
+	store_dataset_put(s, dset("/d", "d", 1), &ds);
+	int64_t job = add_job(s, 3, 300);
+	/* Rungs 100 and 300 steps: a reaches the top (100 + 200 steps), b and c
+	 * stop at the first rung after 100 steps of 2 CPU-s each. */
+	int64_t a = add_cand(s, job, 0, "a", 10), b = add_cand(s, job, 1, "b", 10),
+	        c = add_cand(s, job, 2, "c", 10);
+	add_done(s, a, ds, "a", 100, 0.6, 2.0, 0);
+	add_done(s, b, ds, "b", 100, 0.5, 2.0, 0);
+	add_done(s, c, ds, "c", 100, 0.4, 2.0, 0);
+	for (int i = 0; i < 3; i++)
+		store_candidate_tell(s, (int64_t[]){ a, b, c }[i], i, 0.5);
+	add_rung(s, a, ds, "a", 1, 200, 0.7, 4.0);
+	store_cost q;
+	cr_assert_eq(store_cost_parts(s, job, 1, &q), 0);
+	cr_assert_eq(q.stopped_early, 2);
+	cr_assert_float_eq(q.saved_early_s, 8.0, 1e-9, "2 x 2 CPU-s x (300-100)/100");
+
+	/* A job without rungs stops nobody early. */
+	int64_t flat = add_job(s, 1, 100);
+	add_done(s, add_cand(s, flat, 0, "z", 10), ds, "z", 100, 0.5, 2.0, 0);
+	cr_assert_eq(store_cost_parts(s, flat, 1, &q), 0);
+	cr_assert_eq(q.stopped_early, 0);
+	cr_assert_float_eq(q.saved_early_s, 0.0, 1e-12);
+	store_close(s);
+}
+
+Test(store, a_loss_curve_is_kept_with_its_evaluation)
+{
+	store *s = open_new("curve.db");
+	int64_t ds;
+	store_dataset_put(s, dset("/d", "d", 1), &ds);
+	int64_t job = add_job(s, 1, 100);
+	int64_t e = add_done(s, add_cand(s, job, 0, "a", 10), ds, "a", 100, 0.5, 1.0, 0);
+	char *json;
+	cr_assert_eq(store_eval_curve(s, e, &json), 0);
+	cr_assert_null(json, "no curve until one is recorded");
+	cr_assert_eq(store_eval_set_curve(s, e, "[[50,1.25],[100,0.5]]"), 0);
+	store_close(s);
+	s = open_new("curve.db");
+	cr_assert_eq(store_eval_curve(s, e, &json), 0);
+	cr_assert_str_eq(json, "[[50,1.25],[100,0.5]]");
+	free(json);
+	cr_assert_eq(store_eval_set_curve(s, e + 99, "[]"), STORE_NOTFOUND);
+	cr_assert_eq(store_eval_curve(s, e + 99, &json), STORE_NOTFOUND);
+	store_close(s);
+}
+
+Test(store, a_lineage_runs_from_the_random_sample_to_the_candidate)
+{
+	store *s = open_new("lineage.db");
+	int64_t job = add_job(s, 4, 100), other = add_job(s, 1, 100);
+	/* seq 0 random; 1 random; 2 = mutate(0); 3 = mutate(2).  The other job's
+	 * seq 0 must not be taken for a parent. */
+	store_candidate c[4];
+	const char *mut[] = { "", "", "widen", "deepen" };
+	int parent[] = { -1, -1, 0, 2 };
+	for (int i = 0; i < 4; i++) {
+		c[i] = (store_candidate){ .job_id = job, .seq = i, .told_before = i,
+		                          .genome = "format: graft-arch/1\n", .parent_seq = parent[i],
+		                          .generation = i < 2 ? 0 : i - 1, .params = 10 + i };
+		snprintf(c[i].mutation, sizeof(c[i].mutation), "%s", mut[i]);
+		nn_sha256_hex(mut[i], strlen(mut[i]) + (size_t)i, c[i].genome_sha256);
+		cr_assert_eq(store_candidate_add(s, &c[i]), 0, "%s", store_errmsg(s));
+		store_candidate_tell(s, c[i].id, i, 0.5 + 0.1 * i);
+	}
+	add_cand(s, other, 0, "o", 1);
+	store_ancestor *v;
+	int n;
+	cr_assert_eq(store_lineage(s, job, c[3].id, &v, &n), 0, "%s", store_errmsg(s));
+	cr_assert_eq(n, 3);
+	cr_assert_eq(v[0].seq, 0);
+	cr_assert_eq(v[1].seq, 2);
+	cr_assert_str_eq(v[1].mutation, "widen");
+	cr_assert_eq(v[2].candidate_id, c[3].id);
+	cr_assert_str_eq(v[2].mutation, "deepen");
+	cr_assert_float_eq(v[2].fitness, 0.8, 1e-9);
+	cr_assert_eq(v[2].scored, 0, "no evaluation: not scored");
+	free(v);
+	cr_assert_eq(store_lineage(s, job, c[1].id, &v, &n), 0);
+	cr_assert_eq(n, 1, "a random sample is its own lineage");
+	free(v);
+	cr_assert_eq(store_lineage(s, other, c[3].id, &v, &n), STORE_NOTFOUND,
+	             "a candidate of another job");
+	store_close(s);
+}
+
 Test(store, grafts_are_recorded_once)
 {
 	store *s = open_new("g.db");

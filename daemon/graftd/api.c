@@ -197,6 +197,104 @@ static void pareto(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 	                             "front", list));
 }
 
+/* GET /v1/jobs/{id}/costs?parts=N: the job's candidates in N slices by seq
+ * (default 10), what each cost per candidate and what saved it. */
+static void costs(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
+{
+	int parts = 10;
+	store_cost *v;
+
+	if (query_int(c, r, "parts", 1, 100, &parts))
+		return;
+	if (!(v = calloc((size_t)parts, sizeof(*v))) || store_cost_parts(a->st, job, parts, v)) {
+		free(v);
+		gd_server_reply_error(c, 500, "store", v ? store_errmsg(a->st) : "out of memory", NULL,
+		                      0, 0);
+		return;
+	}
+	json_t *list = json_array();
+	for (int i = 0; i < parts && list; i++) {
+		if (!v[i].candidates)
+			continue;
+		json_array_append_new(list, json_pack(
+			"{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:i, s:i, s:i, s:{s:f, s:f, s:f}}",
+			"first_seq", v[i].first_seq, "last_seq", v[i].last_seq, "candidates",
+			v[i].candidates, "scored", v[i].scored, "cpu_s", v[i].cpu_s, "cpu_per_candidate",
+			v[i].cpu_per_candidate, "mean_steps", v[i].mean_steps, "cache_hits",
+			v[i].cache_hits, "inherited", v[i].inherited, "feature_cache", v[i].feature_cache,
+			"stopped_early", v[i].stopped_early, "failed_attempts", v[i].failed, "saved_cpu_s",
+			"cache", v[i].saved_cache_s, "inheritance", v[i].saved_inherit_s,
+			"early_stopping", v[i].saved_early_s));
+	}
+	free(v);
+	reply_json(c, 200, json_pack("{s:I, s:o}", "job", (json_int_t)job, "parts", list));
+}
+
+/* GET /v1/jobs/{id}/lineage?candidate=ID: the chain from a random sample to
+ * the candidate (default: the job's best), each with the mutation that made
+ * it and what it gained on its parent. */
+static void lineage(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
+{
+	char buf[32];
+	int64_t id = 0;
+	store_ancestor *v;
+	int n;
+
+	if (proto_http_query(r, "candidate", buf, sizeof(buf))) {
+		if (parse_id(buf, strlen(buf), &id)) {
+			gd_server_reply_error(c, 400, "bad_parameter", "candidate must be a candidate id "
+			                      "(a positive integer)", "candidate", 0, 0);
+			return;
+		}
+	} else {
+		store_rank *best;
+		int nb;
+		if (store_leaderboard(a->st, job, STORE_SORT_ACCURACY, 1, &best, &nb)) {
+			gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+			return;
+		}
+		id = nb ? best[0].candidate_id : 0;
+		free(best);
+		if (!id) {
+			reply_json(c, 200, json_pack("{s:I, s:n, s:[]}", "job", (json_int_t)job,
+			                             "candidate", "lineage"));
+			return;
+		}
+	}
+	int rc = store_lineage(a->st, job, id, &v, &n);
+	if (rc == STORE_NOTFOUND) {
+		not_found(c, "the job has no such candidate");
+		return;
+	}
+	if (rc) {
+		gd_server_reply_error(c, 500, "store", store_errmsg(a->st), NULL, 0, 0);
+		return;
+	}
+	json_t *list = json_array();
+	for (int i = 0; i < n && list; i++) {
+		json_t *o = json_pack("{s:I, s:i, s:i, s:s, s:i, s:I, s:I}", "candidate",
+		                      (json_int_t)v[i].candidate_id, "seq", v[i].seq, "generation",
+		                      v[i].generation, "mutation", v[i].mutation, "rung", v[i].rung,
+		                      "params", (json_int_t)v[i].params, "flops",
+		                      (json_int_t)v[i].flops);
+		json_object_set_new(o, "parent_seq", v[i].parent_seq >= 0 ? json_integer(v[i].parent_seq)
+		                                                          : json_null());
+		json_object_set_new(o, "val_accuracy", v[i].scored ? json_real(v[i].val_accuracy)
+		                                                   : json_null());
+		json_object_set_new(o, "fitness", isnan(v[i].fitness) ? json_null()
+		                                                      : json_real(v[i].fitness));
+		/* The gain is measured where the search measured it: the score it
+		 * was told, the parent's against the child's. */
+		json_object_set_new(o, "gain", i > 0 && !isnan(v[i].fitness) && !isnan(v[i - 1].fitness)
+		                               ? json_real(v[i].fitness - v[i - 1].fitness)
+		                               : json_null());
+		json_array_append_new(list, o);
+	}
+	free(v);
+	reply_json(c, 200, json_pack("{s:I, s:I, s:o}", "job", (json_int_t)job, "candidate",
+	                             (json_int_t)id, "lineage", list));
+}
+
 static void leaderboard(gd_api *a, gd_conn *c, const proto_http_req *r, int64_t job)
 {
 	char sort_s[32];
@@ -450,7 +548,7 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 		return;
 	}
 	if (strcmp(sub, "leaderboard") && strcmp(sub, "export") && strcmp(sub, "final") &&
-	    strcmp(sub, "pareto")) {
+	    strcmp(sub, "pareto") && strcmp(sub, "costs") && strcmp(sub, "lineage")) {
 		not_found(c, "no such endpoint");
 		return;
 	}
@@ -468,6 +566,10 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 		leaderboard(a, c, r, id);
 	else if (!strcmp(sub, "pareto"))
 		pareto(a, c, r, id);
+	else if (!strcmp(sub, "costs"))
+		costs(a, c, r, id);
+	else if (!strcmp(sub, "lineage"))
+		lineage(a, c, r, id);
 	else if (!strcmp(sub, "final"))
 		reply_json(c, 200, json_pack("{s:I, s:o}", "job", (json_int_t)id, "final",
 		                             gd_finals_json(a->st, id)));
@@ -477,7 +579,9 @@ static void job_route(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 
 /* ---- candidates, grafts ------------------------------------------------------------ */
 
-static json_t *eval_json(const store_eval *e)
+/* An evaluation as the API shows it, with the loss curve its worker
+ * reported (null when none was recorded). */
+static json_t *eval_json(gd_api *a, const store_eval *e)
 {
 	static const char *const status[] = { "running", "done", "failed" };
 	json_t *o = json_pack("{s:I, s:s, s:i, s:i, s:f, s:f, s:b, s:i, s:b, s:s, s:f}", "id",
@@ -489,8 +593,14 @@ static json_t *eval_json(const store_eval *e)
 		json_object_set_new(o, "val_accuracy", json_real(e->val_accuracy));
 		json_object_set_new(o, "val_loss", json_real(e->val_loss));
 	}
+	json_object_set_new(o, "rung", json_integer(e->rung));
 	if (e->error[0])
 		json_object_set_new(o, "error", json_string(e->error));
+	char *curve = NULL;
+	json_t *points = store_eval_curve(a->st, e->id, &curve) == 0 && curve
+	                 ? json_loads(curve, 0, NULL) : NULL;
+	free(curve);
+	json_object_set_new(o, "curve", points ? points : json_null());
 	return o;
 }
 
@@ -539,24 +649,22 @@ static void candidate(gd_api *a, gd_conn *c, const proto_http_req *r, const char
 		not_found(c, "no such endpoint");
 		return;
 	}
-	/* Lineage: the candidate's ancestors, by following parents within the job. */
-	store_candidate *all;
+	/* Lineage: the candidate's ancestors, the nearest first. */
+	store_ancestor *up;
 	int n;
 	json_t *lineage = json_array(), *evals = json_array();
 	int64_t parent_id = 0;
-	if (store_candidates(a->st, cand.job_id, &all, &n) == 0) {
-		for (int s = cand.parent_seq; s >= 0 && s < n; s = all[s].parent_seq) {
-			if (!parent_id)
-				parent_id = all[s].id;
-			json_array_append_new(lineage, json_integer(all[s].id));
-		}
-		store_candidates_free(all, n);
+	if (store_lineage(a->st, cand.job_id, id, &up, &n) == 0) {
+		for (int i = n - 2; i >= 0; i--)
+			json_array_append_new(lineage, json_integer(up[i].candidate_id));
+		parent_id = n > 1 ? up[n - 2].candidate_id : 0;
+		free(up);
 	}
 	store_eval *ev;
 	int ne;
 	if (store_evals_of(a->st, id, &ev, &ne) == 0) {
 		for (int i = 0; i < ne; i++)
-			json_array_append_new(evals, eval_json(&ev[i]));
+			json_array_append_new(evals, eval_json(a, &ev[i]));
 		free(ev);
 	}
 	json_t *o = json_pack("{s:I, s:I, s:i, s:i, s:s, s:s, s:s, s:I, s:I, s:o, s:o}", "id",
@@ -701,6 +809,11 @@ void gd_api_handle(gd_conn *c, const proto_http_req *r, void *ctx)
 			metrics(a, c);
 		else
 			grafts(a, c);
+	} else if (!strcmp(p, "workers")) {
+		if (!get)
+			gd_server_reply_error(c, 405, "bad_method", "use GET", NULL, 0, 0);
+		else
+			reply_json(c, 200, json_pack("{s:o}", "workers", gd_sched_workers_json(a->sched)));
 	} else if (!strcmp(p, "jobs")) {
 		if (get)
 			reply_json(c, 200, json_pack("{s:o}", "jobs", gd_sched_jobs_json(a->sched)));

@@ -172,6 +172,10 @@ json_t *gd_sched_jobs_json(gd_sched *s);
 void gd_sched_job_counts(gd_sched *s, int counts[STORE_JOB_NSTATES]);
 /* Workers busy and idle, jobs queued. */
 json_t *gd_sched_health_json(gd_sched *s);
+/* Every worker and what it does now: its pid, and for a busy one the job,
+ * candidate, rung and kind of its task, its last progress (step, steps,
+ * loss) and since when it has it.  From memory. */
+json_t *gd_sched_workers_json(gd_sched *s);
 
 typedef struct gd_sched_metrics {
 	long evaluated, cache_hits, failures, worker_restarts;

@@ -679,6 +679,34 @@ json_t *gd_sched_health_json(gd_sched *s)
 	                 queued, "jobs_running", running);
 }
 
+json_t *gd_sched_workers_json(gd_sched *s)
+{
+	static const char *const kinds[] = { [RT_TASK_EVAL] = "search", [RT_TASK_FINAL] = "final",
+	                                     [RT_TASK_SCORE] = "test" };
+	json_t *list = json_array();
+	for (int w = 0; list && w < rt_driver_workers(s->driver); w++) {
+		rt_worker_info i;
+		if (rt_driver_worker(s->driver, w, &i))
+			continue;
+		json_t *o = json_pack("{s:i, s:o, s:s}", "slot", w, "pid",
+		                      i.pid ? json_integer(i.pid) : json_null(), "state",
+		                      i.busy ? "busy" : "idle");
+		if (o && i.busy) {
+			struct job *j = s->jobs;
+			while (j && j->jr != i.jr)
+				j = j->next;
+			json_object_set_new(o, "task", json_pack("{s:o, s:s, s:i, s:i, s:i, s:i, s:o, s:f}",
+			                    "job", j ? json_integer(j->id) : json_null(), "kind",
+			                    kinds[i.task], "seq", i.seq, "rung", i.rung, "step", i.step,
+			                    "steps", i.steps, "loss",
+			                    isfinite(i.loss) ? json_real(i.loss) : json_null(),
+			                    "since", i.since));
+		}
+		json_array_append_new(list, o);
+	}
+	return list;
+}
+
 void gd_sched_get_metrics(gd_sched *s, gd_sched_metrics *m)
 {
 	*m = s->m;

@@ -8,18 +8,32 @@
  * while stopping, an abandon.  rt_jobrun_task.live guards the jobrun's side of
  * that, so no path can give a task back twice.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/runtime/pool.h"
 #include "daemon/runtime/runtime.h"
 
 #define MAX_JOBS 256    /* tried per idle worker */
+#define MAX_CURVE 512   /* points of a loss curve kept (then every other one) */
+
+struct point {
+	int step;
+	double loss;
+};
 
 struct owner {
 	rt_jobrun *jr;
 	rt_jobrun_task task;   /* task.live while a worker holds it */
+	double since;          /* when it was sent */
+	int step, steps;       /* its last progress line */
+	double loss;
+	struct point *curve;   /* the task's progress lines so far */
+	int ncurve, every;     /* points kept; one of every `every` lines */
+	int seen;              /* progress lines seen */
 };
 
 struct rt_driver {
@@ -50,6 +64,51 @@ static void job_error(rt_driver *d, rt_jobrun *jr, int seq, int rc, const char *
 	               .message = err && err[0] ? err : graft_strerror(rc), .worker_pid = pid };
 	if (d->cb.event)
 		d->cb.event(d->ctx, jr, &e);
+}
+
+static double unix_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Keeps a progress line's point; a long training keeps every other one
+ * of its points each time the curve is full, so it stays MAX_CURVE long
+ * and still spans the whole run. */
+static void add_point(struct owner *o, int step, double loss)
+{
+	if (o->seen++ % o->every)
+		return;
+	if (o->ncurve == MAX_CURVE) {
+		for (int i = 0; i < MAX_CURVE / 2; i++)
+			o->curve[i] = o->curve[2 * i + 1];
+		o->ncurve = MAX_CURVE / 2;
+		o->every *= 2;
+	}
+	o->curve[o->ncurve++] = (struct point){ step, loss };
+}
+
+/* The curve as JSON, [[step, loss], ...] (a loss that is not finite is
+ * null); NULL when it has no point or memory is short. */
+static char *curve_json(const struct owner *o)
+{
+	if (!o->ncurve)
+		return NULL;
+	size_t cap = (size_t)o->ncurve * 40 + 3, len = 0;
+	char *s = malloc(cap);
+	if (!s)
+		return NULL;
+	s[len++] = '[';
+	for (int i = 0; i < o->ncurve; i++) {
+		double l = o->curve[i].loss;
+		len += (size_t)(isfinite(l) ? snprintf(s + len, cap - len, "%s[%d,%.6g]", i ? "," : "",
+		                                        o->curve[i].step, l)
+		                            : snprintf(s + len, cap - len, "%s[%d,null]", i ? "," : "",
+		                                       o->curve[i].step));
+	}
+	snprintf(s + len, cap - len, "]");
+	return s;
 }
 
 /* Hands tasks to idle workers while both exist: each idle worker goes to
@@ -85,7 +144,9 @@ void rt_driver_dispatch(rt_driver *d)
 				return;
 			}
 			free(line);
-			d->owner[w] = (struct owner){ .jr = jobs[i], .task = t };
+			struct point *curve = d->owner[w].curve;
+			d->owner[w] = (struct owner){ .jr = jobs[i], .task = t, .since = unix_now(),
+			                              .loss = NAN, .curve = curve, .every = 1 };
 			event(d, jobs[i], RT_SENT, &t, NULL, 0, NULL, rt_pool_pid(d->pool, w));
 			sent = 1;
 		}
@@ -125,17 +186,33 @@ static void on_line(rt_pool *p, int w, const proto_wmsg *m, void *ctx)
 	char err[GRAFT_ERRLEN] = "";
 	int pid = rt_pool_pid(p, w);
 
-	/* Progress and loading lines are heartbeats (the pool saw them); a line
-	 * about another task than the one in hand is not believed. */
-	if (!o->task.live || m->id != o->task.eval_id ||
-	    (m->type != PROTO_WMSG_RESULT && m->type != PROTO_WMSG_ERROR))
+	/* Loading lines are heartbeats (the pool saw them); progress lines are
+	 * kept as the task's loss curve; a line about another task than the one
+	 * in hand is not believed. */
+	if (!o->task.live || m->id != o->task.eval_id)
+		return;
+	if (m->type == PROTO_WMSG_PROGRESS) {
+		o->step = m->step;
+		o->steps = m->steps;
+		o->loss = m->loss;
+		if (!o->curve)
+			o->curve = malloc(sizeof(*o->curve) * MAX_CURVE);
+		if (o->curve)
+			add_point(o, m->step, m->loss);
+		return;
+	}
+	if (m->type != PROTO_WMSG_RESULT && m->type != PROTO_WMSG_ERROR)
 		return;
 	rt_jobrun *jr = o->jr;
 	int seq = o->task.seq;
 	if (m->type == PROTO_WMSG_RESULT) {
 		char worker[32];
 		snprintf(worker, sizeof(worker), "pid %d", pid);
+		char *curve = curve_json(o);
+		o->task.curve = curve;
 		int rc = rt_jobrun_result(jr, &o->task, &m->result, worker, err, sizeof(err));
+		o->task.curve = NULL;
+		free(curve);
 		if (rc)
 			job_error(d, jr, seq, rc, err, pid);
 		else
@@ -226,8 +303,29 @@ void rt_driver_free(rt_driver *d)
 {
 	if (!d)
 		return;
+	for (int w = 0; d->owner && w < d->workers; w++)
+		free(d->owner[w].curve);
 	free(d->owner);
 	free(d);
+}
+
+int rt_driver_workers(const rt_driver *d)
+{
+	return d->workers;
+}
+
+int rt_driver_worker(const rt_driver *d, int w, rt_worker_info *out)
+{
+	if (w < 0 || w >= d->workers || !d->pool)
+		return GRAFT_EINVAL;
+	const struct owner *o = &d->owner[w];
+	*out = (rt_worker_info){ .pid = rt_pool_pid(d->pool, w), .loss = NAN };
+	if (!rt_pool_busy(d->pool, w) || !o->task.live)
+		return 0;
+	*out = (rt_worker_info){ .pid = out->pid, .busy = 1, .jr = o->jr, .task = o->task.kind,
+	                         .seq = o->task.seq, .rung = o->task.rung, .step = o->step,
+	                         .steps = o->steps, .loss = o->loss, .since = o->since };
+	return 0;
 }
 
 int rt_driver_busy(const rt_driver *d)

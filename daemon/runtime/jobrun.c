@@ -1098,6 +1098,7 @@ int rt_jobrun_result(rt_jobrun *jr, rt_jobrun_task *t, const proto_result *r, co
 	double overhead = jr->overhead_cpu_s + r->setup_cpu_s;
 	double wall = search_wall(jr);
 	if ((rc = store_begin(jr->st)) || (rc = store_eval_finish(jr->st, &e)) ||
+	    (t->curve && (rc = store_eval_set_curve(jr->st, e.id, t->curve))) ||
 	    (!rt__lagged(jr) && (rc = record_score(jr, t->seq, t->rung, e.val_accuracy, 0))) ||
 	    (rc = store_job_set_inputs(jr->st, jr->job_id, jr->dataset_id, jr->graft_sha,
 	                               overhead)) ||

@@ -147,6 +147,9 @@ typedef struct rt_jobrun_task {
 	                                    the final stage's kinds */
 	int seq, rung, attempt;
 	double time_limit;               /* seconds the worker may take */
+	const char *curve;               /* the loss curve the driver saw, a JSON
+	                                    array of [step, loss]; borrowed by
+	                                    rt_jobrun_result, NULL: none */
 	int live;
 	proto_task task;   /* what the worker is sent; owned by the task */
 } rt_jobrun_task;
@@ -339,6 +342,21 @@ void rt_driver_dispatch(rt_driver *d);
 void rt_driver_stop(rt_driver *d, double grace_s, void (*done)(void *ctx), void *ctx);
 void rt_driver_free(rt_driver *d);
 
+/* What worker w is doing: idle, or the task in hand and how far it got. */
+typedef struct rt_worker_info {
+	int pid;                 /* 0 while it is being started again */
+	int busy;                /* holds a task; then: */
+	const rt_jobrun *jr;     /*   the task's job, */
+	enum rt_task_kind task;  /*   what it is, */
+	int seq, rung;           /*   its candidate and rung, */
+	int step, steps;         /*   its last progress line (0, 0 before one), */
+	double loss;             /*   the loss it gave (NAN before one), */
+	double since;            /*   the Unix time it was sent */
+} rt_worker_info;
+
+/* 0 with *out filled, or GRAFT_EINVAL when w is not a worker. */
+int rt_driver_worker(const rt_driver *d, int w, rt_worker_info *out);
+int rt_driver_workers(const rt_driver *d);    /* worker slots */
 int rt_driver_busy(const rt_driver *d);       /* workers holding a task */
 int rt_driver_restarts(const rt_driver *d);   /* workers started to replace lost ones */
 

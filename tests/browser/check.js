@@ -7,7 +7,9 @@
 // Fails (exit 1, the reasons on stderr) when the page throws a JavaScript
 // error or logs one, when a leaderboard candidate is missing from the
 // history, when the points marked on a Pareto chart are not exactly the
-// API's front, or when a number in the table differs from the API's.
+// API's front, when a number in the table differs from the API's, or when
+// the workers, cost, lineage and curve views disagree with the API (and a
+// click on a leaderboard row must show that candidate's curve).
 // Writes screenshots at 1280x800 and at a phone's 390x844 into OUT_DIR and
 // prints a JSON line of what it saw (and the time to the first chart).
 'use strict';
@@ -72,6 +74,45 @@ async function main() {
 				problems.push(`leaderboard row ${i + 1}: the page has ${JSON.stringify(row)}, the ` +
 				              `API candidate ${r.candidate} at ${r.val_accuracy.toFixed(4)}`);
 		});
+		// The other views: the workers, the cost chart, the lineage, the curve.
+		const [workers, costs, lineage] = await Promise.all([get('/v1/workers'),
+			get(`/v1/jobs/${job}/costs?parts=12`), get(`/v1/jobs/${job}/lineage`)]);
+		await page.waitForSelector('#workers tbody tr');
+		const views = await page.evaluate(() => ({
+			workers: document.querySelectorAll('#workers tbody tr').length,
+			bars: document.querySelectorAll('#costs rect.bar').length,
+			lineage: [...document.querySelectorAll('#lineage tbody tr')].map((tr) =>
+				Number(tr.dataset.candidate)),
+			curveOf: Number(document.querySelector('#curve').dataset.candidate),
+			curvePoints: document.querySelectorAll('#curve circle').length,
+			cacheRow: document.querySelector('#savings tbody tr td:nth-child(2)').textContent,
+		}));
+		if (views.workers !== workers.workers.length)
+			problems.push(`workers: the page lists ${views.workers}, the API ${workers.workers.length}`);
+		if (views.bars !== costs.parts.length)
+			problems.push(`cost chart: ${views.bars} bars, the API has ${costs.parts.length} parts`);
+		const hits = costs.parts.reduce((a, p) => a + p.cache_hits, 0);
+		if (views.cacheRow !== String(hits))
+			problems.push(`savings: the page says ${views.cacheRow} cache hits, the API ${hits}`);
+		if (JSON.stringify(views.lineage) !== JSON.stringify(lineage.lineage.map((a) => a.candidate)))
+			problems.push(`lineage: the page has [${views.lineage}], the API ` +
+			              `[${lineage.lineage.map((a) => a.candidate)}]`);
+		const curvePoints = async (id) => {
+			const c = await get(`/v1/candidates/${id}`);
+			return c.evaluations.filter((e) => e.status === 'done')
+				.reduce((a, e) => a + (e.curve || []).filter((p) => typeof p[1] === 'number').length, 0);
+		};
+		if (views.curveOf !== board.candidates[0].candidate)
+			problems.push(`the curve shown is candidate ${views.curveOf}'s, not the best's`);
+		else if (views.curvePoints !== await curvePoints(views.curveOf))
+			problems.push(`curve: ${views.curvePoints} points, the API ${await curvePoints(views.curveOf)}`);
+		// A click on another leaderboard row shows that candidate's curve.
+		if (board.candidates.length > 1) {
+			const other = board.candidates[1].candidate;
+			await page.click(`#leaderboard tr[data-candidate="${other}"]`);
+			await page.waitForSelector(`#curve[data-candidate="${other}"], ` +
+			                           `#curve-card h2 + p.muted`, { timeout: 10000 });
+		}
 		await page.screenshot({ path: `${out}/dashboard-1280.png`, fullPage: true });
 		await page.setViewport({ width: 390, height: 844, isMobile: true });
 		await page.waitForSelector('#history circle');

@@ -1,12 +1,17 @@
-// app.js - graftd's dashboard: the jobs, and for one job its optimisation
-// history, Pareto fronts and leaderboard, drawn as SVG from the same API
-// the command line uses, polled every two seconds.  No framework, no build.
+// app.js - graftd's dashboard: the jobs and the workers, and for one job its
+// optimisation history, Pareto fronts, cost per candidate and what saved it,
+// the best candidate's lineage, a candidate's training curve and the
+// leaderboard, drawn as SVG from the same API the command line uses.  Every
+// two seconds it asks for the small, in-memory figures (the job, the
+// workers) and fetches the rest again only when they changed.  No framework,
+// no build.
 'use strict';
 
 const POLL_MS = 2000;
 const token = new URLSearchParams(location.search).get('token');
 let timer = null;
-let shown = '';   // the data last drawn: nothing is redrawn when it has not changed
+let shown = '';      // the figures last drawn: nothing is refetched when they have not changed
+let selected = null; // the candidate whose training curve is shown (null: the best)
 
 async function api(path) {
 	const headers = token ? { Authorization: 'Bearer ' + token } : {};
@@ -20,7 +25,7 @@ async function api(path) {
 }
 
 function el(tag, attrs, ...children) {
-	const svg = ['svg', 'g', 'circle', 'line', 'polyline', 'text', 'rect', 'title'];
+	const svg = ['svg', 'g', 'circle', 'line', 'polyline', 'text', 'rect', 'title', 'path'];
 	const e = svg.includes(tag) ? document.createElementNS('http://www.w3.org/2000/svg', tag)
 	                            : document.createElement(tag);
 	for (const [k, v] of Object.entries(attrs || {}))
@@ -38,6 +43,8 @@ const fmt = {
 	secs: (s) => {
 		if (typeof s !== 'number')
 			return '-';
+		if (s < 10)
+			return s.toFixed(1) + ' s';
 		if (s < 90)
 			return s.toFixed(0) + ' s';
 		if (s < 5400)
@@ -183,13 +190,134 @@ function legend() {
 		el('span', {}, el('i', { style: 'background: var(--best)' }), 'best so far / front'));
 }
 
+// ---- workers -------------------------------------------------------------------
+
+function workersView(workers) {
+	const now = Date.now() / 1000;
+	return el('div', { class: 'card wide', id: 'workers' }, el('h2', {}, 'Workers'),
+		el('table', {},
+			el('thead', {}, el('tr', {}, ...['worker', 'pid', 'state', 'job', 'task', 'candidate',
+			                                  'rung', 'step', 'loss', 'for'].map((h) => el('th', {}, h)))),
+			el('tbody', {}, ...workers.map((w) => {
+				const t = w.task;
+				return el('tr', { 'data-slot': w.slot, 'data-state': w.state },
+					el('td', {}, String(w.slot)), el('td', {}, w.pid === null ? '-' : String(w.pid)),
+					el('td', {}, w.state), el('td', {}, t && t.job !== null ? String(t.job) : '-'),
+					el('td', {}, t ? t.kind : '-'), el('td', {}, t ? '#' + t.seq : '-'),
+					el('td', {}, t ? String(t.rung) : '-'),
+					el('td', { class: 'step' }, t && t.steps ? t.step + ' / ' + t.steps : '-'),
+					el('td', {}, t && typeof t.loss === 'number' ? t.loss.toFixed(3) : '-'),
+					el('td', {}, t ? fmt.secs(Math.max(0, now - t.since)) : '-'));
+			}))));
+}
+
+// ---- cost, lineage, curves -----------------------------------------------------
+
+// CPU per candidate over the job (slices by seq), and the CPU each saving
+// spared, summed over the job.
+function costView(parts) {
+	const svg = el('svg', { id: 'costs', viewBox: `0 0 ${W} ${H}`, role: 'img' });
+	const total = { cache: 0, inheritance: 0, early_stopping: 0 };
+	const count = { cache_hits: 0, inherited: 0, stopped_early: 0, feature_cache: 0, candidates: 0 };
+	let spent = 0;
+	for (const p of parts) {
+		for (const k in total)
+			total[k] += p.saved_cpu_s[k];
+		for (const k in count)
+			count[k] += p[k];
+		spent += p.cpu_s;
+	}
+	if (parts.length) {
+		const hi = Math.max(...parts.map((p) => p.cpu_per_candidate)) * 1.1 || 1;
+		const xs = scale(0, parts.length, PAD.l, W - PAD.r), ys = scale(0, hi, H - PAD.b, PAD.t);
+		axes(svg, 'candidates (slices of the job, in the order asked)', 'CPU-s per candidate', xs,
+		     ys, parts.map((p, i) => [i + 0.5, p.first_seq + '-' + p.last_seq]).filter((t, i) =>
+		         parts.length <= 5 || i % Math.ceil(parts.length / 5) === 0),
+		     ticks(0, hi, 4, (v) => (hi < 4 ? v.toFixed(2) : v.toFixed(0))));
+		parts.forEach((p, i) => svg.append(el('rect', {
+			class: 'bar', x: (xs(i) + 2).toFixed(1), width: (xs(1) - xs(0) - 4).toFixed(1),
+			y: ys(p.cpu_per_candidate).toFixed(1),
+			height: (ys(0) - ys(p.cpu_per_candidate)).toFixed(1),
+			'data-cpu': p.cpu_per_candidate },
+			el('title', {}, `#${p.first_seq}-${p.last_seq}: ${p.cpu_per_candidate.toFixed(1)} CPU-s ` +
+			   `per candidate, ${p.mean_steps.toFixed(0)} steps on average`))));
+	}
+	const row = (what, why, n, saved) => el('tr', {}, el('td', { class: 'left', title: why }, what),
+		el('td', {}, n), el('td', {}, saved === null ? '-' : fmt.secs(saved)));
+	return el('div', {}, svg,
+		el('table', { id: 'savings' },
+			el('thead', {}, el('tr', {}, el('th', { class: 'left' }, 'saved by'),
+			                   el('th', {}, 'candidates'), el('th', {}, 'CPU saved'))),
+			el('tbody', {},
+				row('the cache', 'answered from the store: trained before', count.cache_hits,
+				    total.cache),
+				row('inheritance', 'started from the parent\'s weights', count.inherited,
+				    total.inheritance),
+				row('early stopping', 'stopped below the top rung (estimate)', count.stopped_early,
+				    total.early_stopping),
+				row('graft features', 'the graft\'s features computed once, not per step (not ' +
+				    'measured)', count.feature_cache, null),
+				el('tr', { class: 'total' }, el('td', { class: 'left' }, 'spent'),
+				   el('td', {}, count.candidates), el('td', {}, fmt.secs(spent))))));
+}
+
+function lineageView(l) {
+	if (!l.lineage.length)
+		return el('p', { class: 'muted' }, 'No candidate scored yet.');
+	const gain = (g) => (typeof g === 'number' ? (g >= 0 ? '+' : '') + g.toFixed(4) : '-');
+	return el('table', { id: 'lineage' },
+		el('thead', {}, el('tr', {}, ...['candidate', 'made by', 'score (rung)', 'gain']
+			.map((h, i) => el('th', { class: i === 1 ? 'left' : null }, h)))),
+		el('tbody', {}, ...l.lineage.map((a) => el('tr', { 'data-candidate': a.candidate,
+		                                                   class: 'pick' },
+			el('td', {}, '#' + a.seq), el('td', { class: 'left' }, a.mutation || 'random sample'),
+			el('td', {}, fmt.acc(a.fitness) + ' (' + a.rung + ')'),
+			el('td', { class: typeof a.gain === 'number' && a.gain > 0 ? 'up' : null },
+			   gain(a.gain))))));
+}
+
+// The training loss its workers reported, over every rung it trained.
+function curveView(cand) {
+	const svg = el('svg', { id: 'curve', viewBox: `0 0 ${W} ${H}`, role: 'img',
+	                        'data-candidate': cand.id });
+	// Each evaluation counts its own steps: a climb goes on after the rungs
+	// below it, so its curve starts where theirs ended.
+	const pts = [];
+	let before = 0;
+	for (const e of cand.evaluations) {
+		if (e.status !== 'done')
+			continue;
+		for (const [step, loss] of e.curve || [])
+			if (typeof loss === 'number')
+				pts.push({ step: before + step, loss, rung: e.rung || 0 });
+		before += e.steps;
+	}
+	const title = el('h2', {}, `Training curve: candidate #${cand.seq}`);
+	if (!pts.length)
+		return el('div', {}, title, el('p', { class: 'muted' },
+			'No curve was recorded (an answer from the cache, or trained before graftd kept them).'));
+	const hiStep = Math.max(...pts.map((p) => p.step)), hiLoss = Math.max(...pts.map((p) => p.loss));
+	const xs = scale(0, hiStep, PAD.l, W - PAD.r), ys = scale(0, hiLoss * 1.05, H - PAD.b, PAD.t);
+	axes(svg, 'step', 'training loss', xs, ys, ticks(0, hiStep, 4, (v) => v.toFixed(0)),
+	     ticks(0, hiLoss * 1.05, 4, (v) => v.toFixed(2)));
+	svg.append(el('polyline', { class: 'curve', points: pts.map((p) =>
+		`${xs(p.step).toFixed(1)},${ys(p.loss).toFixed(1)}`).join(' ') }));
+	for (const p of pts)
+		svg.append(el('circle', { cx: xs(p.step).toFixed(1), cy: ys(p.loss).toFixed(1), r: 2,
+		                          class: 'r' + Math.min(p.rung, 3), 'data-step': p.step }));
+	const scores = cand.evaluations.filter((e) => e.status === 'done').map((e) =>
+		`rung ${e.rung || 0}: ${fmt.acc(e.val_accuracy)} after ${e.steps} steps`);
+	return el('div', {}, title, svg, el('p', { class: 'muted' }, scores.join('; ')));
+}
+
 // ---- one job --------------------------------------------------------------------
 
 function leaderboardTable(rows) {
 	return el('table', { id: 'leaderboard' },
 		el('thead', {}, el('tr', {}, ...['rank', 'candidate', 'rung', 'accuracy', 'params',
 		                                  'MFLOPs', 'CPU-s', 'export'].map((h) => el('th', {}, h)))),
-		el('tbody', {}, ...rows.slice(0, 20).map((r) => el('tr', { 'data-candidate': r.candidate },
+		el('tbody', {}, ...rows.slice(0, 20).map((r) => el('tr', { 'data-candidate': r.candidate,
+		                                                        class: 'pick' },
 			el('td', {}, String(r.rank)), el('td', {}, String(r.candidate)),
 			el('td', {}, String(r.rung)), el('td', { class: 'acc' }, fmt.acc(r.val_accuracy)),
 			el('td', {}, fmt.int(r.params)), el('td', {}, fmt.mflops(r.flops)),
@@ -199,7 +327,7 @@ function leaderboardTable(rows) {
 			   link(`/v1/candidates/${r.candidate}/onnx`, 'ONNX'))))));
 }
 
-function jobView(job, board, byParams, byFlops) {
+function jobView(job, board, byParams, byFlops, costs, lineage, cand) {
 	const rows = board.candidates;
 	const b = job.budget || {};
 	const fig = (name, value) => el('span', {}, name + ' ', el('b', {}, value));
@@ -222,32 +350,50 @@ function jobView(job, board, byParams, byFlops) {
 			   paretoChart('pareto-params', rows, byParams.front, 'params', 'parameters')),
 			el('div', { class: 'card' }, el('h2', {}, 'Pareto front: accuracy vs MFLOPs'),
 			   paretoChart('pareto-flops', rows, byFlops.front, 'flops', 'FLOPs per image')),
-			el('div', { class: 'card wide' }, el('h2', {}, 'Leaderboard'),
-			   leaderboardTable(rows))));
+			el('div', { class: 'card' }, el('h2', {}, 'Cost per candidate, and what saved it'),
+			   costView(costs.parts)),
+			el('div', { class: 'card' }, el('h2', {}, 'Lineage of the best candidate'),
+			   lineageView(lineage)),
+			el('div', { class: 'card', id: 'curve-card' }, cand ? curveView(cand)
+			   : el('p', { class: 'muted' }, 'No candidate scored yet.')),
+			el('div', { class: 'card wide' }, el('h2', {}, 'Leaderboard (click a row for its curve)'),
+			   leaderboardTable(rows)),
+			el('div', { id: 'workers-slot', class: 'wide-slot' })));
 }
 
 // ---- routing and polling -----------------------------------------------------
+
+// The figures of a job that change when anything the page draws changes.
+function figuresKey(job) {
+	return JSON.stringify([job.state, job.phase, job.progress, job.best, job.cost, job.final]);
+}
 
 async function render() {
 	const main = document.getElementById('main');
 	const m = location.hash.match(/^#\/jobs\/(\d+)/);
 	try {
-		let data, draw;
-		if (m) {
-			const id = m[1];
-			data = await Promise.all([api(`/v1/jobs/${id}`),
-				api(`/v1/jobs/${id}/leaderboard?limit=10000`),
-				api(`/v1/jobs/${id}/pareto?by=params`), api(`/v1/jobs/${id}/pareto?by=flops`)]);
-			draw = () => jobView(...data);
-		} else {
-			data = await api('/v1/jobs');
-			draw = () => jobsView(data.jobs);
-		}
-		const key = location.hash + JSON.stringify(data);
+		const [first, workers] = await Promise.all([m ? api(`/v1/jobs/${m[1]}`) : api('/v1/jobs'),
+		                                            api('/v1/workers')]);
+		const key = location.hash + (m ? figuresKey(first) : JSON.stringify(first)) + selected;
 		if (key !== shown) {
-			main.replaceChildren(draw());
+			let view;
+			if (m) {
+				const id = m[1];
+				const data = await Promise.all([api(`/v1/jobs/${id}/leaderboard?limit=10000`),
+					api(`/v1/jobs/${id}/pareto?by=params`), api(`/v1/jobs/${id}/pareto?by=flops`),
+					api(`/v1/jobs/${id}/costs?parts=12`), api(`/v1/jobs/${id}/lineage`)]);
+				const pick = selected || (first.best && first.best.candidate);
+				const cand = pick ? await api(`/v1/candidates/${pick}`) : null;
+				view = jobView(first, ...data, cand);
+			} else {
+				view = el('div', {}, jobsView(first.jobs), el('div', { id: 'workers-slot' }));
+			}
+			main.replaceChildren(view);
 			shown = key;
 		}
+		const slot = document.getElementById('workers-slot');
+		if (slot)
+			slot.replaceChildren(workersView(workers.workers));
 		const h = await api('/v1/health');
 		document.getElementById('health').textContent =
 			`graftd ${h.version}, up ${fmt.secs(h.uptime_s)}; workers ${h.workers.busy} busy, ` +
@@ -264,5 +410,14 @@ function poll() {
 	render().finally(() => { timer = setTimeout(poll, POLL_MS); });
 }
 
-window.addEventListener('hashchange', () => { shown = ''; poll(); });
+// A click on a leaderboard row or a chart's point shows that candidate's curve.
+document.addEventListener('click', (ev) => {
+	const t = ev.target.closest('tr.pick, svg circle[data-candidate]');
+	if (!t || !location.hash.startsWith('#/jobs/'))
+		return;
+	selected = Number(t.dataset.candidate);
+	poll();
+});
+
+window.addEventListener('hashchange', () => { shown = ''; selected = null; poll(); });
 poll();
