@@ -3,8 +3,8 @@
 #   make              build bin/graft and bin/graftd
 #   make test         build and run every test (installs missing Debian packages first)
 #   make bench        graft beside PyTorch (training, inference, per op), a candidate's
-#                     fixed cost, graftd's API latency, image folder decoding;
-#                     about 25 minutes
+#                     fixed cost, graftd's API latency, image folder decoding,
+#                     the dashboard with 5,000 candidates; about 30 minutes
 #   make demo         the quick start: install, build, run a short search with graftd
 #   make SAN=address,undefined test     the same under sanitizers
 #   make fuzz FUZZ_TIME=60   libFuzzer on every parser, FUZZ_TIME seconds each
@@ -138,6 +138,8 @@ bench: deps
 	@$(BENCH_API)
 	@echo "== image folders: decoding, finding again, loading"
 	@$(BENCH_FOLDER)
+	@echo "== the dashboard in Chromium with a job of 5,000 candidates"
+	@sh tests/bench/dashboard.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -106,6 +106,15 @@ async function main() {
 			problems.push(`the curve shown is candidate ${views.curveOf}'s, not the best's`);
 		else if (views.curvePoints !== await curvePoints(views.curveOf))
 			problems.push(`curve: ${views.curvePoints} points, the API ${await curvePoints(views.curveOf)}`);
+		// A poll that finds the job unchanged leaves the charts alone.
+		const r0 = await page.evaluate(() => {
+			document.querySelector('#history').dataset.mark = 'kept';
+			return Number(document.body.dataset.rendered);
+		});
+		await page.waitForFunction((r) => Number(document.body.dataset.rendered) > r,
+		                           { timeout: 10000 }, r0);
+		if (await page.evaluate(() => document.querySelector('#history').dataset.mark) !== 'kept')
+			problems.push('a poll that found nothing new redrew the page');
 		// A click on another leaderboard row shows that candidate's curve.
 		if (board.candidates.length > 1) {
 			const other = board.candidates[1].candidate;
