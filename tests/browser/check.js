@@ -106,6 +106,12 @@ async function main() {
 			problems.push(`the curve shown is candidate ${views.curveOf}'s, not the best's`);
 		else if (views.curvePoints !== await curvePoints(views.curveOf))
 			problems.push(`curve: ${views.curvePoints} points, the API ${await curvePoints(views.curveOf)}`);
+		// Hovering a point names its candidate.
+		const first = board.candidates[0].candidate;
+		await page.hover(`#history circle[data-candidate="${first}"]`);
+		const tip = await page.$eval('#tip', (t) => (t.hidden ? '' : t.textContent));
+		if (!tip.startsWith(`candidate ${first} `))
+			problems.push(`hovering candidate ${first}'s point shows "${tip}"`);
 		// A poll that finds the job unchanged leaves the charts alone.
 		const r0 = await page.evaluate(() => {
 			document.querySelector('#history').dataset.mark = 'kept';

@@ -122,14 +122,33 @@ function ticks(lo, hi, n, f) {
 	return out;
 }
 
-function point(r, x, y, front) {
-	return el('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 3.5,
-	                      class: 'r' + Math.min(r.rung || 0, 3) + (front ? ' onfront' : ''),
-	                      'data-candidate': r.candidate, 'data-seq': r.seq,
-	                      'data-acc': r.val_accuracy, 'data-rung': r.rung },
-		el('title', {}, 'candidate ' + r.candidate + ' (#' + r.seq + '): ' +
-		   fmt.acc(r.val_accuracy) + ' at rung ' + r.rung + ', ' + fmt.int(r.params) +
-		   ' params, ' + fmt.mflops(r.flops) + ' MFLOPs'));
+// A chart's points as one string of SVG, parsed once: thousands of points
+// cost a fraction of building each as an element.  What a point is shows
+// on hover (one tooltip for the page, from its data attributes).
+function points(svg, list) {
+	const html = list.map(([r, x, y, front]) =>
+		`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3.5" ` +
+		`class="r${Math.min(r.rung || 0, 3)}${front ? ' onfront' : ''}" ` +
+		`data-candidate="${r.candidate}" data-seq="${r.seq}" data-acc="${r.val_accuracy}" ` +
+		`data-rung="${r.rung}" data-params="${r.params}" data-flops="${r.flops}"></circle>`);
+	const g = el('g', { class: 'points' });
+	g.innerHTML = html.join('');
+	svg.append(g);
+}
+
+function showTip(ev) {
+	const tip = document.getElementById('tip');
+	const c = ev.target.closest && ev.target.closest('circle[data-candidate]');
+	if (!c) {
+		tip.hidden = true;
+		return;
+	}
+	const d = c.dataset;
+	tip.textContent = `candidate ${d.candidate} (#${d.seq}): ${fmt.acc(Number(d.acc))} at rung ` +
+		`${d.rung}, ${fmt.int(Number(d.params))} params, ${fmt.mflops(Number(d.flops))} MFLOPs`;
+	tip.style.left = Math.min(ev.pageX + 12, document.body.clientWidth - 260) + 'px';
+	tip.style.top = ev.pageY + 12 + 'px';
+	tip.hidden = false;
 }
 
 // Every scored candidate by its place in the job, and the best so far.
@@ -153,8 +172,8 @@ function historyChart(rows) {
 			best = r.val_accuracy;
 			line.push(`${xs(r.seq).toFixed(1)},${ys(best).toFixed(1)}`);
 		}
-		svg.append(point(r, xs(r.seq), ys(r.val_accuracy), false));
 	}
+	points(svg, bySeq.map((r) => [r, xs(r.seq), ys(r.val_accuracy), false]));
 	line.push(`${xs(maxSeq).toFixed(1)},${ys(best).toFixed(1)}`);
 	svg.append(el('polyline', { class: 'best', points: line.join(' ') }));
 	return svg;
@@ -175,9 +194,8 @@ function paretoChart(id, rows, front, key, label) {
 	                          : (v) => (10 ** v / 1e3).toPrecision(2) + 'k';
 	axes(svg, label + ' (log scale)', 'validation accuracy', xs, ys, ticks(lo, hi, 3, f),
 	     ticks(alo, ahi, 4, (v) => v.toFixed(2)));
-	for (const r of rows)
-		svg.append(point(r, xs(Math.log10(Math.max(1, r[key]))), ys(r.val_accuracy),
-		                 onFront.has(r.candidate)));
+	points(svg, rows.map((r) => [r, xs(Math.log10(Math.max(1, r[key]))), ys(r.val_accuracy),
+	                             onFront.has(r.candidate)]));
 	svg.append(el('polyline', { class: 'front', points: front.map((r) =>
 		`${xs(Math.log10(Math.max(1, r[key]))).toFixed(1)},${ys(r.val_accuracy).toFixed(1)}`)
 		.join(' ') }));
@@ -418,6 +436,8 @@ document.addEventListener('click', (ev) => {
 	selected = Number(t.dataset.candidate);
 	poll();
 });
+
+document.addEventListener('mouseover', showTip);
 
 window.addEventListener('hashchange', () => { shown = ''; selected = null; poll(); });
 poll();
