@@ -19,6 +19,8 @@ sqlite3
 dataset-fashion-mnist
 python3-torch python3-yaml python3-numpy
 "
+# A one-node Slurm cluster for the Slurm executor's tests (deploy/slurm/).
+PACKAGES="$PACKAGES slurmctld slurmd slurm-client munge"
 # clang with its libFuzzer and sanitizer runtimes: for `make fuzz`.
 PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 

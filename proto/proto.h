@@ -199,6 +199,24 @@ typedef struct proto_daemon_config {
 	                                       "" : the socket only */
 	char http_token[129];               /* required on that port when set (and
 	                                       for any address but loopback) */
+	/* Where workers run: on this machine (the default), or as Slurm job
+	 * steps started with srun (inside the allocation graftd runs in, or as
+	 * jobs of their own from a login node: srun does whichever applies). */
+	struct {
+		enum proto_executor_kind { PROTO_EXECUTOR_LOCAL, PROTO_EXECUTOR_SLURM } kind;
+		char partition[128];            /* "" : the cluster's default */
+		int cpus_per_worker;            /* srun --cpus-per-task and the worker's
+		                                   threads; default 1 */
+		char mem_per_worker[32];        /* srun --mem (e.g. 4G); "" : Slurm's */
+		char time[32];                  /* srun --time (e.g. 2:00:00); "" : Slurm's */
+		char extra_args[PROTO_MAX_ARGV][256]; /* more srun options */
+		int extra_args_len;
+		double pending_timeout_s;       /* no worker up this long: running jobs
+		                                   fail, saying why (default 600) */
+		char shared_dir[PROTO_PATH_MAX];/* a directory every node mounts at the
+		                                   same path: weights, grafts and datasets
+		                                   live there (required for slurm) */
+	} executor;
 } proto_daemon_config;
 
 void proto_daemon_config_defaults(proto_daemon_config *c);

@@ -304,3 +304,50 @@ Test(jobspec, rungs_budgets_lag_warm_start_and_final)
 	expect_error("{dataset: {dir: D}, final: {steps: 100, warmup: 200}}", "final.warmup");
 	expect_error("{dataset: {dir: D}, final: {colour: red}}", "final: unknown key 'colour'");
 }
+
+/* The Slurm executor's section: what srun will be given is checked when the
+ * file is read, each mistake a sentence naming the key. */
+Test(jobspec, daemon_config_executor)
+{
+	char err[GRAFT_ERRLEN];
+	proto_daemon_config c;
+	const char *t = "executor: {kind: slurm, partition: debug, cpus_per_worker: 2,\n"
+	                "  mem_per_worker: 4G, time: '1-02:00:00', extra_args: [--qos=low],\n"
+	                "  pending_timeout: 30, shared_dir: /shared/graft}\n";
+	proto_daemon_config_defaults(&c);
+	cr_assert_eq(c.executor.kind, PROTO_EXECUTOR_LOCAL);
+	cr_assert_eq(c.executor.cpus_per_worker, 1);
+	cr_assert_eq(proto_daemon_config_parse(t, strlen(t), &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.executor.kind, PROTO_EXECUTOR_SLURM);
+	cr_assert_str_eq(c.executor.partition, "debug");
+	cr_assert_eq(c.executor.cpus_per_worker, 2);
+	cr_assert_str_eq(c.executor.mem_per_worker, "4G");
+	cr_assert_str_eq(c.executor.time, "1-02:00:00");
+	cr_assert_eq(c.executor.extra_args_len, 1);
+	cr_assert_str_eq(c.executor.extra_args[0], "--qos=low");
+	cr_assert_float_eq(c.executor.pending_timeout_s, 30, 1e-9);
+	cr_assert_str_eq(c.executor.shared_dir, "/shared/graft");
+
+	static const struct { const char *text, *says; } bad[] = {
+		{ "executor: {kind: pbs, shared_dir: /s}\n", "executor.kind" },
+		{ "executor: {partition: debug}\n", "executor: missing required key 'kind'" },
+		{ "executor: {kind: slurm}\n", "executor.shared_dir: expected a directory every node" },
+		{ "executor: {kind: slurm, shared_dir: rel/dir}\n", "an absolute path" },
+		{ "executor: {kind: slurm, shared_dir: /s, mem_per_worker: lots}\n",
+		  "executor.mem_per_worker: expected a size such as 4096M or 4G" },
+		{ "executor: {kind: slurm, shared_dir: /s, mem_per_worker: 4GB}\n", "mem_per_worker" },
+		{ "executor: {kind: slurm, shared_dir: /s, time: 2h}\n", "executor.time" },
+		{ "executor: {kind: slurm, shared_dir: /s, partition: 'a b'}\n", "executor.partition" },
+		{ "executor: {kind: slurm, shared_dir: /s, cpus_per_worker: 0}\n", "cpus_per_worker" },
+		{ "executor: {kind: slurm, shared_dir: /s, extra_args: --qos}\n", "extra_args" },
+		{ "executor: {kind: slurm, shared_dir: /s, nodes: 3}\n", "nodes" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		proto_daemon_config_defaults(&c);
+		cr_assert_eq(proto_daemon_config_parse(bad[i].text, strlen(bad[i].text), &c, err,
+		                                       sizeof(err)), GRAFT_EINVAL, "%s", bad[i].text);
+		cr_assert(strstr(err, bad[i].says), "%s: '%s' lacks '%s'", bad[i].text, err,
+		          bad[i].says);
+		cr_assert_eq(c.executor.kind, PROTO_EXECUTOR_LOCAL, "a refused file changes nothing");
+	}
+}

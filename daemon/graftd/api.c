@@ -747,8 +747,10 @@ static void metrics(gd_api *a, gd_conn *c)
 	        "# TYPE graft_worker_restarts_total counter\ngraft_worker_restarts_total %ld\n",
 	        m.worker_restarts);
 	fprintf(f, "# HELP graft_workers Worker processes by activity.\n# TYPE graft_workers "
-	        "gauge\ngraft_workers{state=\"busy\"} %d\ngraft_workers{state=\"idle\"} %d\n",
-	        m.workers_busy, m.workers - m.workers_busy);
+	        "gauge\ngraft_workers{state=\"busy\"} %d\ngraft_workers{state=\"idle\"} %d\n"
+	        "graft_workers{state=\"starting\"} %d\ngraft_workers{state=\"pending\"} %d\n",
+	        m.workers_busy, m.workers - m.workers_busy - m.workers_starting - m.workers_pending,
+	        m.workers_starting, m.workers_pending);
 	fprintf(f, "# HELP graft_training_images_per_second Training throughput of the last "
 	        "candidate.\n# TYPE graft_training_images_per_second gauge\n"
 	        "graft_training_images_per_second %.1f\n", m.images_per_s);

@@ -151,12 +151,57 @@ static int parse_args(int argc, char **argv, proto_daemon_config *c, const char 
 	return 0;
 }
 
+/* The worker command: graftd's own `worker`, after the config's prefix, or
+ * for the Slurm executor an srun of it, one job (or job step) per worker
+ * named graft-<pid>-w<slot>.  The strings built live in buf.  0, or 1 with
+ * a sentence in err. */
+static int worker_argv(const proto_daemon_config *c, const char *exe, char **argv,
+                       char buf[][300], char *err, size_t errlen)
+{
+	int k = 0, b = 0;
+	if (c->executor.kind == PROTO_EXECUTOR_SLURM) {
+		if (c->worker_command_len) {
+			snprintf(err, errlen, "worker_command and executor (slurm) both say how to start "
+			         "workers: keep one (executor builds the srun command itself)");
+			return 1;
+		}
+		argv[k++] = "srun";
+		argv[k++] = "--quiet";
+		argv[k++] = "--nodes=1";
+		argv[k++] = "--ntasks=1";
+		snprintf(buf[b], 300, "--cpus-per-task=%d", c->executor.cpus_per_worker);
+		argv[k++] = buf[b++];
+		snprintf(buf[b], 300, "--job-name=graft-%d-w{slot}", (int)getpid());
+		argv[k++] = buf[b++];
+		if (c->executor.partition[0]) {
+			snprintf(buf[b], 300, "--partition=%s", c->executor.partition);
+			argv[k++] = buf[b++];
+		}
+		if (c->executor.mem_per_worker[0]) {
+			snprintf(buf[b], 300, "--mem=%s", c->executor.mem_per_worker);
+			argv[k++] = buf[b++];
+		}
+		if (c->executor.time[0]) {
+			snprintf(buf[b], 300, "--time=%s", c->executor.time);
+			argv[k++] = buf[b++];
+		}
+		for (int i = 0; i < c->executor.extra_args_len; i++)
+			argv[k++] = (char *)c->executor.extra_args[i];
+	}
+	for (int i = 0; i < c->worker_command_len; i++)
+		argv[k++] = (char *)c->worker_command[i];
+	argv[k++] = (char *)exe;
+	argv[k++] = "worker";
+	argv[k] = NULL;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d = { 0 };
 	const char *config = NULL;
 	char err[GRAFT_ERRLEN], db[PROTO_PATH_MAX + 16], exe[4096];
-	char *wargv[PROTO_MAX_ARGV];
+	char *wargv[PROTO_MAX_ARGV + 8], wbuf[8][300];
 
 	if (argc > 1 && !strcmp(argv[1], "worker"))
 		return rt_worker_main(argc - 1, argv + 1);
@@ -188,12 +233,17 @@ int main(int argc, char **argv)
 	}
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	exe[n > 0 ? n : 0] = '\0';
-	int k = 0;
-	for (int i = 0; i < d.cfg.worker_command_len; i++)
-		wargv[k++] = d.cfg.worker_command[i];
-	wargv[k++] = exe;
-	wargv[k++] = "worker";
-	wargv[k] = NULL;
+	if (worker_argv(&d.cfg, exe, wargv, wbuf, err, sizeof(err))) {
+		gd_log_msg(GD_LOG_ERROR, "%s", err);
+		return 1;
+	}
+	int slurm = d.cfg.executor.kind == PROTO_EXECUTOR_SLURM;
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "graft-%d-w", (int)getpid());
+	if (slurm && search_make_dirs(d.cfg.executor.shared_dir, err, sizeof(err))) {
+		gd_log_msg(GD_LOG_ERROR, "executor.shared_dir: %s", err);
+		return 1;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	d.loop = uv_default_loop();
@@ -203,7 +253,15 @@ int main(int argc, char **argv)
 	                  .worker_argv = wargv, .heartbeat_s = d.cfg.heartbeat_s,
 	                  .memory_mb = d.cfg.memory_mb,
 	                  .fetch_max_bytes = (long long)d.cfg.fetch_max_mb * 1024 * 1024,
-	                  .fetch_timeout_s = d.cfg.fetch_timeout_s };
+	                  .fetch_timeout_s = d.cfg.fetch_timeout_s,
+	                  .slurm_prefix = slurm ? prefix : NULL,
+	                  .shared_dir = slurm ? d.cfg.executor.shared_dir : NULL,
+	                  .threads = slurm ? d.cfg.executor.cpus_per_worker : 0,
+	                  /* A worker in Slurm's queue is not hung: it may wait
+	                   * as long as the jobs would. */
+	                  .start_s = slurm ? d.cfg.executor.pending_timeout_s + d.cfg.heartbeat_s
+	                                   : 0,
+	                  .pending_timeout_s = d.cfg.executor.pending_timeout_s };
 	d.sched = gd_sched_new(d.loop, d.st, &so);
 	if (!d.sched) {
 		gd_log_msg(GD_LOG_ERROR, "cannot start the workers");

@@ -134,6 +134,14 @@ typedef struct gd_sched_opts {
 	long memory_mb;
 	long long fetch_max_bytes;   /* datasets by URL: size and time limits */
 	long fetch_timeout_s;
+	/* Workers on Slurm (slurm_prefix: their job names, prefix<slot>; NULL:
+	 * local workers): */
+	const char *slurm_prefix;
+	const char *shared_dir;      /* weights, grafts and datasets live here, not
+	                                in data_dir; jobs' data must be in it */
+	int threads;                 /* per worker, over the specs' (0: theirs) */
+	double start_s;              /* a worker may take this long to be ready */
+	double pending_timeout_s;    /* no worker ready this long: running jobs fail */
 } gd_sched_opts;
 
 gd_sched *gd_sched_new(uv_loop_t *loop, store *st, const gd_sched_opts *o);
@@ -181,6 +189,7 @@ typedef struct gd_sched_metrics {
 	long evaluated, cache_hits, failures, worker_restarts;
 	double images_per_s;       /* of the last result */
 	int workers_busy, workers;
+	int workers_starting, workers_pending; /* not ready yet; pending in Slurm's queue */
 } gd_sched_metrics;
 void gd_sched_get_metrics(gd_sched *s, gd_sched_metrics *m);
 

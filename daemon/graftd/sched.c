@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/runtime/runtime.h"
 #include "daemon/graftd/graftd.h"
@@ -51,6 +52,10 @@ struct gd_sched {
 	void (*stop_done)(void *);
 	void *stop_ctx;
 	char weights_dir[4200], grafts_dir[4200], datasets_dir[4200];
+	rt_slurm *slurm;         /* what squeue says of the workers (Slurm only) */
+	uv_timer_t *watch;       /* each second: asks it, and fails the running
+	                            jobs when no worker has come up in time */
+	double none_ready_since; /* Unix time from which no worker was ready */
 };
 
 
@@ -216,7 +221,8 @@ static rt_jobrun_dirs dirs_of(const gd_sched *s)
 	return (rt_jobrun_dirs){ .weights = s->weights_dir, .grafts = s->grafts_dir,
 	                      .datasets = s->datasets_dir,
 	                      .fetch_max_bytes = s->o.fetch_max_bytes,
-	                      .fetch_timeout_s = s->o.fetch_timeout_s };
+	                      .fetch_timeout_s = s->o.fetch_timeout_s,
+	                      .shared = s->o.shared_dir };
 }
 
 static void open_work(uv_work_t *w)
@@ -253,6 +259,8 @@ static void open_done(uv_work_t *w, int status)
 			set_state(s, j, STORE_JOB_FAILED, r->err);
 	} else {
 		j->jr = r->jr;
+		if (s->o.threads > 0)
+			rt_jobrun_set_threads(j->jr, s->o.threads);
 		refresh(s, j);
 		rt_jobrun_stats st;
 		rt_jobrun_get_stats(j->jr, &st);
@@ -368,6 +376,64 @@ static void on_event(void *ctx, rt_jobrun *jr, const rt_event *e)
 	maybe_close(j);
 }
 
+static double unix_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Slurm's word on a starting worker, "" when it has none: "pending
+ * (Resources)". */
+static void slurm_word(const gd_sched *s, int w, char *out, size_t n)
+{
+	char state[32], reason[160];
+	out[0] = '\0';
+	if (s->slurm && rt_slurm_state(s->slurm, w, state, sizeof(state), reason,
+	                               sizeof(reason)) == 0)
+		snprintf(out, n, "%s (%s)", state, reason);
+}
+
+/* Each second with workers on Slurm: squeue is asked while a worker is
+ * starting, and when none has been ready for pending_timeout_s the running
+ * jobs fail with what Slurm says, rather than wait for ever. */
+static void on_watch(uv_timer_t *t)
+{
+	gd_sched *s = t->data;
+	int ready = 0, starting = -1;
+	for (int w = 0; w < rt_driver_workers(s->driver); w++) {
+		rt_worker_info i;
+		if (rt_driver_worker(s->driver, w, &i))
+			continue;
+		if (i.starting && starting < 0)
+			starting = w;
+		ready += i.pid && !i.starting;
+	}
+	if (starting >= 0)
+		rt_slurm_poll(s->slurm);
+	double now = unix_now();
+	if (ready || s->stopping) {
+		s->none_ready_since = 0;
+		return;
+	}
+	if (!s->none_ready_since)
+		s->none_ready_since = now;
+	if (now - s->none_ready_since < s->o.pending_timeout_s)
+		return;
+	char word[200], msg[600];
+	slurm_word(s, starting >= 0 ? starting : 0, word, sizeof(word));
+	snprintf(msg, sizeof(msg), "no worker has started in %.0f s (executor.pending_timeout): "
+	         "Slurm says %s; check executor.partition, cpus_per_worker and mem_per_worker "
+	         "against the cluster (sinfo), and squeue", now - s->none_ready_since,
+	         word[0] ? word : "nothing of them (their steps wait in the allocation)");
+	for (struct job *j = s->jobs; j; j = j->next)
+		if (j->state == STORE_JOB_RUNNING) {
+			set_state(s, j, STORE_JOB_FAILED, msg);
+			maybe_close(j);
+		}
+	s->none_ready_since = now;
+}
+
 gd_sched *gd_sched_new(uv_loop_t *loop, store *st, const gd_sched_opts *o)
 {
 	gd_sched *s = calloc(1, sizeof(*s));
@@ -376,11 +442,15 @@ gd_sched *gd_sched_new(uv_loop_t *loop, store *st, const gd_sched_opts *o)
 	s->loop = loop;
 	s->st = st;
 	s->o = *o;
-	snprintf(s->weights_dir, sizeof(s->weights_dir), "%s/weights", o->data_dir);
-	snprintf(s->grafts_dir, sizeof(s->grafts_dir), "%s/grafts", o->data_dir);
-	snprintf(s->datasets_dir, sizeof(s->datasets_dir), "%s/datasets", o->data_dir);
+	/* With workers elsewhere, what they read and write lives in the shared
+	 * directory; the store stays in the data directory, graftd's alone. */
+	const char *files = o->shared_dir ? o->shared_dir : o->data_dir;
+	snprintf(s->weights_dir, sizeof(s->weights_dir), "%s/weights", files);
+	snprintf(s->grafts_dir, sizeof(s->grafts_dir), "%s/grafts", files);
+	snprintf(s->datasets_dir, sizeof(s->datasets_dir), "%s/datasets", files);
 	rt_pool_opts po = { .workers = o->workers, .argv = o->worker_argv,
-	                 .heartbeat_s = o->heartbeat_s, .memory_mb = o->memory_mb };
+	                 .heartbeat_s = o->heartbeat_s, .start_s = o->start_s,
+	                 .memory_mb = o->memory_mb };
 	rt_driver_cb cb = { .jobs = runnable_jobs, .event = on_event };
 	s->driver = rt_driver_new(loop, &po, &cb, s);
 	if (!s->driver) {
@@ -388,6 +458,20 @@ gd_sched *gd_sched_new(uv_loop_t *loop, store *st, const gd_sched_opts *o)
 		return NULL;
 	}
 	s->m.workers = o->workers;
+	if (o->slurm_prefix) {
+		s->slurm = rt_slurm_new(loop, o->slurm_prefix, o->workers);
+		s->watch = malloc(sizeof(*s->watch));
+		if (!s->slurm || !s->watch) {
+			rt_slurm_free(s->slurm);
+			free(s->watch);
+			rt_driver_free(s->driver);
+			free(s);
+			return NULL;
+		}
+		uv_timer_init(loop, s->watch);
+		s->watch->data = s;
+		uv_timer_start(s->watch, on_watch, 1000, 1000);
+	}
 	return s;
 }
 
@@ -667,16 +751,34 @@ void gd_sched_job_counts(gd_sched *s, int counts[STORE_JOB_NSTATES])
 			counts[j->state]++;
 }
 
+/* Workers starting (not ready yet), and of them those Slurm keeps pending. */
+static void count_starting(const gd_sched *s, int *starting, int *pending)
+{
+	*starting = *pending = 0;
+	for (int w = 0; w < rt_driver_workers(s->driver); w++) {
+		rt_worker_info i;
+		char word[200];
+		if (rt_driver_worker(s->driver, w, &i) || !i.starting)
+			continue;
+		slurm_word(s, w, word, sizeof(word));
+		++*starting;
+		*pending += !strncmp(word, "PENDING", 7);
+	}
+}
+
 json_t *gd_sched_health_json(gd_sched *s)
 {
-	int busy = rt_driver_busy(s->driver), queued = 0, running = 0;
+	int busy = rt_driver_busy(s->driver), queued = 0, running = 0, starting, pending;
 	for (struct job *j = s->jobs; j; j = j->next) {
 		queued += j->state == STORE_JOB_QUEUED;
 		running += j->state == STORE_JOB_RUNNING;
 	}
-	return json_pack("{s:{s:i, s:i, s:i}, s:i, s:i}", "workers", "busy", busy, "idle",
-	                 s->o.workers - busy, "restarts", rt_driver_restarts(s->driver), "jobs_queued",
-	                 queued, "jobs_running", running);
+	count_starting(s, &starting, &pending);
+	return json_pack("{s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:i, s:s}", "workers", "busy", busy,
+	                 "idle", s->o.workers - busy - starting, "starting", starting - pending,
+	                 "pending", pending, "restarts", rt_driver_restarts(s->driver),
+	                 "jobs_queued", queued, "jobs_running", running, "executor",
+	                 s->slurm ? "slurm" : "local");
 }
 
 json_t *gd_sched_workers_json(gd_sched *s)
@@ -688,9 +790,17 @@ json_t *gd_sched_workers_json(gd_sched *s)
 		rt_worker_info i;
 		if (rt_driver_worker(s->driver, w, &i))
 			continue;
+		char word[200] = "";
+		if (i.starting)
+			slurm_word(s, w, word, sizeof(word));
+		const char *state = i.busy ? "busy" : !i.starting ? "idle"
+		                    : !strncmp(word, "PENDING", 7) ? "pending" : "starting";
 		json_t *o = json_pack("{s:i, s:o, s:s}", "slot", w, "pid",
-		                      i.pid ? json_integer(i.pid) : json_null(), "state",
-		                      i.busy ? "busy" : "idle");
+		                      i.pid ? json_integer(i.pid) : json_null(), "state", state);
+		if (o && i.starting) {
+			json_object_set_new(o, "since", json_real(i.started_at));
+			json_object_set_new(o, "slurm", word[0] ? json_string(word) : json_null());
+		}
 		if (o && i.busy) {
 			struct job *j = s->jobs;
 			while (j && j->jr != i.jr)
@@ -712,6 +822,8 @@ void gd_sched_get_metrics(gd_sched *s, gd_sched_metrics *m)
 	*m = s->m;
 	m->worker_restarts = rt_driver_restarts(s->driver);
 	m->workers_busy = rt_driver_busy(s->driver);
+	count_starting(s, &m->workers_starting, &m->workers_pending);
+	m->workers_starting -= m->workers_pending;
 }
 
 /* ---- stopping ---------------------------------------------------------------------- */
@@ -730,6 +842,10 @@ void gd_sched_stop(gd_sched *s, double grace_s, void (*done)(void *ctx), void *c
 	s->stopping = 1;
 	s->stop_done = done;
 	s->stop_ctx = ctx;
+	if (s->watch) {
+		uv_close((uv_handle_t *)s->watch, (uv_close_cb)free);
+		s->watch = NULL;
+	}
 	gd_log_msg(GD_LOG_INFO, "draining: running candidates have %.0f s to finish", grace_s);
 	rt_driver_stop(s->driver, grace_s, driver_stopped, s);
 }
@@ -748,5 +864,6 @@ void gd_sched_free(gd_sched *s)
 		free(j);
 	}
 	rt_driver_free(s->driver);
+	rt_slurm_free(s->slurm);
 	free(s);
 }

@@ -319,7 +319,12 @@ int rt_driver_worker(const rt_driver *d, int w, rt_worker_info *out)
 	if (w < 0 || w >= d->workers || !d->pool)
 		return GRAFT_EINVAL;
 	const struct owner *o = &d->owner[w];
+	double for_s = 0;
 	*out = (rt_worker_info){ .pid = rt_pool_pid(d->pool, w), .loss = NAN };
+	if (rt_pool_starting(d->pool, w, &for_s)) {
+		out->starting = 1;
+		out->started_at = unix_now() - for_s;
+	}
 	if (!rt_pool_busy(d->pool, w) || !o->task.live)
 		return 0;
 	*out = (rt_worker_info){ .pid = out->pid, .busy = 1, .jr = o->jr, .task = o->task.kind,

@@ -223,6 +223,40 @@ static int check_data(const rt_jobrun_input *in, char *err, size_t errlen)
 	return 0;
 }
 
+/* With workers on other machines (dirs->shared), every file a worker reads
+ * of the job's data must be in the shared directory: a sentence naming the
+ * first that is not. */
+static int check_shared(const proto_job *j, const rt_jobrun_dirs *dirs, char *err,
+                        size_t errlen)
+{
+	char root[PATH_MAX], real[PATH_MAX];
+	const char *files[] = { j->dataset.dir[0] ? rt__data_path(j) : "", j->dataset.train_images,
+	                        j->dataset.train_labels, j->dataset.test_images,
+	                        j->dataset.test_labels };
+	if (!dirs->shared)
+		return 0;
+	if (!realpath(dirs->shared, root)) {
+		snprintf(err, errlen, "executor.shared_dir %s: %s", dirs->shared, strerror(errno));
+		return GRAFT_EIO;
+	}
+	size_t n = strlen(root);
+	for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+		if (!files[i][0])
+			continue;
+		if (!realpath(files[i], real)) {
+			snprintf(err, errlen, "%s: %s", files[i], strerror(errno));
+			return GRAFT_EIO;
+		}
+		if (strncmp(real, root, n) || (n > 1 && real[n] != '/' && real[n] != '\0')) {
+			snprintf(err, errlen, "%s is not in executor.shared_dir (%s): the workers, on "
+			         "other nodes, could not read it; copy the data there, or give it by URL "
+			         "(graftd fetches it into the shared directory)", files[i], root);
+			return GRAFT_EINVAL;
+		}
+	}
+	return 0;
+}
+
 int rt_jobrun_input_load(const char *text, size_t len, const rt_jobrun_dirs *dirs,
                       rt_jobrun_input **out, enum rt_jobrun_refusal *why, char *err, size_t errlen)
 {
@@ -245,7 +279,8 @@ int rt_jobrun_input_load(const char *text, size_t len, const rt_jobrun_dirs *dir
 		goto fail;
 	*why = RT_JOBRUN_BAD_DATASET;
 	if ((rc = fetch_data(&in->spec, dirs, err, errlen)) ||
-	    (rc = prepare_folder(in, dirs, err, errlen)))
+	    (rc = prepare_folder(in, dirs, err, errlen)) ||
+	    (rc = check_shared(&in->spec, dirs, err, errlen)))
 		goto fail;
 	rt_data_src src = { .dir = in->spec.dataset.dir[0] ? rt__data_path(&in->spec) : NULL,
 	                 .train_images = in->spec.dataset.train_images,

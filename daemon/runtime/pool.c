@@ -205,8 +205,18 @@ static void spawn(struct slot *s)
 	io[1].data.stream = (uv_stream_t *)&s->out;
 	io[2].flags = UV_INHERIT_FD;
 	io[2].data.fd = 2;
-	o.file = p->o.argv[0];
-	o.args = p->o.argv;
+	/* "{slot}" in an argument is this worker's index. */
+	char *args[PROTO_MAX_ARGV + 8] = { 0 }, *own[PROTO_MAX_ARGV + 8] = { 0 };
+	for (int i = 0; p->o.argv[i] && i < PROTO_MAX_ARGV + 7; i++) {
+		const char *a = p->o.argv[i], *at = strstr(a, "{slot}");
+		args[i] = (char *)a;
+		if (at && (own[i] = malloc(strlen(a) + 16)))
+			sprintf(own[i], "%.*s%d%s", (int)(at - a), a, s->index, at + 6);
+		if (own[i])
+			args[i] = own[i];
+	}
+	o.file = args[0];
+	o.args = args;
 	o.stdio = io;
 	o.stdio_count = 3;
 	o.exit_cb = on_exit_cb;
@@ -215,9 +225,11 @@ static void spawn(struct slot *s)
 	s->state = SLOT_STARTING;
 	s->last_seen = now_s(p);
 	rc = uv_spawn(p->loop, &s->proc, &o);
+	for (int i = 0; i < PROTO_MAX_ARGV + 8; i++)
+		free(own[i]);
 	if (rc) {
 		char why[600];
-		snprintf(why, sizeof(why), "cannot start the worker '%.400s': %s", o.file,
+		snprintf(why, sizeof(why), "cannot start the worker '%.400s': %s", p->o.argv[0],
 		         uv_strerror(rc));
 		if (p->cb.problem)
 			p->cb.problem(p, why, p->ctx);
@@ -261,7 +273,13 @@ static void on_tick(uv_timer_t *t)
 		}
 		if (s->state != SLOT_BUSY && s->state != SLOT_STARTING)
 			continue;
-		if (now - s->last_seen > p->o.heartbeat_s) {
+		if (s->state == SLOT_STARTING) {
+			if (now - s->last_seen > p->o.start_s) {
+				snprintf(why, sizeof(why), "the worker (pid %d) was not ready %.0f s after "
+				         "its start", s->pid, now - s->last_seen);
+				kill_slot(s, why);
+			}
+		} else if (now - s->last_seen > p->o.heartbeat_s) {
 			snprintf(why, sizeof(why), "the worker (pid %d) sent no heartbeat for %.0f s",
 			         s->pid, now - s->last_seen);
 			kill_slot(s, why);
@@ -296,6 +314,8 @@ rt_pool *rt_pool_new(uv_loop_t *loop, const rt_pool_opts *o, const rt_pool_cb *c
 	p->o = *o;
 	if (p->o.heartbeat_s <= 0)
 		p->o.heartbeat_s = 120;
+	if (p->o.start_s <= 0)
+		p->o.start_s = p->o.heartbeat_s;
 	p->cb = *cb;
 	p->ctx = ctx;
 	uv_timer_init(loop, &p->tick);
@@ -438,4 +458,13 @@ int rt_pool_pid(const rt_pool *p, int w)
 int rt_pool_size(const rt_pool *p)
 {
 	return p->o.workers;
+}
+
+int rt_pool_starting(const rt_pool *p, int w, double *for_s)
+{
+	if (w < 0 || w >= p->o.workers || p->slots[w].state != SLOT_STARTING)
+		return 0;
+	if (for_s)
+		*for_s = now_s((rt_pool *)p) - p->slots[w].last_seen;
+	return 1;
 }

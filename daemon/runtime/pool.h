@@ -58,5 +58,8 @@ int rt_pool_restarts(const rt_pool *p);
 int rt_pool_busy(const rt_pool *p, int w);
 int rt_pool_pid(const rt_pool *p, int w);
 int rt_pool_size(const rt_pool *p);
+/* Whether worker w's command runs but has not said it is ready, and for
+ * how many seconds. */
+int rt_pool_starting(const rt_pool *p, int w, double *for_s);
 
 #endif

@@ -162,6 +162,9 @@ typedef struct rt_jobrun_dirs {
 	                          directory's datasets/ */
 	long long fetch_max_bytes; /* 0: RT_FETCH_DEFAULT_MAX_BYTES */
 	long fetch_timeout_s;      /* 0: RT_FETCH_DEFAULT_TIMEOUT_S */
+	const char *shared;        /* workers on other machines see only this
+	                              directory: the data they read must be in
+	                              it (NULL: workers run here, no check) */
 } rt_jobrun_dirs;
 
 /* Whether the job's space leaves room for any block: the stem, head and
@@ -272,6 +275,20 @@ int rt_jobrun_budget_spent(const rt_jobrun *jr);
 /* The worker's main loop; returns the process exit code. */
 int rt_worker_main(int argc, char **argv);
 
+/* ---- Slurm -------------------------------------------------------------------- */
+
+/* What Slurm says of the workers' jobs, each named prefix<slot> (srun
+ * --job-name): rt_slurm_poll runs squeue (at most every 2 s, on the loop);
+ * rt_slurm_state gives the last answer for worker w, its state (PENDING,
+ * RUNNING, ...) and reason (Resources, PartitionConfig, ...): 0, or 1 when
+ * squeue did not list it (a job step inside an allocation, or not asked
+ * yet). */
+typedef struct rt_slurm rt_slurm;
+rt_slurm *rt_slurm_new(uv_loop_t *loop, const char *prefix, int workers);
+void rt_slurm_poll(rt_slurm *q);
+int rt_slurm_state(const rt_slurm *q, int w, char *state, size_t n, char *reason, size_t rn);
+void rt_slurm_free(rt_slurm *q);
+
 /* ---- the driver ------------------------------------------------------------ */
 
 /* Jobs run on a pool of workers: the one driver that both
@@ -286,8 +303,13 @@ int rt_worker_main(int argc, char **argv);
 /* How the workers run: what the driver passes to its pool. */
 typedef struct rt_pool_opts {
 	int workers;
-	char **argv;            /* the worker command, NULL-terminated */
+	char **argv;            /* the worker command, NULL-terminated; "{slot}" in
+	                           an argument becomes the worker's index (a Slurm
+	                           job name per worker) */
 	double heartbeat_s;     /* a busy worker silent this long is killed */
+	double start_s;         /* a worker not ready this long after its start is
+	                           killed and started again (0: heartbeat_s; a
+	                           Slurm worker may wait in the queue) */
 	long memory_mb;         /* resident memory limit per worker (0: none) */
 } rt_pool_opts;
 
@@ -342,9 +364,13 @@ void rt_driver_dispatch(rt_driver *d);
 void rt_driver_stop(rt_driver *d, double grace_s, void (*done)(void *ctx), void *ctx);
 void rt_driver_free(rt_driver *d);
 
-/* What worker w is doing: idle, or the task in hand and how far it got. */
+/* What worker w is doing: starting (its command runs, it has not said it
+ * is ready: a Slurm worker may be pending in the queue), idle, or the task
+ * in hand and how far it got. */
 typedef struct rt_worker_info {
 	int pid;                 /* 0 while it is being started again */
+	int starting;            /* not ready yet, since started_at (Unix time) */
+	double started_at;
 	int busy;                /* holds a task; then: */
 	const rt_jobrun *jr;     /*   the task's job, */
 	enum rt_task_kind task;  /*   what it is, */
