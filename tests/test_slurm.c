@@ -21,6 +21,7 @@
 #include "tests/support/graftd_run.h"
 #include "tests/support/idx_write.h"
 #include "tests/support/scratch.h"
+#include "store/store.h"
 
 /* One cluster at a time on a machine (its ports are fixed): a fixed place,
  * so that a test killed before its teardown is cleaned up by the next. */
@@ -251,4 +252,103 @@ Test(slurm, data_outside_the_shared_directory_is_refused_at_submission)
 	free(r.body);
 	json_decref(graftd_get_json(dir, "/v1/health", 200));
 	graftd_stop(pid, SIGTERM);
+}
+
+/* Each candidate's done evaluations: at most one per rung (nothing trained
+ * twice), and every candidate scored. */
+static void expect_nothing_twice(const char *dir, int64_t job, int n)
+{
+	char db[760], err[GRAFT_ERRLEN];
+	store *s;
+	store_candidate *c;
+	int nc;
+	snprintf(db, sizeof(db), "%s/graft.db", dir);
+	cr_assert_eq(store_open(db, &s, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(store_candidates(s, job, &c, &nc), 0);
+	cr_assert_eq(nc, n);
+	for (int i = 0; i < nc; i++) {
+		store_eval *e;
+		int ne, done[8] = { 0 };
+		cr_assert_eq(store_evals_of(s, c[i].id, &e, &ne), 0);
+		for (int k = 0; k < ne; k++)
+			if (e[k].status == STORE_EVAL_DONE && e[k].rung >= 0 && e[k].rung < 8)
+				cr_assert_eq(++done[e[k].rung], 1, "candidate %d trained twice at rung %d", i,
+				             e[k].rung);
+		cr_assert_eq(done[0], 1, "candidate %d was never scored", i);
+		free(e);
+	}
+	store_candidates_free(c, nc);
+	store_close(s);
+}
+
+/* graftd under sbatch (deploy/graftd.sbatch): Slurm id of the allocation. */
+static long sbatch_graftd(const char *dir)
+{
+	char cmd[2400], exe[700], line[64] = "";
+	cr_assert_not_null(realpath(GRAFTD_BIN, exe));
+	snprintf(cmd, sizeof(cmd), "GRAFT_SHARED_DIR=%s GRAFT_DATA_DIR=%s GRAFT_BIN=%s GRAFT_DRAIN=3 "
+	         "sbatch --parsable --output=%s/sbatch-%%j.out deploy/graftd.sbatch", shared, dir,
+	         exe, shared);
+	FILE *p = popen(cmd, "r");
+	cr_assert(p && fgets(line, sizeof(line), p), "sbatch said nothing");
+	pclose(p);
+	long id = atol(line);
+	cr_assert_gt(id, 0, "sbatch: '%s'", line);
+	/* Up when its socket answers (graftd_connect retries a busy queue only). */
+	for (double t0 = test_now(); test_now() - t0 < 60; test_nap(0.1)) {
+		int fd = graftd_connect(dir);
+		if (fd >= 0) {
+			close(fd);
+			return id;
+		}
+	}
+	cr_assert_fail("graftd under sbatch did not start (see %s/sbatch-%ld.out)", shared, id);
+	return id;
+}
+
+static int slurm_job_alive(long id)
+{
+	char cmd[128], line[64] = "";
+	snprintf(cmd, sizeof(cmd), "squeue -h -j %ld -o %%T 2>/dev/null", id);
+	FILE *p = popen(cmd, "r");
+	int alive = p && fgets(line, sizeof(line), p) && line[0];
+	if (p)
+		pclose(p);
+	return alive;
+}
+
+Test(slurm, graftd_under_sbatch_cancelled_then_resubmitted_finishes_the_job)
+{
+	char dir[700], cmd[128];
+	cluster_up();
+	snprintf(dir, sizeof(dir), "%s", scratch_path("sb"));
+	long first = sbatch_graftd(dir);
+	int64_t id = graftd_submit(dir, spec("sbatch", 9, 100, 300));
+	int evaluated = 0;
+	for (double t0 = test_now(); evaluated < 2 && test_now() - t0 < 120; test_nap(0.1))
+		job_state(dir, id, &evaluated);
+	cr_assert_geq(evaluated, 2);
+	/* The workers are steps of graftd's allocation. */
+	char steps[2048] = "", line[200];
+	snprintf(cmd, sizeof(cmd), "squeue -h -s -j %ld -o %%j", first);
+	FILE *p = popen(cmd, "r");
+	while (p && fgets(line, sizeof(line), p))
+		strncat(steps, line, sizeof(steps) - strlen(steps) - 1);
+	if (p)
+		pclose(p);
+	cr_assert(strstr(steps, "-w0\n") && strstr(steps, "-w1\n"), "the allocation's steps: %s",
+	          steps);
+	snprintf(cmd, sizeof(cmd), "scancel %ld", first);
+	cr_assert_eq(system(cmd), 0);
+	for (double t0 = test_now(); slurm_job_alive(first) && test_now() - t0 < 60; test_nap(0.2))
+		;
+	cr_assert(!slurm_job_alive(first), "the cancelled allocation is still there");
+	cr_assert_lt(graftd_connect(dir), 0, "graftd outlived its allocation");
+
+	long second = sbatch_graftd(dir);
+	cr_assert_neq(second, first);
+	wait_state(dir, id, "done", 300);
+	expect_nothing_twice(dir, id, 9);
+	snprintf(cmd, sizeof(cmd), "scancel %ld", second);
+	cr_assert_eq(system(cmd), 0);
 }
