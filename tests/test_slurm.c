@@ -218,6 +218,10 @@ Test(slurm, a_worker_slurm_cannot_place_is_pending_and_the_job_fails_saying_why)
 	resp m = graftd_http(dir, "GET", "/v1/metrics", NULL, NULL);
 	cr_assert(strstr(m.body, "graft_workers{state=\"pending\"} 1"), "%s", m.body);
 	free(m.body);
+	cmd_run *h = graft_cmd("health", "--socket", graftd_socket(dir), NULL);
+	cr_assert_eq(h->code, 0, "%s", h->err);
+	cr_assert(strstr(h->out, "1 pending in Slurm's queue") &&
+	          strstr(h->out, "worker 0: PENDING (PartitionConfig)"), "%s", h->out);
 	int64_t id = graftd_submit(dir, spec("pending", 3, 10, 30));
 	for (double t0 = test_now(); test_now() - t0 < 60; test_nap(0.2))
 		if (!strcmp(job_state(dir, id, NULL), "failed"))

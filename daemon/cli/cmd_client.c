@@ -641,16 +641,31 @@ static int cmd_health(struct copts *o)
 		print_json(j);
 	} else {
 		json_t *w = json_object_get(j, "workers");
-		printf("graftd %s at %s: %s, up %.0f s; workers %lld busy, %lld idle (%lld "
-		       "restarted); jobs %lld running, %lld queued\n",
+		json_int_t starting = json_integer_value(json_object_get(w, "starting")),
+		           pending = json_integer_value(json_object_get(w, "pending"));
+		printf("graftd %s at %s: %s, up %.0f s; workers %lld busy, %lld idle",
 		       json_string_value(json_object_get(j, "version")), o->sock,
 		       json_string_value(json_object_get(j, "status")),
 		       json_number_value(json_object_get(j, "uptime_s")),
 		       (long long)json_integer_value(json_object_get(w, "busy")),
-		       (long long)json_integer_value(json_object_get(w, "idle")),
+		       (long long)json_integer_value(json_object_get(w, "idle")));
+		if (starting)
+			printf(", %lld starting", (long long)starting);
+		if (pending)
+			printf(", %lld pending in Slurm's queue", (long long)pending);
+		printf(" (%lld restarted); jobs %lld running, %lld queued\n",
 		       (long long)json_integer_value(json_object_get(w, "restarts")),
 		       (long long)json_integer_value(json_object_get(j, "jobs_running")),
 		       (long long)json_integer_value(json_object_get(j, "jobs_queued")));
+		/* Why each waiting worker waits, as Slurm says it. */
+		json_t *list = pending ? get(o, "/v1/workers", &code) : NULL, *x;
+		size_t i;
+		json_array_foreach(json_object_get(list, "workers"), i, x)
+			if (json_is_string(json_object_get(x, "slurm")))
+				printf("  worker %lld: %s\n",
+				       (long long)json_integer_value(json_object_get(x, "slot")),
+				       json_string_value(json_object_get(x, "slurm")));
+		json_decref(list);
 	}
 	json_decref(j);
 	return 0;
