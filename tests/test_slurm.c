@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -237,6 +238,42 @@ Test(slurm, a_worker_slurm_cannot_place_is_pending_and_the_job_fails_saying_why)
 	/* The daemon keeps serving, and says the same of its worker. */
 	json_decref(graftd_get_json(dir, "/v1/health", 200));
 	graftd_stop(pid, SIGTERM);
+}
+
+/* A config graftd cannot honour with Slurm is refused at start, in a
+ * sentence, before any worker is asked for. */
+Test(slurm, a_config_that_cannot_work_is_refused_at_start)
+{
+	static const struct { const char *config, *says; } bad[] = {
+		{ "executor: {kind: slurm}\n", "executor.shared_dir" },
+		{ "executor: {kind: slurm, shared_dir: /tmp}\nworker_command: [nice]\n",
+		  "worker_command and executor (slurm) both" },
+		{ "executor: {kind: slurm, shared_dir: /tmp}\nmemory_mb: 100\n",
+		  "use executor.mem_per_worker" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char dir[700], name[16], text[8192] = "";
+		snprintf(name, sizeof(name), "bad%zu", i);
+		snprintf(dir, sizeof(dir), "%s", scratch_path(name));
+		pid_t pid = graftd_spawn(dir, 1, bad[i].config);
+		int status = graftd_stop(pid, 0);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s: graftd started",
+		          bad[i].config);
+		/* What it said: on stderr, or in its log once that is open. */
+		const char *files[] = { "stderr.txt", "graftd.log" };
+		for (int k = 0; k < 2; k++) {
+			char path[760];
+			snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
+			FILE *f = fopen(path, "r");
+			size_t len = strlen(text);
+			if (f) {
+				text[len + fread(text + len, 1, sizeof(text) - len - 1, f)] = '\0';
+				fclose(f);
+			}
+		}
+		cr_assert(strstr(text, bad[i].says), "%s: '%s' lacks '%s'", bad[i].config, text,
+		          bad[i].says);
+	}
 }
 
 Test(slurm, data_outside_the_shared_directory_is_refused_at_submission)

@@ -165,6 +165,12 @@ static int worker_argv(const proto_daemon_config *c, const char *exe, char **arg
 			         "workers: keep one (executor builds the srun command itself)");
 			return 1;
 		}
+		if (c->memory_mb) {
+			snprintf(err, errlen, "memory_mb measures a worker on this machine; a Slurm "
+			         "worker runs on its node: use executor.mem_per_worker, which Slurm "
+			         "enforces");
+			return 1;
+		}
 		argv[k++] = "srun";
 		argv[k++] = "--quiet";
 		argv[k++] = "--nodes=1";
