@@ -220,8 +220,9 @@ function workersView(workers) {
 				const t = w.task;
 				return el('tr', { 'data-slot': w.slot, 'data-state': w.state },
 					el('td', {}, String(w.slot)), el('td', {}, w.pid === null ? '-' : String(w.pid)),
-					el('td', {}, w.state), el('td', {}, t && t.job !== null ? String(t.job) : '-'),
-					el('td', {}, t ? t.kind : '-'), el('td', {}, t ? '#' + t.seq : '-'),
+					el('td', { title: w.slurm || null }, w.state),
+					el('td', {}, t && t.job !== null ? String(t.job) : '-'),
+					el('td', {}, t ? t.kind : w.slurm || '-'), el('td', {}, t ? '#' + t.seq : '-'),
 					el('td', {}, t ? String(t.rung) : '-'),
 					el('td', { class: 'step' }, t && t.steps ? t.step + ' / ' + t.steps : '-'),
 					el('td', {}, t && typeof t.loss === 'number' ? t.loss.toFixed(3) : '-'),
