@@ -207,7 +207,7 @@ static void spawn(struct slot *s)
 	io[2].data.fd = 2;
 	/* "{slot}" in an argument is this worker's index. */
 	char *args[PROTO_MAX_ARGV + 8] = { 0 }, *own[PROTO_MAX_ARGV + 8] = { 0 };
-	for (int i = 0; p->o.argv[i] && i < PROTO_MAX_ARGV + 7; i++) {
+	for (int i = 0; i < PROTO_MAX_ARGV + 7 && p->o.argv[i]; i++) {
 		const char *a = p->o.argv[i], *at = strstr(a, "{slot}");
 		args[i] = (char *)a;
 		if (at && (own[i] = malloc(strlen(a) + 16)))

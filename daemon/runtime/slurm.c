@@ -29,18 +29,26 @@ struct rt_slurm {
 	struct state *of;
 	uv_process_t proc;
 	uv_pipe_t out;
-	int running, open_handles, freeing;
+	int running, open_handles, freeing, ok;
 	char *buf;
 	size_t len;
 	uint64_t last_ms;
 };
 
+static void parse(rt_slurm *q);
+
+/* The answer is read once squeue has exited and its output has ended
+ * (libuv reports the two in either order). */
 static void closed(uv_handle_t *h)
 {
 	rt_slurm *q = h->data;
 	if (--q->open_handles > 0)
 		return;
 	q->running = 0;
+	/* A failed squeue (slurmctld down) leaves what was known before; an
+	 * empty answer is that none of ours is queued. */
+	if (q->ok && !q->freeing && (q->buf || (q->buf = calloc(1, 1))))
+		parse(q);
 	if (q->freeing) {
 		free(q->buf);
 		free(q->of);
@@ -89,19 +97,15 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		}
 	}
 	free(b->base);
-	if (n < 0)
-		uv_read_stop(st);
+	if (n < 0 && !uv_is_closing((uv_handle_t *)st))
+		uv_close((uv_handle_t *)st, closed);
 }
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 {
 	rt_slurm *q = p->data;
-	/* A failed squeue (slurmctld down) leaves what was known before. */
-	if (status == 0 && sig == 0 && q->buf && !q->freeing)
-		parse(q);
+	q->ok = status == 0 && sig == 0;
 	uv_close((uv_handle_t *)p, closed);
-	if (!uv_is_closing((uv_handle_t *)&q->out))
-		uv_close((uv_handle_t *)&q->out, closed);
 }
 
 rt_slurm *rt_slurm_new(uv_loop_t *loop, const char *prefix, int workers)
@@ -123,6 +127,7 @@ void rt_slurm_poll(rt_slurm *q)
 	if (q->running || q->freeing || (q->last_ms && now - q->last_ms < 2000))
 		return;
 	q->last_ms = now;
+	q->ok = 0;
 	free(q->buf);
 	q->buf = NULL;
 	q->len = 0;
