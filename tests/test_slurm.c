@@ -62,6 +62,11 @@ static void cluster_up(void)
 		        "munge (run deploy/install-deps.sh); the Slurm executor was not tested\n");
 		cr_skip_test("no Slurm here");
 	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_slurm: SKIPPED: starting slurmd and munged needs root; the "
+		        "Slurm executor was not tested\n");
+		cr_skip_test("not root");
+	}
 	int rc = system("deploy/slurm/stop.sh " CLUSTER " > /dev/null 2>&1; "
 	                "deploy/slurm/start.sh " CLUSTER);
 	cr_assert_eq(rc, 0, "the one-node cluster did not start (see " CLUSTER "/log)");
