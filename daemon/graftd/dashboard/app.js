@@ -416,7 +416,8 @@ async function render() {
 		const h = await api('/v1/health');
 		document.getElementById('health').textContent =
 			`graftd ${h.version}, up ${fmt.secs(h.uptime_s)}; workers ${h.workers.busy} busy, ` +
-			`${h.workers.idle} idle`;
+			`${h.workers.idle} idle` + (h.workers.starting ? `, ${h.workers.starting} starting` : '') +
+			(h.workers.pending ? `, ${h.workers.pending} pending in Slurm's queue` : '');
 	} catch (e) {
 		main.replaceChildren(el('p', { class: 'error' }, String(e.message || e)));
 		shown = '';
