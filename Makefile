@@ -11,7 +11,7 @@
 #   make WERROR=1     warnings are errors (CI)
 
 CC      ?= cc
-PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl spng libjpeg \
+PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl spng libjpeg freetype2 \
            libprotobuf-c libarchive
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \

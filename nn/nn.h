@@ -232,6 +232,33 @@ enum {
 int nn_synth_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed,
                      char *err, size_t errlen);
 
+/* Characters rendered with FreeType (glyphs.c): n images of c x h x w, the
+ * label the character's index in chars, each from a random font of fonts
+ * that has it, at a random size (55-95% of h), stroke weight, rotation
+ * (+-15 degrees), shear, width and position, in random grey levels of
+ * either polarity with Gaussian noise.  Depends on the seed alone.  chars
+ * NULL: nn_glyph_default_chars.  GRAFT_EINVAL (a character no font has, a
+ * bad size), GRAFT_EIO (a file FreeType cannot read) or GRAFT_ENOMEM, with
+ * a sentence. */
+typedef struct nn_glyph_opts {
+	const char *const *fonts;
+	int nfonts;
+	const uint32_t *chars;   /* Unicode code points, 2..256 of them */
+	int nchars;
+	int n, c, h, w;
+	uint64_t seed;
+} nn_glyph_opts;
+int nn_glyph_dataset(nn_dataset *ds, const nn_glyph_opts *o, char *err, size_t errlen);
+/* The default classes: 99 characters of Latin, digits, Greek, Cyrillic and
+ * Hebrew, no two of the same shape. */
+const uint32_t *nn_glyph_default_chars(int *n);
+/* The .ttf and .otf files under dir, sorted (malloc'd; nn_glyph_fonts_free):
+ * part 0 all of them, 1 or 2 one of two halves fixed by the SHA-256 of each
+ * file's name (a graft pretrained on one half can be tested on the glyphs
+ * of fonts it never saw). */
+int nn_glyph_fonts(const char *dir, int part, char ***fonts, int *n, char *err, size_t errlen);
+void nn_glyph_fonts_free(char **fonts, int n);
+
 
 /* ---- named tensors and safetensors files ------------------------------- */
 
