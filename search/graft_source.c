@@ -63,6 +63,25 @@ void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a
 	snprintf(a->graft_source, sizeof(a->graft_source), "%s", r->source);
 }
 
+/* Source "glyphs": SYNTH_IMAGES characters of the target's shape, from the
+ * first half of the fonts (the second is kept for testing a graft on fonts
+ * it never saw). */
+static int glyphs(const search_graft_req *r, nn_dataset *own, char *err, size_t errlen)
+{
+	const nn_dataset *t = r->target;
+	char **fonts;
+	int nfonts;
+	int rc = nn_glyph_fonts(r->fonts_dir ? r->fonts_dir : SEARCH_FONTS_DIR, 1, &fonts, &nfonts,
+	                        err, errlen);
+	if (rc)
+		return rc;
+	nn_glyph_opts o = { .fonts = (const char *const *)fonts, .nfonts = nfonts,
+	                    .n = SYNTH_IMAGES, .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
+	rc = nn_glyph_dataset(own, &o, err, errlen);
+	nn_glyph_fonts_free(fonts, nfonts);
+	return rc;
+}
+
 /* The data a source pretrains on, and the normalization it uses there. */
 static int source_data(const search_graft_req *r, nn_dataset *own, const nn_dataset **ds,
                        float *mean, float *std, char *err, size_t errlen)
@@ -80,11 +99,13 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 	}
 	if (!strcmp(r->source, "synthetic"))
 		rc = nn_synth_dataset(own, SYNTH_IMAGES, t->c, t->h, t->w, r->seed, err, errlen);
+	else if (!strcmp(r->source, "glyphs"))
+		rc = glyphs(r, own, err, errlen);
 	else if (!strcmp(r->source, "dataset") && r->dataset_dir)
 		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
-		         "target or dataset (the last with a dataset directory)", r->source);
+		         "glyphs, target or dataset (the last with a dataset directory)", r->source);
 		return GRAFT_EINVAL;
 	}
 	if (!rc && own->c != t->c) {

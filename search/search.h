@@ -104,14 +104,19 @@ double search_mean(const double *x, int n);
 
 /* ---- where grafts come from ------------------------------------------------- */
 
+/* Where source "glyphs" finds its fonts by default (Debian's). */
+#define SEARCH_FONTS_DIR "/usr/share/fonts/truetype"
+
 /* A request for a graft module, made from one of the sources of DESIGN.md. */
 typedef struct search_graft_req {
-	const char *source;          /* "random", "synthetic", "target" or "dataset" */
+	const char *source;          /* "random", "synthetic", "glyphs", "target" or
+	                                "dataset" */
 	const nn_dataset *target;    /* the job's training split (never its
 	                                validation or test data) */
 	const float *target_mean, *target_std; /* its normalization */
 	const char *dataset_dir;     /* source "dataset": another labelled dataset
 	                                (IDX or CIFAR-10) with as many channels */
+	const char *fonts_dir;       /* source "glyphs": NULL: SEARCH_FONTS_DIR */
 	int layers, kernel, channels; /* the module: layers of kernel x kernel,
 	                                 channels wide */
 	int steps, batch;            /* pretraining budget */

@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "nn/nn.h"
+#include "search/search.h"
 
 #define FONTS "/usr/share/fonts/truetype"
 
@@ -160,4 +161,35 @@ Test(glyphs, a_character_no_font_has_or_a_file_that_is_no_font_is_refused)
 	int n;
 	cr_assert_eq(nn_glyph_fonts("/etc/ssl", 0, &none, &n, err, sizeof(err)), GRAFT_EINVAL);
 	cr_assert(strstr(err, "no .ttf or .otf font under /etc/ssl"), "%s", err);
+}
+
+/* Source "glyphs" pretrains a graft of the target's shape from half the
+ * fonts, kept in the cache like every source. */
+Test(glyphs, a_graft_pretrained_on_glyphs_is_made_once_then_reused)
+{
+	char err[GRAFT_ERRLEN], path[4096], sha[65], again[65], cache[] = "/tmp/graft-glyphs-XXXXXX";
+	nn_dataset t;
+	float mean = 0.3f, std = 0.3f;
+	int reused;
+	cr_assert_not_null(mkdtemp(cache));
+	nn_synth_dataset(&t, 64, 1, 16, 16, 1, NULL, 0);
+	search_graft_req r = { .source = "glyphs", .target = &t, .target_mean = &mean,
+	                       .target_std = &std, .layers = 2, .kernel = 3, .channels = 4,
+	                       .steps = 20, .batch = 16, .lr = 0.05f, .seed = 1,
+	                       .cache_dir = cache };
+	cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), sha, &reused, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(reused, 0);
+	cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), again, &reused, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(reused, 1);
+	cr_assert_str_eq(sha, again);
+	r.fonts_dir = "/etc/ssl";
+	cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), sha, &reused, err, sizeof(err)),
+	             GRAFT_EINVAL);
+	cr_assert(strstr(err, "no .ttf or .otf font"), "%s", err);
+	nn_dataset_free(&t);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", cache);
+	cr_assert_eq(system(cmd), 0);
 }

@@ -160,6 +160,11 @@ Test(jobspec, stored_graft_by_sha256)
 	cr_assert_eq(parse(spec, &j, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(j.graft, PROTO_GRAFT_STORED);
 	cr_assert_str_eq(j.graft_sha256, sha);
+	cr_assert_eq(parse("dataset: {dir: /d}\ngraft: {source: glyphs}\n", &j, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(j.graft, PROTO_GRAFT_GLYPHS);
+	expect_error("dataset: {dir: /d}\ngraft: {source: fonts}\n",
+	             "graft.source: expected none, target, synthetic, random, glyphs or the sha256");
 }
 
 Test(jobspec, broken_yaml_and_non_mappings)
