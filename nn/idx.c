@@ -1,6 +1,6 @@
 /*
  * idx.c - loads MNIST-style IDX files (an image file and its label file),
- * gzip'd or plain.
+ * gzip'd or plain, and writes them (plain).
  *
  * These files come from downloads and disks we do not control, so every header
  * field is checked against the bytes that really follow it.  A pair that loads
@@ -333,4 +333,51 @@ int nn_idx_load(nn_dataset *ds, const char *images_path, const char *labels_path
 	ds->pixels = img.data;
 	ds->labels = lab.data;
 	return 0;
+}
+
+/* One IDX file written whole under a temporary name, then renamed: a
+ * reader never sees half of it. */
+static int write_idx(const char *path, const uint8_t *header, size_t hlen, const uint8_t *body,
+                     size_t blen, char *err, size_t errlen)
+{
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return graft_errf(err, errlen, GRAFT_EIO, "cannot create %s: %s", tmp, strerror(errno));
+	int bad = fwrite(header, 1, hlen, f) != hlen || fwrite(body, 1, blen, f) != blen;
+	bad |= fclose(f) != 0;
+	if (bad || rename(tmp, path)) {
+		int e = errno;
+		remove(tmp);
+		return graft_errf(err, errlen, GRAFT_EIO, "cannot write %s: %s", path, strerror(e));
+	}
+	return 0;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+int nn_idx_save(const nn_dataset *ds, const char *images_path, const char *labels_path,
+                char *err, size_t errlen)
+{
+	uint8_t ih[16], lh[8];
+	if (ds->c != 1)
+		return graft_errf(err, errlen, GRAFT_EINVAL, "IDX holds one channel; the images have "
+		                  "%d (write an image folder instead)", ds->c);
+	put_be32(ih, 0x803);
+	put_be32(ih + 4, (uint32_t)ds->n);
+	put_be32(ih + 8, (uint32_t)ds->h);
+	put_be32(ih + 12, (uint32_t)ds->w);
+	put_be32(lh, 0x801);
+	put_be32(lh + 4, (uint32_t)ds->n);
+	int rc = write_idx(images_path, ih, sizeof(ih), ds->pixels, (size_t)ds->n * ds->h * ds->w,
+	                   err, errlen);
+	return rc ? rc : write_idx(labels_path, lh, sizeof(lh), ds->labels, (size_t)ds->n, err,
+	                           errlen);
 }

@@ -63,6 +63,11 @@ const char *nn_dataset_class_name(const nn_dataset *ds, int k);
 int nn_idx_load(nn_dataset *ds, const char *images_path, const char *labels_path,
                 char *err, size_t errlen);
 
+/* Writes a one-channel dataset as an IDX pair (plain, each file renamed into
+ * place whole); GRAFT_EINVAL for more channels, GRAFT_EIO naming the file. */
+int nn_idx_save(const nn_dataset *ds, const char *images_path, const char *labels_path,
+                char *err, size_t errlen);
+
 /* Loads CIFAR-10 binary batches (records of 1 label byte + 3072 pixel bytes). */
 int nn_cifar10_load(nn_dataset *ds, const char *const *paths, int npaths,
                     char *err, size_t errlen);

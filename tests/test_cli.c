@@ -1259,3 +1259,29 @@ Test(cli, train_init_needs_the_same_architecture)
 	cr_assert(!exists(tpath("w3.safetensors")), "weights were written");
 	run_free(&r);
 }
+
+/* graft glyphs writes a dataset directory graft reads: 99 classes, the
+ * sizes asked for, from the held-out half of the fonts by default. */
+Test(cli, glyphs_writes_a_dataset_of_characters)
+{
+	char err[GRAFT_ERRLEN];
+	const char *dir = tpath("glyphs");
+	run r = graft("glyphs", "--out", dir, "--train", "600", "--test", "200", "--size", "16",
+	              NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "600 images of 16x16, 99 classes", "stdout");
+	nn_dataset tr, te;
+	cr_assert_eq(nn_dataset_load_dir(&tr, dir, 0, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_dataset_load_dir(&te, dir, 1, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(tr.n, 600);
+	cr_assert_eq(te.n, 200);
+	cr_assert_eq(tr.h, 16);
+	cr_assert_eq(tr.classes, 99);
+	nn_dataset_free(&tr);
+	nn_dataset_free(&te);
+	r = graft("glyphs", "--out", dir, "--fonts-part", "3", NULL);
+	expect_code(&r, 2);
+	r = graft("glyphs", "--out", dir, "--fonts", "/etc/ssl", NULL);
+	expect_code(&r, 1);
+	expect_in(r.err, "graft glyphs: no .ttf or .otf font under /etc/ssl", "stderr");
+}

@@ -24,6 +24,7 @@ enum {
 
 int cli_train(int argc, char **argv);
 int cli_pretrain(int argc, char **argv);
+int cli_glyphs(int argc, char **argv);
 int cli_ablation(int argc, char **argv);
 int cli_search(int argc, char **argv);
 int cli_onnx(int argc, char **argv);

@@ -29,6 +29,7 @@ static const char usage[] =
 	"  search SPEC.yaml  run a whole search into a SQLite file (--db FILE)\n"
 	"  train ARCH.yaml   train an architecture (graft-arch/1) and report its test accuracy\n"
 	"  pretrain          make a graft module (or take it from the cache)\n"
+	"  glyphs            write a dataset of characters rendered from fonts\n"
 	"  ablation          measure what grafts of each source do for random candidates\n"
 	"  onnx ARCH WEIGHTS write a trained network as ONNX (-o MODEL.onnx)\n"
 	"  predict ARCH WEIGHTS IMAGE...  classify images with a trained network\n"
@@ -124,7 +125,8 @@ static int global_options(int argc, char **argv, char **global, int *nglobal)
 		return GRAFT_EINVAL;
 	}
 	if (!cli_client_command(argv[i])) {
-		static const char *const local[] = { "train", "pretrain", "ablation", "search", "onnx",
+		static const char *const local[] = { "train", "pretrain", "glyphs", "ablation", "search",
+		                                     "onnx",
 		                                     "predict", "dashboard" };
 		for (size_t k = 0; k < sizeof(local) / sizeof(*local); k++)
 			if (!strcmp(argv[i], local[k])) {
@@ -169,6 +171,8 @@ int main(int argc, char **argv)
 		return cli_train(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "pretrain"))
 		return cli_pretrain(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "glyphs"))
+		return cli_glyphs(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ablation"))
 		return cli_ablation(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "search"))
