@@ -22,6 +22,8 @@ python3-torch python3-yaml python3-numpy
 # Glyphs to pretrain a graft from: FreeType and the Noto fonts (hundreds of
 # scripts) besides DejaVu.
 PACKAGES="$PACKAGES libfreetype-dev fonts-noto-core fonts-dejavu-core"
+# Photos to cut patches from: MATE's wallpapers, scikit-image's sample images.
+PACKAGES="$PACKAGES mate-backgrounds python3-skimage"
 # A one-node Slurm cluster for the Slurm executor's tests (deploy/slurm/).
 PACKAGES="$PACKAGES slurmctld slurmd slurm-client munge"
 # clang with its libFuzzer and sanitizer runtimes: for `make fuzz`.

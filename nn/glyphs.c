@@ -285,7 +285,7 @@ int nn_glyph_fonts(const char *dir, int part, char ***fonts, int *n, char *err, 
 		rc = graft_errf(err, errlen, GRAFT_EINVAL, "glyphs: no .ttf or .otf font under %s",
 		                dir);
 	if (rc) {
-		nn_glyph_fonts_free(*fonts, *n);
+		nn_paths_free(*fonts, *n);
 		*fonts = NULL;
 		*n = 0;
 		if (rc == GRAFT_ENOMEM)
@@ -294,9 +294,9 @@ int nn_glyph_fonts(const char *dir, int part, char ***fonts, int *n, char *err, 
 	return rc;
 }
 
-void nn_glyph_fonts_free(char **fonts, int n)
+void nn_paths_free(char **paths, int n)
 {
 	for (int i = 0; i < n; i++)
-		free(fonts[i]);
-	free(fonts);
+		free(paths[i]);
+	free(paths);
 }

@@ -262,7 +262,30 @@ const uint32_t *nn_glyph_default_chars(int *n);
  * file's name (a graft pretrained on one half can be tested on the glyphs
  * of fonts it never saw). */
 int nn_glyph_fonts(const char *dir, int part, char ***fonts, int *n, char *err, size_t errlen);
-void nn_glyph_fonts_free(char **fonts, int n);
+/* Frees a list of paths nn_glyph_fonts or nn_patch_photos made. */
+void nn_paths_free(char **paths, int n);
+
+/* Photo patches for self-supervised pretraining (patches.c): n random square
+ * crops (an eighth to a half of each photo's shorter side, itself shrunk to
+ * at most 512), flipped at random, resized to c x h x w, labelled by
+ * NN_PATCH_ROTATION: the quarter turns applied (4 classes; h == w), or
+ * NN_PATCH_EXEMPLAR: the photo they came from (one class each, 2..256).
+ * Depends on the seed alone.  A photo that cannot be read, or smaller than
+ * twice the patch, is an error naming it. */
+enum nn_patch_task { NN_PATCH_ROTATION, NN_PATCH_EXEMPLAR };
+typedef struct nn_patch_opts {
+	const char *const *images;
+	int nimages;
+	enum nn_patch_task task;
+	int n, c, h, w;
+	uint64_t seed;
+} nn_patch_opts;
+int nn_patch_dataset(nn_dataset *ds, const nn_patch_opts *o, char *err, size_t errlen);
+/* The PNG and JPEG files of at least 20 KB under dirs (recursively), sorted
+ * per directory; a missing directory is passed over.  GRAFT_EINVAL when none
+ * is found. */
+int nn_patch_photos(const char *const *dirs, int ndirs, char ***files, int *n, char *err,
+                    size_t errlen);
 
 
 /* ---- named tensors and safetensors files ------------------------------- */

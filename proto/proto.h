@@ -92,6 +92,7 @@ int proto_read_file(const char *path, char **text, size_t *len, char *err,
 enum proto_graft_source {
 	PROTO_GRAFT_NONE, PROTO_GRAFT_TARGET, PROTO_GRAFT_SYNTHETIC, PROTO_GRAFT_RANDOM,
 	PROTO_GRAFT_GLYPHS,   /* characters of the fonts Debian ships (nn/glyphs.c) */
+	PROTO_GRAFT_ROTATIONS, PROTO_GRAFT_EXEMPLARS, /* photo patches (nn/patches.c) */
 	PROTO_GRAFT_STORED    /* a graft already in the store, named by sha256 */
 };
 

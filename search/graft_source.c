@@ -78,7 +78,28 @@ static int glyphs(const search_graft_req *r, nn_dataset *own, char *err, size_t 
 	nn_glyph_opts o = { .fonts = (const char *const *)fonts, .nfonts = nfonts,
 	                    .n = SYNTH_IMAGES, .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
 	rc = nn_glyph_dataset(own, &o, err, errlen);
-	nn_glyph_fonts_free(fonts, nfonts);
+	nn_paths_free(fonts, nfonts);
+	return rc;
+}
+
+/* Sources "rotations" and "exemplars": SYNTH_IMAGES patches of Debian's
+ * photos, labelled by the turn applied or by their photo. */
+static int patches(const search_graft_req *r, enum nn_patch_task task, nn_dataset *own,
+                   char *err, size_t errlen)
+{
+	const nn_dataset *t = r->target;
+	const char *dirs[] = SEARCH_PHOTO_DIRS;
+	char **photos;
+	int n;
+	int rc = nn_patch_photos(dirs, (int)(sizeof(dirs) / sizeof(*dirs)), &photos, &n, err,
+	                         errlen);
+	if (rc)
+		return rc;
+	nn_patch_opts o = { .images = (const char *const *)photos,
+	                    .nimages = n > 256 ? 256 : n, .task = task, .n = SYNTH_IMAGES,
+	                    .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
+	rc = nn_patch_dataset(own, &o, err, errlen);
+	nn_paths_free(photos, n);
 	return rc;
 }
 
@@ -101,11 +122,16 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 		rc = nn_synth_dataset(own, SYNTH_IMAGES, t->c, t->h, t->w, r->seed, err, errlen);
 	else if (!strcmp(r->source, "glyphs"))
 		rc = glyphs(r, own, err, errlen);
+	else if (!strcmp(r->source, "rotations"))
+		rc = patches(r, NN_PATCH_ROTATION, own, err, errlen);
+	else if (!strcmp(r->source, "exemplars"))
+		rc = patches(r, NN_PATCH_EXEMPLAR, own, err, errlen);
 	else if (!strcmp(r->source, "dataset") && r->dataset_dir)
 		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
-		         "glyphs, target or dataset (the last with a dataset directory)", r->source);
+		         "glyphs, rotations, exemplars, target or dataset (the last with a dataset "
+		         "directory)", r->source);
 		return GRAFT_EINVAL;
 	}
 	if (!rc && own->c != t->c) {

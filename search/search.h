@@ -104,13 +104,17 @@ double search_mean(const double *x, int n);
 
 /* ---- where grafts come from ------------------------------------------------- */
 
-/* Where source "glyphs" finds its fonts by default (Debian's). */
+/* Where source "glyphs" finds its fonts by default (Debian's), and sources
+ * "rotations" and "exemplars" their photos (Debian's wallpapers and
+ * scikit-image's sample images). */
 #define SEARCH_FONTS_DIR "/usr/share/fonts/truetype"
+#define SEARCH_PHOTO_DIRS { "/usr/share/backgrounds", \
+                            "/usr/lib/python3/dist-packages/skimage/data" }
 
 /* A request for a graft module, made from one of the sources of DESIGN.md. */
 typedef struct search_graft_req {
-	const char *source;          /* "random", "synthetic", "glyphs", "target" or
-	                                "dataset" */
+	const char *source;          /* "random", "synthetic", "glyphs", "rotations",
+	                                "exemplars", "target" or "dataset" */
 	const nn_dataset *target;    /* the job's training split (never its
 	                                validation or test data) */
 	const float *target_mean, *target_std; /* its normalization */

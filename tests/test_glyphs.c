@@ -29,7 +29,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	nn_glyph_fonts_free(fonts, nfonts);
+	nn_paths_free(fonts, nfonts);
 }
 
 TestSuite(glyphs, .init = setup, .fini = teardown, .timeout = 120);
@@ -141,8 +141,8 @@ Test(glyphs, the_fonts_split_into_two_fixed_halves)
 	for (int i = 0; i < n1; i++)
 		for (int k = 0; k < n2; k++)
 			cr_assert_str_neq(h1[i], h2[k]);
-	nn_glyph_fonts_free(h1, n1);
-	nn_glyph_fonts_free(h2, n2);
+	nn_paths_free(h1, n1);
+	nn_paths_free(h2, n2);
 }
 
 Test(glyphs, a_character_no_font_has_or_a_file_that_is_no_font_is_refused)

@@ -164,7 +164,8 @@ Test(jobspec, stored_graft_by_sha256)
 	             "%s", err);
 	cr_assert_eq(j.graft, PROTO_GRAFT_GLYPHS);
 	expect_error("dataset: {dir: /d}\ngraft: {source: fonts}\n",
-	             "graft.source: expected none, target, synthetic, random, glyphs or the sha256");
+	             "graft.source: expected none, target, synthetic, random, glyphs, rotations, "
+	             "exemplars or the sha256");
 }
 
 Test(jobspec, broken_yaml_and_non_mappings)

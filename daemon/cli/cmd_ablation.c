@@ -20,7 +20,7 @@
 #include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
-#define MAX_SOURCES 6
+#define MAX_SOURCES 8
 
 static const char usage[] =
 	"usage: graft ablation [options]\n"
@@ -32,7 +32,8 @@ static const char usage[] =
 	"  --candidates N      random candidates (default 16)\n"
 	"  --steps S           the short budget (default 150)\n"
 	"  --long L            also train every candidate for L steps (default: no)\n"
-	"  --sources LIST      of none, random, synthetic, glyphs, target, dataset\n"
+	"  --sources LIST      of none, random, synthetic, glyphs, rotations,\n"
+	"                      exemplars, target, dataset\n"
 	"                      (default none,random,synthetic,target)\n"
 	"  --graft-data DIR    the other dataset, for the source 'dataset'\n"
 	"  --seed K            seed of the candidates and their training (default 1)\n"
@@ -118,8 +119,8 @@ static int parse_args(int argc, char **argv, struct ablation_args *a)
 /* Splits the comma-separated sources, checking each. */
 static int split_sources(char *list, const char **out, const struct ablation_args *a)
 {
-	static const char *known[] = { "none", "random", "synthetic", "glyphs", "target",
-	                               "dataset" };
+	static const char *known[] = { "none", "random", "synthetic", "glyphs", "rotations",
+	                               "exemplars", "target", "dataset" };
 	int n = 0;
 
 	for (char *s = strtok(list, ","); s; s = strtok(NULL, ",")) {
@@ -128,7 +129,8 @@ static int split_sources(char *list, const char **out, const struct ablation_arg
 			ok |= !strcmp(s, known[i]);
 		if (!ok || n == MAX_SOURCES) {
 			fprintf(stderr, "graft ablation: --sources: %s '%s'; expected a list of "
-			        "none, random, synthetic, glyphs, target, dataset\n",
+			        "none, random, synthetic, glyphs, rotations, exemplars, target, "
+			        "dataset\n",
 			        ok ? "too many sources at" : "unknown source", s);
 			return GRAFT_EINVAL;
 		}

@@ -100,7 +100,7 @@ int cli_glyphs(int argc, char **argv)
 			       size, ds.classes, nfonts);
 		nn_dataset_free(&ds);
 	}
-	nn_glyph_fonts_free(fonts, nfonts);
+	nn_paths_free(fonts, nfonts);
 	if (rc) {
 		say(err);
 		return CLI_FAIL;

@@ -431,6 +431,7 @@ static int obtain_graft(rt_jobrun *jr, const char *dir, FILE *log, char *err, si
 	static const char *const names[] = {
 		[PROTO_GRAFT_TARGET] = "target", [PROTO_GRAFT_SYNTHETIC] = "synthetic",
 		[PROTO_GRAFT_RANDOM] = "random", [PROTO_GRAFT_GLYPHS] = "glyphs",
+		[PROTO_GRAFT_ROTATIONS] = "rotations", [PROTO_GRAFT_EXEMPLARS] = "exemplars",
 	};
 	const proto_job *j = &jr->spec;
 	int reused, rc;
