@@ -93,6 +93,7 @@ enum proto_graft_source {
 	PROTO_GRAFT_NONE, PROTO_GRAFT_TARGET, PROTO_GRAFT_SYNTHETIC, PROTO_GRAFT_RANDOM,
 	PROTO_GRAFT_GLYPHS,   /* characters of the fonts Debian ships (nn/glyphs.c) */
 	PROTO_GRAFT_ROTATIONS, PROTO_GRAFT_EXEMPLARS, /* photo patches (nn/patches.c) */
+	PROTO_GRAFT_MIXTURE,  /* glyphs, primitives and rotations together */
 	PROTO_GRAFT_STORED    /* a graft already in the store, named by sha256 */
 };
 

@@ -63,10 +63,15 @@ void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a
 	snprintf(a->graft_source, sizeof(a->graft_source), "%s", r->source);
 }
 
-/* Source "glyphs": SYNTH_IMAGES characters of the target's shape, from the
+static int images_of(const search_graft_req *r)
+{
+	return r->images > 0 ? r->images : SYNTH_IMAGES;
+}
+
+/* Source "glyphs": characters of the target's shape, from the
  * first half of the fonts (the second is kept for testing a graft on fonts
  * it never saw). */
-static int glyphs(const search_graft_req *r, nn_dataset *own, char *err, size_t errlen)
+static int glyphs(const search_graft_req *r, int n, nn_dataset *own, char *err, size_t errlen)
 {
 	const nn_dataset *t = r->target;
 	char **fonts;
@@ -76,16 +81,16 @@ static int glyphs(const search_graft_req *r, nn_dataset *own, char *err, size_t 
 	if (rc)
 		return rc;
 	nn_glyph_opts o = { .fonts = (const char *const *)fonts, .nfonts = nfonts,
-	                    .n = SYNTH_IMAGES, .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
+	                    .n = n, .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
 	rc = nn_glyph_dataset(own, &o, err, errlen);
 	nn_paths_free(fonts, nfonts);
 	return rc;
 }
 
-/* Sources "rotations" and "exemplars": SYNTH_IMAGES patches of Debian's
+/* Sources "rotations" and "exemplars": patches of Debian's
  * photos, labelled by the turn applied or by their photo. */
-static int patches(const search_graft_req *r, enum nn_patch_task task, nn_dataset *own,
-                   char *err, size_t errlen)
+static int patches(const search_graft_req *r, enum nn_patch_task task, int count,
+                   nn_dataset *own, char *err, size_t errlen)
 {
 	const nn_dataset *t = r->target;
 	const char *dirs[] = SEARCH_PHOTO_DIRS;
@@ -96,10 +101,51 @@ static int patches(const search_graft_req *r, enum nn_patch_task task, nn_datase
 	if (rc)
 		return rc;
 	nn_patch_opts o = { .images = (const char *const *)photos,
-	                    .nimages = n > 256 ? 256 : n, .task = task, .n = SYNTH_IMAGES,
+	                    .nimages = n > 256 ? 256 : n, .task = task, .n = count,
 	                    .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
 	rc = nn_patch_dataset(own, &o, err, errlen);
 	nn_paths_free(photos, n);
+	return rc;
+}
+
+/* Source "mixture": a third each of glyphs, synthetic primitives and photo
+ * rotations, as one task (their classes side by side: 99 + 22 + 4). */
+static int mixture(const search_graft_req *r, nn_dataset *own, char *err, size_t errlen)
+{
+	const nn_dataset *t = r->target;
+	nn_dataset part[3] = { 0 };
+	int third = images_of(r) / 3, rc;
+
+	memset(own, 0, sizeof(*own));
+	if ((rc = glyphs(r, third, &part[0], err, errlen)) ||
+	    (rc = nn_synth_dataset(&part[1], third, t->c, t->h, t->w, r->seed, err, errlen)) ||
+	    (rc = patches(r, NN_PATCH_ROTATION, third, &part[2], err, errlen)))
+		goto done;
+	size_t chw = (size_t)t->c * t->h * t->w;
+	own->pixels = malloc(chw * 3 * third);
+	own->labels = malloc((size_t)3 * third);
+	if (!own->pixels || !own->labels) {
+		rc = GRAFT_ENOMEM;
+		snprintf(err, errlen, "mixture: out of memory");
+		goto done;
+	}
+	int offset = 0;
+	for (int k = 0; k < 3; k++) {
+		memcpy(own->pixels + chw * k * third, part[k].pixels, chw * third);
+		for (int i = 0; i < third; i++)
+			own->labels[k * third + i] = (uint8_t)(offset + part[k].labels[i]);
+		offset += part[k].classes;
+	}
+	own->n = 3 * third;
+	own->c = t->c;
+	own->h = t->h;
+	own->w = t->w;
+	own->classes = offset;
+done:
+	for (int k = 0; k < 3; k++)
+		nn_dataset_free(&part[k]);
+	if (rc)
+		nn_dataset_free(own);
 	return rc;
 }
 
@@ -119,19 +165,21 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 		return 0;
 	}
 	if (!strcmp(r->source, "synthetic"))
-		rc = nn_synth_dataset(own, SYNTH_IMAGES, t->c, t->h, t->w, r->seed, err, errlen);
+		rc = nn_synth_dataset(own, images_of(r), t->c, t->h, t->w, r->seed, err, errlen);
 	else if (!strcmp(r->source, "glyphs"))
-		rc = glyphs(r, own, err, errlen);
+		rc = glyphs(r, images_of(r), own, err, errlen);
 	else if (!strcmp(r->source, "rotations"))
-		rc = patches(r, NN_PATCH_ROTATION, own, err, errlen);
+		rc = patches(r, NN_PATCH_ROTATION, images_of(r), own, err, errlen);
 	else if (!strcmp(r->source, "exemplars"))
-		rc = patches(r, NN_PATCH_EXEMPLAR, own, err, errlen);
+		rc = patches(r, NN_PATCH_EXEMPLAR, images_of(r), own, err, errlen);
+	else if (!strcmp(r->source, "mixture"))
+		rc = mixture(r, own, err, errlen);
 	else if (!strcmp(r->source, "dataset") && r->dataset_dir)
 		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
-		         "glyphs, rotations, exemplars, target or dataset (the last with a dataset "
-		         "directory)", r->source);
+		         "glyphs, rotations, exemplars, mixture, target or dataset (the last with a "
+		         "dataset directory)", r->source);
 		return GRAFT_EINVAL;
 	}
 	if (!rc && own->c != t->c) {

@@ -121,6 +121,7 @@ typedef struct search_graft_req {
 	const char *dataset_dir;     /* source "dataset": another labelled dataset
 	                                (IDX or CIFAR-10) with as many channels */
 	const char *fonts_dir;       /* source "glyphs": NULL: SEARCH_FONTS_DIR */
+	int images;                  /* images a generated source makes (0: 50,000) */
 	int layers, kernel, channels; /* the module: layers of kernel x kernel,
 	                                 channels wide */
 	int steps, batch;            /* pretraining budget */

@@ -176,7 +176,7 @@ Test(glyphs, a_graft_pretrained_on_glyphs_is_made_once_then_reused)
 	search_graft_req r = { .source = "glyphs", .target = &t, .target_mean = &mean,
 	                       .target_std = &std, .layers = 2, .kernel = 3, .channels = 4,
 	                       .steps = 20, .batch = 16, .lr = 0.05f, .seed = 1,
-	                       .cache_dir = cache };
+	                       .images = 3000, .cache_dir = cache };
 	cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), sha, &reused, err, sizeof(err)), 0,
 	             "%s", err);
 	cr_assert_eq(reused, 0);

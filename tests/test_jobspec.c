@@ -165,7 +165,7 @@ Test(jobspec, stored_graft_by_sha256)
 	cr_assert_eq(j.graft, PROTO_GRAFT_GLYPHS);
 	expect_error("dataset: {dir: /d}\ngraft: {source: fonts}\n",
 	             "graft.source: expected none, target, synthetic, random, glyphs, rotations, "
-	             "exemplars or the sha256");
+	             "exemplars, mixture or the sha256");
 }
 
 Test(jobspec, broken_yaml_and_non_mappings)

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include "nn/nn.h"
+#include "search/search.h"
 #include "tests/support/image_write.h"
 #include "tests/support/scratch.h"
 
@@ -154,4 +155,29 @@ Test(patches, a_photo_too_small_or_none_at_all_is_refused)
 	const char *dirs[] = { "/etc/ssl" };
 	cr_assert_eq(nn_patch_photos(dirs, 1, &files, &n, err, sizeof(err)), GRAFT_EINVAL);
 	cr_assert(strstr(err, "no PNG or JPEG photo under /etc/ssl"), "%s", err);
+}
+
+/* Each photo source, and the mixture, pretrains a graft of the target's
+ * shape through the same cache as every source. */
+Test(patches, the_photo_sources_and_the_mixture_pretrain_grafts)
+{
+	static const char *const sources[] = { "rotations", "exemplars", "mixture" };
+	char err[GRAFT_ERRLEN], path[4096], sha[3][65];
+	nn_dataset t;
+	float mean[3] = { 0.4f, 0.4f, 0.4f }, std[3] = { 0.3f, 0.3f, 0.3f };
+	int reused;
+	nn_synth_dataset(&t, 64, 3, 16, 16, 1, NULL, 0);
+	for (int i = 0; i < 3; i++) {
+		search_graft_req r = { .source = sources[i], .target = &t, .target_mean = mean,
+		                       .target_std = std, .layers = 1, .kernel = 3, .channels = 4,
+		                       .steps = 5, .batch = 16, .lr = 0.05f, .seed = 1,
+		                       .images = 3000, .cache_dir = scratch_path("cache") };
+		cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), sha[i], &reused, err,
+		                                 sizeof(err)), 0, "%s: %s", sources[i], err);
+		cr_assert_eq(reused, 0);
+		for (int k = 0; k < i; k++)
+			cr_assert_str_neq(sha[i], sha[k], "%s and %s made the same graft", sources[i],
+			                  sources[k]);
+	}
+	nn_dataset_free(&t);
 }

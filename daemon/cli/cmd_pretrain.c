@@ -30,6 +30,7 @@ static const char usage[] =
 	"                     (the other half is kept for testing); rotations,\n"
 	"                     exemplars: patches of the photos Debian ships, labelled\n"
 	"                     by the quarter turn applied, or by their photo;\n"
+	"                     mixture: a third each of glyphs, synthetic, rotations;\n"
 	"                     dataset: the training set of --graft-data; random:\n"
 	"                     random weights, BN statistics calibrated on --data\n"
 	"  --data DIR         the target dataset (default " DEFAULT_DATA ")\n"
