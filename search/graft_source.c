@@ -278,3 +278,70 @@ out:
 	nn_dataset_free(&own);
 	return rc;
 }
+
+int search_graft_grey(const char *rgb_path, const char *out_path, char *err, size_t errlen)
+{
+	nn_weights w;
+	int rc = nn_safetensors_read(rgb_path, &w, err, errlen);
+	if (rc)
+		return rc;
+	nn_tensor *t = malloc(sizeof(*t) * (size_t)(w.n > 0 ? w.n : 1));
+	float *grey = NULL;
+	const char **meta = malloc(sizeof(*meta) * (size_t)(2 * w.nmeta + 1));
+	int found = 0;
+	if (!t || !meta) {
+		rc = GRAFT_ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	for (int i = 0; i < w.n; i++) {
+		t[i] = w.t[i];
+		if (strcmp(t[i].name, "graft.0.conv.weight"))
+			continue;
+		/* A grey image is the same value in three channels: the first
+		 * layer's response to it is that of its channels' summed weights. */
+		if (t[i].ndim != 4 || t[i].shape[1] != 3) {
+			char shape[64];
+			rc = GRAFT_EINVAL;
+			snprintf(err, errlen, "%s: graft.0.conv.weight is %s, not C x 3 x K x K: not a "
+			         "graft for RGB images", rgb_path,
+			         nn_tensor_shape_str(&t[i], shape, sizeof(shape)));
+			goto done;
+		}
+		int64_t c = t[i].shape[0], kk = t[i].shape[2] * t[i].shape[3];
+		if (!(grey = malloc(sizeof(float) * (size_t)(c * kk)))) {
+			rc = GRAFT_ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			goto done;
+		}
+		for (int64_t o = 0; o < c; o++)
+			for (int64_t k = 0; k < kk; k++)
+				grey[o * kk + k] = t[i].data[(o * 3 + 0) * kk + k] +
+				                   t[i].data[(o * 3 + 1) * kk + k] +
+				                   t[i].data[(o * 3 + 2) * kk + k];
+		t[i].shape[1] = 1;
+		t[i].data = grey;
+		found = 1;
+	}
+	if (!found) {
+		rc = GRAFT_EINVAL;
+		snprintf(err, errlen, "%s has no graft.0.conv.weight: not a graft module", rgb_path);
+		goto done;
+	}
+	/* The metadata as it was, its input now one channel. */
+	for (int i = 0; i < 2 * w.nmeta; i++)
+		meta[i] = w.meta[i];
+	char input[64] = "";
+	for (int i = 0; i < w.nmeta; i++)
+		if (!strcmp(w.meta[2 * i], "input") && w.meta[2 * i + 1][0] == '3') {
+			snprintf(input, sizeof(input), "1%s", w.meta[2 * i + 1] + 1);
+			meta[2 * i + 1] = input;
+		}
+	rc = nn_safetensors_write_meta(out_path, t, w.n, meta, w.nmeta, err, errlen);
+done:
+	free(grey);
+	free(t);
+	free(meta);
+	nn_weights_free(&w);
+	return rc;
+}

@@ -193,3 +193,56 @@ Test(glyphs, a_graft_pretrained_on_glyphs_is_made_once_then_reused)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", cache);
 	cr_assert_eq(system(cmd), 0);
 }
+
+/* A graft made for colour images serves grey ones with its first layer's
+ * weights summed over the three channels; the rest unchanged. */
+Test(glyphs, an_rgb_graft_becomes_a_grey_one_by_summing_its_first_weights)
+{
+	char err[GRAFT_ERRLEN], path[4096], sha[65], cache[] = "/tmp/graft-grey-XXXXXX", grey[4200];
+	nn_dataset t;
+	float mean[3] = { 0.3f, 0.3f, 0.3f }, std[3] = { 0.3f, 0.3f, 0.3f };
+	int reused;
+	cr_assert_not_null(mkdtemp(cache));
+	nn_synth_dataset(&t, 64, 3, 16, 16, 1, NULL, 0);
+	search_graft_req r = { .source = "glyphs", .target = &t, .target_mean = mean,
+	                       .target_std = std, .layers = 2, .kernel = 3, .channels = 4,
+	                       .steps = 10, .batch = 16, .lr = 0.05f, .seed = 1, .images = 2000,
+	                       .cache_dir = cache };
+	cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), sha, &reused, err, sizeof(err)), 0,
+	             "%s", err);
+	snprintf(grey, sizeof(grey), "%s/grey.safetensors", cache);
+	cr_assert_eq(search_graft_grey(path, grey, err, sizeof(err)), 0, "%s", err);
+	nn_weights a, b;
+	cr_assert_eq(nn_safetensors_read(path, &a, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_safetensors_read(grey, &b, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(a.n, b.n);
+	for (int i = 0; i < a.n; i++) {
+		cr_assert_str_eq(a.t[i].name, b.t[i].name);
+		int64_t n = nn_tensor_numel(&b.t[i]);
+		if (strcmp(a.t[i].name, "graft.0.conv.weight")) {
+			cr_assert(nn_tensor_same_shape(&a.t[i], &b.t[i]));
+			cr_assert(memcmp(a.t[i].data, b.t[i].data, sizeof(float) * (size_t)n) == 0);
+			continue;
+		}
+		cr_assert_eq(b.t[i].shape[1], 1);
+		for (int64_t o = 0; o < 4; o++)
+			for (int k = 0; k < 9; k++) {
+				float want = a.t[i].data[(o * 3) * 9 + k] + a.t[i].data[(o * 3 + 1) * 9 + k] +
+				             a.t[i].data[(o * 3 + 2) * 9 + k];
+				cr_assert_float_eq(b.t[i].data[o * 9 + k], want, 1e-6);
+			}
+	}
+	int input = 0;
+	for (int i = 0; i < b.nmeta; i++)
+		input |= !strcmp(b.meta[2 * i], "input") && !strcmp(b.meta[2 * i + 1], "1x16x16");
+	cr_assert(input, "the metadata says the input is one channel");
+	/* A grey graft is not made grey again. */
+	cr_assert_eq(search_graft_grey(grey, grey, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert(strstr(err, "not a graft for RGB images"), "%s", err);
+	nn_weights_free(&a);
+	nn_weights_free(&b);
+	nn_dataset_free(&t);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", cache);
+	cr_assert_eq(system(cmd), 0);
+}
