@@ -19,7 +19,8 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 for p in $pids; do kill -KILL "$p" 2>/dev/null; done
-# The steps slurmd started (slurmstepd and their tasks) end with it.
+# The steps slurmd started (slurmstepd and their tasks) end with it: every
+# slurmstepd on the machine, which is right for the one-node cluster this is.
 pkill -KILL -f "slurmstepd: \[" 2>/dev/null
 : > "$DIR/pids"
 exit 0
