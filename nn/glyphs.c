@@ -13,13 +13,11 @@
  * Each image depends on the seed and its index alone (its own random
  * stream), not on the order of rendering.
  */
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include <ft2build.h>
 #include FT_FREETYPE_H
@@ -226,77 +224,30 @@ done:
 	return rc;
 }
 
-/* Appends the font files under dir (recursively) to *v. */
-static int list_fonts(const char *dir, int part, char ***v, int *n, int *cap)
+/* A font file of the half asked for (0: either). */
+static int font_of_part(const char *name, long long size, void *ctx)
 {
-	struct dirent **e;
-	int m = scandir(dir, &e, NULL, alphasort), rc = 0;
-	if (m < 0)
-		return GRAFT_EIO;
-	for (int i = 0; i < m; i++) {
-		const char *name = e[i]->d_name;
-		char path[4096];
-		struct stat st;
-		size_t len = strlen(name);
-		snprintf(path, sizeof(path), "%s/%s", dir, name);
-		if (!rc && name[0] != '.' && !stat(path, &st)) {
-			if (S_ISDIR(st.st_mode)) {
-				rc = list_fonts(path, part, v, n, cap) == GRAFT_ENOMEM ? GRAFT_ENOMEM : 0;
-			} else if (len > 4 && (!strcasecmp(name + len - 4, ".ttf") ||
-			                       !strcasecmp(name + len - 4, ".otf"))) {
-				char hex[65];
-				nn_sha256_hex(name, len, hex);
-				int half = strchr("02468ace", hex[0]) ? 1 : 2;
-				if (part == 0 || part == half) {
-					if (*n == *cap) {
-						char **nv = realloc(*v, sizeof(**v) * (size_t)(*cap ? 2 * *cap : 64));
-						if (!nv)
-							rc = GRAFT_ENOMEM;
-						else {
-							*v = nv;
-							*cap = *cap ? 2 * *cap : 64;
-						}
-					}
-					if (!rc && !((*v)[*n] = strdup(path)))
-						rc = GRAFT_ENOMEM;
-					if (!rc)
-						++*n;
-				}
-			}
-		}
-		free(e[i]);
-	}
-	free(e);
-	return rc;
+	int part = *(const int *)ctx;
+	size_t len = strlen(name);
+	char hex[65];
+	(void)size;
+	if (len <= 4 || (strcasecmp(name + len - 4, ".ttf") && strcasecmp(name + len - 4, ".otf")))
+		return 0;
+	nn_sha256_hex(name, len, hex);
+	return part == 0 || part == (strchr("02468ace", hex[0]) ? 1 : 2);
 }
 
-int nn_glyph_fonts(const char *dir, int part, char ***fonts, int *n, char *err, size_t errlen)
+int nn_glyph_fonts(const char *dir, int part, nn_paths *fonts, char *err, size_t errlen)
 {
-	int cap = 0;
-	*fonts = NULL;
-	*n = 0;
 	if (part < 0 || part > 2)
 		return graft_errf(err, errlen, GRAFT_EINVAL, "glyphs: font part %d, need 0..2", part);
-	int rc = list_fonts(dir, part, fonts, n, &cap);
+	int before = fonts->n, rc = nn_paths_add_tree(fonts, dir, font_of_part, &part);
 	if (rc == GRAFT_EIO)
-		return graft_errf(err, errlen, GRAFT_EIO, "glyphs: cannot read the font directory %s",
+		return graft_errf(err, errlen, rc, "glyphs: cannot read the font directory %s", dir);
+	if (rc)
+		return graft_errf(err, errlen, rc, "glyphs: out of memory listing fonts");
+	if (fonts->n == before)
+		return graft_errf(err, errlen, GRAFT_EINVAL, "glyphs: no .ttf or .otf font under %s",
 		                  dir);
-	if (!rc && !*n)
-		rc = graft_errf(err, errlen, GRAFT_EINVAL, "glyphs: no .ttf or .otf font under %s",
-		                dir);
-	if (rc) {
-		nn_paths_free(*fonts, *n);
-		*fonts = NULL;
-		*n = 0;
-		if (rc == GRAFT_ENOMEM)
-			graft_errf(err, errlen, rc, "glyphs: out of memory listing fonts");
-	}
-	return rc;
-}
-
-void nn_paths_free(char **paths, int n)
-{
-	for (int i = 0; i < n; i++)
-		free(paths[i]);
-	free(paths);
+	return 0;
 }

@@ -105,6 +105,25 @@ int nn_dataset_load_dir(nn_dataset *ds, const char *dir, int test, char *err,
  * folder (nn_folder_prepare). */
 int nn_dataset_dir_is_folder(const char *dir);
 
+/* ---- lists of files (paths.c) ------------------------------------------------ */
+
+/* A growing list of paths, each malloc'd; zero-initialised to start. */
+typedef struct nn_paths {
+	char **p;
+	int n, cap;
+} nn_paths;
+
+/* Appends a copy of path: 0 or GRAFT_ENOMEM. */
+int nn_paths_add(nn_paths *ps, const char *path);
+/* Appends every regular file under dir, recursively, whose name (and size)
+ * keep accepts (NULL: every file), names starting with '.' left out; the
+ * ones appended sorted.  0, GRAFT_EIO when dir (or a folder in it) cannot
+ * be read, or GRAFT_ENOMEM. */
+int nn_paths_add_tree(nn_paths *ps, const char *dir,
+                      int (*keep)(const char *name, long long size, void *ctx), void *ctx);
+/* Frees the paths and zeroes *ps. */
+void nn_paths_clear(nn_paths *ps);
+
 /* ---- images and image folders ---------------------------------------------- */
 
 /* A decoded image: h x w pixels of c (1 or 3) interleaved 8-bit channels. */
@@ -257,13 +276,11 @@ int nn_glyph_dataset(nn_dataset *ds, const nn_glyph_opts *o, char *err, size_t e
 /* The default classes: 99 characters of Latin, digits, Greek, Cyrillic and
  * Hebrew, no two of the same shape. */
 const uint32_t *nn_glyph_default_chars(int *n);
-/* The .ttf and .otf files under dir, sorted (malloc'd; nn_glyph_fonts_free):
- * part 0 all of them, 1 or 2 one of two halves fixed by the SHA-256 of each
- * file's name (a graft pretrained on one half can be tested on the glyphs
- * of fonts it never saw). */
-int nn_glyph_fonts(const char *dir, int part, char ***fonts, int *n, char *err, size_t errlen);
-/* Frees a list of paths nn_glyph_fonts or nn_patch_photos made. */
-void nn_paths_free(char **paths, int n);
+/* Adds to *fonts the .ttf and .otf files under dir, sorted: part 0 all of
+ * them, 1 or 2 one of two halves fixed by the SHA-256 of each file's name (a
+ * graft pretrained on one half can be tested on the glyphs of fonts it
+ * never saw).  GRAFT_EINVAL when there is none. */
+int nn_glyph_fonts(const char *dir, int part, nn_paths *fonts, char *err, size_t errlen);
 
 /* Photo patches for self-supervised pretraining (patches.c): n random square
  * crops (an eighth to a half of each photo's shorter side, itself shrunk to
@@ -281,10 +298,10 @@ typedef struct nn_patch_opts {
 	uint64_t seed;
 } nn_patch_opts;
 int nn_patch_dataset(nn_dataset *ds, const nn_patch_opts *o, char *err, size_t errlen);
-/* The PNG and JPEG files of at least 20 KB under dirs (recursively), sorted
- * per directory; a missing directory is passed over.  GRAFT_EINVAL when none
- * is found. */
-int nn_patch_photos(const char *const *dirs, int ndirs, char ***files, int *n, char *err,
+/* Adds to *photos the PNG and JPEG files of at least 20 KB under dirs,
+ * sorted per directory; a missing directory is passed over.  GRAFT_EINVAL
+ * when none is found. */
+int nn_patch_photos(const char *const *dirs, int ndirs, nn_paths *photos, char *err,
                     size_t errlen);
 
 

@@ -11,7 +11,6 @@
  * MAX_SIDE, and cropped at between an eighth and a half of that side.  Each
  * patch depends on the seed and its index alone.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,64 +165,32 @@ int nn_patch_dataset(nn_dataset *ds, const nn_patch_opts *o, char *err, size_t e
 	return 0;
 }
 
-/* Appends the PNG and JPEG files under dir (recursively) at least min_bytes
- * long to *v (a tiny file is an icon or a test pattern, not a photo). */
-static int list_photos(const char *dir, long min_bytes, char ***v, int *n, int *cap)
+/* A photo: a PNG or JPEG of at least 20 KB (a smaller one is an icon or a
+ * test pattern). */
+static int is_photo(const char *name, long long size, void *ctx)
 {
-	struct dirent **e;
-	int m = scandir(dir, &e, NULL, alphasort), rc = 0;
-	if (m < 0)
-		return GRAFT_EIO;
-	for (int i = 0; i < m; i++) {
-		char path[4096];
-		struct stat st;
-		snprintf(path, sizeof(path), "%s/%s", dir, e[i]->d_name);
-		if (!rc && e[i]->d_name[0] != '.' && !stat(path, &st)) {
-			if (S_ISDIR(st.st_mode)) {
-				rc = list_photos(path, min_bytes, v, n, cap) == GRAFT_ENOMEM ? GRAFT_ENOMEM : 0;
-			} else if (nn_image_is_image_name(e[i]->d_name) && st.st_size >= min_bytes) {
-				if (*n == *cap) {
-					char **nv = realloc(*v, sizeof(**v) * (size_t)(*cap ? 2 * *cap : 64));
-					if (nv) {
-						*v = nv;
-						*cap = *cap ? 2 * *cap : 64;
-					} else {
-						rc = GRAFT_ENOMEM;
-					}
-				}
-				if (!rc && !((*v)[*n] = strdup(path)))
-					rc = GRAFT_ENOMEM;
-				if (!rc)
-					++*n;
-			}
-		}
-		free(e[i]);
-	}
-	free(e);
-	return rc;
+	(void)ctx;
+	return size >= 20000 && nn_image_is_image_name(name);
 }
 
-int nn_patch_photos(const char *const *dirs, int ndirs, char ***files, int *n, char *err,
+int nn_patch_photos(const char *const *dirs, int ndirs, nn_paths *photos, char *err,
                     size_t errlen)
 {
-	int cap = 0, rc = 0;
-	*files = NULL;
-	*n = 0;
-	for (int d = 0; d < ndirs && rc != GRAFT_ENOMEM; d++) {
+	int before = photos->n;
+	for (int d = 0; d < ndirs; d++) {
+		struct stat st;
 		/* A directory that is not there (a package not installed) is
 		 * passed over: the others may have photos. */
-		int r = list_photos(dirs[d], 20000, files, n, &cap);
-		rc = r == GRAFT_ENOMEM ? r : 0;
+		if (stat(dirs[d], &st) || !S_ISDIR(st.st_mode))
+			continue;
+		int rc = nn_paths_add_tree(photos, dirs[d], is_photo, NULL);
+		if (rc == GRAFT_EIO)
+			return graft_errf(err, errlen, rc, "patches: cannot read %s", dirs[d]);
+		if (rc)
+			return graft_errf(err, errlen, rc, "patches: out of memory listing photos");
 	}
-	if (!rc && !*n)
-		rc = graft_errf(err, errlen, GRAFT_EINVAL, "patches: no PNG or JPEG photo under %s%s",
-		                ndirs ? dirs[0] : "(no directory)", ndirs > 1 ? " and the others" : "");
-	else if (rc)
-		graft_errf(err, errlen, rc, "patches: out of memory listing photos");
-	if (rc) {
-		nn_paths_free(*files, *n);
-		*files = NULL;
-		*n = 0;
-	}
-	return rc;
+	if (photos->n == before)
+		return graft_errf(err, errlen, GRAFT_EINVAL, "patches: no PNG or JPEG photo under %s%s",
+		                  ndirs ? dirs[0] : "(no directory)", ndirs > 1 ? " and the others" : "");
+	return 0;
 }

@@ -74,16 +74,14 @@ static int images_of(const search_graft_req *r)
 static int glyphs(const search_graft_req *r, int n, nn_dataset *own, char *err, size_t errlen)
 {
 	const nn_dataset *t = r->target;
-	char **fonts;
-	int nfonts;
-	int rc = nn_glyph_fonts(r->fonts_dir ? r->fonts_dir : SEARCH_FONTS_DIR, 1, &fonts, &nfonts,
-	                        err, errlen);
-	if (rc)
-		return rc;
-	nn_glyph_opts o = { .fonts = (const char *const *)fonts, .nfonts = nfonts,
+	nn_paths fonts = { 0 };
+	int rc = nn_glyph_fonts(r->fonts_dir ? r->fonts_dir : SEARCH_FONTS_DIR, 1, &fonts, err,
+	                        errlen);
+	nn_glyph_opts o = { .fonts = (const char *const *)fonts.p, .nfonts = fonts.n,
 	                    .n = n, .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
-	rc = nn_glyph_dataset(own, &o, err, errlen);
-	nn_paths_free(fonts, nfonts);
+	if (!rc)
+		rc = nn_glyph_dataset(own, &o, err, errlen);
+	nn_paths_clear(&fonts);
 	return rc;
 }
 
@@ -94,17 +92,14 @@ static int patches(const search_graft_req *r, enum nn_patch_task task, int count
 {
 	const nn_dataset *t = r->target;
 	const char *dirs[] = SEARCH_PHOTO_DIRS;
-	char **photos;
-	int n;
-	int rc = nn_patch_photos(dirs, (int)(sizeof(dirs) / sizeof(*dirs)), &photos, &n, err,
-	                         errlen);
-	if (rc)
-		return rc;
-	nn_patch_opts o = { .images = (const char *const *)photos,
-	                    .nimages = n > 256 ? 256 : n, .task = task, .n = count,
+	nn_paths photos = { 0 };
+	int rc = nn_patch_photos(dirs, (int)(sizeof(dirs) / sizeof(*dirs)), &photos, err, errlen);
+	nn_patch_opts o = { .images = (const char *const *)photos.p,
+	                    .nimages = photos.n > 256 ? 256 : photos.n, .task = task, .n = count,
 	                    .c = t->c, .h = t->h, .w = t->w, .seed = r->seed };
-	rc = nn_patch_dataset(own, &o, err, errlen);
-	nn_paths_free(photos, n);
+	if (!rc)
+		rc = nn_patch_dataset(own, &o, err, errlen);
+	nn_paths_clear(&photos);
 	return rc;
 }
 

@@ -17,19 +17,18 @@
 
 #define FONTS "/usr/share/fonts/truetype"
 
-static char **fonts;
-static int nfonts;
+static nn_paths fonts;
 
 static void setup(void)
 {
 	char err[GRAFT_ERRLEN];
-	cr_assert_eq(nn_glyph_fonts(FONTS, 0, &fonts, &nfonts, err, sizeof(err)), 0,
+	cr_assert_eq(nn_glyph_fonts(FONTS, 0, &fonts, err, sizeof(err)), 0,
 	             "%s (deploy/install-deps.sh installs fonts-noto-core)", err);
 }
 
 static void teardown(void)
 {
-	nn_paths_free(fonts, nfonts);
+	nn_paths_clear(&fonts);
 }
 
 TestSuite(glyphs, .init = setup, .fini = teardown, .timeout = 120);
@@ -37,7 +36,7 @@ TestSuite(glyphs, .init = setup, .fini = teardown, .timeout = 120);
 static void make(nn_dataset *ds, int n, uint64_t seed)
 {
 	char err[GRAFT_ERRLEN];
-	nn_glyph_opts o = { .fonts = (const char *const *)fonts, .nfonts = nfonts, .n = n, .c = 1,
+	nn_glyph_opts o = { .fonts = (const char *const *)fonts.p, .nfonts = fonts.n, .n = n, .c = 1,
 	                    .h = 28, .w = 28, .seed = seed };
 	cr_assert_eq(nn_glyph_dataset(ds, &o, err, sizeof(err)), 0, "%s", err);
 }
@@ -132,25 +131,26 @@ Test(glyphs, the_classes_are_told_apart_far_above_chance)
 
 Test(glyphs, the_fonts_split_into_two_fixed_halves)
 {
-	char err[GRAFT_ERRLEN], **h1, **h2;
-	int n1, n2;
-	cr_assert_eq(nn_glyph_fonts(FONTS, 1, &h1, &n1, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(nn_glyph_fonts(FONTS, 2, &h2, &n2, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(n1 + n2, nfonts);
-	cr_assert(n1 > nfonts / 4 && n2 > nfonts / 4, "%d and %d of %d", n1, n2, nfonts);
-	for (int i = 0; i < n1; i++)
-		for (int k = 0; k < n2; k++)
-			cr_assert_str_neq(h1[i], h2[k]);
-	nn_paths_free(h1, n1);
-	nn_paths_free(h2, n2);
+	char err[GRAFT_ERRLEN];
+	nn_paths h1 = { 0 }, h2 = { 0 };
+	cr_assert_eq(nn_glyph_fonts(FONTS, 1, &h1, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_glyph_fonts(FONTS, 2, &h2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(h1.n + h2.n, fonts.n);
+	cr_assert(h1.n > fonts.n / 4 && h2.n > fonts.n / 4, "%d and %d of %d", h1.n, h2.n, fonts.n);
+	for (int i = 0; i < h1.n; i++)
+		for (int k = 0; k < h2.n; k++)
+			cr_assert_str_neq(h1.p[i], h2.p[k]);
+	nn_paths_clear(&h1);
+	nn_paths_clear(&h2);
 }
 
 Test(glyphs, a_character_no_font_has_or_a_file_that_is_no_font_is_refused)
 {
-	char err[GRAFT_ERRLEN], **none;
+	char err[GRAFT_ERRLEN];
+	nn_paths none = { 0 };
 	nn_dataset ds;
 	const uint32_t odd[] = { 0x41, 0x10FFFD };
-	nn_glyph_opts o = { .fonts = (const char *const *)fonts, .nfonts = nfonts, .chars = odd,
+	nn_glyph_opts o = { .fonts = (const char *const *)fonts.p, .nfonts = fonts.n, .chars = odd,
 	                    .nchars = 2, .n = 10, .c = 1, .h = 28, .w = 28 };
 	cr_assert_eq(nn_glyph_dataset(&ds, &o, err, sizeof(err)), GRAFT_EINVAL);
 	cr_assert(strstr(err, "no font given has U+10FFFD"), "%s", err);
@@ -158,8 +158,8 @@ Test(glyphs, a_character_no_font_has_or_a_file_that_is_no_font_is_refused)
 	o = (nn_glyph_opts){ .fonts = not_font, .nfonts = 1, .n = 10, .c = 1, .h = 28, .w = 28 };
 	cr_assert_eq(nn_glyph_dataset(&ds, &o, err, sizeof(err)), GRAFT_EIO);
 	cr_assert(strstr(err, "/etc/hostname is not a font"), "%s", err);
-	int n;
-	cr_assert_eq(nn_glyph_fonts("/etc/ssl", 0, &none, &n, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert_eq(nn_glyph_fonts("/etc/ssl", 0, &none, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert_eq(none.n, 0);
 	cr_assert(strstr(err, "no .ttf or .otf font under /etc/ssl"), "%s", err);
 }
 

@@ -118,24 +118,26 @@ Test(patches, debians_photos_are_found_and_make_patches)
 {
 	const char *dirs[] = { "/usr/share/backgrounds", "/usr/lib/python3/dist-packages/skimage/data",
 	                       "/nonexistent" };
-	char **files, err[GRAFT_ERRLEN];
-	int n;
-	cr_assert_eq(nn_patch_photos(dirs, 3, &files, &n, err, sizeof(err)), 0,
+	char err[GRAFT_ERRLEN];
+	nn_paths files = { 0 };
+	cr_assert_eq(nn_patch_photos(dirs, 3, &files, err, sizeof(err)), 0,
 	             "%s (deploy/install-deps.sh installs mate-backgrounds and python3-skimage)", err);
-	cr_assert_geq(n, 20, "%d photos", n);
+	cr_assert_geq(files.n, 20, "%d photos", files.n);
+	for (int i = 0; i < files.n; i++)
+		cr_assert(nn_image_is_image_name(files.p[i]), "%s", files.p[i]);
 	nn_dataset ds;
-	nn_patch_opts o = { .images = (const char *const *)files, .nimages = n,
+	nn_patch_opts o = { .images = (const char *const *)files.p, .nimages = files.n,
 	                    .task = NN_PATCH_EXEMPLAR, .n = 500, .c = 3, .h = 32, .w = 32, .seed = 1 };
 	cr_assert_eq(nn_patch_dataset(&ds, &o, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(ds.classes, n);
+	cr_assert_eq(ds.classes, files.n);
 	nn_dataset_free(&ds);
-	nn_paths_free(files, n);
+	nn_paths_clear(&files);
 }
 
 Test(patches, a_photo_too_small_or_none_at_all_is_refused)
 {
-	char err[GRAFT_ERRLEN], **files;
-	int n;
+	char err[GRAFT_ERRLEN];
+	nn_paths files = { 0 };
 	const char *one[] = { photo("small.png", 100, 100, 100) };
 	nn_dataset ds;
 	nn_patch_opts o = { .images = one, .nimages = 1, .task = NN_PATCH_ROTATION, .n = 10,
@@ -153,7 +155,8 @@ Test(patches, a_photo_too_small_or_none_at_all_is_refused)
 	cr_assert_neq(nn_patch_dataset(&ds, &o, err, sizeof(err)), 0);
 	cr_assert(strstr(err, "/etc/hostname"), "%s", err);
 	const char *dirs[] = { "/etc/ssl" };
-	cr_assert_eq(nn_patch_photos(dirs, 1, &files, &n, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert_eq(nn_patch_photos(dirs, 1, &files, err, sizeof(err)), GRAFT_EINVAL);
+	cr_assert_eq(files.n, 0);
 	cr_assert(strstr(err, "no PNG or JPEG photo under /etc/ssl"), "%s", err);
 }
 

@@ -72,11 +72,11 @@ int cli_glyphs(int argc, char **argv)
 		        optind != argc ? ", and takes no other arguments" : "", usage);
 		return CLI_USAGE;
 	}
-	char **fonts;
-	int nfonts;
-	if (nn_glyph_fonts(fonts_dir, (int)part, &fonts, &nfonts, err, sizeof(err)) ||
+	nn_paths fonts = { 0 };
+	if (nn_glyph_fonts(fonts_dir, (int)part, &fonts, err, sizeof(err)) ||
 	    search_make_dirs(out, err, sizeof(err))) {
 		say(err);
+		nn_paths_clear(&fonts);
 		return CLI_FAIL;
 	}
 	static const char *const files[2][2] = {
@@ -86,7 +86,7 @@ int cli_glyphs(int argc, char **argv)
 	int rc = 0;
 	for (int k = 0; k < 2 && !rc; k++) {
 		nn_dataset ds;
-		nn_glyph_opts g = { .fonts = (const char *const *)fonts, .nfonts = nfonts,
+		nn_glyph_opts g = { .fonts = (const char *const *)fonts.p, .nfonts = fonts.n,
 		                    .n = (int)(k ? ntest : ntrain), .c = 1, .h = (int)size,
 		                    .w = (int)size, .seed = (uint64_t)seed + (uint64_t)k * 0x5eed };
 		char ip[4200], lp[4200];
@@ -97,10 +97,10 @@ int cli_glyphs(int argc, char **argv)
 			rc = nn_idx_save(&ds, ip, lp, err, sizeof(err));
 		if (!rc)
 			printf("%s: %d images of %ldx%ld, %d classes, from %d fonts\n", ip, ds.n, size,
-			       size, ds.classes, nfonts);
+			       size, ds.classes, fonts.n);
 		nn_dataset_free(&ds);
 	}
-	nn_paths_free(fonts, nfonts);
+	nn_paths_clear(&fonts);
 	if (rc) {
 		say(err);
 		return CLI_FAIL;

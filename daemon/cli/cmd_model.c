@@ -2,7 +2,6 @@
  * cmd_model.c - what a user does with an exported model, without graftd:
  * `graft onnx` writes it as ONNX, `graft predict` runs it on images.
  */
-#include <dirent.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -113,55 +112,12 @@ int cli_onnx(int argc, char **argv)
 
 /* ---- predict ---------------------------------------------------------------- */
 
-typedef struct paths {
-	char **p;
-	int n, cap;
-} paths;
-
-static int add_path(paths *ps, const char *p)
+/* An image file by its name. */
+static int image_name(const char *name, long long size, void *ctx)
 {
-	if (ps->n == ps->cap) {
-		int cap = ps->cap ? 2 * ps->cap : 64;
-		char **m = realloc(ps->p, sizeof(char *) * (size_t)cap);
-		if (!m)
-			return GRAFT_ENOMEM;
-		ps->p = m;
-		ps->cap = cap;
-	}
-	return (ps->p[ps->n] = strdup(p)) ? (ps->n++, 0) : GRAFT_ENOMEM;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every image file under dir (names starting with '.' left out), sorted. */
-static int add_folder(paths *ps, const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char p[4200];
-	int rc = 0, first = ps->n;
-
-	if (!d)
-		return GRAFT_EIO;
-	while (!rc && (e = readdir(d))) {
-		struct stat st;
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-		if (stat(p, &st))
-			continue;
-		if (S_ISDIR(st.st_mode))
-			rc = add_folder(ps, p);
-		else if (nn_image_is_image_name(e->d_name))
-			rc = add_path(ps, p);
-	}
-	closedir(d);
-	if (ps->n - first > 1)
-		qsort(ps->p + first, (size_t)(ps->n - first), sizeof(char *), cmp_str);
-	return rc;
+	(void)size;
+	(void)ctx;
+	return nn_image_is_image_name(name);
 }
 
 static double now_s(void)
@@ -202,7 +158,7 @@ int cli_predict(int argc, char **argv)
 	char name[32], err[GRAFT_ERRLEN], *labels = NULL;
 	long threads = 0;
 	int json = 0, ch, rc = CLI_FAIL;
-	paths ps = { 0 };
+	nn_paths ps = { 0 };
 	nn_arch a;
 	nn_net *net = NULL;
 	float *x = NULL;
@@ -233,7 +189,8 @@ int cli_predict(int argc, char **argv)
 			fprintf(stderr, "graft predict: %s: no such file or folder\n", argv[i]);
 			goto out;
 		}
-		if ((S_ISDIR(st.st_mode) ? add_folder(&ps, argv[i]) : add_path(&ps, argv[i]))) {
+		if (S_ISDIR(st.st_mode) ? nn_paths_add_tree(&ps, argv[i], image_name, NULL)
+		                        : nn_paths_add(&ps, argv[i])) {
 			fprintf(stderr, "graft predict: %s: cannot list it\n", argv[i]);
 			goto out;
 		}
@@ -304,9 +261,7 @@ int cli_predict(int argc, char **argv)
 	        total - decode, bad ? "; some could not be read (above)" : "");
 	rc = bad ? CLI_FAIL : CLI_OK;
 out:
-	for (int i = 0; i < ps.n; i++)
-		free(ps.p[i]);
-	free(ps.p);
+	nn_paths_clear(&ps);
 	free(x);
 	free(labels);
 	nn_net_free(net);
