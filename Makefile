@@ -16,6 +16,8 @@ PKGS    := openblas zlib jansson yaml-0.1 nettle sqlite3 libuv libcurl spng libj
 CFLAGS  ?= -O2 -g -march=native
 CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
            -Wno-unused-parameter -MMD -MP -I. -I$(B)/gen $(shell pkg-config --cflags $(PKGS))
+# Source "universal" reads the graft shipped in nn/grafts/ where the sources are.
+CFLAGS  += -DSEARCH_GRAFTS_DIR='"$(CURDIR)/nn/grafts"'
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldnnl -lhttp_parser -lpthread -lm -fopenmp
 ifneq ($(WERROR),)
 CFLAGS  += -Werror

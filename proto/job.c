@@ -487,7 +487,8 @@ static int is_sha256(const char *s)
 static int parse_graft(const proto__ymap *top, proto_job *j)
 {
 	static const char *const sources[] = { "none", "target", "synthetic", "random", "glyphs",
-	                                       "rotations", "exemplars", "mixture", NULL };
+	                                       "rotations", "exemplars", "mixture", "universal",
+	                                       NULL };
 	char source[80] = "";
 	proto__ymap m;
 	int rc;
@@ -516,8 +517,8 @@ static int parse_graft(const proto__ymap *top, proto_job *j)
 		}
 	if (!is_sha256(source))
 		return proto__ymap_expected(&m, "source", "none, target, synthetic, random, glyphs, "
-		                            "rotations, exemplars, mixture or the sha256 of a stored "
-		                            "graft (64 hex digits)");
+		                            "rotations, exemplars, mixture, universal or the sha256 of "
+		                            "a stored graft (64 hex digits)");
 	j->graft = PROTO_GRAFT_STORED;
 	snprintf(j->graft_sha256, sizeof(j->graft_sha256), "%s", source);
 	return 0;

@@ -52,6 +52,27 @@ int search_make_dirs(const char *path, char *err, size_t errlen)
 	}
 }
 
+int search_copy_file(const char *from, const char *to, char *err, size_t errlen)
+{
+	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+	char buf[65536];
+	size_t n;
+	int rc = in && out ? 0 : -1;
+
+	while (!rc && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, n, out) != n)
+			rc = -1;
+	if (in && ferror(in))
+		rc = -1;
+	if (in)
+		fclose(in);
+	if (out && fclose(out))
+		rc = -1;
+	if (rc)
+		snprintf(err, errlen, "cannot copy %s to %s: %s", from, to, strerror(errno));
+	return rc ? GRAFT_EIO : 0;
+}
+
 void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a)
 {
 	a->graft_nlayers = r->layers;
@@ -173,8 +194,8 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
-		         "glyphs, rotations, exemplars, mixture, target or dataset (the last with a "
-		         "dataset directory)", r->source);
+		         "glyphs, rotations, exemplars, mixture, universal, target or dataset (the "
+		         "last with a dataset directory)", r->source);
 		return GRAFT_EINVAL;
 	}
 	if (!rc && own->c != t->c) {
@@ -190,6 +211,89 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 	nn_dataset_stats(own, mean, std);
 	*ds = own;
 	return 0;
+}
+
+/* The identity of the graft file at path (the SHA-256 of its tensors), read
+ * back by loading it into a net of the request's module for images of c
+ * channels: a file of another shape is refused, saying why. */
+static int file_identity(const search_graft_req *r, int c, const char *path, char sha[65],
+                         char *err, size_t errlen)
+{
+	nn_net *net = NULL;
+	nn_arch a;
+
+	nn_arch_defaults(&a);
+	a.in_c = c;
+	a.in_h = r->target->h;
+	a.in_w = r->target->w;
+	search_graft_section(r, NULL, &a);
+	a.classes = 2;
+	a.stem_kernel = 1;
+	a.stem_channels = 1;
+	a.nblocks = 0;
+	int rc = nn_net_from_arch(&net, &a, 1, 0, err, errlen);
+	if (!rc)
+		rc = nn_graft_load(net, path, NULL, sha, err, errlen);
+	nn_net_free(net);
+	return rc;
+}
+
+/* Source "universal": the graft graft ships (SEARCH_UNIVERSAL_GRAFT, made by
+ * nn/grafts/make-universal.sh for RGB images), never pretrained here.  It
+ * goes into the cache as it is for RGB images, and with its first layer
+ * summed over the three colours for grey ones (search_graft_grey), so that
+ * workers read it where they read every other graft. */
+static int universal(const search_graft_req *r, const char *dir, char *path, size_t pathlen,
+                     char sha[65], int *reused, char *err, size_t errlen)
+{
+	const char *shipped = SEARCH_UNIVERSAL_GRAFT;
+	int c = r->target->c, rc;
+	char tmp[4200], layers[128] = "", msg[GRAFT_ERRLEN];
+	nn_weights w;
+
+	if (c != 1 && c != 3) {
+		snprintf(err, errlen, "the universal graft reads grey or RGB images; these have %d "
+		         "channels: pretrain one on them instead (graft.source: target)", c);
+		return GRAFT_EINVAL;
+	}
+	if ((rc = nn_safetensors_read(shipped, &w, msg, sizeof(msg)))) {
+		snprintf(err, errlen, "the universal graft: %s (it is part of graft's sources: "
+		         "nn/grafts/make-universal.sh makes it again)", msg);
+		return rc;
+	}
+	const char *shape = nn_weights_meta(&w, "layers");
+	for (int i = 0, off = 0; i < r->layers && off < (int)sizeof(layers); i++)
+		off += snprintf(layers + off, sizeof(layers) - (size_t)off, "%s%dx%d", i ? "," : "",
+		                r->kernel, r->channels);
+	if (!shape || strcmp(shape, layers)) {
+		snprintf(err, errlen, "the universal graft is %s (kernel x channels per layer), "
+		         "not %s: leave graft.layers, channels and kernel at its shape, or choose "
+		         "another source", shape ? shape : "of no known shape", layers);
+		nn_weights_free(&w);
+		return GRAFT_EINVAL;
+	}
+	nn_weights_free(&w);
+	if ((rc = search_make_dirs(dir, err, errlen)))
+		return rc;
+	static _Atomic int made;
+	snprintf(tmp, sizeof(tmp), "%s/universal.%d.%d.part", dir, (int)getpid(), made++);
+	if (c == 1)
+		rc = search_graft_grey(shipped, tmp, err, errlen);
+	else
+		rc = search_copy_file(shipped, tmp, err, errlen);
+	if (!rc)
+		rc = file_identity(r, c, tmp, sha, err, errlen);
+	if (!rc) {
+		snprintf(path, pathlen, "%s/%s.safetensors", dir, sha);
+		*reused = access(path, R_OK) == 0;
+		if (rename(tmp, path)) {
+			snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+			rc = GRAFT_EIO;
+		}
+	}
+	if (rc)
+		unlink(tmp);
+	return rc;
 }
 
 /* The cache key: every input that shapes the graft, the data by content. */
@@ -222,14 +326,16 @@ int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
 		         "channels", NN_MAX_GRAFT_LAYERS);
 		return GRAFT_EINVAL;
 	}
-	int rc = source_data(r, &own, &ds, mean, std, err, errlen);
-	if (rc)
-		return rc;
 	if (r->cache_dir)
 		snprintf(dir, sizeof(dir), "%s", r->cache_dir);
 	else
 		search_graft_cache_dir(dir, sizeof(dir));
 	strncat(dir, "/grafts", sizeof(dir) - strlen(dir) - 1);
+	if (!strcmp(r->source, "universal"))
+		return universal(r, dir, path, pathlen, sha, reused, err, errlen);
+	int rc = source_data(r, &own, &ds, mean, std, err, errlen);
+	if (rc)
+		return rc;
 	cache_key(r, ds, key);
 	snprintf(path, pathlen, "%s/%s.safetensors", dir, key);
 
@@ -240,15 +346,7 @@ int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
 	search_graft_section(r, NULL, &a);
 	if (access(path, R_OK) == 0) {
 		/* Reused: its identity is read back from the tensors themselves. */
-		nn_net *net = NULL;
-		a.classes = 2;
-		a.stem_kernel = 1;
-		a.stem_channels = 1;
-		a.nblocks = 0;
-		rc = nn_net_from_arch(&net, &a, 1, 0, err, errlen);
-		if (!rc)
-			rc = nn_graft_load(net, path, NULL, sha, err, errlen);
-		nn_net_free(net);
+		rc = file_identity(r, r->target->c, path, sha, err, errlen);
 		*reused = rc == 0;
 		if (!rc)
 			goto out;

@@ -111,10 +111,17 @@ double search_mean(const double *x, int n);
 #define SEARCH_PHOTO_DIRS { "/usr/share/backgrounds", \
                             "/usr/lib/python3/dist-packages/skimage/data" }
 
+/* The universal graft graft ships: pretrained once, for RGB images, by
+ * nn/grafts/make-universal.sh (its table in nn/grafts/README.md), and used by
+ * source "universal" with no pretraining.  SEARCH_GRAFTS_DIR, where it is,
+ * comes from the Makefile: nn/grafts of the sources graft was built from. */
+#define SEARCH_UNIVERSAL_GRAFT SEARCH_GRAFTS_DIR "/universal.safetensors"
+
 /* A request for a graft module, made from one of the sources of DESIGN.md. */
 typedef struct search_graft_req {
 	const char *source;          /* "random", "synthetic", "glyphs", "rotations",
-	                                "exemplars", "target" or "dataset" */
+	                                "exemplars", "mixture", "universal", "target"
+	                                or "dataset" */
 	const nn_dataset *target;    /* the job's training split (never its
 	                                validation or test data) */
 	const float *target_mean, *target_std; /* its normalization */
@@ -149,7 +156,9 @@ void search_graft_cache_dir(char *out, size_t len);
  * module, budget and seed always give the same graft, so a file made once is
  * kept in the cache under a key of all of them and reused.  path gets the
  * file, sha its identity (the SHA-256 of its tensors), *reused whether it came
- * from the cache. */
+ * from the cache.  Source "universal" is never pretrained: the shipped file
+ * (for grey targets, its grey form) is put in the cache, and a request of
+ * another module shape than the shipped one's is GRAFT_EINVAL, saying so. */
 int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
                         char sha[65], int *reused, char *err, size_t errlen);
 
@@ -158,6 +167,9 @@ int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
  * channels, as people derive a grey stem from a pretrained colour one.  A
  * file that is not an RGB graft is GRAFT_EINVAL with a sentence. */
 int search_graft_grey(const char *rgb_path, const char *out_path, char *err, size_t errlen);
+
+/* Copies the file from to the file to: 0, or GRAFT_EIO with a sentence. */
+int search_copy_file(const char *from, const char *to, char *err, size_t errlen);
 
 /* Fills a's graft section for a module of the request's shape. */
 void search_graft_section(const search_graft_req *r, const char *sha, nn_arch *a);

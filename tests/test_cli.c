@@ -35,6 +35,7 @@
 #include <zlib.h>
 
 #include "nn/nn.h"
+#include "search/search.h"
 #include "tests/support/idx_write.h"
 #include "tests/support/image_write.h"
 
@@ -723,6 +724,46 @@ Test(cli, pretrain_bad_arguments)
 	run_free(&r);
 }
 
+/* The universal graft ships with graft: pretrain hands it out for grey data
+ * in its grey form without training anything, and --input (the images a
+ * generated source is for, instead of --data) is checked. */
+Test(cli, pretrain_universal_hands_out_the_shipped_graft)
+{
+	char g[512], grey[512], sha[65], want[65], err[GRAFT_ERRLEN];
+
+	private_cache();
+	snprintf(g, sizeof g, "%s", tpath("U.safetensors"));
+	snprintf(grey, sizeof grey, "%s", tpath("grey.safetensors"));
+	run r = graft("pretrain", "--source", "universal", "--data", tpath("data"),
+	              "--validation", "100", "--threads", "1", "--out", g, NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "graft universal (shipped with graft, 2 layers of 3x3, 16 channels)",
+	          "stdout");
+	cr_assert_null(strstr(r.err, "pretrain step"), "it pretrained:\n%s", r.err);
+	printed_sha(r.out, sha);
+	cr_assert_eq(search_graft_grey(SEARCH_UNIVERSAL_GRAFT, grey, err, sizeof err), 0, "%s",
+	             err);
+	file_identity(grey, want);
+	cr_assert_str_eq(sha, want, "not the shipped graft's grey form");
+	file_identity(g, want);
+	cr_assert_str_eq(sha, want);
+	run_free(&r);
+
+	r = graft("pretrain", "--source", "universal", "--channels", "8", "--data",
+	          tpath("data"), "--validation", "100", "--out", g, NULL);
+	expect_code(&r, 1);
+	expect_in(r.err, "the universal graft is 3x16,3x16", "stderr");
+	run_free(&r);
+	r = graft("pretrain", "--source", "synthetic", "--input", "2x28x28", "--out", g, NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--input '2x28x28': expected CxHxW, C 1 or 3", "stderr");
+	run_free(&r);
+	r = graft("pretrain", "--source", "target", "--input", "3x28x28", "--out", g, NULL);
+	expect_code(&r, 2);
+	expect_in(r.err, "--input is for the sources that make their own images", "stderr");
+	run_free(&r);
+}
+
 /* ---- graft ablation -------------------------------------------------------- */
 
 static const char *const ab_sources[4] = { "none", "random", "synthetic", "target" };
@@ -1284,4 +1325,50 @@ Test(cli, glyphs_writes_a_dataset_of_characters)
 	r = graft("glyphs", "--out", dir, "--fonts", "/etc/ssl", NULL);
 	expect_code(&r, 1);
 	expect_in(r.err, "graft glyphs: no .ttf or .otf font under /etc/ssl", "stderr");
+}
+
+/* With --colour, graft glyphs writes RGB images (each channel its own
+ * background and ink) as a graft-images/1 file graft reads as --data, its
+ * classes named by code point. */
+Test(cli, glyphs_in_colour_are_an_rgb_dataset_file)
+{
+	char err[GRAFT_ERRLEN], file[600];
+	const char *dir = tpath("colour");
+	run r = graft("glyphs", "--out", dir, "--colour", "--train", "300", "--test", "100",
+	              "--size", "16", NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "300 + 100 RGB images of 16x16, 99 classes", "stdout");
+	run_free(&r);
+	snprintf(file, sizeof(file), "%s/glyphs.images", dir);
+	nn_dataset tr, te;
+	cr_assert_eq(nn_dataset_load_dir(&tr, file, 0, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_dataset_load_dir(&te, file, 1, err, sizeof(err)), 0, "%s", err);
+	cr_assert(tr.n == 300 && te.n == 100 && tr.c == 3 && tr.h == 16 && tr.classes == 99);
+	cr_assert_str_eq(nn_dataset_class_name(&tr, 0), "U+0041");
+	/* Colour: the channels of most images differ. */
+	int coloured = 0;
+	for (int i = 0; i < tr.n; i++) {
+		const uint8_t *p = tr.pixels + (size_t)i * 3 * 256;
+		long d = 0;
+		for (int k = 0; k < 256; k++)
+			d += labs((long)p[k] - p[256 + k]) + labs((long)p[k] - p[512 + k]);
+		coloured += d > 256 * 10;
+	}
+	cr_assert_gt(coloured, tr.n * 3 / 4, "%d of %d images are coloured", coloured, tr.n);
+	int seen[99] = { 0 };
+	for (int i = 0; i < te.n; i++)
+		seen[te.labels[i]] = 1;
+	int classes = 0;
+	for (int k = 0; k < 99; k++)
+		classes += seen[k];
+	cr_assert_gt(classes, 50, "the test part has %d classes", classes);
+	nn_dataset_free(&tr);
+	nn_dataset_free(&te);
+	/* And the ablation trains on it. */
+	r = graft("ablation", "--data", file, "--candidates", "2", "--steps", "3", "--validation",
+	          "50", "--batch", "16", "--max-mflops", "5", "--sources", "none,universal",
+	          "--threads", "1", NULL);
+	expect_code(&r, 0);
+	expect_in(r.out, "universal ", "stdout");
+	run_free(&r);
 }

@@ -25,7 +25,9 @@
 
 #include <sqlite3.h>
 
+#include "nn/nn.h"
 #include "proto/proto.h"
+#include "search/search.h"
 #include "store/store.h"
 #include "tests/support/graftd_jobs.h"
 #include "tests/support/graftd_run.h"
@@ -886,4 +888,56 @@ Test(daemon, with_a_lag_one_worker_and_three_find_the_same)
 		             "%.6f with three", i, o[0].fitness[i], o[1].fitness[i]);
 		cr_assert_eq(o[1].done[i], o[0].done[i], "candidate %d climbed differently", i);
 	}
+}
+
+/* Issue 16: a job on the universal graft pretrains nothing: the graft it
+ * records (and its candidates name) is the shipped file's grey form; a job
+ * asking it for another shape fails saying what the shipped one is. */
+Test(daemon, a_job_on_the_universal_graft_pretrains_nothing)
+{
+	char dir[700], spec[1200], grey[700], want[65], err[GRAFT_ERRLEN];
+	snprintf(dir, sizeof(dir), "%s", scratch_path("universal"));
+	snprintf(grey, sizeof(grey), "%s", scratch_path("grey.safetensors"));
+	cr_assert_eq(search_graft_grey(SEARCH_UNIVERSAL_GRAFT, grey, err, sizeof(err)), 0, "%s",
+	             err);
+	nn_weights w;
+	cr_assert_eq(nn_safetensors_read(grey, &w, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_tensors_sha256(w.t, w.n, want), 0);
+	nn_weights_free(&w);
+	pid_t pid = graftd_start(dir, 1);
+	const char *fmt =
+		"name: %s\n"
+		"dataset: {dir: %s, validation: 300}\n"
+		"search: {strategy: random, candidates: 2, seed: 5}\n"
+		"space: {max_blocks: 2, widths: [8], min_stem: 8, max_stem: 8, max_flops: 2000000}\n"
+		"train: {steps: 10, batch: 32, lr: 0.05}\n"
+		"graft: {source: universal%s}\n";
+	snprintf(spec, sizeof(spec), fmt, "universal", data, "");
+	int64_t id = graftd_submit(dir, spec);
+	wait_state(dir, id, "done", 180);
+	json_t *g = graftd_get_json(dir, "/v1/grafts", 200), *gs = json_object_get(g, "grafts");
+	cr_assert_eq(json_array_size(gs), 1);
+	json_t *g0 = json_array_get(gs, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(g0, "source")), "universal");
+	cr_assert_str_eq(json_string_value(json_object_get(g0, "sha256")), want,
+	                 "the job's graft is not the shipped one's grey form");
+	json_decref(g);
+	resp ex = graftd_http(dir, "GET", "/v1/jobs/1/export?rank=1", NULL, NULL);
+	cr_assert_eq(ex.status, 200, "%s", ex.body);
+	nn_arch a;
+	cr_assert_eq(proto_arch_parse(ex.body, ex.len, &a, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(a.graft_sha256, want);
+	free(ex.body);
+
+	snprintf(spec, sizeof(spec), fmt, "narrow", data, ", channels: 8");
+	id = graftd_submit(dir, spec);
+	wait_state(dir, id, "failed", 60);
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
+	json_t *j = graftd_get_json(dir, path, 200);
+	const char *why = json_string_value(json_object_get(j, "error"));
+	cr_assert(why && strstr(why, "the universal graft is 3x16,3x16"), "%s", why ? why : "-");
+	json_decref(j);
+	json_decref(graftd_get_json(dir, "/v1/health", 200));
+	cr_assert_eq(graftd_stop(pid, SIGTERM), 0);
 }

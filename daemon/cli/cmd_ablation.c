@@ -20,7 +20,7 @@
 #include "search/search.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
-#define MAX_SOURCES 9
+#define MAX_SOURCES 10
 
 static const char usage[] =
 	"usage: graft ablation [options]\n"
@@ -33,7 +33,7 @@ static const char usage[] =
 	"  --steps S           the short budget (default 150)\n"
 	"  --long L            also train every candidate for L steps (default: no)\n"
 	"  --sources LIST      of none, random, synthetic, glyphs, rotations,\n"
-	"                      exemplars, mixture, target, dataset\n"
+	"                      exemplars, mixture, universal, target, dataset\n"
 	"                      (default none,random,synthetic,target)\n"
 	"  --graft-data DIR    the other dataset, for the source 'dataset'\n"
 	"  --seed K            seed of the candidates and their training (default 1)\n"
@@ -120,7 +120,8 @@ static int parse_args(int argc, char **argv, struct ablation_args *a)
 static int split_sources(char *list, const char **out, const struct ablation_args *a)
 {
 	static const char *known[] = { "none", "random", "synthetic", "glyphs", "rotations",
-	                               "exemplars", "mixture", "target", "dataset" };
+	                               "exemplars", "mixture", "universal", "target",
+	                               "dataset" };
 	int n = 0;
 
 	for (char *s = strtok(list, ","); s; s = strtok(NULL, ",")) {
@@ -130,7 +131,7 @@ static int split_sources(char *list, const char **out, const struct ablation_arg
 		if (!ok || n == MAX_SOURCES) {
 			fprintf(stderr, "graft ablation: --sources: %s '%s'; expected a list of "
 			        "none, random, synthetic, glyphs, rotations, exemplars, mixture, "
-			        "target, dataset\n",
+			        "universal, target, dataset\n",
 			        ok ? "too many sources at" : "unknown source", s);
 			return GRAFT_EINVAL;
 		}

@@ -31,10 +31,14 @@ static const char usage[] =
 	"                     exemplars: patches of the photos Debian ships, labelled\n"
 	"                     by the quarter turn applied, or by their photo;\n"
 	"                     mixture: a third each of glyphs, synthetic, rotations;\n"
+	"                     universal: the graft shipped in nn/grafts/ (no\n"
+	"                     pretraining; for grey data its grey form);\n"
 	"                     dataset: the training set of --graft-data; random:\n"
 	"                     random weights, BN statistics calibrated on --data\n"
 	"  --data DIR         the target dataset (default " DEFAULT_DATA ")\n"
 	"  --graft-data DIR   the other dataset, for --source dataset\n"
+	"  --input CxHxW      no --data: the images the graft is for (for example\n"
+	"                     3x28x28), for the sources that make their own data\n"
 	"  --validation N     images of --data held out (default 10000), as graft\n"
 	"                     train and graft ablation hold them out\n"
 	"  --steps N          pretraining steps (default 1500)\n"
@@ -49,6 +53,7 @@ static const char usage[] =
 
 struct pretrain_args {
 	const char *data, *graft_data, *out;
+	int input[3];                    /* --input C, H, W; C 0: from --data */
 	long validation, steps, batch, layers, channels, kernel, seed, threads;
 	double lr;
 	search_graft_req req;
@@ -61,11 +66,27 @@ static void show_progress(const nn_progress *p, void *ctx)
 	        p->loss, p->images_per_s);
 }
 
+/* --input CxHxW: 1 or 3 channels, sides 8..1024. */
+static int parse_input(const char *s, int input[3])
+{
+	char tail;
+	if (sscanf(s, "%dx%dx%d%c", &input[0], &input[1], &input[2], &tail) != 3 ||
+	    (input[0] != 1 && input[0] != 3) || input[1] < 8 || input[1] > 1024 ||
+	    input[2] < 8 || input[2] > 1024) {
+		fprintf(stderr, "graft pretrain: --input '%s': expected CxHxW, C 1 or 3 and sides "
+		        "8..1024, for example 3x28x28\n", s);
+		input[0] = 0;
+		return 1;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct pretrain_args *a)
 {
 	static const struct option opts[] = {
 		{ "source", required_argument, 0, 'S' }, { "data", required_argument, 0, 'd' },
 		{ "graft-data", required_argument, 0, 'g' },
+		{ "input", required_argument, 0, 'i' },
 		{ "validation", required_argument, 0, 'v' },
 		{ "steps", required_argument, 0, 's' }, { "batch", required_argument, 0, 'b' },
 		{ "lr", required_argument, 0, 'l' }, { "layers", required_argument, 0, 'L' },
@@ -85,6 +106,7 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a)
 		case 'd': a->data = optarg; break;
 		case 'g': a->graft_data = optarg; break;
 		case 'o': a->out = optarg; break;
+		case 'i': bad = parse_input(optarg, a->input); break;
 		case 'v': bad = cli_int(o, optarg, 0, 100000000, &a->validation); break;
 		case 's': bad = cli_int(o, optarg, 1, 10000000, &a->steps); break;
 		case 'b': bad = cli_int(o, optarg, 1, 4096, &a->batch); break;
@@ -108,27 +130,14 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a)
 		        optind != argc ? ", and nothing else" : "", usage);
 		return GRAFT_EINVAL;
 	}
+	static const char *const needs_data[] = { "target", "random", "dataset" };
+	for (size_t i = 0; a->input[0] && i < sizeof(needs_data) / sizeof(*needs_data); i++)
+		if (!strcmp(a->req.source, needs_data[i])) {
+			fprintf(stderr, "graft pretrain: --input is for the sources that make their "
+			        "own images; '%s' reads --data\n", a->req.source);
+			return GRAFT_EINVAL;
+		}
 	return 0;
-}
-
-/* Copies a file; the graft stays in the cache and the user gets their own. */
-static int copy_file(const char *from, const char *to)
-{
-	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
-	char buf[65536];
-	size_t n;
-	int rc = in && out ? 0 : -1;
-
-	while (!rc && (n = fread(buf, 1, sizeof(buf), in)) > 0)
-		if (fwrite(buf, 1, n, out) != n)
-			rc = -1;
-	if (in && ferror(in))
-		rc = -1;
-	if (in)
-		fclose(in);
-	if (out && fclose(out))
-		rc = -1;
-	return rc;
 }
 
 int cli_pretrain(int argc, char **argv)
@@ -144,12 +153,20 @@ int cli_pretrain(int argc, char **argv)
 	if (args)
 		return args > 0 ? CLI_OK : CLI_USAGE;
 	nn_set_threads(a.threads > 0 ? (int)a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-	if (rt_data_load_split(&(rt_data_src){ .dir = a.data, .validation = a.validation },
-	                       &train, &val, err, sizeof(err))) {
+	if (a.input[0]) {
+		/* Only the shape: these sources draw their own images. */
+		train.c = a.input[0];
+		train.h = a.input[1];
+		train.w = a.input[2];
+		for (int k = 0; k < train.c; k++)
+			mean[k] = 0.0f, std[k] = 1.0f;
+	} else if (rt_data_load_split(&(rt_data_src){ .dir = a.data, .validation = a.validation },
+	                              &train, &val, err, sizeof(err))) {
 		fprintf(stderr, "graft pretrain: %s\n", err);
 		return CLI_FAIL;
+	} else {
+		nn_dataset_stats(&train, mean, std);
 	}
-	nn_dataset_stats(&train, mean, std);
 	search_graft_req *r = &a.req;
 	r->target = &train;
 	r->target_mean = mean;
@@ -164,15 +181,17 @@ int cli_pretrain(int argc, char **argv)
 	r->seed = (uint64_t)a.seed;
 	r->progress = show_progress;
 	int rc = search_graft_obtain(r, path, sizeof(path), sha, &reused, err, sizeof(err));
-	if (!rc && copy_file(path, a.out)) {
-		snprintf(err, sizeof(err), "cannot copy %s to %s", path, a.out);
-		rc = GRAFT_EIO;
-	}
+	/* The graft stays in the cache and the user gets their own copy. */
+	if (!rc)
+		rc = search_copy_file(path, a.out, err, sizeof(err));
 	if (rc)
 		fprintf(stderr, "graft pretrain: %s\n", err);
 	else
 		printf("graft %s (%s, %ld layers of %ldx%ld, %ld channels) %s\nwritten to %s\n"
-		       "sha256 %s\n", r->source, reused ? "reused from the cache" : "pretrained",
+		       "sha256 %s\n", r->source,
+		       !strcmp(r->source, "universal") ? "shipped with graft"
+		       : reused                        ? "reused from the cache"
+		                                       : "pretrained",
 		       a.layers, a.kernel, a.kernel, a.channels, path, a.out, sha);
 	nn_dataset_free(&train);
 	nn_dataset_free(&val);
