@@ -238,16 +238,14 @@ static int file_identity(const search_graft_req *r, int c, const char *path, cha
 	return rc;
 }
 
-/* Source "universal": the graft graft ships (SEARCH_UNIVERSAL_GRAFT, made by
- * nn/grafts/make-universal.sh for RGB images), never pretrained here.  It
- * goes into the cache as it is for RGB images, and with its first layer
- * summed over the three colours for grey ones (search_graft_grey), so that
- * workers read it where they read every other graft. */
+/* Source "universal": the graft graft ships for grey or RGB images
+ * (nn/grafts/make-universal.sh), never pretrained here.  It is copied into
+ * the cache, so that workers read it where they read every other graft. */
 static int universal(const search_graft_req *r, const char *dir, char *path, size_t pathlen,
                      char sha[65], int *reused, char *err, size_t errlen)
 {
-	const char *shipped = SEARCH_UNIVERSAL_GRAFT;
 	int c = r->target->c, rc;
+	const char *shipped = c == 1 ? SEARCH_UNIVERSAL_GREY : SEARCH_UNIVERSAL_RGB;
 	char tmp[4200], layers[128] = "", msg[GRAFT_ERRLEN];
 	nn_weights w;
 
@@ -277,10 +275,7 @@ static int universal(const search_graft_req *r, const char *dir, char *path, siz
 		return rc;
 	static _Atomic int made;
 	snprintf(tmp, sizeof(tmp), "%s/universal.%d.%d.part", dir, (int)getpid(), made++);
-	if (c == 1)
-		rc = search_graft_grey(shipped, tmp, err, errlen);
-	else
-		rc = search_copy_file(shipped, tmp, err, errlen);
+	rc = search_copy_file(shipped, tmp, err, errlen);
 	if (!rc)
 		rc = file_identity(r, c, tmp, sha, err, errlen);
 	if (!rc) {

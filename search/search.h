@@ -111,11 +111,14 @@ double search_mean(const double *x, int n);
 #define SEARCH_PHOTO_DIRS { "/usr/share/backgrounds", \
                             "/usr/lib/python3/dist-packages/skimage/data" }
 
-/* The universal graft graft ships: pretrained once, for RGB images, by
- * nn/grafts/make-universal.sh (its table in nn/grafts/README.md), and used by
- * source "universal" with no pretraining.  SEARCH_GRAFTS_DIR, where it is,
- * comes from the Makefile: nn/grafts of the sources graft was built from. */
-#define SEARCH_UNIVERSAL_GRAFT SEARCH_GRAFTS_DIR "/universal.safetensors"
+/* The universal graft graft ships, one for grey images and one for RGB:
+ * pretrained once from the same source by nn/grafts/make-universal.sh (the
+ * table in nn/grafts/README.md says why trained for both rather than the
+ * grey one summed from the RGB one), and used by source "universal" with no
+ * pretraining.  SEARCH_GRAFTS_DIR, where they are, comes from the Makefile:
+ * nn/grafts of the sources graft was built from. */
+#define SEARCH_UNIVERSAL_GREY SEARCH_GRAFTS_DIR "/universal-grey.safetensors"
+#define SEARCH_UNIVERSAL_RGB SEARCH_GRAFTS_DIR "/universal-rgb.safetensors"
 
 /* A request for a graft module, made from one of the sources of DESIGN.md. */
 typedef struct search_graft_req {
@@ -157,8 +160,8 @@ void search_graft_cache_dir(char *out, size_t len);
  * kept in the cache under a key of all of them and reused.  path gets the
  * file, sha its identity (the SHA-256 of its tensors), *reused whether it came
  * from the cache.  Source "universal" is never pretrained: the shipped file
- * (for grey targets, its grey form) is put in the cache, and a request of
- * another module shape than the shipped one's is GRAFT_EINVAL, saying so. */
+ * for the target's channels is put in the cache, and a request of another
+ * module shape than the shipped one's is GRAFT_EINVAL, saying so. */
 int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
                         char sha[65], int *reused, char *err, size_t errlen);
 

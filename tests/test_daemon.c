@@ -891,17 +891,15 @@ Test(daemon, with_a_lag_one_worker_and_three_find_the_same)
 }
 
 /* Issue 16: a job on the universal graft pretrains nothing: the graft it
- * records (and its candidates name) is the shipped file's grey form; a job
+ * records (and its candidates name) is the shipped grey file; a job
  * asking it for another shape fails saying what the shipped one is. */
 Test(daemon, a_job_on_the_universal_graft_pretrains_nothing)
 {
-	char dir[700], spec[1200], grey[700], want[65], err[GRAFT_ERRLEN];
+	char dir[700], spec[1200], want[65], err[GRAFT_ERRLEN];
 	snprintf(dir, sizeof(dir), "%s", scratch_path("universal"));
-	snprintf(grey, sizeof(grey), "%s", scratch_path("grey.safetensors"));
-	cr_assert_eq(search_graft_grey(SEARCH_UNIVERSAL_GRAFT, grey, err, sizeof(err)), 0, "%s",
-	             err);
 	nn_weights w;
-	cr_assert_eq(nn_safetensors_read(grey, &w, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nn_safetensors_read(SEARCH_UNIVERSAL_GREY, &w, err, sizeof(err)), 0, "%s",
+	             err);
 	cr_assert_eq(nn_tensors_sha256(w.t, w.n, want), 0);
 	nn_weights_free(&w);
 	pid_t pid = graftd_start(dir, 1);
@@ -920,7 +918,7 @@ Test(daemon, a_job_on_the_universal_graft_pretrains_nothing)
 	json_t *g0 = json_array_get(gs, 0);
 	cr_assert_str_eq(json_string_value(json_object_get(g0, "source")), "universal");
 	cr_assert_str_eq(json_string_value(json_object_get(g0, "sha256")), want,
-	                 "the job's graft is not the shipped one's grey form");
+	                 "the job's graft is not the shipped grey one");
 	json_decref(g);
 	resp ex = graftd_http(dir, "GET", "/v1/jobs/1/export?rank=1", NULL, NULL);
 	cr_assert_eq(ex.status, 200, "%s", ex.body);

@@ -1,10 +1,10 @@
 /*
- * test_universal.c - the universal graft graft ships (nn/grafts/): the file
- * is the one its README names and measured; source "universal" puts it in
- * the cache without pretraining, as it is for RGB images and with its first
- * layer summed for grey ones; a module of another shape or images of other
- * channels are refused saying why; and on Fashion-MNIST, which it never saw,
- * its channels respond to the images (none dead, none constant).
+ * test_universal.c - the universal graft graft ships (nn/grafts/): the grey
+ * and RGB files are the ones its README names and measured; source
+ * "universal" puts the one for the target's channels in the cache without
+ * pretraining; a module of another shape or images of other channels are
+ * refused saying why; and on Fashion-MNIST, which it never saw, its channels
+ * respond to the images (none dead, none constant).
  */
 #include <math.h>
 #include <stdio.h>
@@ -82,31 +82,42 @@ static search_graft_req request(const nn_dataset *t, const float *mean, const fl
 	                           .ctx = progress };
 }
 
-Test(universal, the_shipped_file_is_the_one_its_readme_names)
+/* One shipped file: the sha256 README gives under key, from README's source,
+ * for images of c channels, of the shape source "universal" asks for. */
+static void expect_shipped(const char *path, const char *key, int c, char steps[32])
 {
-	char err[GRAFT_ERRLEN], sha[65], want_sha[80], want_source[64];
+	char err[GRAFT_ERRLEN], sha[65], want_sha[80], want_source[64], input[8];
 	nn_weights w;
 
-	cr_assert_eq(nn_safetensors_read(SEARCH_UNIVERSAL_GRAFT, &w, err, sizeof(err)), 0, "%s",
-	             err);
-	readme_value("sha256", want_sha, sizeof(want_sha));
+	cr_assert_eq(nn_safetensors_read(path, &w, err, sizeof(err)), 0, "%s", err);
+	readme_value(key, want_sha, sizeof(want_sha));
 	readme_value("source", want_source, sizeof(want_source));
 	cr_assert_eq(nn_tensors_sha256(w.t, w.n, sha), 0);
-	cr_assert_str_eq(sha, want_sha, "the shipped graft is not the one README measured");
+	cr_assert_str_eq(sha, want_sha, "%s is not the one README measured", path);
 	cr_assert_str_eq(nn_weights_meta(&w, "format"), "graft-module/1");
 	cr_assert_str_eq(nn_weights_meta(&w, "source"), want_source);
 	cr_assert_str_eq(nn_weights_meta(&w, "layers"), "3x16,3x16");
-	cr_assert_eq(strncmp(nn_weights_meta(&w, "input"), "3x", 2), 0, "made for RGB: %s",
+	snprintf(input, sizeof(input), "%dx", c);
+	cr_assert_eq(strncmp(nn_weights_meta(&w, "input"), input, 2), 0, "%s is for %s", path,
 	             nn_weights_meta(&w, "input"));
 	const nn_tensor *first = nn_weights_find(&w, "graft.0.conv.weight");
 	cr_assert_not_null(first);
-	cr_assert(first->ndim == 4 && first->shape[0] == 16 && first->shape[1] == 3);
+	cr_assert(first->ndim == 4 && first->shape[0] == 16 && first->shape[1] == c);
+	snprintf(steps, 32, "%s", nn_weights_meta(&w, "steps"));
 	nn_weights_free(&w);
 }
 
-Test(universal, grey_images_get_its_summed_form_and_nothing_is_pretrained)
+Test(universal, the_shipped_files_are_the_ones_its_readme_names)
 {
-	char err[GRAFT_ERRLEN], path[4200], again[4200], sha[65], sha2[65], grey[4200], want[65];
+	char grey_steps[32], rgb_steps[32];
+	expect_shipped(SEARCH_UNIVERSAL_GREY, "grey", 1, grey_steps);
+	expect_shipped(SEARCH_UNIVERSAL_RGB, "rgb", 3, rgb_steps);
+	cr_assert_str_eq(grey_steps, rgb_steps, "made with different budgets");
+}
+
+Test(universal, grey_images_get_the_grey_one_and_nothing_is_pretrained)
+{
+	char err[GRAFT_ERRLEN], path[4200], again[4200], sha[65], sha2[65], want[65];
 	float mean = 0.3f, std = 0.3f;
 	int progress = 0, reused = -1;
 	nn_dataset t;
@@ -118,11 +129,8 @@ Test(universal, grey_images_get_its_summed_form_and_nothing_is_pretrained)
 	cr_assert_eq(progress, 0, "the universal graft was pretrained (%d progress calls)",
 	             progress);
 	cr_assert_eq(reused, 0);
-	snprintf(grey, sizeof(grey), "%s/grey.safetensors", cache);
-	cr_assert_eq(search_graft_grey(SEARCH_UNIVERSAL_GRAFT, grey, err, sizeof(err)), 0, "%s",
-	             err);
-	tensors_sha(grey, want);
-	cr_assert_str_eq(sha, want, "not the shipped graft's grey form");
+	tensors_sha(SEARCH_UNIVERSAL_GREY, want);
+	cr_assert_str_eq(sha, want, "not the shipped grey graft");
 	tensors_sha(path, want);
 	cr_assert_str_eq(sha, want, "the file in the cache is not what was reported");
 	char prefix[128];
@@ -137,7 +145,7 @@ Test(universal, grey_images_get_its_summed_form_and_nothing_is_pretrained)
 	nn_dataset_free(&t);
 }
 
-Test(universal, rgb_images_get_it_as_shipped)
+Test(universal, rgb_images_get_the_rgb_one)
 {
 	char err[GRAFT_ERRLEN], path[4200], sha[65], want[65];
 	float mean[3] = { 0.3f, 0.3f, 0.3f }, std[3] = { 0.3f, 0.3f, 0.3f };
@@ -149,8 +157,8 @@ Test(universal, rgb_images_get_it_as_shipped)
 	cr_assert_eq(search_graft_obtain(&r, path, sizeof(path), sha, &reused, err, sizeof(err)), 0,
 	             "%s", err);
 	cr_assert_eq(progress, 0);
-	tensors_sha(SEARCH_UNIVERSAL_GRAFT, want);
-	cr_assert_str_eq(sha, want);
+	tensors_sha(SEARCH_UNIVERSAL_RGB, want);
+	cr_assert_str_eq(sha, want, "not the shipped RGB graft");
 	nn_dataset_free(&t);
 }
 

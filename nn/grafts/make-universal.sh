@@ -1,18 +1,20 @@
 #!/bin/sh
-# nn/grafts/make-universal.sh - makes the universal graft graft ships
-# (universal.safetensors, used by `graft: {source: universal}`): two conv3x3
-# + BN + ReLU layers of 16 channels for RGB images, pretrained on images graft
-# draws itself from what Debian ships (README.md says which source and why),
-# with the same budget and seed as `graft ablation` pretrains its sources.
-# Grey images get it with its first layer summed over the three colours.
+# nn/grafts/make-universal.sh - makes the universal graft graft ships, used by
+# `graft: {source: universal}`: two conv3x3 + BN + ReLU layers of 16 channels,
+# pretrained on images graft draws itself from what Debian ships (README.md
+# here says which source and why), once for grey images
+# (universal-grey.safetensors) and once for RGB (universal-rgb.safetensors).
 #
-#   nn/grafts/make-universal.sh [SOURCE]      default: the shipped one's
+#   nn/grafts/make-universal.sh [SOURCE [STEPS]]   default: glyphs 1500
 #
-# Deterministic: the same binaries and packages make the same tensors (their
-# sha256 is in README.md, and test_universal checks the file against it).
+# Deterministic: the same binaries, fonts and photos make the same tensors
+# (their sha256 are in README.md; test_universal checks the files against it).
 set -eu
 cd "$(dirname "$0")/../.."
-SOURCE=${1:-mixture}
+SOURCE=${1:-glyphs}
+STEPS=${2:-1500}
 make --no-print-directory bin/graft
-bin/graft pretrain --source "$SOURCE" --input 3x28x28 --steps 1500 --batch 128 --lr 0.05 \
-	--seed 1 --out nn/grafts/universal.safetensors
+for kind in grey:1 rgb:3; do
+	bin/graft pretrain --source "$SOURCE" --input "${kind#*:}x28x28" --steps "$STEPS" \
+		--batch 128 --lr 0.05 --seed 1 --out "nn/grafts/universal-${kind%:*}.safetensors"
+done
