@@ -5,6 +5,7 @@
 #   fmnist   Fashion-MNIST (28x28 grey)
 #   glyphs   characters of the fonts the glyphs source never saw
 #            (`graft glyphs --fonts-part 2`, 20,000 + 5,000 at 28x28)
+#   colour   the same in RGB (`graft glyphs --colour`): grey vs RGB
 # Each row: graft ablation, CANDIDATES candidates, 150 steps (and LONG), paired
 # 95% confidence intervals against `none`; `target` (pretrained on the
 # domain itself) is the reference a universal graft has to approach.
@@ -23,7 +24,7 @@ N=${CANDIDATES:-16}
 LONG=${LONG:-600}
 SOURCES=${SOURCES:-none,random,synthetic,glyphs,rotations,exemplars,mixture,universal,target}
 OUT=tests/bench/results
-domain=${1:?usage: universal.sh fmnist|glyphs [TAG]}
+domain=${1:?usage: universal.sh fmnist|glyphs|colour [TAG]}
 name=issue16-$domain${2:+-$2}
 mkdir -p "$DIR" "$OUT"
 case $domain in
@@ -32,6 +33,12 @@ glyphs)
 	data=$DIR/glyphs-heldout
 	[ -f "$data/train-images-idx3-ubyte" ] ||
 		bin/graft glyphs --out "$data" --fonts-part 2 --train 20000 --test 5000
+	val=5000 ;;
+colour)
+	data=$DIR/glyphs-colour/glyphs.images
+	[ -f "$data" ] ||
+		bin/graft glyphs --out "$DIR/glyphs-colour" --colour --fonts-part 2 --train 20000 \
+			--test 5000
 	val=5000 ;;
 *) echo "universal.sh: unknown domain '$domain'" >&2; exit 2 ;;
 esac
