@@ -7,14 +7,18 @@
 #
 #   nn/grafts/make-universal.sh [SOURCE [STEPS]]   default: glyphs 1500
 #
-# Deterministic: the same binaries, fonts and photos make the same tensors
-# (their sha256 are in README.md; test_universal checks the files against it).
+# Deterministic: the same binaries, fonts, photos and threads make the same
+# tensors (their sha256 are in README.md; test_universal checks the files
+# against it).  The threads are part of it (the engine's reductions split by
+# thread): the shipped grey file was made with 2, the RGB one with 1.
 set -eu
 cd "$(dirname "$0")/../.."
 SOURCE=${1:-glyphs}
 STEPS=${2:-1500}
 make --no-print-directory bin/graft
-for kind in grey:1 rgb:3; do
-	bin/graft pretrain --source "$SOURCE" --input "${kind#*:}x28x28" --steps "$STEPS" \
-		--batch 128 --lr 0.05 --seed 1 --out "nn/grafts/universal-${kind%:*}.safetensors"
+for kind in grey:1:2 rgb:3:1; do
+	name=${kind%%:*} rest=${kind#*:}
+	bin/graft pretrain --source "$SOURCE" --input "${rest%:*}x28x28" --steps "$STEPS" \
+		--batch 128 --lr 0.05 --seed 1 --threads "${rest#*:}" \
+		--out "nn/grafts/universal-$name.safetensors"
 done
