@@ -75,21 +75,16 @@ int nn_images_save(const char *path, const nn_dataset *train, const nn_dataset *
 		return graft_errf(err, errlen, GRAFT_EINVAL, "%s: the training and test images "
 		                  "differ in shape or classes, or have over %d classes", path,
 		                  NN_FOLDER_MAX_CLASSES);
-	char *names = train->names;
-	if (!names && !(names = calloc((size_t)train->classes, 4)))
-		return graft_errf(err, errlen, GRAFT_ENOMEM, "%s: out of memory", path);
-	for (int k = 0, off = 0; !train->names && k < train->classes; k++)
-		off += snprintf(names + off, 4, "%d", k) + 1;
+	if (!train->names)
+		return graft_errf(err, errlen, GRAFT_EINVAL, "%s: the classes have no names",
+		                  path);
 	nn__images f = { .c = train->c, .h = train->h, .w = train->w,
-	                 .classes = train->classes, .names = names,
+	                 .classes = train->classes, .names = train->names,
 	                 .n = { train->n, test->n }, .pixels = { train->pixels, test->pixels },
 	                 .labels = { train->labels, test->labels } };
 	/* The key of a folder names its files; here the images themselves. */
 	nn_sha256_hex(train->pixels, (size_t)train->n * train->c * train->h * train->w, f.key);
-	int rc = nn__images_write(path, &f, err, errlen);
-	if (names != train->names)
-		free(names);
-	return rc;
+	return nn__images_write(path, &f, err, errlen);
 }
 
 /* ---- reading ------------------------------------------------------------- */

@@ -202,8 +202,8 @@ int nn_folder_prepare(const nn_folder_opts *o, char *path, size_t pathlen,
  * that is truncated or whose header lies is GRAFT_EFORMAT, a part it does
  * not have GRAFT_EIO, each with a message. */
 int nn_images_load(nn_dataset *ds, const char *path, int test, char *err, size_t errlen);
-/* Writes train and test (the same c x h x w and classes; train's names, or
- * the classes' numbers when it has none) to path as a graft-images/1 file,
+/* Writes train and test (the same c x h x w and classes, train's names
+ * given) to path as a graft-images/1 file,
  * the way to keep a generated dataset of colour images (IDX files hold grey
  * ones only); --data and dataset.dir take the file as they take a folder's. */
 int nn_images_save(const char *path, const nn_dataset *train, const nn_dataset *test,

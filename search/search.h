@@ -165,12 +165,6 @@ void search_graft_cache_dir(char *out, size_t len);
 int search_graft_obtain(const search_graft_req *r, char *path, size_t pathlen,
                         char sha[65], int *reused, char *err, size_t errlen);
 
-/* Writes at out_path the graft of rgb_path (made for 3-channel images) for
- * grey ones: its first convolution's weights summed over the three input
- * channels, as people derive a grey stem from a pretrained colour one.  A
- * file that is not an RGB graft is GRAFT_EINVAL with a sentence. */
-int search_graft_grey(const char *rgb_path, const char *out_path, char *err, size_t errlen);
-
 /* Copies the file from to the file to: 0, or GRAFT_EIO with a sentence. */
 int search_copy_file(const char *from, const char *to, char *err, size_t errlen);
 
