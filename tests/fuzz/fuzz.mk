@@ -30,7 +30,8 @@ FUZZ_LDLIBS := $(filter-out -fopenmp,$(LDLIBS))
 
 # What the parsers need of the library, and nothing that trains.
 FUZZ_LIB_SRC := nn/err.c nn/rng.c nn/arch_defaults.c nn/dataset.c nn/idx.c nn/cifar.c \
-                nn/safetensors.c nn/image.c nn/resize.c nn/images_file.c search/space.c \
+                nn/safetensors.c nn/image.c nn/resize.c nn/images_file.c nn/sha256.c \
+                search/space.c \
                 $(filter-out proto/onnx.c,$(wildcard proto/*.c))
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FB)/%.o)
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
