@@ -288,6 +288,21 @@ const uint32_t *nn_glyph_default_chars(int *n);
  * never saw).  GRAFT_EINVAL when there is none. */
 int nn_glyph_fonts(const char *dir, int part, nn_paths *fonts, char *err, size_t errlen);
 
+/* Procedural textures (textures.c): n images of c x h x w, balanced and
+ * shuffled over NN_TEXTURE_CLASSES classes, class = family * 2 + coarse:
+ * the families of nn_texture_family (stripes, checks, dots, cells, noise,
+ * rings, hatching, bricks), each at a fine period (9-16% of the shorter
+ * side) and a coarse one (21-36%), at a random angle and phase, in two grey
+ * levels of either polarity (colours about them when c > 1) with Gaussian
+ * noise.  Depends on the seed alone.  GRAFT_EINVAL (a bad size) or
+ * GRAFT_ENOMEM, with a sentence. */
+#define NN_TEXTURE_FAMILIES 8
+#define NN_TEXTURE_CLASSES (2 * NN_TEXTURE_FAMILIES)
+int nn_texture_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed, char *err,
+                       size_t errlen);
+/* A family's name, NULL beyond them. */
+const char *nn_texture_family(int family);
+
 /* Photo patches for self-supervised pretraining (patches.c): n random square
  * crops (an eighth to a half of each photo's shorter side, itself shrunk to
  * at most 512), flipped at random, resized to c x h x w, labelled by

@@ -488,7 +488,7 @@ static int parse_graft(const proto__ymap *top, proto_job *j)
 {
 	static const char *const sources[] = { "none", "target", "synthetic", "random", "glyphs",
 	                                       "rotations", "exemplars", "mixture", "universal",
-	                                       NULL };
+	                                       "textures", NULL };
 	char source[80] = "";
 	proto__ymap m;
 	int rc;
@@ -517,8 +517,8 @@ static int parse_graft(const proto__ymap *top, proto_job *j)
 		}
 	if (!is_sha256(source))
 		return proto__ymap_expected(&m, "source", "none, target, synthetic, random, glyphs, "
-		                            "rotations, exemplars, mixture, universal or the sha256 of "
-		                            "a stored graft (64 hex digits)");
+		                            "rotations, exemplars, mixture, universal, textures or the "
+		                            "sha256 of a stored graft (64 hex digits)");
 	j->graft = PROTO_GRAFT_STORED;
 	snprintf(j->graft_sha256, sizeof(j->graft_sha256), "%s", source);
 	return 0;

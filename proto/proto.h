@@ -95,6 +95,7 @@ enum proto_graft_source {
 	PROTO_GRAFT_ROTATIONS, PROTO_GRAFT_EXEMPLARS, /* photo patches (nn/patches.c) */
 	PROTO_GRAFT_MIXTURE,  /* glyphs, primitives and rotations together */
 	PROTO_GRAFT_UNIVERSAL, /* the graft shipped in nn/grafts/: no pretraining */
+	PROTO_GRAFT_TEXTURES, /* procedural textures (nn/textures.c) */
 	PROTO_GRAFT_STORED    /* a graft already in the store, named by sha256 */
 };
 

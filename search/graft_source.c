@@ -182,6 +182,8 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 	}
 	if (!strcmp(r->source, "synthetic"))
 		rc = nn_synth_dataset(own, images_of(r), t->c, t->h, t->w, r->seed, err, errlen);
+	else if (!strcmp(r->source, "textures"))
+		rc = nn_texture_dataset(own, images_of(r), t->c, t->h, t->w, r->seed, err, errlen);
 	else if (!strcmp(r->source, "glyphs"))
 		rc = glyphs(r, images_of(r), own, err, errlen);
 	else if (!strcmp(r->source, "rotations"))
@@ -194,7 +196,7 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
-		         "glyphs, rotations, exemplars, mixture, universal, target or dataset (the "
+		         "textures, glyphs, rotations, exemplars, mixture, universal, target or dataset (the "
 		         "last with a dataset directory)", r->source);
 		return GRAFT_EINVAL;
 	}

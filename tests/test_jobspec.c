@@ -166,9 +166,12 @@ Test(jobspec, stored_graft_by_sha256)
 	cr_assert_eq(parse("dataset: {dir: /d}\ngraft: {source: universal}\n", &j, err,
 	                   sizeof(err)), 0, "%s", err);
 	cr_assert_eq(j.graft, PROTO_GRAFT_UNIVERSAL);
+	cr_assert_eq(parse("dataset: {dir: /d}\ngraft: {source: textures}\n", &j, err,
+	                   sizeof(err)), 0, "%s", err);
+	cr_assert_eq(j.graft, PROTO_GRAFT_TEXTURES);
 	expect_error("dataset: {dir: /d}\ngraft: {source: fonts}\n",
 	             "graft.source: expected none, target, synthetic, random, glyphs, rotations, "
-	             "exemplars, mixture, universal or the sha256");
+	             "exemplars, mixture, universal, textures or the sha256");
 }
 
 Test(jobspec, broken_yaml_and_non_mappings)

@@ -32,7 +32,7 @@ static const char usage[] =
 	"  --candidates N      random candidates (default 16)\n"
 	"  --steps S           the short budget (default 150)\n"
 	"  --long L            also train every candidate for L steps (default: no)\n"
-	"  --sources LIST      of none, random, synthetic, glyphs, rotations,\n"
+	"  --sources LIST      of none, random, synthetic, textures, glyphs, rotations,\n"
 	"                      exemplars, mixture, universal, target, dataset\n"
 	"                      (default none,random,synthetic,target)\n"
 	"  --graft-data DIR    the other dataset, for the source 'dataset'\n"
@@ -119,9 +119,9 @@ static int parse_args(int argc, char **argv, struct ablation_args *a)
 /* Splits the comma-separated sources, checking each. */
 static int split_sources(char *list, const char **out, const struct ablation_args *a)
 {
-	static const char *known[] = { "none", "random", "synthetic", "glyphs", "rotations",
-	                               "exemplars", "mixture", "universal", "target",
-	                               "dataset" };
+	static const char *known[] = { "none", "random", "synthetic", "textures", "glyphs",
+	                               "rotations", "exemplars", "mixture", "universal",
+	                               "target", "dataset" };
 	int n = 0;
 
 	for (char *s = strtok(list, ","); s; s = strtok(NULL, ",")) {
@@ -130,7 +130,7 @@ static int split_sources(char *list, const char **out, const struct ablation_arg
 			ok |= !strcmp(s, known[i]);
 		if (!ok || n == MAX_SOURCES) {
 			fprintf(stderr, "graft ablation: --sources: %s '%s'; expected a list of "
-			        "none, random, synthetic, glyphs, rotations, exemplars, mixture, "
+			        "none, random, synthetic, textures, glyphs, rotations, exemplars, mixture, "
 			        "universal, target, dataset\n",
 			        ok ? "too many sources at" : "unknown source", s);
 			return GRAFT_EINVAL;

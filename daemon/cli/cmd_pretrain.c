@@ -25,6 +25,8 @@ static const char usage[] =
 	"  --source S         target: the training split of --data (never its\n"
 	"                     validation or test images); synthetic: drawn primitives\n"
 	"                     (lines, arcs, corners, circles, blobs, gratings);\n"
+	"                     textures: stripes, checks, dots, cells, noise, rings,\n"
+	"                     hatching and bricks at two scales;\n"
 	"                     glyphs: 99 characters of five scripts rendered from\n"
 	"                     half of the fonts under " SEARCH_FONTS_DIR "\n"
 	"                     (the other half is kept for testing); rotations,\n"

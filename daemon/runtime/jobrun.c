@@ -433,6 +433,7 @@ static int obtain_graft(rt_jobrun *jr, const char *dir, FILE *log, char *err, si
 		[PROTO_GRAFT_RANDOM] = "random", [PROTO_GRAFT_GLYPHS] = "glyphs",
 		[PROTO_GRAFT_ROTATIONS] = "rotations", [PROTO_GRAFT_EXEMPLARS] = "exemplars",
 		[PROTO_GRAFT_MIXTURE] = "mixture", [PROTO_GRAFT_UNIVERSAL] = "universal",
+		[PROTO_GRAFT_TEXTURES] = "textures",
 	};
 	const proto_job *j = &jr->spec;
 	int reused, rc;
