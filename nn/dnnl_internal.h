@@ -66,6 +66,9 @@ int nn__plan_training(const struct nn__plan *p);
 /* The last node the plan runs (the one before the first plain node). */
 int nn__plan_last(const struct nn__plan *p);
 
+/* How many of the plan's primitives run oneDNN's reference loops. */
+int nn__plan_refs(const struct nn__plan *p);
+
 void nn__plans_free(struct nn_net *net);
 
 /* graft's own loops on the plans' layouts (blocked.c): y = a + b (ReLU'd

@@ -2,8 +2,8 @@
  * net_dnnl.c - a network on oneDNN with its activations in oneDNN's blocked
  * layouts from the first convolution to the global average pool, so that
  * nothing is reordered between layers: channels in blocks of 16 (nChw16c,
- * what its AVX-512 convolutions read and write) when 16 divides them, of 8
- * (nChw8c) when 8 does, else plain.  Only the input batch (when a layer
+ * what its AVX-512 convolutions read and write) when 16 divides them on an
+ * AVX-512 machine, of 8 (nChw8c) when 8 does, else plain.  Only the input batch (when a layer
  * other than a convolution reads it), a cached graft output, the feature
  * maps the plain head reads, and the weights (plain in the parameter block,
  * which SGD walks) are reordered; so is a convolution whose layouts would
@@ -97,6 +97,7 @@ struct nn__plan {
 	int nmems, capmems;
 	int graft_first, graft_last;
 	const nn_net *net;         /* while building */
+	int refs;                  /* steps on oneDNN's reference loops */
 	int ok;
 };
 
@@ -201,6 +202,18 @@ static dnnl_primitive_desc_t pd_of(const void *op_desc, const_dnnl_primitive_att
 	return pd;
 }
 
+/* Whether oneDNN gave pd its reference implementation (plain loops, 10-100x
+ * slower than its JIT kernels; named "ref:any", "bnorm_ref:any", ...): it
+ * does so for a convolution between layouts its kernels do not pair, such
+ * as 8 channel blocks in and 16 out, and for layouts no kernel of the
+ * machine takes. */
+static int is_ref(const_dnnl_primitive_desc_t pd)
+{
+	const char *impl = NULL;
+	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+	return impl && strstr(impl, "ref");
+}
+
 /* A step executing the primitive of pd (which it destroys) on args. */
 static struct step *prim_step(struct nn__plan *p, int backward, int node,
                               dnnl_primitive_desc_t pd, const dnnl_exec_arg_t *args, int nargs)
@@ -209,6 +222,7 @@ static struct step *prim_step(struct nn__plan *p, int backward, int node,
 	if (s && dnnl_primitive_create(&s->p, pd) == dnnl_success) {
 		memcpy(s->args, args, nargs * sizeof(*args));
 		s->nargs = nargs;
+		p->refs += is_ref(pd);
 	} else {
 		p->ok = 0;
 	}
@@ -265,14 +279,25 @@ static void accum_after(struct nn__plan *p, int j, dnnl_memory_t target)
 	}
 }
 
+/* The widest block this machine's kernels take: 16 channels on AVX-512,
+ * else 8.  On an AVX2 machine oneDNN has no kernel for blocks of 16 but
+ * reference loops: measured there, blocks of 16 made batch norm and
+ * pooling run those loops and every convolution reorder to 8 and back, and
+ * a candidate trained 6-37x slower than on blocks of 8. */
+static int widest_block(void)
+{
+	dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+	return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16 : 8;
+}
+
 /* The block of a node's activations: channels in blocks of 16 (what the
- * AVX-512 convolutions read and write) or 8 (the AVX2 ones) when they
- * divide the channels, else 1 (plain NCHW): oneDNN pads a block with
- * zeros, but its JIT convolutions refuse a padded input block (a reference
- * loop, 10-100x slower, would run). */
+ * AVX-512 convolutions read and write; AVX-512 machines only) or 8 (the
+ * AVX2 ones) when they divide the channels, else 1 (plain NCHW): oneDNN
+ * pads a block with zeros, but its JIT convolutions refuse a padded input
+ * block (a reference loop, 10-100x slower, would run). */
 static int block_of(int c)
 {
-	return c % 16 == 0 ? 16 : c % 8 == 0 ? 8 : 1;
+	return c % 16 == 0 && widest_block() == 16 ? 16 : c % 8 == 0 ? 8 : 1;
 }
 
 static dnnl_format_tag_t blocked_tag(int c)
@@ -283,15 +308,6 @@ static dnnl_format_tag_t blocked_tag(int c)
 
 /* ---- each kind of node: its forward steps, then (separately) its backward -- */
 
-/* Whether oneDNN gave pd its reference implementation (plain loops, 10-100x
- * slower than its JIT kernels): it does so for a convolution between
- * layouts its kernels do not pair, such as 8 channel blocks in and 16 out. */
-static int is_ref(const_dnnl_primitive_desc_t pd)
-{
-	const char *impl = NULL;
-	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-	return impl && !strncmp(impl, "ref", 3);
-}
 
 /* m in layout want: m itself, or a copy a step before fills (kept in
  * *reuse, and reused when another primitive wants the same). */
@@ -1007,6 +1023,11 @@ int nn__plan_training(const struct nn__plan *p)
 int nn__plan_last(const struct nn__plan *p)
 {
 	return p->last;
+}
+
+int nn__plan_refs(const struct nn__plan *p)
+{
+	return p->refs;
 }
 
 static void add_backward(const struct step *s)

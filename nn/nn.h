@@ -654,6 +654,10 @@ double nn_net_setup_seconds(const nn_net *net);
 /* Whether the net's last forward pass ran on a oneDNN plan (activations
  * blocked from layer to layer) rather than node by node. */
 int nn_net_planned(const nn_net *net);
+/* How many primitives of that plan run oneDNN's reference loops, 10-100x
+ * slower than its JIT kernels (layouts this machine's kernels do not take):
+ * 0 on every plan graft makes, on AVX2 and AVX-512 machines alike. */
+int nn_net_reference_kernels(const nn_net *net);
 
 /* Whether the net has a frozen graft, and the shape (per image) of its
  * output G(x).  G is frozen, so G(x) of an un-augmented image never changes:

@@ -268,6 +268,11 @@ int nn_net_planned(const nn_net *net)
 	return net->plan != NULL;
 }
 
+int nn_net_reference_kernels(const nn_net *net)
+{
+	return net->plan ? nn__plan_refs(net->plan) : 0;
+}
+
 int nn_net_profile_step(nn_net *net, const float *x, const int *y, int n,
                         const nn_sgd *opt, float lr, int convs_only, double *seconds)
 {

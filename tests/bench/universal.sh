@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 DIR=${UNIVERSAL_DIR:-build/bench/universal}
 N=${CANDIDATES:-16}
 LONG=${LONG:-600}
-SOURCES=${SOURCES:-none,random,synthetic,glyphs,rotations,exemplars,mixture,universal,target}
+SOURCES=${SOURCES:-none,random,synthetic,textures,glyphs,rotations,exemplars,mixture,universal,target}
 OUT=tests/bench/results
 domain=${1:?usage: universal.sh fmnist|glyphs|colour [TAG]}
 name=issue16-$domain${2:+-$2}
