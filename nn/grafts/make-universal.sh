@@ -10,7 +10,8 @@
 # Deterministic: the same binaries, fonts, photos and threads make the same
 # tensors (their sha256 are in README.md; test_universal checks the files
 # against it).  The threads are part of it (the engine's reductions split by
-# thread): the shipped grey file was made with 2, the RGB one with 1.
+# thread): the shipped grey file was made with 2, the RGB one with 1, both on
+# an AVX-512 machine (an AVX2 one runs other kernels and makes other bits).
 set -eu
 cd "$(dirname "$0")/../.."
 SOURCE=${1:-glyphs}
