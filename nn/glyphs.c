@@ -52,18 +52,9 @@ const uint32_t *nn_glyph_default_chars(int *n)
 	return default_chars;
 }
 
-/* SplitMix64: one stream per image. */
-static uint64_t next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
 static double uniform(uint64_t *s, double lo, double hi)
 {
-	return lo + (hi - lo) * (double)(next(s) >> 11) * (1.0 / 9007199254740992.0);
+	return lo + (hi - lo) * (double)(nn_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static double gauss(uint64_t *s)
@@ -116,7 +107,7 @@ static int draw(FT_Face face, uint32_t ch, int h, int w, uint64_t *rs, uint8_t *
  * polarity), then Gaussian noise. */
 static void paint(const uint8_t *cov, int c, int h, int w, uint64_t *rs, uint8_t *out)
 {
-	int dark_ink = next(rs) & 1;
+	int dark_ink = nn_splitmix64(rs) & 1;
 	double sigma = uniform(rs, 0.0, 12.0);
 	for (int k = 0; k < c; k++) {
 		double bg = uniform(rs, 0, 90), fg = uniform(rs, 150, 255);
@@ -192,12 +183,12 @@ int nn_glyph_dataset(nn_dataset *ds, const nn_glyph_opts *o, char *err, size_t e
 	size_t chw = (size_t)o->c * o->h * o->w;
 	for (int i = 0; i < o->n; i++) {
 		uint64_t rs = o->seed ^ ((uint64_t)i * 0xd1b54a32d192ed03u);
-		int label = (int)(next(&rs) % (uint64_t)nchars), f;
+		int label = (int)(nn_splitmix64(&rs) % (uint64_t)nchars), f;
 		/* A random font among those that have the character; one that
 		 * draws nothing at this size is passed over for another. */
 		for (int tries = 0;; tries++) {
 			do
-				f = (int)(next(&rs) % (uint64_t)o->nfonts);
+				f = (int)(nn_splitmix64(&rs) % (uint64_t)o->nfonts);
 			while (!has[f * nchars + label]);
 			if (!draw(faces[f], chars[label], o->h, o->w, &rs, cov))
 				break;

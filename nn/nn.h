@@ -31,6 +31,10 @@ uint64_t nn_rng_next(nn_rng *r);
 double nn_rng_uniform(nn_rng *r);           /* [0, 1) */
 double nn_rng_normal(nn_rng *r);            /* mean 0, std 1 */
 uint32_t nn_rng_below(nn_rng *r, uint32_t n); /* [0, n), n > 0 */
+/* One step of splitmix64 on a single word of state: a stream per image for
+ * the generated datasets, seeded from (seed, index), neighbouring seeds
+ * giving unrelated streams. */
+uint64_t nn_splitmix64(uint64_t *state);
 
 /* ---- threads ------------------------------------------------------------ */
 

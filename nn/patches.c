@@ -20,14 +20,6 @@
 
 #define MAX_SIDE 512
 
-static uint64_t next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
 /* Reads a photo as c channels, its shorter side shrunk to MAX_SIDE. */
 static int load_photo(const char *path, int c, nn_image *out, char *err, size_t errlen)
 {
@@ -72,9 +64,9 @@ static int patch(const nn_image *p, int c, int h, int w, int quarter, uint64_t *
 {
 	int side = p->w < p->h ? p->w : p->h;
 	int lo = side / 8 > h ? side / 8 : h, hi = side / 2 > lo ? side / 2 : lo;
-	int s = lo + (int)(next(rs) % (uint64_t)(hi - lo + 1));
-	int x0 = (int)(next(rs) % (uint64_t)(p->w - s + 1)), y0 = (int)(next(rs) % (uint64_t)(p->h - s + 1));
-	int flip = next(rs) & 1;
+	int s = lo + (int)(nn_splitmix64(rs) % (uint64_t)(hi - lo + 1));
+	int x0 = (int)(nn_splitmix64(rs) % (uint64_t)(p->w - s + 1)), y0 = (int)(nn_splitmix64(rs) % (uint64_t)(p->h - s + 1));
+	int flip = nn_splitmix64(rs) & 1;
 	nn_image crop = { .w = s, .h = s, .c = c, .px = malloc((size_t)s * s * c) };
 	uint8_t *plane = malloc((size_t)h * w);
 	if (!crop.px || !plane) {
@@ -144,8 +136,8 @@ int nn_patch_dataset(nn_dataset *ds, const nn_patch_opts *o, char *err, size_t e
 		                o->n);
 	for (int i = 0; i < o->n && !rc; i++) {
 		uint64_t rs = o->seed ^ ((uint64_t)i * 0xd1b54a32d192ed03u);
-		int p = (int)(next(&rs) % (uint64_t)o->nimages);
-		int quarter = o->task == NN_PATCH_ROTATION ? (int)(next(&rs) & 3) : 0;
+		int p = (int)(nn_splitmix64(&rs) % (uint64_t)o->nimages);
+		int quarter = o->task == NN_PATCH_ROTATION ? (int)(nn_splitmix64(&rs) & 3) : 0;
 		ds->labels[i] = (uint8_t)(o->task == NN_PATCH_ROTATION ? quarter : p);
 		if (patch(&photos[p], o->c, o->h, o->w, quarter, &rs, ds->pixels + (size_t)i * chw))
 			rc = graft_errf(err, errlen, GRAFT_ENOMEM, "patches: out of memory");

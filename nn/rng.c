@@ -6,9 +6,9 @@
 
 #include "nn/nn.h"
 
-/* splitmix64 spreads a 64-bit seed over the four words of state, as the
- * xoshiro authors recommend. */
-static uint64_t splitmix64(uint64_t *x)
+/* splitmix64 also spreads a 64-bit seed over the four words of state, as
+ * the xoshiro authors recommend. */
+uint64_t nn_splitmix64(uint64_t *x)
 {
 	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -19,7 +19,7 @@ static uint64_t splitmix64(uint64_t *x)
 void nn_rng_seed(nn_rng *r, uint64_t seed)
 {
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
+		r->s[i] = nn_splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k)

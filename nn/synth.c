@@ -36,13 +36,10 @@ typedef struct synth_box {
 	int x0, y0, x1, y1;
 } synth_box;
 
-/* splitmix64's finalizer: neighbouring inputs give unrelated outputs. */
+/* splitmix64's output for z: neighbouring inputs give unrelated outputs. */
 static uint64_t synth_mix(uint64_t z)
 {
-	z += 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return nn_splitmix64(&z);
 }
 
 static double uniform(nn_rng *r, double lo, double hi)

@@ -23,18 +23,9 @@ static const char *const families[NN_TEXTURE_FAMILIES] = {
 	"stripes", "checks", "dots", "cells", "noise", "rings", "hatching", "bricks",
 };
 
-/* splitmix64: neighbouring states give unrelated outputs. */
-static uint64_t next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
 static double uniform(uint64_t *s, double lo, double hi)
 {
-	return lo + (hi - lo) * (double)(next(s) >> 11) * 0x1p-53;
+	return lo + (hi - lo) * (double)(nn_splitmix64(s) >> 11) * 0x1p-53;
 }
 
 static double gauss(uint64_t *s)
@@ -50,7 +41,7 @@ static double lattice(uint64_t key, long i, long j, int k)
 {
 	uint64_t s = key ^ ((uint64_t)i * 0x9e3779b97f4a7c15u) ^
 	             ((uint64_t)j * 0xc2b2ae3d27d4eb4fu) ^ ((uint64_t)k << 56);
-	return (double)(next(&s) >> 11) * 0x1p-53;
+	return (double)(nn_splitmix64(&s) >> 11) * 0x1p-53;
 }
 
 /* 1 inside a band half_width from its centre line, 0 beyond, a one-pixel
@@ -158,7 +149,7 @@ static void draw(int cls, int c, int h, int w, uint64_t *s, uint8_t *out)
 		.cosa = cos(angle), .sina = sin(angle),
 		.cx = uniform(s, -0.5, 1.5) * w, .cy = uniform(s, -0.5, 1.5) * h,
 		.cross = uniform(s, M_PI / 3.0, 2.0 * M_PI / 3.0),
-		.key = next(s),
+		.key = nn_splitmix64(s),
 	};
 	t.du = uniform(s, 0.0, t.p);
 	t.dv = uniform(s, 0.0, t.p);
@@ -169,7 +160,7 @@ static void draw(int cls, int c, int h, int w, uint64_t *s, uint8_t *out)
 		t.width = t.p * uniform(s, 0.15, 0.3);
 	double bg[NN_MAX_CHANNELS], fg[NN_MAX_CHANNELS];
 	double grey_bg = uniform(s, 0.0, 110.0), grey_fg = uniform(s, 150.0, 255.0);
-	if (next(s) & 1) { /* either polarity */
+	if (nn_splitmix64(s) & 1) { /* either polarity */
 		double tmp = grey_bg;
 		grey_bg = grey_fg;
 		grey_fg = tmp;
@@ -216,7 +207,7 @@ int nn_texture_dataset(nn_dataset *ds, int n, int c, int h, int w, uint64_t seed
 	for (int i = 0; i < n; i++)
 		ds->labels[i] = (uint8_t)(i % NN_TEXTURE_CLASSES);
 	for (int i = n - 1; i > 0; i--) {
-		int k = (int)(next(&order) % (uint64_t)(i + 1));
+		int k = (int)(nn_splitmix64(&order) % (uint64_t)(i + 1));
 		uint8_t tmp = ds->labels[i];
 		ds->labels[i] = ds->labels[k];
 		ds->labels[k] = tmp;
