@@ -3,8 +3,8 @@
  * layouts from the first convolution to the global average pool, so that
  * nothing is reordered between layers: channels in blocks of 16 (nChw16c,
  * what its AVX-512 convolutions read and write) when 16 divides them on an
- * AVX-512 machine, of 8 (nChw8c) when 8 does, else plain.  Only the input batch (when a layer
- * other than a convolution reads it), a cached graft output, the feature
+ * AVX-512 machine, of 8 (nChw8c) when 8 does, else plain.  Only the input
+ * batch (when a layer other than a convolution reads it), a cached graft output, the feature
  * maps the plain head reads, and the weights (plain in the parameter block,
  * which SGD walks) are reordered; so is a convolution whose layouts would
  * leave oneDNN only its reference loops (16 channels in, 24 out, say).
@@ -307,7 +307,6 @@ static dnnl_format_tag_t blocked_tag(int c)
 }
 
 /* ---- each kind of node: its forward steps, then (separately) its backward -- */
-
 
 /* m in layout want: m itself, or a copy a step before fills (kept in
  * *reuse, and reused when another primitive wants the same). */

@@ -207,9 +207,9 @@ int nn_folder_prepare(const nn_folder_opts *o, char *path, size_t pathlen,
  * not have GRAFT_EIO, each with a message. */
 int nn_images_load(nn_dataset *ds, const char *path, int test, char *err, size_t errlen);
 /* Writes train and test (the same c x h x w and classes, train's names
- * given) to path as a graft-images/1 file,
- * the way to keep a generated dataset of colour images (IDX files hold grey
- * ones only); --data and dataset.dir take the file as they take a folder's. */
+ * given) to path as a graft-images/1 file, the way to keep a generated
+ * dataset of colour images (IDX files hold grey ones only); --data and
+ * dataset.dir take the file as they take a folder's. */
 int nn_images_save(const char *path, const nn_dataset *train, const nn_dataset *test,
                    char *err, size_t errlen);
 

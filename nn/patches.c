@@ -65,7 +65,8 @@ static int patch(const nn_image *p, int c, int h, int w, int quarter, uint64_t *
 	int side = p->w < p->h ? p->w : p->h;
 	int lo = side / 8 > h ? side / 8 : h, hi = side / 2 > lo ? side / 2 : lo;
 	int s = lo + (int)(nn_splitmix64(rs) % (uint64_t)(hi - lo + 1));
-	int x0 = (int)(nn_splitmix64(rs) % (uint64_t)(p->w - s + 1)), y0 = (int)(nn_splitmix64(rs) % (uint64_t)(p->h - s + 1));
+	int x0 = (int)(nn_splitmix64(rs) % (uint64_t)(p->w - s + 1));
+	int y0 = (int)(nn_splitmix64(rs) % (uint64_t)(p->h - s + 1));
 	int flip = nn_splitmix64(rs) & 1;
 	nn_image crop = { .w = s, .h = s, .c = c, .px = malloc((size_t)s * s * c) };
 	uint8_t *plane = malloc((size_t)h * w);

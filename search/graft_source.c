@@ -196,8 +196,8 @@ static int source_data(const search_graft_req *r, nn_dataset *own, const nn_data
 		rc = nn_dataset_load_dir(own, r->dataset_dir, 0, err, errlen);
 	else {
 		snprintf(err, errlen, "unknown graft source '%s'; expected random, synthetic, "
-		         "textures, glyphs, rotations, exemplars, mixture, universal, target or dataset (the "
-		         "last with a dataset directory)", r->source);
+		         "textures, glyphs, rotations, exemplars, mixture, universal, target or "
+		         "dataset (the last with a dataset directory)", r->source);
 		return GRAFT_EINVAL;
 	}
 	if (!rc && own->c != t->c) {

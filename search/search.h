@@ -122,9 +122,9 @@ double search_mean(const double *x, int n);
 
 /* A request for a graft module, made from one of the sources of DESIGN.md. */
 typedef struct search_graft_req {
-	const char *source;          /* "random", "synthetic", "textures", "glyphs", "rotations",
-	                                "exemplars", "mixture", "universal", "target"
-	                                or "dataset" */
+	const char *source;          /* "random", "synthetic", "textures", "glyphs",
+	                                "rotations", "exemplars", "mixture",
+	                                "universal", "target" or "dataset" */
 	const nn_dataset *target;    /* the job's training split (never its
 	                                validation or test data) */
 	const float *target_mean, *target_std; /* its normalization */

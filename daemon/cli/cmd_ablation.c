@@ -130,8 +130,8 @@ static int split_sources(char *list, const char **out, const struct ablation_arg
 			ok |= !strcmp(s, known[i]);
 		if (!ok || n == MAX_SOURCES) {
 			fprintf(stderr, "graft ablation: --sources: %s '%s'; expected a list of "
-			        "none, random, synthetic, textures, glyphs, rotations, exemplars, mixture, "
-			        "universal, target, dataset\n",
+			        "none, random, synthetic, textures, glyphs, rotations, exemplars, "
+			        "mixture, universal, target, dataset\n",
 			        ok ? "too many sources at" : "unknown source", s);
 			return GRAFT_EINVAL;
 		}
