@@ -166,10 +166,11 @@ static void draw(int cls, int c, int h, int w, uint64_t *s, uint8_t *out)
 		grey_fg = tmp;
 	}
 	for (int k = 0; k < c; k++) {
-		/* In colour, each channel's levels move about the grey ones, so
-		 * the texture keeps its contrast in every channel. */
+		/* In colour, each channel's background moves about the grey one
+		 * and its contrast is half to all of the grey contrast, so every
+		 * channel draws the texture with the same polarity. */
 		bg[k] = c > 1 ? grey_bg + uniform(s, -40.0, 40.0) : grey_bg;
-		fg[k] = c > 1 ? grey_fg + uniform(s, -40.0, 40.0) : grey_fg;
+		fg[k] = c > 1 ? bg[k] + (grey_fg - grey_bg) * uniform(s, 0.5, 1.0) : grey_fg;
 	}
 	double sigma = uniform(s, 0.0, 12.0);
 	for (int y = 0; y < h; y++)
